@@ -1,0 +1,56 @@
+"""Training-free selectors: keep the top-k patches by a score read off the observation.
+
+- ``norm_topk``: L2 norm of each patch's embedding (with position embedding). Patches
+  that carry more signal after the patch LayerNorm + projection score higher.
+- ``attention_topk``: the paper's own state, the first attention block's output averaged
+  over D, used directly as an importance score with no learning.
+
+Batch selection scores the batch mean; per-image selection scores each image.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from agents import register
+from agents.base import Agent, to_numpy, topk_mask
+
+
+class _TopK(Agent):
+    def __init__(self, k: Optional[int] = None, selection: str = "batch"):
+        self.k = k
+        self.selection = selection
+
+    def _k(self, n: int) -> int:
+        return self.k or self.n_patch_desired or n // 2
+
+    def config(self) -> dict:
+        return {"k": self.k, "selection": self.selection}
+
+
+@register("norm_topk")
+class NormTopK(_TopK):
+    """Keep the k patches whose embeddings have the largest L2 norm."""
+
+    def __init__(self, k: Optional[int] = None, selection: str = "batch"):
+        super().__init__(k, selection)
+        # pooled (N, D) is enough for one batch mask; per image needs (B, N, D).
+        self.obs_type = "pooled" if selection == "batch" else "embeddings"
+
+    def act(self, obs, explore: bool = False):
+        scores = np.linalg.norm(to_numpy(obs), axis=-1)  # (N,) or (B, N)
+        return topk_mask(scores, self._k(scores.shape[-1]))
+
+
+@register("attention_topk")
+class AttentionTopK(_TopK):
+    """Keep the k patches with the largest attention state (the paper's observation)."""
+
+    obs_type = "attention"
+
+    def act(self, obs, explore: bool = False):
+        scores = to_numpy(obs)  # (B, N)
+        if self.selection == "batch":
+            scores = scores.mean(axis=0)
+        return topk_mask(scores, self._k(scores.shape[-1]))

@@ -1,0 +1,24 @@
+"""patchenv: which image patches should a Vision Transformer train on? A Gymnasium env.
+
+Importing the package registers the environments:
+
+- ``patchenv/PatchSelection-v0``: generic; its defaults are the paper's CIFAR-10 setup.
+- ``patchenv/CIFAR10-v0``: CIFAR-10 (``download=True`` fetches it).
+- ``patchenv/FashionMNIST-v0``: Fashion-MNIST (offline from Debian's package, or download).
+- ``patchenv/Digits-v0``: scikit-learn's digits, offline.
+"""
+from gymnasium.envs.registration import register
+
+from patchenv.env import PatchSelectionEnv
+
+__all__ = ["PatchSelectionEnv"]
+__version__ = "0.1.0"
+
+_ENTRY = "patchenv.env:PatchSelectionEnv"
+for _id, _kwargs in (
+    ("patchenv/PatchSelection-v0", {}),
+    ("patchenv/CIFAR10-v0", {"dataset": "cifar10"}),
+    ("patchenv/FashionMNIST-v0", {"dataset": "fashion_mnist"}),
+    ("patchenv/Digits-v0", {"dataset": "digits"}),
+):
+    register(id=_id, entry_point=_ENTRY, kwargs=_kwargs)

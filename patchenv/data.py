@@ -1,0 +1,267 @@
+"""Image classification data sets, held on the training device as uint8 tensors.
+
+Following airbench: the whole training split lives on the device, each epoch is a
+`torch.randperm` on the device, and augmentation (random crop with 4-pixel padding,
+horizontal flip, normalisation) runs as batched tensor ops. No DataLoader in the hot path.
+
+Data sets (all end up as (n, C, 32, 32) uint8 plus int64 labels):
+- ``cifar10``: torchvision's CIFAR-10 loader (``download=True`` fetches it).
+- ``fashion_mnist``: the paper's second data set; read offline from Debian's
+  ``dataset-fashion-mnist`` files in /usr/share/datasets/fashion-mnist/ when present,
+  else torchvision (with ``download``). 28x28 is zero-padded to 32x32.
+- ``digits``: scikit-learn's shipped 8x8 digits (1,797 images, offline), upsampled to
+  32x32 with 3 channels so the patch geometry matches CIFAR.
+- ``synthetic``: generated from a seed, learnable (class templates plus noise), offline.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+# The paper's CIFAR-10 normalisation (AGENTVIT.md); other sets use their own statistics.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2023, 0.1994, 0.2010)
+
+
+class DatasetError(RuntimeError):
+    """A data set is missing or its files are unreadable; the message says what to do."""
+
+
+def default_data_root() -> Path:
+    return Path(os.environ.get("PATCHENV_DATA", Path.home() / ".cache" / "patchenv"))
+
+
+@dataclass
+class ImageData:
+    """One split-pair of a data set, as uint8 (n, C, H, W) images and int64 labels."""
+
+    name: str
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    mean: tuple
+    std: tuple
+
+    @property
+    def channels(self) -> int:
+        return self.train_x.shape[1]
+
+    @property
+    def image_size(self) -> int:
+        return self.train_x.shape[-1]
+
+    def to(self, device) -> "ImageData":
+        return ImageData(self.name, self.train_x.to(device), self.train_y.to(device),
+                         self.test_x.to(device), self.test_y.to(device),
+                         self.num_classes, self.mean, self.std)
+
+
+def load_dataset(name: str, data_root=None, download: bool = False, seed: int = 0,
+                 channels: int = 3) -> ImageData:
+    """Load a data set by name onto the CPU. `seed` only matters for ``synthetic``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
+    root = Path(data_root) if data_root is not None else default_data_root()
+    if name == "cifar10":
+        return _cifar10(root, download)
+    if name == "fashion_mnist":
+        return _fashion_mnist(root, download, channels)
+    if name == "digits":
+        return _digits(channels)
+    return synthetic(seed=seed, channels=channels)
+
+
+def _stats(x: torch.Tensor):
+    xf = x.float() / 255
+    return tuple(xf.mean(dim=(0, 2, 3)).tolist()), tuple(xf.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+
+
+# -- CIFAR-10 ---------------------------------------------------------------------------
+def _cifar10(root: Path, download: bool) -> ImageData:
+    try:
+        from torchvision.datasets import CIFAR10
+    except ImportError as e:  # pragma: no cover
+        raise DatasetError("cifar10 needs torchvision: pip install torchvision") from e
+
+    class _LocalCIFAR10(CIFAR10):
+        # torchvision checks md5 sums of the original archive's files. They protect a
+        # download; for files already on disk (a user's copy, or the small set the tests
+        # write in CIFAR-10's format) we check presence here and readability below.
+        def _check_integrity(self):
+            if download and not all((Path(self.root) / self.base_folder / f).is_file()
+                                    for f, _ in self.train_list + self.test_list):
+                return super()._check_integrity()
+            return all((Path(self.root) / self.base_folder / f).is_file() for f, _ in self.train_list + self.test_list)
+
+    folder = root / "cifar-10-batches-py"
+    missing = [f for f, _ in CIFAR10.train_list + CIFAR10.test_list if not (folder / f).is_file()]
+    if missing and not download:
+        raise DatasetError(
+            f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}). Pass download=True "
+            f"(CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
+        )
+    splits = []
+    for train in (True, False):
+        try:
+            ds = _LocalCIFAR10(str(root), train=train, download=download)
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, OSError, UnicodeDecodeError) as e:
+            bad = _first_unreadable(folder, [f for f, _ in (CIFAR10.train_list if train else CIFAR10.test_list)])
+            raise DatasetError(f"CIFAR-10 file {bad or folder} is corrupt or truncated ({type(e).__name__}: {e}); "
+                               f"delete it and download again (download=True)") from None
+        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (n, 3, 32, 32)
+        splits += [x, torch.as_tensor(ds.targets, dtype=torch.long)]
+    return ImageData("cifar10", *splits, num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD)
+
+
+def _first_unreadable(folder: Path, files):
+    for f in files:
+        try:
+            with open(folder / f, "rb") as fh:
+                entry = pickle.load(fh, encoding="latin1")
+            np.asarray(entry["data"]).reshape(-1, 3, 32, 32)
+        except Exception:
+            return folder / f
+    return None
+
+
+# -- Fashion-MNIST ------------------------------------------------------------------------
+_FMNIST_FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte",
+}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzipped or not; errors name the file."""
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+        magic = int.from_bytes(raw[:4], "big")
+        ndim = magic & 0xFF
+        if magic >> 8 != 0x08 or ndim not in (1, 3):
+            raise ValueError(f"bad magic number {magic:#x}")
+        dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+        return data.reshape(dims)
+    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+        raise DatasetError(f"Fashion-MNIST file {path} is corrupt or truncated ({e})") from None
+
+
+def _find_fashion_mnist(root: Path):
+    for folder in (DEBIAN_FASHION_MNIST, root / "FashionMNIST" / "raw"):
+        found = {}
+        for key, stem in _FMNIST_FILES.items():
+            for candidate in (folder / (stem + ".gz"), folder / stem):
+                if candidate.is_file():
+                    found[key] = candidate
+                    break
+        if len(found) == 4:
+            return found
+    return None
+
+
+def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
+    files = _find_fashion_mnist(root)
+    if files is None:
+        if not download:
+            raise DatasetError(
+                f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {root / 'FashionMNIST' / 'raw'}. "
+                f"Install it offline with `apt-get install dataset-fashion-mnist`, or pass download=True "
+                f"(CLI: --download) to fetch it with torchvision."
+            )
+        from torchvision.datasets import FashionMNIST
+        for train in (True, False):
+            FashionMNIST(str(root), train=train, download=True)
+        files = _find_fashion_mnist(root)
+    arrays = {k: _read_idx(p) for k, p in files.items()}
+
+    def images(a):  # (n, 28, 28) -> (n, C, 32, 32), zero-padded like the dark background
+        x = F.pad(torch.from_numpy(a.copy()).unsqueeze(1), (2, 2, 2, 2))
+        return x.expand(-1, channels, -1, -1).contiguous()
+
+    train_x, test_x = images(arrays["train_x"]), images(arrays["test_x"])
+    mean, std = _stats(train_x)
+    return ImageData("fashion_mnist", train_x, torch.from_numpy(arrays["train_y"].astype(np.int64)),
+                     test_x, torch.from_numpy(arrays["test_y"].astype(np.int64)), 10, mean, std)
+
+
+# -- scikit-learn digits ------------------------------------------------------------------
+def _digits(channels: int) -> ImageData:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images).float().unsqueeze(1) / 16.0  # (1797, 1, 8, 8) in [0, 1]
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    x = (x * 255).round().clamp(0, 255).to(torch.uint8).expand(-1, channels, -1, -1).contiguous()
+    y = torch.from_numpy(d.target.astype(np.int64))
+    # A fixed stratified-by-permutation split: 20% test, the same on every machine.
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
+    n_test = len(y) // 5
+    test, train = perm[:n_test], perm[n_test:]
+    mean, std = _stats(x[train])
+    return ImageData("digits", x[train], y[train], x[test], y[test], 10, mean, std)
+
+
+# -- synthetic ----------------------------------------------------------------------------
+def synthetic(n_train: int = 2048, n_test: int = 512, num_classes: int = 10, seed: int = 0,
+              channels: int = 3, image_size: int = 32) -> ImageData:
+    """Learnable random data: each class is a smooth random template; an image is its
+    class template, randomly brightened, plus pixel noise."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.rand(num_classes, channels, image_size // 4, image_size // 4, generator=g)
+    templates = F.interpolate(templates, size=(image_size, image_size), mode="bilinear", align_corners=False)
+
+    def make(n):
+        y = torch.randint(num_classes, (n,), generator=g)
+        scale = 0.7 + 0.6 * torch.rand(n, 1, 1, 1, generator=g)
+        x = templates[y] * scale + 0.25 * torch.randn(n, channels, image_size, image_size, generator=g)
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8), y
+
+    train_x, train_y = make(n_train)
+    test_x, test_y = make(n_test)
+    mean, std = _stats(train_x)
+    return ImageData("synthetic", train_x, train_y, test_x, test_y, num_classes, mean, std)
+
+
+# -- batches on the device ----------------------------------------------------------------
+def to_unit(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1] (torchvision's ToTensor)."""
+    return x_uint8.float().div_(255)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """float (B, C, H, W) in [0, 1] -> normalised; mean/std shaped (1, C, 1, 1)."""
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with `pad`-pixel zero padding and random horizontal flip, batched.
+
+    x is (B, C, H, W) in [0, 1], before normalisation, so the padding is black as in the
+    paper's torchvision pipeline (RandomCrop, flip, ToTensor, Normalize). One gather does
+    crop and flip."""
+    b, c, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    cols = torch.where(flip[:, None], ar_w.flip(0)[None], ar_w[None]) + dx[:, None]  # (B, W)
+    rows = ar_h[None] + dy[:, None]  # (B, H)
+    bi = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,55 @@
+"""The reward, AgentViT's (AGENTVIT.md), and the hook to plug in another.
+
+R = loss_weight * L(ref) / L(t)  +  patch_weight * (-|z - z*| / z*)
+
+L(ref) is the training loss of the run's first step, L(t) this step's; z is the number
+of dropped patches (mean per image in per-image mode), z* = N - n_patch_desired. The
+paper's code uses weights (1, 20); its README's `alpha` gives (alpha, 1 - alpha).
+
+A custom reward is any callable ``reward_fn(stats: StepStats) -> float``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one training step measured; handed to the reward function."""
+
+    loss: float  # this step's training loss, L(t)
+    loss_ref: float  # the run's first training loss, L(ref)
+    accuracy: float  # batch accuracy, fraction in [0, 1]
+    kept: float  # patches kept per image (mean over the batch)
+    kept_per_image: Optional[np.ndarray]  # (B,) in per-image mode, else None
+    num_patches: int  # N
+    n_patch_desired: int  # the target count of kept patches
+    loss_term: float
+    patch_term: float
+
+
+RewardFn = Callable[[StepStats], float]
+
+
+def loss_term(loss: float, loss_ref: float) -> float:
+    """L(ref) / L(t); 0 when the loss is not finite, so a diverged step gets a finite reward."""
+    if not math.isfinite(loss) or loss <= 0:
+        return 0.0
+    return loss_ref / loss
+
+
+def patch_term(kept: float, num_patches: int, n_patch_desired: int) -> float:
+    """-|z - z*| / z* with z = N - kept dropped patches, z* = N - n_patch_desired."""
+    z_star = num_patches - n_patch_desired
+    return -abs((num_patches - kept) - z_star) / z_star
+
+
+def weights_from_alpha(alpha: float) -> tuple[float, float]:
+    """The README's `alpha`: (loss_weight, patch_weight) = (alpha, 1 - alpha)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return float(alpha), 1.0 - float(alpha)

@@ -1,0 +1,185 @@
+"""SimpleViT (Beyer et al. 2022, as in lucidrains/vit-pytorch) with real patch dropping.
+
+The AgentViT paper trains this model on CIFAR-10 (32x32 images, 4x4 patches, N = 64
+tokens). Dropped patches are *removed from the token sequence* before the transformer
+(a gather), never zeroed, so a step that keeps k of N patches really does ~k/N of the work.
+
+Masks given to `forward(img, keep)`:
+- None: every patch.
+- (N,) bool, or a 1-D index tensor: one mask shared by the whole batch (the paper).
+- (B, N) bool, or a (B, K) index tensor: one mask per image. When the images keep
+  different numbers of patches, each row is padded to the batch's largest count and the
+  padding is hidden from attention with a key mask and left out of the mean pool, so the
+  logits equal those of each image run alone with its own mask.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import nn
+
+
+def posemb_sincos_2d(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embedding, (h*w, dim), row-major over the patch grid."""
+    if dim % 4 != 0:
+        raise ValueError(f"dim must be a multiple of 4 for the 2-D sin-cos embedding, got {dim}")
+    y, x = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    omega = torch.arange(dim // 4) / max(dim // 4 - 1, 1)
+    omega = 1.0 / (temperature**omega)
+    y = y.flatten()[:, None] * omega[None, :]
+    x = x.flatten()[:, None] * omega[None, :]
+    return torch.cat((x.sin(), x.cos(), y.sin(), y.cos()), dim=1).float()
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, dim)
+        )
+
+    def forward(self, x):
+        return self.net(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dim_head: int):
+        super().__init__()
+        self.heads = heads
+        inner = heads * dim_head
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, inner * 3, bias=False)
+        self.to_out = nn.Linear(inner, dim, bias=False)
+
+    def forward(self, x, key_mask=None):
+        # x: (B, L, D); key_mask: (B, L) bool, True = a real token, or None.
+        x = self.norm(x)
+        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
+        q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
+        attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.to_out(rearrange(out, "b h l d -> b l (h d)"))
+
+
+class Transformer(nn.Module):
+    def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.layers = nn.ModuleList(
+            nn.ModuleList([Attention(dim, heads, dim_head), FeedForward(dim, mlp_dim)]) for _ in range(depth)
+        )
+
+    def forward(self, x, key_mask=None):
+        for attn, ff in self.layers:
+            x = attn(x, key_mask) + x
+            x = ff(x) + x
+        return self.norm(x)
+
+
+class SimpleViT(nn.Module):
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        patch_size: int,
+        num_classes: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        channels: int = 3,
+        dim_head: int = 64,
+    ):
+        super().__init__()
+        if image_size % patch_size != 0:
+            raise ValueError(f"image_size {image_size} must be divisible by patch_size {patch_size}")
+        self.grid = image_size // patch_size
+        self.num_patches = self.grid**2
+        self.patch_size = patch_size
+        patch_dim = channels * patch_size * patch_size
+        self.to_patch_embedding = nn.Sequential(
+            nn.LayerNorm(patch_dim), nn.Linear(patch_dim, dim), nn.LayerNorm(dim)
+        )
+        self.register_buffer("pos_embedding", posemb_sincos_2d(self.grid, self.grid, dim), persistent=False)
+        self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim)
+        self.linear_head = nn.Linear(dim, num_classes)
+
+    # -- pieces the environment uses ------------------------------------------------
+    def embed(self, img: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings plus position embedding: (B, C, H, W) -> (B, N, D)."""
+        p = self.patch_size
+        x = rearrange(img, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        return self.to_patch_embedding(x) + self.pos_embedding.to(x.dtype)
+
+    def attention_state(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The paper's state: first block's attention (LN -> attention -> output
+        projection, no residual) over all N tokens, averaged over D: (B, N, D) -> (B, N)."""
+        return self.transformer.layers[0][0](tokens).mean(dim=-1)
+
+    def forward_tokens(self, tokens: torch.Tensor, keep=None) -> torch.Tensor:
+        """Run the transformer and head on embedded tokens (B, N, D), keeping only `keep`."""
+        tokens, key_mask = select_tokens(tokens, keep)
+        self.last_sequence_shape = tuple(tokens.shape[:2])  # (B, K) really processed; read by the env
+        x = self.transformer(tokens, key_mask)  # (B, K, D)
+        if key_mask is None:
+            pooled = x.mean(dim=1)
+        else:  # mean over real tokens only; padding rows are garbage and must not count
+            w = key_mask.to(x.dtype).unsqueeze(-1)
+            pooled = (x * w).sum(dim=1) / w.sum(dim=1)
+        return self.linear_head(pooled)
+
+    def forward(self, img: torch.Tensor, keep=None) -> torch.Tensor:
+        return self.forward_tokens(self.embed(img), keep)
+
+
+def select_tokens(tokens: torch.Tensor, keep):
+    """Remove dropped tokens. Returns (tokens (B, K, D), key_mask (B, K) bool or None).
+
+    `keep` as in the module docstring. A per-image mask whose rows keep equal counts needs
+    no padding and so no key mask (the fast path: same cost as one shared mask).
+    """
+    if keep is None:
+        return tokens, None
+    b, n, d = tokens.shape
+    keep = torch.as_tensor(keep, device=tokens.device)
+    if keep.dtype == torch.bool:
+        if keep.shape[-1] != n or keep.dim() not in (1, 2) or (keep.dim() == 2 and keep.shape[0] != b):
+            raise ValueError(f"bool keep mask must have shape ({n},) or ({b}, {n}), got {tuple(keep.shape)}")
+        if keep.dim() == 1:
+            if bool(keep.all()):  # note: host sync; free when the mask came from numpy
+                return tokens, None
+            return tokens[:, keep.nonzero().squeeze(1)], None
+        counts = keep.sum(dim=1)
+        k_max = int(counts.max())  # note: CPU-GPU sync point (the sequence length is data dependent)
+        # Stable sort puts each row's kept indices first, in patch order.
+        idx = torch.sort((~keep).to(torch.uint8), dim=1, stable=True).indices[:, :k_max]
+        key_mask = None if bool((counts == k_max).all()) else torch.arange(k_max, device=keep.device) < counts[:, None]
+        if k_max == n and key_mask is None:
+            return tokens, None
+        return torch.gather(tokens, 1, idx.unsqueeze(-1).expand(b, k_max, d)), key_mask
+    # integer indices
+    keep = keep.long()
+    if keep.dim() == 1:
+        return tokens[:, keep], None
+    if keep.dim() == 2 and keep.shape[0] == b:
+        return torch.gather(tokens, 1, keep.unsqueeze(-1).expand(b, keep.shape[1], d)), None
+    raise ValueError(f"index keep must have shape (K,) or ({b}, K), got {tuple(keep.shape)}")
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation, drawn from `generator` so that a seeded env never
+    touches the global torch RNG: Linear weights and biases ~ U(-1/sqrt(fan_in), +),
+    which is what kaiming_uniform(a=sqrt(5)) amounts to; LayerNorm ones and zeros."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            m.weight.copy_(torch.rand(m.weight.shape, generator=generator, device=generator.device) * 2 * bound - bound)
+            if m.bias is not None:
+                m.bias.copy_(torch.rand(m.bias.shape, generator=generator, device=generator.device) * 2 * bound - bound)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
