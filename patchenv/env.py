@@ -373,7 +373,7 @@ class PatchSelectionEnv(gym.Env):
         self.model = SimpleViT(**self.vit_config).to(self.device)
         if model_seed is not None:
             init_weights(self.model, torch.Generator(self.device).manual_seed(model_seed))
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        self.optimizer = make_optimizer(self.model, self.lr)
         self._forward_tokens = self.model.forward_tokens
         if self.compile:
             self._forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True)
@@ -486,6 +486,13 @@ class PatchSelectionEnv(gym.Env):
         slots = int(sequence_shape[0]) * int(sequence_shape[1])
         real = int(kept_per_image.sum())
         return real, slots - real
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """The paper's optimiser, Adam with a constant lr. The fused kernel (CPU and CUDA) does
+    the update in one pass over the weights: ~3x cheaper than the default on CPU here,
+    which matters once dropping patches has made the rest of the step small."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
 
 
 def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
