@@ -200,8 +200,8 @@ class PatchSelectionEnv(gym.Env):
             raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before step()")
         keep, kept_per_image = self._parse_action(action)  # validated before anything changes
 
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        # No sync here: the previous step ended with one, and a torch mask was synchronised
+        # by _parse_action (its length decides the sequence length).
         t0 = time.perf_counter()
         model, y = self.model, self._batch_y
         model.train()
@@ -227,9 +227,9 @@ class PatchSelectionEnv(gym.Env):
         if self._loss_ref is None and not diverged:
             self._loss_ref = loss_v
         self._advance()  # load batch t+1 and its observation with the updated weights
-        obs = self._observation()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+        obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
+        if self.tensor_obs and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
         self.last_step_time_s = time.perf_counter() - t0
         self.train_time_s += self.last_step_time_s
 
