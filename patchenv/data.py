@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,51 +89,55 @@ def _stats(x: torch.Tensor):
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------------
+_CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+_CIFAR10_TEST = ["test_batch"]
+
+
 def _cifar10(root: Path, download: bool) -> ImageData:
-    try:
-        from torchvision.datasets import CIFAR10
-    except ImportError as e:  # pragma: no cover
-        raise DatasetError("cifar10 needs torchvision: pip install torchvision") from e
-
-    class _LocalCIFAR10(CIFAR10):
-        # torchvision checks md5 sums of the original archive's files. They protect a
-        # download; for files already on disk (a user's copy, or the small set the tests
-        # write in CIFAR-10's format) we check presence here and readability below.
-        def _check_integrity(self):
-            if download and not all((Path(self.root) / self.base_folder / f).is_file()
-                                    for f, _ in self.train_list + self.test_list):
-                return super()._check_integrity()
-            return all((Path(self.root) / self.base_folder / f).is_file() for f, _ in self.train_list + self.test_list)
-
     folder = root / "cifar-10-batches-py"
-    missing = [f for f, _ in CIFAR10.train_list + CIFAR10.test_list if not (folder / f).is_file()]
-    if missing and not download:
+    missing = [f for f in _CIFAR10_TRAIN + _CIFAR10_TEST if not (folder / f).is_file()]
+    if missing and download:
+        try:
+            from torchvision.datasets import CIFAR10
+        except ImportError as e:  # pragma: no cover
+            raise DatasetError("downloading cifar10 needs torchvision: pip install torchvision") from e
+        CIFAR10(str(root), train=True, download=True)  # fetches the archive and checks its md5
+        missing = [f for f in _CIFAR10_TRAIN + _CIFAR10_TEST if not (folder / f).is_file()]
+    if missing:
         raise DatasetError(
             f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}). Pass download=True "
             f"(CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
         )
+    # The batch files are read here rather than by torchvision's CIFAR10 class: it insists
+    # on the archive's md5 sums (also for batches.meta, whose class names we never use),
+    # rejects files re-saved from Python 3 (bytes keys) and reports a corrupt file without
+    # naming it.
     splits = []
-    for train in (True, False):
-        try:
-            ds = _LocalCIFAR10(str(root), train=train, download=download)
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, OSError, UnicodeDecodeError) as e:
-            bad = _first_unreadable(folder, [f for f, _ in (CIFAR10.train_list if train else CIFAR10.test_list)])
-            raise DatasetError(f"CIFAR-10 file {bad or folder} is corrupt or truncated ({type(e).__name__}: {e}); "
-                               f"delete it and download again (download=True)") from None
-        x = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (n, 3, 32, 32)
-        splits += [x, torch.as_tensor(ds.targets, dtype=torch.long)]
+    for files in (_CIFAR10_TRAIN, _CIFAR10_TEST):
+        xs, ys = zip(*(_read_cifar_batch(folder / f) for f in files))
+        splits += [torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(ys))]
     return ImageData("cifar10", *splits, num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
 
-def _first_unreadable(folder: Path, files):
-    for f in files:
-        try:
-            with open(folder / f, "rb") as fh:
-                entry = pickle.load(fh, encoding="latin1")
-            np.asarray(entry["data"]).reshape(-1, 3, 32, 32)
-        except Exception:
-            return folder / f
-    return None
+def _read_cifar_batch(path: Path):
+    """One CIFAR-10 batch file: a pickled dict with "data", (n, 3072) uint8 rows holding
+    the R, G and B planes of a 32x32 image, and "labels", n ints in [0, 10). The keys are
+    str in the original Python 2 pickles (read with latin1) and bytes in files re-saved
+    from Python 3; both are accepted. Returns ((n, 3, 32, 32) uint8, (n,) int64)."""
+    try:
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in dict(entry).items()}
+        x = np.asarray(entry["data"])
+        y = np.asarray(entry["labels"])
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"'data' must be uint8 of shape (n, 3072), got {x.dtype} {x.shape}")
+        if y.shape != (len(x),) or y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > 9)):
+            raise ValueError(f"'labels' must be {len(x)} integers in [0, 9], got {y.dtype} {y.shape}")
+    except Exception as e:  # unpickling garbage can raise almost anything
+        raise DatasetError(f"CIFAR-10 file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+                           f"delete it and download again (download=True)") from None
+    return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
 
 
 # -- Fashion-MNIST ------------------------------------------------------------------------
@@ -155,7 +160,7 @@ def _read_idx(path: Path) -> np.ndarray:
         dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
         data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
         return data.reshape(dims)
-    except (OSError, EOFError, ValueError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, ValueError, zlib.error) as e:  # zlib.error: a damaged gzip stream
         raise DatasetError(f"Fashion-MNIST file {path} is corrupt or truncated ({e})") from None
 
 
@@ -186,6 +191,13 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
             FashionMNIST(str(root), train=train, download=True)
         files = _find_fashion_mnist(root)
     arrays = {k: _read_idx(p) for k, p in files.items()}
+    for split in ("train", "test"):  # well-formed IDX files can still disagree with each other
+        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+        if x.ndim != 3 or x.shape[1:] != (28, 28):
+            raise DatasetError(f"Fashion-MNIST file {files[f'{split}_x']} should hold 28x28 images, got shape {x.shape}")
+        if y.shape != (len(x),) or (y.size and y.max() > 9):
+            raise DatasetError(f"Fashion-MNIST file {files[f'{split}_y']} should hold {len(x)} labels in [0, 9], "
+                               f"got shape {y.shape}")
 
     def images(a):  # (n, 28, 28) -> (n, C, 32, 32), zero-padded like the dark background
         x = F.pad(torch.from_numpy(a.copy()).unsqueeze(1), (2, 2, 2, 2))
