@@ -1,0 +1,256 @@
+"""SimpleViT: patch dropping against a plain reference, mask forms, the paper's size and state."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from patchenv.vit import SimpleViT, init_weights, posemb_sincos_2d, select_tokens
+
+N = 64  # 32x32 images, 4x4 patches
+
+
+def tiny_vit(seed=0, **overrides):
+    cfg = dict(image_size=32, patch_size=4, num_classes=10, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
+    cfg.update(overrides)
+    model = SimpleViT(**cfg)
+    init_weights(model, torch.Generator().manual_seed(seed))
+    # The default init leaves LayerNorm at (1, 0); perturb them so a LayerNorm mix-up shows.
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed + 1)
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm):
+                m.weight.add_(0.3 * torch.randn(m.weight.shape, generator=g))
+                m.bias.add_(0.3 * torch.randn(m.bias.shape, generator=g))
+    return model.eval()
+
+
+def images(b, seed=0):
+    return torch.randn(b, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def random_mask(b, counts, seed=0):
+    """(B, N) bool mask keeping counts[i] random patches in row i."""
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.zeros(b, N, dtype=torch.bool)
+    for i, k in enumerate(counts):
+        keep[i, torch.randperm(N, generator=g)[:k]] = True
+    return keep
+
+
+# -- a plain reference: tokens physically sliced per image, attention by hand --------------
+def _layer_norm(ln, x):
+    return (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + ln.eps) * ln.weight \
+        + ln.bias
+
+
+def _attention_by_hand(attn, x):
+    """LN -> qkv -> softmax(q k^T / sqrt(d)) v per head -> output projection; x is (L, D)."""
+    h = attn.heads
+    inner = attn.to_out.in_features
+    dh = inner // h
+    q, k, v = (_layer_norm(attn.norm, x) @ attn.to_qkv.weight.t()).split(inner, dim=-1)
+    out = []
+    for j in range(h):
+        qh, kh, vh = (t[:, j * dh:(j + 1) * dh] for t in (q, k, v))
+        weights = torch.exp(qh @ kh.t() / math.sqrt(dh))
+        out.append((weights / weights.sum(-1, keepdim=True)) @ vh)
+    return torch.cat(out, dim=-1) @ attn.to_out.weight.t()
+
+
+@torch.no_grad()
+def reference_logits(model, img, kept_indices):
+    """Logits image by image, each keeping `kept_indices[i]` (a list of patch indices)."""
+    tokens = model.embed(img)
+    logits = []
+    for i, idx in enumerate(kept_indices):
+        x = tokens[i, torch.as_tensor(idx, dtype=torch.long)]  # (K_i, D): dropped tokens gone
+        for attn, ff in model.transformer.layers:
+            x = _attention_by_hand(attn, x) + x
+            ln, lin1, _, lin2 = ff.net
+            x = F.gelu(_layer_norm(ln, x) @ lin1.weight.t() + lin1.bias) @ lin2.weight.t() + lin2.bias + x
+        x = _layer_norm(model.transformer.norm, x)
+        logits.append(x.mean(0) @ model.linear_head.weight.t() + model.linear_head.bias)
+    return torch.stack(logits)
+
+
+def rows(keep):
+    return [torch.nonzero(r).squeeze(1).tolist() for r in keep]
+
+
+@pytest.fixture
+def model():
+    return tiny_vit()
+
+
+def test_reference_matches_unmasked_forward(model):
+    # The reference itself, on all patches, agrees with the plain forward.
+    x = images(3)
+    torch.testing.assert_close(model(x), reference_logits(model, x, [list(range(N))] * 3), atol=1e-5, rtol=1e-5)
+
+
+def test_shared_mask_gather_path_matches_reference(model):
+    x = images(4)
+    keep = random_mask(1, [20], seed=3)[0]  # (N,) bool
+    out = model(x, keep)
+    assert model.last_sequence_shape == (4, 20)
+    torch.testing.assert_close(out, reference_logits(model, x, [keep.nonzero().squeeze(1).tolist()] * 4),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_equal_count_per_image_path_matches_reference(model):
+    x = images(5, seed=1)
+    keep = random_mask(5, [24] * 5, seed=4)  # different patches, same count: no padding
+    out = model(x, keep)
+    assert model.last_sequence_shape == (5, 24)
+    torch.testing.assert_close(out, reference_logits(model, x, rows(keep)), atol=1e-5, rtol=1e-5)
+    idx = torch.stack([torch.nonzero(r).squeeze(1) for r in keep])  # (B, K) index form
+    torch.testing.assert_close(model(x, idx), out, atol=1e-6, rtol=1e-6)
+    _, key_mask = select_tokens(model.embed(x), keep)
+    assert key_mask is None
+
+
+def test_uneven_per_image_masks_padded_path(model):
+    """Different counts per image: padded to the largest count with a key mask, and the
+    same logits as each image run alone with its own mask (and as the reference)."""
+    counts = [1, 5, 30, 64, 17, 2]
+    x = images(6, seed=2)
+    keep = random_mask(6, counts, seed=5)
+    out = model(x, keep)
+    assert model.last_sequence_shape == (6, 64)
+    alone = torch.cat([model(x[i:i + 1], keep[i]) for i in range(6)])
+    torch.testing.assert_close(out, alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out, reference_logits(model, x, rows(keep)), atol=1e-5, rtol=1e-5)
+    # Without the full row the batch pads only to the largest remaining count.
+    keep2 = random_mask(5, [1, 5, 30, 17, 2], seed=6)
+    out2 = model(x[:5], keep2)
+    assert model.last_sequence_shape == (5, 30)
+    torch.testing.assert_close(out2, reference_logits(model, x[:5], rows(keep2)), atol=1e-5, rtol=1e-5)
+
+
+def test_padded_path_gradients_match_images_alone(model):
+    """Padding must not leak into the gradients (the env trains through this path)."""
+    x = images(4, seed=3)
+    keep = random_mask(4, [3, 40, 9, 22], seed=7)
+    y = torch.tensor([1, 2, 3, 4])
+    model.zero_grad()
+    F.cross_entropy(model(x, keep), y, reduction="sum").backward()
+    batched = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    for i in range(4):
+        F.cross_entropy(model(x[i:i + 1], keep[i]), y[i:i + 1], reduction="sum").backward()
+    for g_batch, p in zip(batched, model.parameters()):
+        assert torch.isfinite(g_batch).all()
+        torch.testing.assert_close(g_batch, p.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_mask_forms_agree(model):
+    """A bool (N,) mask, an index tensor and a (B, N) mask with equal rows: same logits."""
+    x = images(3, seed=4)
+    keep = random_mask(1, [33], seed=8)[0]
+    by_bool = model(x, keep)
+    by_index = model(x, keep.nonzero().squeeze(1))
+    by_rows = model(x, keep.expand(3, N))
+    by_index_rows = model(x, keep.nonzero().squeeze(1).expand(3, -1))
+    for other in (by_index, by_rows, by_index_rows):
+        torch.testing.assert_close(other, by_bool, atol=1e-6, rtol=1e-6)
+    # Numpy and list masks are accepted too.
+    torch.testing.assert_close(model(x, keep.numpy()), by_bool, atol=0, rtol=0)
+    torch.testing.assert_close(model(x, keep.tolist()), by_bool, atol=0, rtol=0)
+
+
+def test_keep_none_equals_all_true(model):
+    x = images(3, seed=5)
+    full = model(x)
+    assert model.last_sequence_shape == (3, N)
+    assert torch.equal(model(x, torch.ones(N, dtype=torch.bool)), full)
+    assert torch.equal(model(x, torch.ones(3, N, dtype=torch.bool)), full)
+    torch.testing.assert_close(model(x, torch.arange(N)), full, atol=0, rtol=0)
+
+
+def test_dropped_tokens_are_removed_not_zeroed(model):
+    seen = []
+    model.transformer.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape)))
+    x = images(2, seed=6)
+    keep = random_mask(1, [11], seed=9)[0]
+    model(x, keep)
+    assert seen == [(2, 11, 32)]
+    # And the result does not depend on what the dropped patches contain.
+    x2 = x.clone()
+    for p in (~keep).nonzero().squeeze(1).tolist():
+        r, c = divmod(p, 8)
+        x2[:, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4] = 100.0
+    torch.testing.assert_close(model(x2, keep), model(x, keep), atol=0, rtol=0)
+
+
+def test_bad_keep_shapes_raise(model):
+    x = images(2)
+    with pytest.raises(ValueError, match=r"\(64,\)"):
+        model(x, torch.ones(63, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"\(2, 64\)"):
+        model(x, torch.ones(3, N, dtype=torch.bool))
+    with pytest.raises(ValueError, match="index keep"):
+        model(x, torch.zeros(3, 5, dtype=torch.long))
+
+
+def test_embed_layout_and_position_embedding(model):
+    """embed = LN -> Linear -> LN over (p1 p2 c) patch vectors in row-major patch order,
+    plus the fixed 2-D sin-cos embedding."""
+    x = images(2, seed=7)
+    patches = torch.stack([x[:, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4].permute(0, 2, 3, 1).reshape(2, 48)
+                           for r in range(8) for c in range(8)], dim=1)  # (B, N, 48)
+    ln1, lin, ln2 = model.to_patch_embedding
+    want = _layer_norm(ln2, _layer_norm(ln1, patches) @ lin.weight.t() + lin.bias)
+    pe = posemb_sincos_2d(8, 8, 32)
+    torch.testing.assert_close(model.embed(x), want + pe, atol=1e-5, rtol=1e-5)
+    # sin-cos: patch (row 2, col 5), frequency j: sin(col * w_j), cos(col * w_j), sin(row * w_j), cos(row * w_j)
+    omega = [1.0 / 10000 ** (j / 7) for j in range(8)]
+    p = pe[2 * 8 + 5]
+    torch.testing.assert_close(p, torch.tensor([math.sin(5 * w) for w in omega] + [math.cos(5 * w) for w in omega]
+                                               + [math.sin(2 * w) for w in omega] + [math.cos(2 * w) for w in omega]))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        posemb_sincos_2d(8, 8, 30)
+
+
+def test_attention_state_by_hand(model):
+    """The paper's state: LN -> attention -> output projection of the first block on all
+    patches (no residual), averaged over D."""
+    tokens = model.embed(images(3, seed=8))
+    want = torch.stack([_attention_by_hand(model.transformer.layers[0][0], t).mean(-1) for t in tokens])
+    got = model.attention_state(tokens)
+    assert got.shape == (3, N)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_paper_config_parameter_count():
+    """dim 128, depth 6, heads 16, dim_head 64, mlp 512, 10 classes, 4x4 patches of RGB."""
+    model = SimpleViT(image_size=32, patch_size=4, num_classes=10, dim=128, depth=6, heads=16, mlp_dim=512,
+                      dim_head=64)
+    dim, patch_dim, inner, mlp, depth, classes = 128, 4 * 4 * 3, 16 * 64, 512, 6, 10
+    ln = lambda width: 2 * width  # noqa: E731  (weight and bias)
+    embedding = ln(patch_dim) + patch_dim * dim + dim + ln(dim)
+    attention = ln(dim) + dim * 3 * inner + inner * dim  # qkv and out projections have no bias
+    feedforward = ln(dim) + dim * mlp + mlp + mlp * dim + dim
+    expected = embedding + depth * (attention + feedforward) + ln(dim) + dim * classes + classes
+    assert expected == 3_947_242
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert abs(expected - 3.95e6) < 0.01e6  # "about 3.95M" (AGENTVIT.md)
+    # The position embedding is fixed, not learned.
+    assert not any("pos" in name for name, _ in model.named_parameters())
+
+
+def test_init_weights_is_seeded_and_leaves_global_rng_alone():
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = SimpleViT(image_size=32, patch_size=4, num_classes=10, dim=32, depth=1, heads=2, mlp_dim=64, dim_head=16)
+    b = SimpleViT(image_size=32, patch_size=4, num_classes=10, dim=32, depth=1, heads=2, mlp_dim=64, dim_head=16)
+    torch.random.set_rng_state(before)
+    init_weights(a, torch.Generator().manual_seed(5))
+    init_weights(b, torch.Generator().manual_seed(5))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    lin = a.transformer.layers[0][1].net[1]
+    w = lin.weight.detach()
+    bound = 1 / math.sqrt(lin.in_features)
+    assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.9 * bound
