@@ -60,6 +60,8 @@ class Agent:
     name: str = "agent"
     obs_type: str = "pooled"
     selection: str = "batch"
+    #: file name suffix of what ``save`` writes (the CLI names its files with it)
+    save_suffix: str = ".json"
     #: set by ``setup``
     num_patches: Optional[int] = None
     batch_size: Optional[int] = None
@@ -91,19 +93,31 @@ class Agent:
         there is none), so successive calls carry on where the last stopped. A callback
         returning False stops early. Returns simple totals."""
         self.setup(env)
-        obs, _ = env.reset()
+        obs = self.prepare_obs(env.reset()[0])
         total_reward, done_steps = 0.0, 0
         for _ in range(int(steps)):
             action = self.act(obs, explore=True)
+            self.before_step(env, obs, action)
             next_obs, reward, terminated, truncated, info = env.step(action)
+            next_obs = self.prepare_obs(next_obs)
             transition = Transition(obs, action, reward, next_obs, terminated, truncated, info)
             self.update(transition)
             total_reward += reward
             done_steps += 1
             if callback is not None and callback(transition) is False:
                 break
-            obs = env.reset()[0] if (terminated or truncated) else next_obs
+            obs = self.prepare_obs(env.reset()[0]) if (terminated or truncated) else next_obs
         return {"steps": done_steps, "reward": total_reward}
+
+    # -- hooks of the default loop (no-ops by default) ------------------------------------
+    def prepare_obs(self, obs):
+        """Convert an observation as the env returns it into what ``act``/``update`` use
+        (a GPU agent turns numpy into a device tensor here). Identity by default."""
+        return obs
+
+    def before_step(self, env, obs, action) -> None:
+        """Called right before ``env.step(action)``: the last moment the env still holds
+        batch t (the paper's DQN reads the images it is about to train on here)."""
 
     # -- persistence: config as JSON; learning agents extend with their weights ----------
     def config(self) -> dict:

@@ -1,0 +1,411 @@
+"""AgentViT: the paper's DQN patch selector, reproduced as its official code runs.
+
+Source: Cauteruccio et al., "Adaptive Patch Selection to Improve Vision Transformers
+through Reinforcement Learning" (Applied Intelligence 2025) and its notebook
+(`DavideTraini/RL-for-ViT`); `docs/AGENTVIT.md` describes what that code does.
+
+Per ViT iteration (one env step):
+1. state s = the env's ``"attention"`` observation of batch t, (B, N);
+2. action: with probability eps a uniform random N-vector, else the batch mean of
+   ``q_network(s)`` (B, N) -> (N,); keep patch i if its value >= the mean of the N values;
+3. every ``frequency``-th batch of an epoch (counted from 1 inside the epoch, as the
+   notebook's loop index is) and once ``learning_starts`` iterations have passed, store
+   (s, s', r) with s' the attention state of *the same images* after the ViT update, and
+   run one optimisation step on ``buffer_batch_size`` transitions sampled from the replay.
+
+Learning, per sampled transition and image row: ``y = r + gamma * target_network(s')``
+for all N outputs; SmoothL1(q_network(s), y); AdamW(lr=eta, amsgrad=True); gradient
+values clipped to +-100; every ``update_every`` optimisation steps a soft update
+``target <- tau * q + (1 - tau) * target``. The replay holds ``buffer_size`` transitions;
+when full, a uniformly random one is evicted. Nothing is learned before
+``buffer_batch_size`` transitions are stored.
+
+The paper's quirks, kept on purpose (AGENTVIT.md "Known weaknesses" 1-5; the project's
+improved agents are where they get fixed, not here):
+1. the Q target ignores the action: every patch's value regresses toward the same scalar
+   reward, so no patch gets credit for its own effect;
+2. s' is the same images one ViT step later, and there is no terminal state;
+3. the reward's loss term L(ref)/L(t) rises as the ViT trains whatever the mask (it is
+   the env's reward, non-stationary);
+4. random exploration cuts a uniform vector at its mean and so keeps ~N/2 patches, close
+   to the target of 30: random masks already score nearly optimally on the patch term;
+5. one mask for the whole batch (``selection="batch"``), not one per image.
+
+Two small departures, neither changing what is learned: the replay overwrites the
+evicted slot instead of popping it and appending (sampling is uniform over the stored set
+either way), and the env's loss reference L(ref) is the run's first training loss while
+the notebook uses the loss at the first rewarded iteration (that is the env's reward).
+
+Performance: the state, the replay and both networks stay on the env's device;
+``env_kwargs()`` asks the env for torch observations (``tensor_obs=True``), and a numpy
+observation is converted with ``torch.as_tensor``. The only host transfer is the N-long
+mask the env needs on the host anyway. ``overhead_time_s`` accumulates the wall time of
+the agent's own work (acting, recomputing s', learning) so benchmarks can report it as a
+share of ``env.unwrapped.train_time_s``.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agents import register
+from agents.base import Agent, Transition
+
+
+@dataclass
+class AgentViTConfig:
+    """Hyperparameters under the seed README's names; defaults are the official run's."""
+
+    buffer_size: int = 64
+    """replay memory capacity (README `buffer_size`, 64); a random element is evicted when full"""
+    buffer_batch_size: int = 8
+    """transitions sampled from the replay per optimisation step (README `buffer_batch_size`, 8)"""
+    gamma: float = 0.95
+    """discount factor in y = r + gamma * Q_target(s') (README `gamma`, 0.95)"""
+    eps_start: float = 1.0
+    """initial exploration probability (README `eps_start`, 1)"""
+    eps_end: float = 0.01
+    """final exploration probability (README `eps_end`, 0.01)"""
+    eps_decay: float = 20000
+    """eps = eps_end + (eps_start - eps_end) * exp(-iteration / eps_decay), in ViT iterations (README `eps_decay`, 20000)"""
+    eta: float = 0.01
+    """AdamW(amsgrad=True) learning rate of the Q-network (README `eta`, 0.01)"""
+    tau: float = 0.1
+    """soft update coefficient: target <- tau * q + (1 - tau) * target (README `tau`, 0.1)"""
+    update_every: int = 2
+    """optimisation steps between soft updates (README `update_every`, 2)"""
+    frequency: int = 50
+    """every `frequency`-th batch of an epoch is rewarded and learned from (README `frequency`, 50)"""
+    learning_starts: Optional[int] = None
+    """ViT iterations before the first stored transition; None = one epoch (the paper stores nothing in epoch 1)"""
+    clip_value: float = 100.0
+    """gradient values clipped to +-clip_value (the notebook's clip_grad_value_(..., 100))"""
+    device: str = "auto"
+    """where the networks and the replay live; "auto" = the env's device"""
+    seed: int = 0
+    """seeds the Q-network initialisation, exploration and replay sampling"""
+
+    def __post_init__(self):
+        for name in ("buffer_size", "buffer_batch_size", "update_every", "frequency"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.buffer_batch_size > self.buffer_size:
+            raise ValueError(f"buffer_batch_size ({self.buffer_batch_size}) cannot exceed buffer_size ({self.buffer_size})")
+        if self.learning_starts is not None and (not isinstance(self.learning_starts, (int, np.integer))
+                                                 or self.learning_starts < 0):
+            raise ValueError(f"learning_starts must be a non-negative integer or None, got {self.learning_starts!r}")
+        for name, lo, hi in (("gamma", 0.0, 1.0), ("eps_start", 0.0, 1.0), ("eps_end", 0.0, 1.0), ("tau", 0.0, 1.0)):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and lo <= value <= hi):
+                raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r}")
+        for name in ("eps_decay", "eta", "clip_value"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+def q_network(num_patches: int) -> nn.Sequential:
+    """The paper's Q-network: N -> 1024 -> ReLU -> 256 -> ReLU -> N, one value per patch."""
+    return nn.Sequential(
+        nn.Linear(num_patches, 1024), nn.ReLU(),
+        nn.Linear(1024, 256), nn.ReLU(),
+        nn.Linear(256, num_patches),
+    )
+
+
+def epsilon(iteration: int, eps_start: float, eps_end: float, eps_decay: float) -> float:
+    """The notebook's schedule; `iteration` = ViT iterations done before this one."""
+    return eps_end + (eps_start - eps_end) * math.exp(-iteration / eps_decay)
+
+
+@register("agentvit")
+class AgentViT(Agent):
+    """The paper's DQN (module docstring). ``agents.make("agentvit", **hyperparameters)``
+    with the fields of `AgentViTConfig` as keywords."""
+
+    obs_type = "attention"
+    selection = "batch"
+    save_suffix = ".pt"
+
+    def __init__(self, **hyperparameters):
+        self.hp = AgentViTConfig(**hyperparameters)
+        self.device: Optional[torch.device] = None
+        self.q_network: Optional[nn.Module] = None
+        self.target_network: Optional[nn.Module] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._rng = np.random.default_rng(self.hp.seed)
+        # Replay (on the device): states and next states (capacity, B, N), rewards (capacity,).
+        self._states: Optional[torch.Tensor] = None
+        self._next_states: Optional[torch.Tensor] = None
+        self._rewards: Optional[torch.Tensor] = None
+        self.replay_size = 0
+        self.iteration = 0  # ViT iterations this agent has trained through (drives eps)
+        self.updates = 0  # optimisation steps of the Q-network
+        self._since_soft_update = 0  # the notebook's `step` counter
+        self.learning_starts: Optional[int] = self.hp.learning_starts
+        self._last_loss_t: Optional[torch.Tensor] = None  # kept on the device: no sync per step
+        self._pending = None  # (s, images of batch t) while a rewarded step is in flight
+        self.overhead_time_s = 0.0
+
+    # -- what the env must produce -------------------------------------------------------
+    def env_kwargs(self) -> dict:
+        """The paper's state as torch tensors on the env's device (no host copy)."""
+        return {"obs_type": self.obs_type, "selection": self.selection, "tensor_obs": True}
+
+    def config(self) -> dict:
+        return asdict(self.hp)
+
+    def epsilon(self, iteration: Optional[int] = None) -> float:
+        """Exploration probability at `iteration` (default: the agent's current one)."""
+        it = self.iteration if iteration is None else iteration
+        return epsilon(it, self.hp.eps_start, self.hp.eps_end, self.hp.eps_decay)
+
+    def setup(self, env) -> None:
+        super().setup(env)
+        u = env.unwrapped
+        device = u.device if self.hp.device == "auto" else torch.device(self.hp.device)
+        if self.q_network is None:
+            self._build(u.num_patches, u.batch_size, device)
+        else:
+            n = self.q_network[0].in_features
+            if n != u.num_patches or self._states.shape[1] != u.batch_size:
+                raise ValueError(f"this agent was built for N={n}, B={self._states.shape[1]} but the env has "
+                                 f"N={u.num_patches}, B={u.batch_size}")
+            if device != self.device:
+                self._move(device)
+        if self.hp.learning_starts is None and self.learning_starts is None:
+            self.learning_starts = u.steps_per_epoch  # the paper: nothing stored in epoch 1
+        if self.hp.frequency > u.steps_per_epoch:
+            warnings.warn(f"frequency={self.hp.frequency} exceeds the {u.steps_per_epoch} batches of an epoch: "
+                          "as in the paper (the count restarts every epoch), the agent will never learn", stacklevel=2)
+
+    # -- acting -----------------------------------------------------------------------------
+    def prepare_obs(self, obs):
+        t0 = time.perf_counter()
+        obs = self._as_state(obs)
+        self.overhead_time_s += time.perf_counter() - t0
+        return obs
+
+    def act(self, obs, explore: bool = False) -> np.ndarray:
+        """(B, N) attention state (numpy or torch) -> int8 mask (N,) for the env."""
+        if self.q_network is None:
+            raise RuntimeError("agentvit has no Q-network yet: call setup(env), train(env, ...) or load(path) first")
+        t0 = time.perf_counter()
+        n = self.q_network[0].in_features
+        if explore and self._rng.random() < self.epsilon():
+            values = self._rng.random(n)  # the notebook's MultiContinue.sample(): U(0, 1)^N
+            mask = (values >= values.mean()).astype(np.int8)
+        else:
+            state = self._as_state(obs)
+            if state.dim() == 1:
+                state = state.unsqueeze(0)
+            with torch.no_grad():
+                values = self.q_network(state).mean(dim=0)  # batch mean of the Q-values, (N,)
+                keep = values >= values.mean()
+            # note: CPU-GPU sync point; the env needs the mask on the host to size the sequence.
+            mask = keep.to(torch.int8).cpu().numpy()
+            if not mask.any():  # only with non-finite Q-values; the env rejects an empty mask
+                mask[:] = 1
+        self.overhead_time_s += time.perf_counter() - t0
+        return mask
+
+    # -- learning (hooks of the default loop in agents/base.py) -----------------------------
+    def before_step(self, env, obs, action) -> None:
+        u = env.unwrapped
+        in_epoch = u.global_step % u.steps_per_epoch + 1  # the notebook's 1-based batch index
+        self._pending = None
+        if in_epoch % self.hp.frequency == 0 and self.iteration >= self.learning_starts:
+            # The paper's s' is the attention state of the SAME images after the ViT update,
+            # so keep a reference to batch t now: env.step replaces _batch_x with batch t+1.
+            # (No copy: the env assigns a new tensor for each batch.)
+            self._pending = (obs, u._batch_x, u)
+
+    def update(self, transition: Transition) -> None:
+        self.iteration += 1
+        if self._pending is None:
+            return
+        t0 = time.perf_counter()
+        state, images, u = self._pending
+        self._pending = None
+        if not transition.info.get("diverged", False):  # a diverged step changed nothing to learn from
+            self.store(state, self._state_after_update(u, images), transition.reward)
+            self.learn()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # so overhead_time_s holds the agent's GPU work
+        self.overhead_time_s += time.perf_counter() - t0
+
+    @torch.no_grad()
+    def _state_after_update(self, u, images: torch.Tensor) -> torch.Tensor:
+        """s': the attention state of batch t's images with the weights after the step."""
+        autocast = getattr(u, "_autocast", contextlib.nullcontext)
+        with autocast():
+            return u.model.attention_state(u.model.embed(images)).float()  # (B, N)
+
+    def store(self, state, next_state, reward: float) -> None:
+        """Add (s, s', r) to the replay; when full, overwrite a uniformly random slot."""
+        if self.replay_size < self.hp.buffer_size:
+            slot = self.replay_size
+            self.replay_size += 1
+        else:
+            slot = int(self._rng.integers(self.replay_size))
+        self._states[slot] = self._as_state(state)
+        self._next_states[slot] = self._as_state(next_state)
+        self._rewards[slot] = float(reward)
+
+    def td_loss(self, states: torch.Tensor, next_states: torch.Tensor, rewards: torch.Tensor) -> torch.Tensor:
+        """The paper's loss on K transitions: states, next_states (K, B, N), rewards (K,).
+
+        Every image row of a transition is a sample with the same reward; the target
+        ``r + gamma * Q_target(s')`` covers all N outputs (no action index, no max)."""
+        n = states.shape[-1]
+        q = self.q_network(states.reshape(-1, n))  # (K*B, N)
+        with torch.no_grad():
+            r = rewards.repeat_interleave(states[0].numel() // n).unsqueeze(1)  # (K*B, 1)
+            target = r + self.hp.gamma * self.target_network(next_states.reshape(-1, n))
+        return F.smooth_l1_loss(q, target)
+
+    def learn(self) -> Optional[torch.Tensor]:
+        """One optimisation step on a replay sample; None while the replay holds fewer
+        than ``buffer_batch_size`` transitions. Returns the loss (a device tensor)."""
+        if self.replay_size < self.hp.buffer_batch_size:
+            return None
+        idx = self._rng.choice(self.replay_size, size=self.hp.buffer_batch_size, replace=False)  # random.sample
+        idx = torch.as_tensor(idx, device=self.device)
+        loss = self.td_loss(self._states[idx], self._next_states[idx], self._rewards[idx])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_value_(self.q_network.parameters(), self.hp.clip_value)
+        self.optimizer.step()
+        self.updates += 1
+        self._since_soft_update += 1
+        if self._since_soft_update == self.hp.update_every:
+            self.soft_update()
+            self._since_soft_update = 0
+        self._last_loss_t = loss.detach()
+        return self._last_loss_t
+
+    @torch.no_grad()
+    def soft_update(self) -> None:
+        """target <- q * tau + target * (1 - tau), parameter by parameter."""
+        tau = self.hp.tau
+        for p_t, p in zip(self.target_network.parameters(), self.q_network.parameters()):
+            p_t.copy_(p * tau + p_t * (1 - tau))
+
+    def stats(self) -> dict:
+        """Counters for logs; reading the last loss is a CPU-GPU sync point."""
+        last = None if self._last_loss_t is None else float(self._last_loss_t)
+        return {"iteration": self.iteration, "epsilon": self.epsilon(), "updates": self.updates,
+                "replay_size": self.replay_size, "last_loss": last, "overhead_time_s": self.overhead_time_s}
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Networks, optimiser, replay, counters and RNG state; atomically (temp + rename)."""
+        from patchenv.env import atomic_torch_save
+
+        if self.q_network is None:
+            raise RuntimeError("agentvit has nothing to save yet: call setup(env) or train(env, ...) first")
+        k = self.replay_size
+        state = {
+            "format": "patchenv-agentvit-v0",
+            "agent": self.name,
+            "config": self.config(),
+            "num_patches": self.q_network[0].in_features,
+            "batch_size": self._states.shape[1],
+            "q_network": self.q_network.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "replay": {"states": self._states[:k], "next_states": self._next_states[:k], "rewards": self._rewards[:k]},
+            "iteration": self.iteration,
+            "updates": self.updates,
+            "since_soft_update": self._since_soft_update,
+            "learning_starts": self.learning_starts,
+            "rng": self._rng.bit_generator.state,
+            "last_loss": self._last_loss_t,
+            "overhead_time_s": self.overhead_time_s,
+        }
+        atomic_torch_save(state, path)
+
+    def load(self, path: Union[str, os.PathLike]) -> "AgentViT":
+        """Restore what `save` wrote (hyperparameters included). The agent stays on the
+        device it was given (or "auto") and moves to the env's device at `setup`."""
+        path = Path(path)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:
+            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
+        if not isinstance(state, dict) or state.get("format") != "patchenv-agentvit-v0":
+            raise ValueError(f"{path} is not an agentvit save file")
+        known = {f.name for f in fields(AgentViTConfig)}
+        self.hp = AgentViTConfig(**{k: v for k, v in state["config"].items() if k in known})
+        device = self.device or _resolve(self.hp.device)
+        self._build(state["num_patches"], state["batch_size"], device)
+        self.q_network.load_state_dict(state["q_network"])
+        self.target_network.load_state_dict(state["target_network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        replay = state["replay"]
+        k = len(replay["rewards"])
+        self._states[:k] = replay["states"].to(device)
+        self._next_states[:k] = replay["next_states"].to(device)
+        self._rewards[:k] = replay["rewards"].to(device)
+        self.replay_size = k
+        self.iteration, self.updates = state["iteration"], state["updates"]
+        self._since_soft_update = state["since_soft_update"]
+        self.learning_starts = state["learning_starts"]
+        self._rng = np.random.default_rng()
+        self._rng.bit_generator.state = state["rng"]
+        self._last_loss_t = None if state["last_loss"] is None else state["last_loss"].to(device)
+        self.overhead_time_s = state["overhead_time_s"]
+        return self
+
+    # -- internals -------------------------------------------------------------------------
+    def _build(self, num_patches: int, batch_size: int, device: torch.device) -> None:
+        # Initialise from the agent's seed without touching the global torch RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.hp.seed)
+            q = q_network(num_patches)
+        self.device = torch.device(device)
+        self.q_network = q.to(self.device)
+        self.target_network = q_network(num_patches).to(self.device)
+        self.target_network.load_state_dict(self.q_network.state_dict())
+        self.target_network.requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.q_network.parameters(), lr=self.hp.eta, amsgrad=True)
+        shape = (self.hp.buffer_size, batch_size, num_patches)
+        self._states = torch.zeros(shape, device=self.device)
+        self._next_states = torch.zeros(shape, device=self.device)
+        self._rewards = torch.zeros(self.hp.buffer_size, device=self.device)
+        self.replay_size = 0
+
+    def _move(self, device: torch.device) -> None:
+        opt_state = self.optimizer.state_dict()
+        self.device = torch.device(device)
+        self.q_network.to(self.device)
+        self.target_network.to(self.device)
+        self.optimizer = torch.optim.AdamW(self.q_network.parameters(), lr=self.hp.eta, amsgrad=True)
+        self.optimizer.load_state_dict(opt_state)  # casts the moments to the parameters' device
+        self._states, self._next_states, self._rewards = (
+            t.to(self.device) for t in (self._states, self._next_states, self._rewards))
+        if self._last_loss_t is not None:
+            self._last_loss_t = self._last_loss_t.to(self.device)
+
+    def _as_state(self, obs) -> torch.Tensor:
+        if isinstance(obs, torch.Tensor):
+            return obs.to(self.device, torch.float32)
+        return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)  # host -> device copy
+
+
+def _resolve(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)

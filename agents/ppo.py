@@ -1,0 +1,261 @@
+"""PPO (Stable-Baselines3) choosing patches from the pooled observation.
+
+Batch selection (``selection="batch"``, the default) reads the ``"pooled"`` observation
+(N, D), the batch mean of the patch embeddings, and outputs ``MultiBinary(N)``. Per-image
+selection (``selection="image"``) reads the paper's ``"attention"`` state (B, N), one row
+per image, and outputs B * N bits through `patchenv.wrappers.FlattenMultiBinaryAction`
+(SB3 rejects multi-dimensional MultiBinary spaces).
+
+The features extractor works per item instead of flattening the observation into one
+big MLP input (8k numbers for (64, 128)): a shared MLP maps each row of the observation
+(a patch's D-vector, or an image's N-vector) to a few features, and the policy sees all
+items' features side by side plus their mean. Patch identity survives because the
+pooled embedding carries the position embedding.
+
+``train(env, steps)`` runs about ``steps`` env steps (not a default 2048-step rollout):
+the rollout length is ``min(n_steps, steps)`` split evenly, and one SB3 model carries on
+across calls (``reset_num_timesteps=False``). An all-zero mask sampled by the policy is
+replaced by "keep every patch" (`patchenv.wrappers.NonEmptyMask`), since the env rejects
+a mask that keeps nothing.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents import register
+from agents.base import Agent, Transition, to_numpy
+from patchenv.wrappers import FlattenMultiBinaryAction, NonEmptyMask, ensure_nonempty
+
+
+@dataclass
+class PPOConfig:
+    """PPO hyperparameters (SB3's names and defaults unless noted) and the extractor's size."""
+
+    selection: str = "batch"
+    """"batch": one mask per batch from the pooled (N, D) state; "image": one per image from (B, N)"""
+    n_steps: int = 2048
+    """longest rollout (env steps) between updates; a shorter `train(env, steps)` uses `steps`"""
+    batch_size: int = 64
+    """minibatch size of a PPO update (capped at the rollout length)"""
+    n_epochs: int = 10
+    """passes over each rollout"""
+    learning_rate: float = 3e-4
+    """Adam learning rate of the policy"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    clip_range: float = 0.2
+    """PPO clipping of the probability ratio"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    item_hidden: int = 64
+    """hidden width of the shared per-item MLP of the features extractor"""
+    item_features: int = 8
+    """features per item (patch or image) the extractor outputs"""
+    net_arch: tuple = (64, 64)
+    """hidden layers of the policy and value heads after the extractor"""
+    device: str = "auto"
+    """where the policy lives; "auto" = the env's device"""
+    seed: int = 0
+    """seeds the policy initialisation"""
+    verbose: int = 0
+    """SB3 verbosity"""
+
+    def __post_init__(self):
+        if self.selection not in ("batch", "image"):
+            raise ValueError(f"selection must be 'batch' or 'image', got {self.selection!r}")
+        for name in ("n_steps", "batch_size", "n_epochs", "item_hidden", "item_features"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.net_arch = tuple(int(w) for w in self.net_arch)
+
+
+def _features_extractor_class():
+    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+
+    class PatchFeatures(BaseFeaturesExtractor):
+        """(batch, items, F) -> a shared MLP per item -> (items * k + k,): every item's k
+        features side by side, then their mean (a global summary)."""
+
+        def __init__(self, observation_space, item_hidden: int = 64, item_features: int = 8):
+            items, f = observation_space.shape[-2:]
+            super().__init__(observation_space, features_dim=items * item_features + item_features)
+            self.per_item = nn.Sequential(
+                nn.Linear(f, item_hidden), nn.ReLU(), nn.Linear(item_hidden, item_features), nn.ReLU())
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            h = self.per_item(obs)  # (batch, items, k)
+            return torch.cat([h.flatten(1), h.mean(dim=1)], dim=1)
+
+    return PatchFeatures
+
+
+try:  # importable at module level so SB3 can unpickle saved policies
+    PatchFeatures = _features_extractor_class()
+except ImportError:  # pragma: no cover - stable-baselines3 is a dependency
+    PatchFeatures = None
+
+
+@register("ppo")
+class PPOAgent(Agent):
+    """Stable-Baselines3 PPO over the pooled observation (module docstring)."""
+
+    save_suffix = ".zip"
+
+    def __init__(self, **hyperparameters):
+        self.hp = PPOConfig(**hyperparameters)
+        self.selection = self.hp.selection
+        self.obs_type = "pooled" if self.selection == "batch" else "attention"
+        self.model = None
+        self._env = None  # the env the SB3 model is bound to
+        self._action_shape: Optional[tuple] = None
+
+    def config(self) -> dict:
+        return asdict(self.hp)
+
+    # -- acting ---------------------------------------------------------------------------
+    def act(self, obs, explore: bool = False) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("ppo has no policy yet: call train(env, ...) or load(path) first")
+        action, _ = self.model.predict(to_numpy(obs).astype(np.float32, copy=False), deterministic=not explore)
+        return ensure_nonempty(np.asarray(action).reshape(self._action_shape).astype(np.int8))
+
+    # -- learning -----------------------------------------------------------------------------
+    def train(self, env, steps: int, callback: Optional[Callable[[Transition], Any]] = None) -> dict:
+        """About ``steps`` env steps of PPO (rollouts of ``min(n_steps, steps)``, split evenly)."""
+        steps = int(steps)
+        if steps <= 0:
+            return {"steps": 0, "reward": 0.0}
+        self.setup(env)
+        self._action_shape = tuple(env.action_space.shape)
+        rollouts = math.ceil(steps / self.hp.n_steps)
+        rollout_len = math.ceil(steps / rollouts)
+        if self.model is None:
+            self._create(env, rollout_len)
+        elif env is not self._env:
+            self.model.set_env(self._wrap(env))  # the first rollout resets it: reset() continues the run
+            self._env = env
+        self._set_rollout_length(rollout_len)
+        counter = _StepCallback(callback)
+        self.model.learn(total_timesteps=rollouts * rollout_len, callback=counter, reset_num_timesteps=False,
+                         progress_bar=False)
+        return {"steps": counter.steps, "reward": counter.reward}
+
+    def _wrap(self, env):
+        wrapped = NonEmptyMask(env)
+        if self.selection == "image":
+            wrapped = FlattenMultiBinaryAction(wrapped)
+        return wrapped
+
+    def _create(self, env, rollout_len: int) -> None:
+        from stable_baselines3 import PPO
+
+        device = env.unwrapped.device if self.hp.device == "auto" else torch.device(self.hp.device)
+        policy_kwargs = dict(
+            features_extractor_class=PatchFeatures,
+            features_extractor_kwargs=dict(item_hidden=self.hp.item_hidden, item_features=self.hp.item_features),
+            net_arch=list(self.hp.net_arch),
+        )
+        # No `seed=` for PPO: SB3 would reseed the global RNGs and pass the seed to the
+        # env's first reset, which starts a fresh ViT run. Seed the initialisation only.
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*GPU.*MlpPolicy.*", category=UserWarning)
+            torch.manual_seed(self.hp.seed)
+            self.model = PPO(
+                "MlpPolicy", self._wrap(env), n_steps=rollout_len, batch_size=min(self.hp.batch_size, rollout_len),
+                n_epochs=self.hp.n_epochs, learning_rate=self.hp.learning_rate, gamma=self.hp.gamma,
+                gae_lambda=self.hp.gae_lambda, clip_range=self.hp.clip_range, ent_coef=self.hp.ent_coef,
+                policy_kwargs=policy_kwargs, device=device, verbose=self.hp.verbose)
+        self.model.action_space.seed(self.hp.seed)
+        self._env = env
+
+    def _set_rollout_length(self, rollout_len: int) -> None:
+        m = self.model
+        if m.n_steps == rollout_len:
+            return
+        m.n_steps = rollout_len
+        m.batch_size = min(self.hp.batch_size, rollout_len)
+        m.rollout_buffer = m.rollout_buffer_class(
+            rollout_len, m.observation_space, m.action_space, device=m.device, gamma=m.gamma,
+            gae_lambda=m.gae_lambda, n_envs=m.n_envs, **m.rollout_buffer_kwargs)
+
+    # -- persistence: SB3's zip, written atomically ----------------------------------------------
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        if self.model is None:
+            raise RuntimeError("ppo has nothing to save yet: call train(env, ...) first")
+        self.model.patchenv_agent = {"agent": self.name, "config": self.config(),
+                                     "action_shape": list(self._action_shape)}
+        buf = io.BytesIO()
+        self.model.save(buf)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            tmp.write_bytes(buf.getvalue())
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def load(self, path: Union[str, os.PathLike]) -> "PPOAgent":
+        from stable_baselines3 import PPO
+
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                model = PPO.load(f, device=self.hp.device)  # "auto": CUDA when present
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"cannot read PPO agent file {path}: {type(e).__name__}: {e}") from None
+        meta = getattr(model, "patchenv_agent", None)
+        if not isinstance(meta, dict) or meta.get("agent") != self.name:
+            raise ValueError(f"{path} is not a patchenv ppo agent file")
+        known = {f.name for f in fields(PPOConfig)}
+        self.hp = PPOConfig(**{k: v for k, v in meta["config"].items() if k in known})
+        self.selection = self.hp.selection
+        self.obs_type = "pooled" if self.selection == "batch" else "attention"
+        self._action_shape = tuple(meta["action_shape"])
+        self.model = model
+        self._env = None
+        return self
+
+
+class _StepCallback:
+    """Adapts SB3's callback protocol to ``callback(Transition)``; counts steps and reward."""
+
+    def __new__(cls, user_callback):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        class StepCallback(BaseCallback):
+            def __init__(self):
+                super().__init__()
+                self.steps, self.reward = 0, 0.0
+
+            def _on_step(self) -> bool:
+                loc = self.locals
+                info = dict(loc["infos"][0])
+                reward, done = float(loc["rewards"][0]), bool(loc["dones"][0])
+                truncated = done and bool(info.get("TimeLimit.truncated", False))
+                next_obs = info.get("terminal_observation", loc["new_obs"][0]) if done else loc["new_obs"][0]
+                self.steps += 1
+                self.reward += reward
+                if user_callback is None:
+                    return True
+                transition = Transition(self.model._last_obs[0], loc["clipped_actions"][0], reward, next_obs,
+                                        done and not truncated, truncated, info)
+                return user_callback(transition) is not False
+
+        return StepCallback()
