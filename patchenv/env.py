@@ -370,7 +370,11 @@ class PatchSelectionEnv(gym.Env):
         return torch.autocast(device_type=self.device.type, enabled=False)
 
     def _build_run(self, model_seed: Optional[int]) -> None:
-        self.model = SimpleViT(**self.vit_config).to(self.device)
+        # The constructor's default init draws from the global torch RNG; our weights come
+        # from init_weights (or a checkpoint), so keep the user's global RNG untouched.
+        with torch.random.fork_rng(devices=[]):
+            self.model = SimpleViT(**self.vit_config)
+        self.model = self.model.to(self.device)
         if model_seed is not None:
             init_weights(self.model, torch.Generator(self.device).manual_seed(model_seed))
         self.optimizer = make_optimizer(self.model, self.lr)

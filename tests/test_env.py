@@ -1,0 +1,452 @@
+"""PatchSelectionEnv: checkers, spaces, seeding, reward, token accounting, evaluation."""
+import copy
+import functools
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from conftest import TINY
+from patchenv import data
+from patchenv.env import PatchSelectionEnv
+from patchenv.wrappers import FlattenMultiBinaryAction
+from test_data import write_cifar10, write_fashion_mnist
+
+N, B, D = 64, 16, 32
+IDS = ("patchenv/PatchSelection-v0", "patchenv/CIFAR10-v0", "patchenv/FashionMNIST-v0", "patchenv/Digits-v0")
+SELECTIONS = ("batch", "image")
+OBS_TYPES = ("embeddings", "pooled", "attention")
+# The only warnings the checkers may give: the observations are unbounded embeddings, and
+# (SB3) the pooled observation is 2-D, which SB3's MLP policies flatten themselves.
+BENIGN = ("observation space minimum value is -infinity", "observation space maximum value is infinity",
+          "unconventional shape", "is different from the unwrapped version")
+
+
+def make(**kwargs) -> PatchSelectionEnv:
+    return PatchSelectionEnv(**{**TINY, **kwargs})
+
+
+def masks(selection, steps, seed=0, low=1):
+    """Random 0/1 actions, each keeping at least `low` patches per mask."""
+    rng = np.random.default_rng(seed)
+    shape = (N,) if selection == "batch" else (B, N)
+    out = []
+    for _ in range(steps):
+        a = (rng.random(shape) < rng.uniform(0.2, 0.9)).astype(np.int8)
+        a[..., :low] = 1
+        out.append(a)
+    return out
+
+
+def rollout(env, actions, seed=None):
+    obs, info = env.reset(seed=seed)
+    out = [(obs, info)]
+    for a in actions:
+        out.append(env.step(a))
+    return out
+
+
+def assert_same_rollout(r1, r2):
+    assert len(r1) == len(r2)
+    for s1, s2 in zip(r1, r2):
+        assert len(s1) == len(s2)
+        for x1, x2 in zip(s1, s2):
+            if isinstance(x1, dict):
+                assert x1.keys() == x2.keys()
+                for k in x1:
+                    np.testing.assert_array_equal(x1[k], x2[k], err_msg=k)
+            else:
+                np.testing.assert_array_equal(x1, x2)
+
+
+def checker_warnings(caught):
+    return [str(w.message) for w in caught if not any(b in str(w.message) for b in BENIGN)]
+
+
+@pytest.fixture
+def id_kwargs(tmp_path, monkeypatch):
+    """Tiny kwargs for each registered id; CIFAR-10 and Fashion-MNIST from small files
+    written in their own formats, digits cached (scikit-learn's loader is the slow part)."""
+    write_cifar10(tmp_path, n_per_file=8)
+    write_fashion_mnist(tmp_path / "FashionMNIST" / "raw", n_train=40, n_test=8)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(data, "_digits", _cached_digits)
+    tiny = {k: v for k, v in TINY.items() if k != "dataset"}
+    return {
+        "patchenv/PatchSelection-v0": dict(TINY),
+        "patchenv/CIFAR10-v0": dict(tiny, data_root=tmp_path),
+        "patchenv/FashionMNIST-v0": dict(tiny, data_root=tmp_path),
+        "patchenv/Digits-v0": tiny,
+    }
+
+
+_cached_digits = functools.lru_cache(data._digits)
+
+
+# -- registration and the checkers ----------------------------------------------------------
+def test_ids_registered_with_their_datasets(id_kwargs):
+    expected = {"patchenv/PatchSelection-v0": "cifar10", "patchenv/CIFAR10-v0": "cifar10",
+                "patchenv/FashionMNIST-v0": "fashion_mnist", "patchenv/Digits-v0": "digits"}
+    for env_id in IDS:
+        spec = gym.spec(env_id)
+        assert spec.entry_point == "patchenv.env:PatchSelectionEnv"
+        env = gym.make(env_id, **id_kwargs[env_id])
+        want = "synthetic" if env_id == "patchenv/PatchSelection-v0" else expected[env_id]
+        assert env.unwrapped.dataset_name == want
+    # The generic id's defaults are the paper's CIFAR-10 setup.
+    assert gym.spec("patchenv/PatchSelection-v0").kwargs == {}
+    assert PatchSelectionEnv.__init__.__kwdefaults__["dataset"] == "cifar10"
+
+
+@pytest.mark.parametrize("obs_type", OBS_TYPES)
+@pytest.mark.parametrize("selection", SELECTIONS)
+@pytest.mark.parametrize("env_id", IDS)
+def test_gymnasium_check_env(env_id, selection, obs_type, id_kwargs):
+    env = gym.make(env_id, **id_kwargs[env_id], selection=selection, obs_type=obs_type)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+        if env_id == "patchenv/PatchSelection-v0":
+            check_env(env, skip_render_check=True)  # through gym.make's wrappers as well
+    assert checker_warnings(caught) == []
+
+
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_sb3_check_env_pooled(selection):
+    env = gym.make("patchenv/PatchSelection-v0", **TINY, selection=selection, obs_type="pooled")
+    if selection == "image":
+        env = FlattenMultiBinaryAction(env)
+        assert env.action_space.shape == (B * N,)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sb3_check_env(env, warn=True)
+    assert checker_warnings(caught) == []
+
+
+def test_flatten_wrapper_passes_the_same_mask():
+    acts = masks("image", 3, seed=1)
+    flat = FlattenMultiBinaryAction(make(selection="image", obs_type="pooled"))
+    plain = make(selection="image", obs_type="pooled")
+    r_flat = rollout(flat, [a.reshape(-1) for a in acts], seed=2)
+    assert_same_rollout(r_flat, rollout(plain, acts, seed=2))
+    np.testing.assert_array_equal(r_flat[1][4]["kept_per_image"], acts[0].sum(1))
+
+
+# -- spaces and observations ---------------------------------------------------------------
+@pytest.mark.parametrize("selection,action_shape", [("batch", (N,)), ("image", (B, N))])
+@pytest.mark.parametrize("obs_type,obs_shape", [("embeddings", (B, N, D)), ("pooled", (N, D)), ("attention", (B, N))])
+def test_spaces(selection, action_shape, obs_type, obs_shape):
+    env = gym.make("patchenv/PatchSelection-v0", **TINY, selection=selection, obs_type=obs_type)
+    assert isinstance(env.action_space, gym.spaces.MultiBinary) and env.action_space.shape == action_shape
+    assert isinstance(env.observation_space, gym.spaces.Box) and env.observation_space.shape == obs_shape
+    assert env.observation_space.dtype == np.float32
+    obs, _ = env.reset(seed=0)
+    step_obs = env.step(env.action_space.sample())[0]
+    for o in (obs, step_obs):
+        assert isinstance(o, np.ndarray) and o.dtype == np.float32 and o.shape == obs_shape
+        assert o in env.observation_space and np.isfinite(o).all()
+
+
+def test_observations_are_what_they_claim():
+    """pooled = batch mean of the embeddings; attention = the first block's attention
+    output averaged over D; embeddings = patch embedding + position embedding of the batch."""
+    e, p, a = (make(obs_type=t) for t in OBS_TYPES)
+    obs_e, obs_p, obs_a = (env.reset(seed=4)[0] for env in (e, p, a))
+    np.testing.assert_allclose(obs_p, obs_e.mean(0), rtol=1e-5, atol=1e-6)
+    env = e.unwrapped
+    with torch.no_grad():
+        tokens = env.model.embed(env._batch_x)
+        np.testing.assert_array_equal(obs_e, tokens.numpy())
+        attn = env.model.transformer.layers[0][0]
+        np.testing.assert_allclose(obs_a, attn(tokens).mean(-1).numpy(), rtol=1e-4, atol=1e-5)
+    # The same after a training step (computed from the updated weights).
+    act = np.ones(N, np.int8)
+    obs_e, obs_a = e.step(act)[0], a.step(act)[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(obs_a, attn(torch.from_numpy(obs_e)).mean(-1).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_tensor_obs_on_the_device():
+    t, n = make(tensor_obs=True, obs_type="pooled"), make(obs_type="pooled")
+    obs_t, obs_n = t.reset(seed=1)[0], n.reset(seed=1)[0]
+    assert isinstance(obs_t, torch.Tensor) and obs_t.device == t.device and obs_t.dtype == torch.float32
+    np.testing.assert_array_equal(obs_t.numpy(), obs_n)
+    np.testing.assert_array_equal(t.step(np.ones(N))[0].numpy(), n.step(np.ones(N))[0])
+
+
+# -- seeding and episodes ------------------------------------------------------------------------
+@pytest.mark.parametrize("selection,obs_type", [("batch", "embeddings"), ("image", "attention")])
+def test_same_seed_same_rollout_different_seed_differs(selection, obs_type):
+    acts = masks(selection, 4, seed=3)
+    r1 = rollout(make(selection=selection, obs_type=obs_type), acts, seed=11)
+    r2 = rollout(make(selection=selection, obs_type=obs_type), acts, seed=11)
+    assert_same_rollout(r1, r2)
+    r3 = rollout(make(selection=selection, obs_type=obs_type), acts, seed=12)
+    assert not np.array_equal(r1[0][0], r3[0][0])
+    assert [s[1] for s in r1[1:]] != [s[1] for s in r3[1:]]
+    # reset(seed) on a used env starts the same fresh run again.
+    env = make(selection=selection, obs_type=obs_type)
+    rollout(env, acts[:2], seed=5)
+    assert_same_rollout(rollout(env, acts, seed=11), r1)
+
+
+def test_seeding_does_not_touch_global_torch_rng():
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    env = make()
+    env.reset(seed=1)
+    env.step(np.ones(N))
+    env.evaluate()
+    env.reset(options={"new_run": True})
+    assert torch.equal(torch.rand(3), want)
+
+
+def test_reset_without_seed_continues_the_run():
+    acts = masks("batch", 6, seed=4)
+    short = make(episode_steps=3)
+    long = make(episode_steps=6)
+    r_long = rollout(long, acts, seed=9)
+    r_short = rollout(short, acts[:3], seed=9)
+    assert r_short[-1][3] is True and r_short[-1][2] is False  # truncated after 3 steps
+    obs, info = short.reset()
+    assert info["global_step"] == 3
+    np.testing.assert_array_equal(obs, r_long[3][0])  # the pending batch of the same run
+    for i, a in enumerate(acts[3:], start=4):
+        step = short.step(a)
+        np.testing.assert_array_equal(step[0], r_long[i][0])
+        assert step[1] == r_long[i][1] and step[4] == r_long[i][4]
+    assert step[4]["global_step"] == 6 and step[3] is True
+    # An option forces a fresh run: counters restart and the loss reference is retaken.
+    before = [p.detach().clone() for p in short.model.parameters()]
+    obs, info = short.reset(options={"new_run": True})
+    assert info == {"epoch": 0, "global_step": 0}
+    assert not all(torch.equal(p, q) for p, q in zip(before, short.model.parameters()))
+    step = short.step(acts[0])
+    assert step[4]["global_step"] == 1 and step[4]["loss_term"] == 1.0
+
+
+def test_epochs_and_dropped_last_batch():
+    """40 training images, batch 16: an epoch is 2 steps (8 images dropped); episodes of
+    one epoch by default; reset() goes on to the next epoch with a new order."""
+    env = make(dataset=data.synthetic(n_train=40, n_test=8))
+    assert env.steps_per_epoch == 2 and env.episode_steps == 2
+    perms = []
+    env.reset(seed=0)
+    for epoch in range(3):
+        if epoch:
+            env.reset()
+        perms.append(env._perm.clone())
+        for i in range(2):
+            assert torch.equal(env._batch_y, env.data.train_y[perms[-1][16 * i:16 * (i + 1)]])
+            obs, _, term, trunc, info = env.step(np.ones(N))
+            assert obs.shape == (B, N, D) and info["epoch"] == epoch
+        assert trunc and not term
+    # Each epoch is a fresh permutation of the 40 images.
+    assert all(sorted(p.tolist()) == list(range(40)) for p in perms)
+    assert not torch.equal(perms[0], perms[1]) and not torch.equal(perms[1], perms[2])
+
+
+# -- reward ------------------------------------------------------------------------------------
+def expected_patch_term(kept, n_patch_desired=30):
+    z, z_star = N - kept, N - n_patch_desired
+    return -abs(z - z_star) / z_star
+
+
+@pytest.mark.parametrize("weights", [dict(), dict(alpha=0.3), dict(loss_weight=2.5, patch_weight=0.5,
+                                                                   n_patch_desired=20)])
+def test_reward_formula_by_hand(weights):
+    lw, pw = (weights["alpha"], 1 - weights["alpha"]) if "alpha" in weights else \
+        (weights.get("loss_weight", 1.0), weights.get("patch_weight", 20.0))
+    target = weights.get("n_patch_desired", 30)
+    env = make(**weights)
+    env.reset(seed=2)
+    loss_ref = None
+    for k in (64, 30, 10, 45, 1):
+        a = np.zeros(N, np.int8)
+        a[np.random.default_rng(k).permutation(N)[:k]] = 1
+        _, reward, _, _, info = env.step(a)
+        loss_ref = loss_ref if loss_ref is not None else info["loss"]
+        lt, pt = loss_ref / info["loss"], expected_patch_term(k, target)
+        assert info["kept"] == k
+        assert info["loss_term"] == pytest.approx(lt, rel=1e-12)
+        assert info["patch_term"] == pytest.approx(pt, rel=1e-12)
+        assert reward == pytest.approx(lw * lt + pw * pt, rel=1e-12)
+    assert env.reset(seed=2) and env.step(np.ones(N))[4]["loss_term"] == 1.0  # first step: L(ref)/L(ref)
+
+
+def test_reward_per_image_uses_mean_kept():
+    env = make(selection="image")
+    env.reset(seed=0)
+    a = np.zeros((B, N), np.int8)
+    counts = np.arange(1, B + 1) * 4  # 4, 8, ..., 64
+    for i, c in enumerate(counts):
+        a[i, :c] = 1
+    _, reward, _, _, info = env.step(a)
+    np.testing.assert_array_equal(info["kept_per_image"], counts)
+    assert info["kept"] == counts.mean()
+    assert reward == pytest.approx(1.0 + 20 * expected_patch_term(counts.mean()), rel=1e-12)
+
+
+def test_custom_reward_fn_gets_the_step_statistics():
+    seen = []
+
+    def reward_fn(stats):
+        seen.append(stats)
+        return 10 * stats.accuracy - stats.kept / stats.num_patches + stats.loss_ref
+
+    env = make(selection="image", reward_fn=reward_fn)
+    env.reset(seed=3)
+    infos, rewards = [], []
+    for a in masks("image", 3, seed=5):
+        _, r, _, _, info = env.step(a)
+        infos.append(info)
+        rewards.append(r)
+    for stats, info, r in zip(seen, infos, rewards):
+        assert (stats.loss, stats.accuracy, stats.kept) == (info["loss"], info["accuracy"], info["kept"])
+        assert stats.loss_ref == infos[0]["loss"] and (stats.num_patches, stats.n_patch_desired) == (N, 30)
+        assert (stats.loss_term, stats.patch_term) == (info["loss_term"], info["patch_term"])
+        np.testing.assert_array_equal(stats.kept_per_image, info["kept_per_image"])
+        assert r == pytest.approx(10 * info["accuracy"] - info["kept"] / N + infos[0]["loss"], rel=1e-12)
+
+
+def test_step_is_one_adam_step_on_the_masked_batch():
+    """info's loss/accuracy are those of the pending batch with the mask, and the weights
+    move by exactly one Adam step (lr 1e-3) on that loss."""
+    env = make(lr=1e-3)
+    env.reset(seed=6)
+    keep = np.zeros(N, bool)
+    keep[::3] = True
+    twin = copy.deepcopy(env.model)
+    x, y = env._batch_x.clone(), env._batch_y.clone()
+    logits = twin(x, torch.from_numpy(keep))
+    loss = F.cross_entropy(logits, y)
+    opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    info = env.step(keep.astype(np.int8))[4]
+    assert info["loss"] == pytest.approx(float(loss.detach()), rel=1e-5)
+    assert info["accuracy"] == float((logits.argmax(-1) == y).float().mean())
+    for p, q in zip(env.model.parameters(), twin.parameters()):
+        torch.testing.assert_close(p, q, atol=1e-6, rtol=1e-5)
+
+
+# -- tokens: dropped tokens are gone ---------------------------------------------------------
+@pytest.mark.parametrize("selection", SELECTIONS)
+def test_tokens_count_what_the_transformer_ran_on(selection):
+    env = make(selection=selection)
+    env.reset(seed=0)
+    lengths = []
+    env.model.transformer.register_forward_hook(lambda m, args, out: lengths.append(tuple(args[0].shape)))
+    rng = np.random.default_rng(0)
+    cases = [64, 32, 8, 1] if selection == "batch" else ["equal", "uneven", "full", "one-each"]
+    for case in cases:
+        if selection == "batch":
+            a = np.zeros(N, np.int8)
+            a[rng.permutation(N)[:case]] = 1
+            counts = np.full(B, case)
+        else:
+            counts = {"equal": np.full(B, 20), "uneven": rng.integers(1, 50, B), "full": np.full(B, 64),
+                      "one-each": np.ones(B, int)}[case]
+            a = np.zeros((B, N), np.int8)
+            for i, c in enumerate(counts):
+                a[i, rng.permutation(N)[:c]] = 1
+        info = env.step(a)[4]
+        longest = int(counts.max())
+        assert lengths[-1] == (B, longest, D)  # the sequence really is shorter
+        assert info["tokens"] == int(counts.sum()) <= B * info["kept"] + 1e-9
+        assert info["tokens"] == pytest.approx(B * info["kept"])
+        assert info["padding_tokens"] == B * longest - int(counts.sum())
+        if selection == "batch" or case != "uneven":
+            assert info["padding_tokens"] == 0
+    assert len(lengths) == len(cases)  # one transformer pass per step: the observation reuses none
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def _manual_accuracy(env, keep=None):
+    x = data.normalize(data.to_unit(env.data.test_x), env._mean, env._std)
+    with torch.no_grad():
+        logits = env.model(x, None if keep is None else torch.as_tensor(keep))
+    return float((logits.argmax(-1) == env.data.test_y).float().mean()), float(F.cross_entropy(logits, env.data.test_y))
+
+
+def test_evaluate_all_patches_and_fixed_masks():
+    env = make(dataset=data.synthetic(n_train=64, n_test=40))  # 40: the last batch of 16 is partial
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.ones(N))
+    res = env.evaluate()
+    acc, loss = _manual_accuracy(env)
+    assert res["n"] == 40 and 0 <= res["accuracy"] <= 1
+    assert res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, rel=1e-5)
+    keep = np.zeros(N, np.int8)
+    keep[5:40] = 1
+    res = env.evaluate(masks=keep)
+    acc, loss = _manual_accuracy(env, keep.astype(bool))
+    assert res["n"] == 40 and res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, rel=1e-5)
+    assert env.evaluate(split="train")["n"] == 64
+
+
+def test_evaluate_with_a_callable_selector():
+    env = make(dataset=data.synthetic(n_train=64, n_test=40), selection="image", obs_type="attention")
+    env.reset(seed=1)
+    calls = []
+
+    def selector(obs):  # keep each image's 20 patches of highest attention state
+        calls.append(obs.copy())
+        a = np.zeros((B, N), np.int8)
+        np.put_along_axis(a, np.argsort(-obs, axis=1)[:, :20], 1, axis=1)
+        return a
+
+    res = env.evaluate(masks=selector)
+    assert len(calls) == 3 and all(c.shape == (B, N) and c.dtype == np.float32 for c in calls)
+    assert res["n"] == 40 and 0 <= res["accuracy"] <= 1
+    # By hand: the selector on the attention state of each image, each image alone.
+    x = data.normalize(data.to_unit(env.data.test_x), env._mean, env._std)
+    with torch.no_grad():
+        tokens = env.model.embed(x)
+        state = env.model.transformer.layers[0][0](tokens).mean(-1).numpy()
+        np.testing.assert_allclose(calls[0], state[:16], rtol=1e-4, atol=1e-5)
+        keep = np.argsort(-state, axis=1)[:, :20]
+        logits = torch.cat([env.model(x[i:i + 1], torch.from_numpy(keep[i])) for i in range(40)])
+    assert res["accuracy"] == pytest.approx(float((logits.argmax(-1) == env.data.test_y).float().mean()))
+    assert res["loss"] == pytest.approx(float(F.cross_entropy(logits, env.data.test_y)), rel=1e-4)
+
+
+def test_evaluate_does_not_change_the_training_run():
+    acts = masks("batch", 4, seed=8)
+    plain = rollout(make(obs_type="pooled"), acts, seed=4)
+    env = make(obs_type="pooled")
+    with_eval = rollout(env, acts[:2], seed=4)
+    first = env.evaluate()
+    env.evaluate(masks=acts[0])
+    env.evaluate(masks=lambda obs: np.ones(N), split="train")
+    assert env.evaluate() == first
+    with_eval += [env.step(a) for a in acts[2:]]
+    assert_same_rollout(with_eval, plain)
+
+
+# -- the offline digits setup ---------------------------------------------------------------------
+def test_digits_trains_a_step_and_evaluates_offline(monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(data, "_digits", _cached_digits)
+    tiny = {k: v for k, v in TINY.items() if k != "dataset"}
+    env = gym.make("patchenv/Digits-v0", **tiny, obs_type="pooled")
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (N, D)
+    _, reward, term, trunc, info = env.step(np.ones(N))
+    assert np.isfinite(reward) and not term and not trunc and info["tokens"] == B * N
+    res = env.unwrapped.evaluate()
+    assert res["n"] == 1797 // 5 and 0 <= res["accuracy"] <= 1
+    assert env.unwrapped.steps_per_epoch == (1797 - 1797 // 5) // B
