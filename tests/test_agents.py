@@ -1,0 +1,301 @@
+"""Agents: every registered agent on a tiny budget, AgentViT against hand-computed values,
+save/load, PPO's step budget, and the registry's plug-in path."""
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agents.agentvit import AgentViT
+from agents.base import Agent
+from conftest import TINY
+
+
+def make_env(agent, **overrides):
+    kwargs = {**TINY, **agent.env_kwargs(), **overrides}
+    # The passive checker only warns about torch observations.
+    env = gym.make("patchenv/PatchSelection-v0", disable_env_checker=bool(kwargs.get("tensor_obs")), **kwargs)
+    env.reset(seed=0)
+    return env
+
+
+def pending_obs(env):
+    return env.reset()[0]  # reset() without a seed continues the run: the pending batch
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+# -- every agent ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", agents.available())
+def test_agent_trains_acts_saves_and_loads(name, tmp_path):
+    agent = agents.make(name)
+    env = make_env(agent)
+    before = env.unwrapped.global_step
+    agent.train(env, steps=64)
+    assert env.unwrapped.global_step - before == 64  # about `steps`, not a default PPO rollout
+    obs = pending_obs(env)
+    action = agent.act(obs)
+    assert env.action_space.contains(action), (name, action)
+    assert env.action_space.contains(agent.act(obs, explore=True))
+
+    path = tmp_path / f"agent{getattr(agent, 'save_suffix', '')}"
+    agent.save(path)
+    loaded = agents.make(name).load(path)
+    loaded.setup(env)
+    if name == "random":  # stochastic by design and its save holds no RNG state: two loads agree
+        again = agents.make(name).load(path)
+        again.setup(env)
+        assert all(np.array_equal(loaded.act(obs), again.act(obs)) for _ in range(3))
+    else:
+        assert np.array_equal(loaded.act(obs), agent.act(obs))
+    env.step(loaded.act(obs))  # the loaded agent's action is accepted by the env
+
+
+def test_required_agents_are_registered():
+    assert {"agentvit", "all", "random", "ppo"} <= set(agents.available())
+    assert len(set(agents.available()) - {"agentvit", "all", "random", "ppo"}) >= 1  # a heuristic
+
+
+def test_third_party_agent_is_found_by_make():
+    @agents.register("test_left_half")
+    class LeftHalf(Agent):
+        obs_type = "pooled"
+
+        def act(self, obs, explore=False):
+            mask = np.zeros(obs.shape[0], dtype=np.int8)
+            mask[: obs.shape[0] // 2] = 1
+            return mask
+
+    try:
+        assert "test_left_half" in agents.available()
+        agent = agents.make("test_left_half")
+        assert isinstance(agent, LeftHalf) and agent.name == "test_left_half"
+        env = make_env(agent)
+        kept = []
+        agent.train(env, steps=3, callback=lambda tr: kept.append(tr.info["kept"]))
+        assert kept == [32.0, 32.0, 32.0]
+    finally:
+        agents._REGISTRY.pop("test_left_half", None)
+
+
+def test_unknown_agent_lists_the_choices():
+    with pytest.raises(ValueError, match="agentvit"):
+        agents.make("no_such_agent")
+
+
+# -- AgentViT ---------------------------------------------------------------------------------------
+def test_agentvit_accepts_the_readme_hyperparameters():
+    agent = agents.make("agentvit", buffer_size=64, buffer_batch_size=8, gamma=0.95, eps_start=1, eps_end=0.01,
+                        eps_decay=20000, eta=0.01, tau=0.1, update_every=2, frequency=50)
+    assert isinstance(agent, AgentViT)
+    assert (agent.hp.buffer_size, agent.hp.buffer_batch_size, agent.hp.gamma, agent.hp.eta, agent.hp.tau,
+            agent.hp.update_every, agent.hp.frequency, agent.hp.eps_decay) == (64, 8, 0.95, 0.01, 0.1, 2, 50, 20000)
+    assert agent.hp == agents.make("agentvit").hp  # the defaults are the paper's values
+    assert agent.obs_type == "attention" and agent.selection == "batch"
+    assert agent.env_kwargs()["tensor_obs"] is True
+    with pytest.raises(TypeError):
+        agents.make("agentvit", not_a_hyperparameter=1)
+    with pytest.raises(ValueError, match="buffer_batch_size"):
+        agents.make("agentvit", buffer_size=4, buffer_batch_size=8)
+
+
+def test_agentvit_networks_are_the_papers():
+    agent = agents.make("agentvit")
+    make_env(agent)  # nothing built before an env is known
+    assert agent.q_network is None
+    agent.setup(make_env(agent))
+    for net in (agent.q_network, agent.target_network):
+        linear = [m for m in net if isinstance(m, torch.nn.Linear)]
+        assert [(m.in_features, m.out_features) for m in linear] == [(64, 1024), (1024, 256), (256, 64)]
+        assert sum(isinstance(m, torch.nn.ReLU) for m in net) == 2
+    assert isinstance(agent.optimizer, torch.optim.AdamW)
+    assert agent.optimizer.defaults["lr"] == 0.01 and agent.optimizer.defaults["amsgrad"] is True
+
+
+def test_agentvit_epsilon_schedule_by_hand():
+    agent = agents.make("agentvit", eps_start=1.0, eps_end=0.01, eps_decay=20000)
+    for it in (0, 1, 390, 5000, 20000, 100000):
+        assert agent.epsilon(it) == pytest.approx(0.01 + 0.99 * math.exp(-it / 20000), rel=1e-12)
+    assert agent.epsilon(0) == 1.0
+    assert agent.epsilon(20000) == pytest.approx(0.01 + 0.99 / math.e)
+    custom = agents.make("agentvit", eps_start=0.5, eps_end=0.1, eps_decay=10)
+    assert custom.epsilon(10) == pytest.approx(0.1 + 0.4 * math.exp(-1))
+    # The training loop counts ViT iterations.
+    env = make_env(custom)
+    custom.train(env, steps=12)
+    assert custom.iteration == 12
+    assert custom.epsilon() == pytest.approx(0.1 + 0.4 * math.exp(-1.2))
+
+
+def test_agentvit_action_is_batch_mean_q_cut_at_its_mean():
+    agent = agents.make("agentvit", seed=3)
+    env = make_env(agent)
+    agent.setup(env)
+    obs = pending_obs(env)
+    assert isinstance(obs, torch.Tensor) and obs.shape == (TINY["batch_size"], 64)
+    with torch.no_grad():
+        q = agent.q_network(obs).mean(dim=0).numpy()
+    expected = (q >= q.mean()).astype(np.int8)
+    assert np.array_equal(agent.act(obs), expected)
+    assert np.array_equal(agent.act(obs.numpy()), expected)  # numpy observations work too
+    # Exploration: a uniform random vector cut at its own mean keeps about half.
+    always = agents.make("agentvit", eps_start=1.0, eps_end=1.0)
+    always.setup(env)
+    kept = [always.act(obs, explore=True).sum() for _ in range(200)]
+    assert 28 < np.mean(kept) < 36
+
+
+def test_agentvit_loss_on_a_hand_made_batch_is_the_papers_formula():
+    torch.manual_seed(0)
+    gamma, tau, b, n = 0.9, 0.25, TINY["batch_size"], 64
+    agent = agents.make("agentvit", buffer_size=3, buffer_batch_size=3, gamma=gamma, tau=tau, update_every=1)
+    agent.setup(make_env(agent))
+    states, next_states = torch.randn(3, b, n), torch.randn(3, b, n)
+    rewards = torch.tensor([1.5, -2.0, 0.25])
+    # The target network differs from the Q-network, so the formula's two terms are distinct.
+    with torch.no_grad():
+        for p in agent.target_network.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    for s, s2, r in zip(states, next_states, rewards):
+        agent.store(s, s2, float(r))
+
+    with torch.no_grad():
+        q = agent.q_network(states.reshape(-1, n))  # each image row is a sample
+        y = rewards.repeat_interleave(b)[:, None] + gamma * agent.target_network(next_states.reshape(-1, n))
+        d = (q - y).abs()
+        expected = torch.where(d < 1, 0.5 * d**2, d - 0.5).mean()  # SmoothL1, beta 1
+    q_before, target_before = params(agent.q_network), params(agent.target_network)
+
+    loss = agent.learn()  # samples all three (without replacement), in some order
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    q_after = params(agent.q_network)
+    assert any(not torch.equal(a, b_) for a, b_ in zip(q_before, q_after))
+    # update_every=1: one soft update, target = tau * q + (1 - tau) * target.
+    for t_old, q_new, t_new in zip(target_before, q_after, agent.target_network.parameters()):
+        torch.testing.assert_close(t_new, tau * q_new + (1 - tau) * t_old)
+
+
+def test_agentvit_gradient_values_are_clipped():
+    agent = agents.make("agentvit", buffer_size=1, buffer_batch_size=1, clip_value=1e-3, eta=1.0)
+    agent.setup(make_env(agent))
+    agent.store(torch.full((TINY["batch_size"], 64), 50.0), torch.zeros(TINY["batch_size"], 64), 1e4)
+    seen = []
+    agent.q_network[-1].weight.register_post_accumulate_grad_hook(lambda p: seen.append(p.grad.abs().max()))
+    clipped = []
+    orig_step = agent.optimizer.step
+
+    def step(*a, **k):
+        clipped.append(max(p.grad.abs().max() for p in agent.q_network.parameters()))
+        return orig_step(*a, **k)
+
+    agent.optimizer.step = step
+    agent.learn()
+    assert seen[0] > 1e-3 and clipped[0] <= 1e-3
+
+
+def test_agentvit_replay_evicts_a_random_element_when_full():
+    agent = agents.make("agentvit", buffer_size=3, buffer_batch_size=1)
+    agent.setup(make_env(agent))
+    b = TINY["batch_size"]
+    for i in range(10):
+        agent.store(torch.full((b, 64), float(i)), torch.zeros(b, 64), float(i))
+        stored = sorted(agent._rewards[: agent.replay_size].tolist())
+        assert agent.replay_size == min(i + 1, 3) and float(i) in stored  # the newest is always kept
+
+
+def test_agentvit_learns_within_40_steps_with_frequency_2():
+    agent = agents.make("agentvit", frequency=2, learning_starts=0)
+    env = make_env(agent)
+    agent.setup(env)
+    q0, t0 = params(agent.q_network), params(agent.target_network)
+    agent.train(env, steps=40)
+    assert agent.replay_size == 20  # every 2nd iteration rewarded and stored
+    assert agent.updates == 20 - 8 + 1  # learning starts once buffer_batch_size transitions are stored
+    assert any(not torch.equal(a, b) for a, b in zip(q0, params(agent.q_network)))
+    assert any(not torch.equal(a, b) for a, b in zip(t0, params(agent.target_network)))
+    assert agent.overhead_time_s > 0
+    assert all(t.device == env.unwrapped.device for t in (agent._states, agent._rewards))
+
+
+def test_agentvit_next_state_is_the_same_images_after_the_update():
+    agent = agents.make("agentvit", frequency=1, learning_starts=0)
+    env = make_env(agent)
+    u = env.unwrapped
+    obs = pending_obs(env)
+    images = u._batch_x
+    agent.train(env, steps=1)
+    assert agent.replay_size == 1
+    torch.testing.assert_close(agent._states[0], obs)
+    with torch.no_grad():
+        after = u.model.attention_state(u.model.embed(images))  # weights after the ViT step
+    torch.testing.assert_close(agent._next_states[0], after)
+    assert not torch.allclose(agent._next_states[0], obs)  # the ViT did change
+
+
+def test_agentvit_rewards_count_inside_the_epoch_and_skip_the_first_epoch():
+    # 2048 synthetic images / 64 = 32 batches per epoch. frequency=10 rewards batches
+    # 10, 20, 30 of each epoch (the notebook's loop index restarts every epoch); with the
+    # default learning_starts (one epoch) only epoch 2's 10th batch (global step 42) is stored.
+    agent = agents.make("agentvit", frequency=10)
+    env = make_env(agent, batch_size=64)
+    agent.train(env, steps=45)
+    assert agent.learning_starts == 32
+    assert agent.replay_size == 1
+
+
+def test_agentvit_save_load_restores_everything(tmp_path):
+    agent = agents.make("agentvit", frequency=2, learning_starts=0, seed=5)
+    env = make_env(agent)
+    agent.train(env, steps=24)
+    agent.save(tmp_path / "a.pt")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]  # no temp file left behind
+    loaded = agents.make("agentvit").load(tmp_path / "a.pt")
+    assert loaded.hp == agent.hp
+    assert (loaded.iteration, loaded.updates, loaded.replay_size) == (agent.iteration, agent.updates,
+                                                                      agent.replay_size)
+    obs = pending_obs(env)
+    assert np.array_equal(loaded.act(obs), agent.act(obs))
+    # The RNG, the replay and the optimiser come back too: exploration and learning continue identically.
+    assert all(np.array_equal(loaded.act(obs, explore=True), agent.act(obs, explore=True)) for _ in range(5))
+    torch.testing.assert_close(agent.learn(), loaded.learn())
+    for a, b in zip(agent.q_network.parameters(), loaded.q_network.parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="cannot read agent file"):
+        (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+        agents.make("agentvit").load(tmp_path / "bad.pt")
+
+
+# -- PPO --------------------------------------------------------------------------------------------
+def test_ppo_extractor_works_per_patch_and_budget_is_respected():
+    agent = agents.make("ppo", n_steps=2048)
+    env = make_env(agent)
+    agent.train(env, steps=20)
+    assert env.unwrapped.global_step == 20 and agent.model.n_steps == 20  # not a 2048-step rollout
+    extractor = agent.model.policy.features_extractor
+    assert type(extractor).__name__ == "PatchFeatures"
+    first = extractor.per_item[0]
+    assert first.in_features == TINY["dim"]  # a shared MLP over each patch's D-vector, not N * D inputs
+    assert extractor.features_dim == 64 * agent.hp.item_features + agent.hp.item_features
+    agent.train(env, steps=12)  # the same model carries on with a shorter rollout
+    assert env.unwrapped.global_step == 32 and agent.model.num_timesteps == 32
+
+
+def test_ppo_per_image_selection_through_the_flatten_wrapper():
+    agent = agents.make("ppo", selection="image")
+    env = make_env(agent)
+    assert env.action_space.shape == (TINY["batch_size"], 64)
+    agent.train(env, steps=16)
+    action = agent.act(pending_obs(env))
+    assert action.shape == (TINY["batch_size"], 64) and env.action_space.contains(action)
+
+
+def test_nonempty_mask_wrapper():
+    from patchenv.wrappers import ensure_nonempty
+
+    assert ensure_nonempty(np.zeros(4)).tolist() == [1, 1, 1, 1]
+    assert ensure_nonempty(np.array([[0, 1], [0, 0]])).tolist() == [[0, 1], [1, 1]]
+    assert ensure_nonempty(np.array([0.0, 2.0])).tolist() == [0.0, 2.0]  # bad values still reach the env
