@@ -1,0 +1,326 @@
+"""Training-step time against patches kept, for the bare ViT and through the env.
+
+    python -m benchmarks.throughput --preset paper --batch-sizes 16,128 --out results/throughput
+
+For each batch size and each k in 64, 48, 32, 16, 8 patches kept, the time of one training
+step:
+- ``bare``: a plain `SimpleViT` step on a fixed batch with a fixed mask (embed, forward
+  on the kept tokens, cross-entropy, backward, Adam step): the floor the env is held to;
+- ``env/batch/<obs>``: ``env.step`` with one mask of k patches for the batch, for the
+  observation types pooled, embeddings and attention (the paper's state, reported apart:
+  it costs an extra attention block on all patches by definition);
+- ``env/image/<obs>``: ``env.step`` with one mask of k patches per image (different
+  patches per image), pooled and embeddings;
+- ``env/image-uneven/pooled``: per-image masks whose counts vary around k (padding path).
+
+Every step is timed side by side in one process, interleaved (each repeat visits every
+k in a shuffled order and, within a k, every variant back to back in a shuffled order, so
+drift and load from other processes hit all alike), after warm-up; a time is the median
+over repeats and an acceptance ratio the median over repeats of the ratio within a
+repeat; the device is synchronised around each timing. Reported: each
+time as a ratio to the same variant's all-patch step, next to the ideal k/N, and each env
+variant over the bare step with the same k (the env's overhead). The acceptance ratios
+of issue 5 are printed with PASS/FAIL. Writes OUT/throughput.json (with the meta block)
+and OUT/throughput.png.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import patchenv  # noqa: F401  (registers the env ids)
+from benchmarks.common import (PRESETS, markdown_table, meta_block, parse_list, pyplot, save_figure, timed,
+                               write_json)
+from patchenv import data as data_mod
+from patchenv import env as env_mod
+from patchenv.env import resolve_device
+from patchenv.vit import SimpleViT, init_weights
+
+PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
+
+# variant name -> (selection, obs_type, uneven per-image counts); None = the bare ViT.
+VARIANTS: dict[str, Optional[tuple[str, str, bool]]] = {
+    "bare": None,
+    "env/batch/pooled": ("batch", "pooled", False),
+    "env/batch/embeddings": ("batch", "embeddings", False),
+    "env/batch/attention": ("batch", "attention", False),
+    "env/image/pooled": ("image", "pooled", False),
+    "env/image/embeddings": ("image", "embeddings", False),
+    "env/image-uneven/pooled": ("image", "pooled", True),
+}
+# (name, numerator (variant, k), denominator (variant, k), target): issue 5's acceptance.
+ACCEPTANCE = (
+    ("r32 = bare(32) / bare(64)", ("bare", 32), ("bare", 64), 0.55),
+    ("env.step(pooled, batch mask 32) / bare(32)", ("env/batch/pooled", 32), ("bare", 32), 1.05),
+    ("env.step(embeddings, batch mask 32) / bare(32)", ("env/batch/embeddings", 32), ("bare", 32), 1.05),
+    ("env.step(per-image masks 32) / env.step(batch mask 32)", ("env/image/pooled", 32), ("env/batch/pooled", 32),
+     1.15),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="ViT size (its batch size is ignored)")
+    p.add_argument("--batch-sizes", default="16,128", help="comma list")
+    p.add_argument("--ks", default="64,48,32,16,8", help="patches kept, comma list (must include all N)")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
+    p.add_argument("--repeats", type=int, default=9, help="timed repeats per variant and k (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant and k first")
+    p.add_argument("--min-time", type=float, default=0.02,
+                   help="seconds: steps are timed in groups long enough for the clock (GPU)")
+    p.add_argument("--dataset", default="synthetic", help="data the env steps on (timing does not depend on it)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default=None, choices=["bf16"], help="bf16 autocast (env and bare step)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the ViT forward (env and bare step)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results/throughput")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+class BareStep:
+    """A plain masked training step of SimpleViT: what env.step is compared against."""
+
+    def __init__(self, vit: dict, batch_size: int, device: torch.device, amp: Optional[str], compile: bool,
+                 seed: int):
+        g = torch.Generator(device).manual_seed(seed)
+        self.model = SimpleViT(**vit).to(device)
+        init_weights(self.model, g)
+        self.model.train()
+        # The env's own optimiser (same kernel), so the comparison is step against step.
+        make_optimizer = getattr(env_mod, "make_optimizer", None)
+        self.optimizer = make_optimizer(self.model, 1e-3) if make_optimizer else \
+            torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True) if compile \
+            else self.model.forward_tokens
+        n = self.model.num_patches
+        self.x = torch.randn(batch_size, vit["channels"], vit["image_size"], vit["image_size"], device=device,
+                             generator=g)
+        self.y = torch.randint(vit["num_classes"], (batch_size,), device=device, generator=g)
+        self.device, self.amp, self.n = device, amp, n
+        self.keep: dict[int, Optional[torch.Tensor]] = {}
+
+    def set_mask(self, k: int, mask: np.ndarray) -> None:
+        self.keep[k] = None if k == self.n else torch.from_numpy(np.flatnonzero(mask)).to(self.device)
+
+    def step(self, k: int) -> None:
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
+        with autocast:
+            logits = self.forward_tokens(self.model.embed(self.x), self.keep[k])
+            loss = F.cross_entropy(logits.float(), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def _masks(rng: np.random.Generator, k: int, n: int, b: int, selection: str, uneven: bool) -> np.ndarray:
+    """A fixed random mask keeping k patches: (N,) for the batch, (B, N) per image."""
+    if selection == "batch":
+        mask = np.zeros(n, dtype=np.int8)
+        mask[rng.choice(n, size=k, replace=False)] = 1
+        return mask
+    counts = np.full(b, k)
+    if uneven:  # counts spread around k (mean ~k), so rows need padding
+        spread = max(k // 4, 1)
+        counts = np.clip(k + rng.integers(-spread, spread + 1, size=b), 1, n)
+    mask = np.zeros((b, n), dtype=np.int8)
+    for i, c in enumerate(counts):
+        mask[i, rng.choice(n, size=int(c), replace=False)] = 1
+    return mask
+
+
+def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
+    """Time every variant and k for one batch size; returns rows and acceptance ratios."""
+    device = torch.device(cfg["device"])
+    ks, names = cfg["ks"], cfg["variants"]
+    vit = dict(PRESETS[cfg["preset"]])
+    vit.pop("batch_size")
+    vit_config = dict(image_size=images.image_size, patch_size=PATCH_SIZE, num_classes=images.num_classes,
+                      channels=images.channels, **vit)
+    n = (images.image_size // PATCH_SIZE) ** 2
+    rng = np.random.default_rng(cfg["seed"])
+    steppers, masks, envs = {}, {}, []
+    for name in names:
+        spec = VARIANTS[name]
+        if spec is None:
+            continue
+        selection, obs_type, uneven = spec
+        env = gym.make("patchenv/PatchSelection-v0", dataset=images, batch_size=batch_size, device=str(device),
+                       patch_size=PATCH_SIZE, disable_env_checker=True,
+                       selection=selection, obs_type=obs_type, episode_steps=10**9, amp=cfg["amp"],
+                       compile=cfg["compile"], **vit)
+        env.reset(seed=cfg["seed"])
+        envs.append(env)
+        masks[name] = {k: _masks(rng, k, n, batch_size, selection, uneven) for k in ks}
+        steppers[name] = (lambda env, m: (lambda k: env.step(m[k])))(env, masks[name])
+    if "bare" in names:
+        bare = BareStep(vit_config, batch_size, device, cfg["amp"], cfg["compile"], cfg["seed"])
+        batch_mask = {k: _masks(rng, k, n, batch_size, "batch", False) for k in ks}
+        for k in ks:
+            bare.set_mask(k, batch_mask[k])
+        steppers["bare"] = bare.step
+    names = [name for name in names if name in steppers]
+
+    pairs = [(name, k) for name in names for k in ks]
+    for name, k in tqdm(pairs, desc=f"B={batch_size} warm-up", disable=not show, leave=False):
+        for _ in range(cfg["warmup"]):
+            steppers[name](k)
+    cheapest = min(timed(lambda: steppers[name](min(ks)), device) for name in names)
+    inner = max(1, math.ceil(cfg["min_time"] / max(cheapest, 1e-9)))
+    times = {pair: [] for pair in pairs}
+    order_rng = np.random.default_rng(cfg["seed"] + 1)
+    with tqdm(total=cfg["repeats"] * len(pairs), desc=f"B={batch_size} timing", disable=not show,
+              leave=False) as bar:
+        for _ in range(cfg["repeats"]):
+            # One block per k, variants back to back in a fresh random order: the pairs the
+            # acceptance compares at equal k are timed seconds apart, so load from other
+            # processes and clock drift hit both sides alike.
+            for k in order_rng.permutation(ks):
+                for i in order_rng.permutation(len(names)):
+                    name, k = names[i], int(k)
+                    times[(name, k)].append(timed(lambda: steppers[name](k), device, inner))
+                    bar.update(1)
+
+    med = {pair: float(np.median(t)) for pair, t in times.items()}
+    rows = []
+    for name, k in pairs:
+        t = np.asarray(times[(name, k)])
+        rows.append({
+            "variant": name, "k": k, "ideal": k / n, "median_s": med[(name, k)],
+            "p25_s": float(np.percentile(t, 25)), "p75_s": float(np.percentile(t, 75)),
+            "ratio_to_full": med[(name, k)] / med[(name, n)],
+            "overhead_vs_bare": med[(name, k)] / med[("bare", k)] if ("bare", k) in med else None,
+            "times_s": t.tolist(),
+        })
+    acceptance = []
+    for label, num, den, target in ACCEPTANCE:
+        if num not in times or den not in times:
+            continue
+        # The decision value: the median over repeats of the ratio within one repeat (side
+        # by side, so load that comes and goes cancels out); the ratio of the two medians
+        # is reported next to it.
+        paired = np.asarray(times[num]) / np.asarray(times[den])
+        value = float(np.median(paired))
+        acceptance.append({"name": label, "value": value, "target": target, "pass": bool(value <= target),
+                           "ratio_of_medians": med[num] / med[den],
+                           "paired_p25": float(np.percentile(paired, 25)),
+                           "paired_p75": float(np.percentile(paired, 75))})
+    for env in envs:
+        env.close()
+    return {"batch_size": batch_size, "num_patches": n, "inner_steps": inner, "rows": rows,
+            "acceptance": acceptance}
+
+
+def tables(result: dict, names: list[str], ks: list[int]) -> str:
+    rows = {(r["variant"], r["k"]): r for r in result["rows"]}
+    names = [v for v in names if any((v, k) in rows for k in ks)]
+    n = result["num_patches"]
+    out = [f"### batch {result['batch_size']} (median of repeats; {result['inner_steps']} step(s) per timing)", "",
+           "step time, ms:", "",
+           markdown_table(["k"] + names, [[k] + [f"{rows[(v, k)]['median_s'] * 1e3:.1f}" for v in names] for k in ks]),
+           "", "ratio to the same variant's full step (ideal k/N):", "",
+           markdown_table(["k", "ideal k/N"] + names,
+                          [[k, f"{k / n:.3f}"] + [f"{rows[(v, k)]['ratio_to_full']:.3f}" for v in names] for k in ks])]
+    env_names = [v for v in names if v != "bare"]
+    if "bare" in names and env_names:
+        out += ["", "env overhead: env.step / bare step with the same k:", "",
+                markdown_table(["k"] + env_names,
+                               [[k] + [f"{rows[(v, k)]['overhead_vs_bare']:.3f}" for v in env_names] for k in ks])]
+    if result["acceptance"]:
+        out += ["", "acceptance (issue 5):", "",
+                markdown_table(["ratio", "value (median of per-repeat ratios)", "p25-p75", "ratio of medians",
+                                "target", "result"],
+                               [[a["name"], f"{a['value']:.3f}", f"{a['paired_p25']:.3f}-{a['paired_p75']:.3f}",
+                                 f"{a['ratio_of_medians']:.3f}", f"<= {a['target']}", "PASS" if a["pass"] else "FAIL"]
+                                for a in result["acceptance"]])]
+    return "\n".join(out)
+
+
+def plot(results: list[dict], names: list[str], path) -> None:
+    plt = pyplot()
+    fig, axes = plt.subplots(2, len(results), figsize=(6 * len(results), 8), squeeze=False)
+    for col, result in enumerate(results):
+        n = result["num_patches"]
+        ax, ax2 = axes[0][col], axes[1][col]
+        for i, name in enumerate(names):
+            rs = sorted((r for r in result["rows"] if r["variant"] == name), key=lambda r: r["k"])
+            if not rs:
+                continue
+            ks = [r["k"] for r in rs]
+            ax.plot(ks, [r["ratio_to_full"] for r in rs], marker="o", color=f"C{i}", label=name)
+            if name != "bare" and rs[0]["overhead_vs_bare"] is not None:
+                ax2.plot(ks, [r["overhead_vs_bare"] for r in rs], marker="o", color=f"C{i}", label=name)
+        ideal = sorted({r["k"] for r in result["rows"]})
+        ax.plot(ideal, [k / n for k in ideal], "k--", label="ideal k/N")
+        ax.set_title(f"step time / full step, batch {result['batch_size']}")
+        ax.set_xlabel("patches kept k")
+        ax.set_ylabel("ratio to the all-patch step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax2.axhline(1.0, color="k", linestyle="--", linewidth=1)
+        ax2.axhline(1.05, color="r", linestyle=":", linewidth=1, label="target 1.05")
+        ax2.set_title(f"env.step / bare step (same k), batch {result['batch_size']}")
+        ax2.set_xlabel("patches kept k")
+        ax2.set_ylabel("env overhead ratio")
+        ax2.grid(alpha=0.3)
+        ax2.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    from pathlib import Path
+
+    args = build_parser().parse_args(argv)
+    names = parse_list(args.variants)
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown or not names:
+        raise SystemExit(f"unknown variant(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(VARIANTS)}")
+    try:
+        batch_sizes, ks = parse_list(args.batch_sizes, int), sorted(set(parse_list(args.ks, int)), reverse=True)
+    except ValueError:
+        raise SystemExit("--batch-sizes and --ks are comma lists of integers") from None
+    if args.repeats < 1 or args.warmup < 0 or not batch_sizes or any(b <= 0 for b in batch_sizes):
+        raise SystemExit("--repeats must be >= 1, --warmup >= 0, --batch-sizes positive")
+    cfg = {"preset": args.preset, "vit": PRESETS[args.preset], "batch_sizes": batch_sizes, "ks": ks,
+           "variants": names, "repeats": args.repeats, "warmup": args.warmup, "min_time": args.min_time,
+           "dataset": args.dataset, "device": str(resolve_device(args.device)), "amp": args.amp,
+           "compile": bool(args.compile), "seed": args.seed}
+    images = data_mod.load_dataset(args.dataset)
+    n = (images.image_size // PATCH_SIZE) ** 2
+    if max(ks) != n or min(ks) < 1:
+        raise SystemExit(f"--ks must include {n} (all patches: ratios are taken to the full step), all >= 1")
+    meta = meta_block(cfg["device"], cfg)
+    meta["argv"] = list(sys.argv[1:] if argv is None else argv)
+    out = Path(args.out)
+    start = time.perf_counter()
+    results = []
+    for b in batch_sizes:
+        if b > len(images.train_y):
+            raise SystemExit(f"batch size {b} is larger than the {args.dataset} training set")
+        result = measure(b, cfg, images, not args.no_progress)
+        results.append(result)
+        print(tables(result, names, ks) + "\n", flush=True)
+        # Written after every batch size, so a long run keeps what it measured.
+        write_json(out / "throughput.json", {"meta": meta, "results": results})
+    plot(results, names, out / "throughput.png")
+    print(f"preset {args.preset} on {cfg['device']} ({meta['cpu']}" + (f", {meta['gpu']}" if meta["gpu"] else "")
+          + f", {meta['torch_threads']} threads, torch {meta['versions']['torch']}); "
+          f"wall time {time.perf_counter() - start:.0f} s")
+    print(f"results: {out / 'throughput.json'}, {out / 'throughput.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

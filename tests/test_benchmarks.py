@@ -1,0 +1,186 @@
+"""Smoke and bookkeeping tests of the benchmarks at the tiny preset on synthetic data."""
+import csv
+import json
+import math
+
+import pytest
+
+import agents
+from benchmarks import compare_selectors, throughput
+from benchmarks.compare_selectors import RUN_FIELDS
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _compare(out, *extra, selectors="all,random,norm_topk", epochs=1):
+    argv = ["--dataset", "synthetic", "--epochs", str(epochs), "--preset", "tiny", "--selectors", selectors,
+            "--seeds", "0", "--device", "cpu", "--out", str(out), "--no-progress", *extra]
+    return compare_selectors.main(argv)
+
+
+def _load(out):
+    return json.loads((out / "results.json").read_text())
+
+
+def _csv_rows(out):
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _same(csv_value: str, json_value) -> bool:
+    if json_value is None:
+        return csv_value == ""
+    if isinstance(json_value, (int, float)) and not isinstance(json_value, bool):
+        return math.isclose(float(csv_value), json_value, rel_tol=1e-12, abs_tol=1e-15)
+    return csv_value == str(json_value)
+
+
+def test_compare_selectors_writes_every_field(tmp_path, capsys):
+    assert _compare(tmp_path) == 0
+    printed = capsys.readouterr().out
+    for name in ("all", "random", "norm_topk"):
+        assert f"| {name} |" in printed
+    assert str(tmp_path / "results.json") in printed
+
+    result = _load(tmp_path)
+    meta = result["meta"]
+    assert meta["status"] == "complete"
+    for lib in ("torch", "gymnasium", "stable_baselines3"):
+        assert meta["versions"][lib]
+    assert meta["cpu"] and meta["device"] == "cpu" and meta["date"]
+    assert meta["config"]["vit"]["dim"] == 32 and meta["config"]["seeds"] == [0]
+
+    runs = {r["selector"]: r for r in result["runs"]}
+    assert list(runs) == ["all", "random", "norm_topk"]
+    for r in runs.values():
+        assert set(RUN_FIELDS) <= set(r) and "curve" in r
+        assert r["dataset"] == "synthetic" and r["seed"] == 0 and r["epochs"] == 1
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+        assert r["train_time_s"] > 0 and r["images_per_s"] > 0
+        assert r["steps"] == 2048 // 16  # one epoch of the synthetic set at batch 16
+        assert len(r["curve"]) == 1
+        point = r["curve"][0]
+        assert point["test_accuracy"] == r["test_accuracy"]
+        assert point["train_time_s"] == pytest.approx(r["train_time_s"])
+        assert set(point) >= {"epoch", "train_time_s", "test_accuracy", "mean_patches_kept"}
+        # images/s is the steps' images over the training time
+        assert r["images_per_s"] == pytest.approx(r["steps"] * r["batch_size"] / r["train_time_s"])
+    ref = runs["all"]
+    assert ref["speedup_vs_all"] == 1.0
+    assert ref["accuracy_delta_vs_all"] == 0.0
+    assert ref["test_accuracy_masked"] is None
+    assert ref["mean_patches_kept"] == 64
+    # the default target is the all run's final accuracy, which it reaches at the latest at its end
+    assert ref["target_accuracy"] == ref["test_accuracy"] and ref["speedup_to_target"] == 1.0
+    for name in ("random", "norm_topk"):
+        r = runs[name]
+        assert 0.0 <= r["test_accuracy_masked"] <= 1.0
+        assert r["mean_patches_kept"] == 30  # the env's n_patch_desired
+        assert r["test_mean_patches_kept_masked"] == 30
+        assert r["speedup_vs_all"] == pytest.approx(ref["train_time_s"] / r["train_time_s"])
+        assert r["accuracy_delta_vs_all"] == pytest.approx(r["test_accuracy"] - ref["test_accuracy"])
+
+    rows = _csv_rows(tmp_path)
+    assert len(rows) == len(result["runs"])
+    assert list(rows[0]) == list(RUN_FIELDS)
+    for row, run in zip(rows, result["runs"]):
+        for key in RUN_FIELDS:
+            assert _same(row[key], run[key]), (key, row[key], run[key])
+
+    assert (tmp_path / "accuracy_vs_time.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_skips_finished_runs(tmp_path, capsys):
+    assert _compare(tmp_path, selectors="all,random") == 0
+    first = {r["selector"]: r for r in _load(tmp_path)["runs"]}
+    assert _compare(tmp_path, "--resume", selectors="all,random,norm_topk") == 0
+    assert "2 finished run(s) kept" in capsys.readouterr().err
+    second = {r["selector"]: r for r in _load(tmp_path)["runs"]}
+    assert list(second) == ["all", "random", "norm_topk"]
+    for name in ("all", "random"):  # not rerun: a rerun would measure another wall time
+        assert second[name]["train_time_s"] == first[name]["train_time_s"]
+        assert second[name]["curve"] == first[name]["curve"]
+    assert len(_csv_rows(tmp_path)) == 3
+
+
+def test_interrupted_run_resumes_exactly(tmp_path):
+    # One uninterrupted reference, and the same run stopped mid-epoch 2 (a simulated
+    # Ctrl-C after 150 of 256 steps), then resumed from its checkpoint.
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    assert _compare(ref_dir, selectors="all", epochs=2) == 0
+    assert _compare(cut_dir, "--stop-after-steps", "150", selectors="all", epochs=2) == 130
+    partial = _load(cut_dir)
+    assert partial["meta"]["status"] == "interrupted"
+    assert partial["runs"] == []
+    assert partial["meta"]["in_progress"]["selector"] == "all"
+    progress = json.loads((cut_dir / "checkpoints" / "all-seed0" / "progress.json").read_text())
+    assert progress["steps"] == 150 and len(progress["curve"]) == 1
+
+    assert _compare(cut_dir, "--resume", selectors="all", epochs=2) == 0
+    ref, resumed = _load(ref_dir)["runs"][0], _load(cut_dir)["runs"][0]
+    assert resumed["steps"] == ref["steps"] == 256
+    assert resumed["test_accuracy"] == ref["test_accuracy"]  # bit-identical continuation on CPU
+    assert [p["test_accuracy"] for p in resumed["curve"]] == [p["test_accuracy"] for p in ref["curve"]]
+    assert [p["train_loss"] for p in resumed["curve"]] == pytest.approx([p["train_loss"] for p in ref["curve"]])
+    assert not (cut_dir / "checkpoints").exists()
+
+
+def test_equal_time_budget(tmp_path):
+    assert _compare(tmp_path, "--budget", "equal-time", selectors="all,random") == 0
+    runs = {r["selector"]: r for r in _load(tmp_path)["runs"]}
+    budget = runs["all"]["train_time_s"]
+    r = runs["random"]
+    assert r["train_time_s"] >= budget
+    assert r["train_time_s"] - budget < 0.25 * budget + 0.1  # stops within about a step of the budget
+    assert r["speedup_vs_all"] == pytest.approx(1.0, abs=0.25)
+    assert r["curve"][-1]["train_time_s"] == pytest.approx(r["train_time_s"])
+
+
+def test_resume_refuses_another_configuration(tmp_path):
+    assert _compare(tmp_path, selectors="all") == 0
+    with pytest.raises(SystemExit, match="another configuration"):
+        _compare(tmp_path, "--resume", selectors="all", epochs=2)
+
+
+def test_unknown_selector_lists_the_available_ones(tmp_path):
+    with pytest.raises(SystemExit, match="norm_topk"):
+        _compare(tmp_path, selectors="all,nope")
+
+
+@pytest.mark.skipif("agentvit" not in agents.available(), reason="agents/agentvit.py not there yet")
+def test_compare_selectors_reports_agentvit_overhead(tmp_path):
+    assert _compare(tmp_path, selectors="all,agentvit") == 0
+    r = {r["selector"]: r for r in _load(tmp_path)["runs"]}["agentvit"]
+    assert r["agent_overhead_s"] is not None and r["agent_overhead_s"] >= 0
+    assert r["agent_overhead_share"] == pytest.approx(r["agent_overhead_s"] / r["train_time_s"])
+    assert 0.0 <= r["test_accuracy_masked"] <= 1.0
+
+
+def test_throughput_tiny(tmp_path, capsys):
+    argv = ["--preset", "tiny", "--batch-sizes", "16", "--repeats", "2", "--warmup", "1", "--min-time", "0",
+            "--device", "cpu", "--out", str(tmp_path), "--no-progress"]
+    assert throughput.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "r32 = bare(32) / bare(64)" in printed and ("PASS" in printed or "FAIL" in printed)
+    result = json.loads((tmp_path / "throughput.json").read_text())
+    assert result["meta"]["versions"]["torch"] and result["meta"]["config"]["preset"] == "tiny"
+    (block,) = result["results"]
+    assert block["batch_size"] == 16 and block["num_patches"] == 64
+    rows = {(r["variant"], r["k"]): r for r in block["rows"]}
+    assert set(rows) == {(v, k) for v in throughput.VARIANTS for k in (64, 48, 32, 16, 8)}
+    for (variant, k), r in rows.items():
+        assert r["ideal"] == k / 64
+        assert len(r["times_s"]) == 2 and r["median_s"] > 0
+        assert r["overhead_vs_bare"] == pytest.approx(r["median_s"] / rows[("bare", k)]["median_s"])
+        if k == 64:
+            assert r["ratio_to_full"] == 1.0
+    names = [a["name"] for a in block["acceptance"]]
+    assert names[0] == "r32 = bare(32) / bare(64)" and len(names) == 4
+    for a in block["acceptance"]:
+        assert a["pass"] == (a["value"] <= a["target"])
+    r32 = block["acceptance"][0]
+    assert r32["ratio_of_medians"] == pytest.approx(rows[("bare", 32)]["median_s"] / rows[("bare", 64)]["median_s"])
+    paired = [a / b for a, b in zip(rows[("bare", 32)]["times_s"], rows[("bare", 64)]["times_s"])]
+    assert r32["value"] == pytest.approx(sorted(paired)[0] / 2 + sorted(paired)[1] / 2)  # median of two
+    assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
