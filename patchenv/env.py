@@ -30,7 +30,9 @@ One epoch by default (``episode_steps``), ending with ``truncated=True``.
 from s); ``reset()`` continues the same run where it stopped (the next epoch, by
 default); ``reset(options={"new_run": True})`` forces a fresh run. The last incomplete
 batch of an epoch is dropped. A non-finite loss or gradient ends the episode with
-``terminated=True`` and ``info["diverged"] = True``; that update is not applied.
+``terminated=True`` and ``info["diverged"] = True``; that update is not applied. So does
+a finite update after which the next observation is not finite (weights that overflow,
+e.g. from a huge lr); that observation is returned as zeros, inside its space.
 
 ## info (every step)
 ``loss, accuracy`` (batch, fraction), ``kept`` (mean patches kept per image),
@@ -68,7 +70,10 @@ OBS_TYPES = ("embeddings", "pooled", "attention")
 def resolve_device(device: Union[str, torch.device]) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but CUDA is not available; use 'auto' or 'cpu'")
     if dev.type not in ("cpu", "cuda"):
@@ -228,6 +233,13 @@ class PatchSelectionEnv(gym.Env):
             self._loss_ref = loss_v
         self._advance()  # load batch t+1 and its observation with the updated weights
         obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
+        if not diverged and not (bool(torch.isfinite(obs).all()) if self.tensor_obs else np.isfinite(obs).all()):
+            # A finite update can still leave weights that overflow (a huge lr): the next
+            # observation is not finite and the run cannot go on. End the episode and hand
+            # out zeros so the observation stays in its space. (numpy: no extra sync.)
+            diverged = True
+            self._obs = torch.zeros_like(self._obs)
+            obs = self._observation()
         if self.tensor_obs and self.device.type == "cuda":
             torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
         self.last_step_time_s = time.perf_counter() - t0
@@ -447,7 +459,10 @@ class PatchSelectionEnv(gym.Env):
         if action is None or isinstance(action, (str, bytes, dict)):
             raise TypeError(f"action must be {what}, got {type(action).__name__}")
         if isinstance(action, torch.Tensor):
-            a = action.detach().cpu().numpy()  # note: sync; the mask's length decides the sequence length
+            t = action.detach()
+            if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
+                t = t.float()  # bfloat16 and float8 have no numpy dtype
+            a = t.cpu().numpy()  # note: sync; the mask's length decides the sequence length
         else:
             try:
                 a = np.asarray(action)
