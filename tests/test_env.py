@@ -146,10 +146,15 @@ def test_spaces(selection, action_shape, obs_type, obs_shape):
     assert isinstance(env.observation_space, gym.spaces.Box) and env.observation_space.shape == obs_shape
     assert env.observation_space.dtype == np.float32
     obs, _ = env.reset(seed=0)
-    step_obs = env.step(env.action_space.sample())[0]
+    step_obs, _, _, _, info = env.step(env.action_space.sample())
     for o in (obs, step_obs):
         assert isinstance(o, np.ndarray) and o.dtype == np.float32 and o.shape == obs_shape
         assert o in env.observation_space and np.isfinite(o).all()
+    # info: the documented keys, no wall-clock values (those live on the env).
+    keys = {"loss", "accuracy", "kept", "tokens", "padding_tokens", "epoch", "global_step", "loss_term",
+            "patch_term", "diverged"} | ({"kept_per_image"} if selection == "image" else set())
+    assert set(info) == keys
+    assert env.unwrapped.train_time_s >= env.unwrapped.last_step_time_s > 0
 
 
 def test_observations_are_what_they_claim():
@@ -250,6 +255,17 @@ def test_epochs_and_dropped_last_batch():
     # Each epoch is a fresh permutation of the 40 images.
     assert all(sorted(p.tolist()) == list(range(40)) for p in perms)
     assert not torch.equal(perms[0], perms[1]) and not torch.equal(perms[1], perms[2])
+
+
+def test_bf16_autocast_step():
+    """amp="bf16": observations stay float32 in their space; the loss is close to fp32's."""
+    acts = masks("image", 2, seed=9)
+    r16 = rollout(make(amp="bf16", selection="image", obs_type="attention"), acts, seed=0)
+    r32 = rollout(make(selection="image", obs_type="attention"), acts, seed=0)
+    for s16, s32 in zip(r16[1:], r32[1:]):
+        assert s16[0].dtype == np.float32 and np.isfinite(s16[0]).all()
+        assert s16[4]["loss"] == pytest.approx(s32[4]["loss"], rel=0.05)
+        assert s16[4]["tokens"] == s32[4]["tokens"]
 
 
 # -- reward ------------------------------------------------------------------------------------
