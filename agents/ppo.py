@@ -30,6 +30,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents import register
@@ -82,30 +85,19 @@ class PPOConfig:
         self.net_arch = tuple(int(w) for w in self.net_arch)
 
 
-def _features_extractor_class():
-    from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+class PatchFeatures(BaseFeaturesExtractor):
+    """(batch, items, F) -> a shared MLP per item -> (items * k + k,): every item's k
+    features side by side, then their mean (a global summary)."""
 
-    class PatchFeatures(BaseFeaturesExtractor):
-        """(batch, items, F) -> a shared MLP per item -> (items * k + k,): every item's k
-        features side by side, then their mean (a global summary)."""
+    def __init__(self, observation_space, item_hidden: int = 64, item_features: int = 8):
+        items, f = observation_space.shape[-2:]
+        super().__init__(observation_space, features_dim=items * item_features + item_features)
+        self.per_item = nn.Sequential(
+            nn.Linear(f, item_hidden), nn.ReLU(), nn.Linear(item_hidden, item_features), nn.ReLU())
 
-        def __init__(self, observation_space, item_hidden: int = 64, item_features: int = 8):
-            items, f = observation_space.shape[-2:]
-            super().__init__(observation_space, features_dim=items * item_features + item_features)
-            self.per_item = nn.Sequential(
-                nn.Linear(f, item_hidden), nn.ReLU(), nn.Linear(item_hidden, item_features), nn.ReLU())
-
-        def forward(self, obs: torch.Tensor) -> torch.Tensor:
-            h = self.per_item(obs)  # (batch, items, k)
-            return torch.cat([h.flatten(1), h.mean(dim=1)], dim=1)
-
-    return PatchFeatures
-
-
-try:  # importable at module level so SB3 can unpickle saved policies
-    PatchFeatures = _features_extractor_class()
-except ImportError:  # pragma: no cover - stable-baselines3 is a dependency
-    PatchFeatures = None
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        h = self.per_item(obs)  # (batch, items, k)
+        return torch.cat([h.flatten(1), h.mean(dim=1)], dim=1)
 
 
 @register("ppo")
@@ -160,8 +152,6 @@ class PPOAgent(Agent):
         return wrapped
 
     def _create(self, env, rollout_len: int) -> None:
-        from stable_baselines3 import PPO
-
         device = env.unwrapped.device if self.hp.device == "auto" else torch.device(self.hp.device)
         policy_kwargs = dict(
             features_extractor_class=PatchFeatures,
@@ -210,8 +200,6 @@ class PPOAgent(Agent):
                 tmp.unlink()
 
     def load(self, path: Union[str, os.PathLike]) -> "PPOAgent":
-        from stable_baselines3 import PPO
-
         path = Path(path)
         try:
             with open(path, "rb") as f:
@@ -233,29 +221,24 @@ class PPOAgent(Agent):
         return self
 
 
-class _StepCallback:
+class _StepCallback(BaseCallback):
     """Adapts SB3's callback protocol to ``callback(Transition)``; counts steps and reward."""
 
-    def __new__(cls, user_callback):
-        from stable_baselines3.common.callbacks import BaseCallback
+    def __init__(self, user_callback: Optional[Callable[[Transition], Any]]):
+        super().__init__()
+        self.user_callback = user_callback
+        self.steps, self.reward = 0, 0.0
 
-        class StepCallback(BaseCallback):
-            def __init__(self):
-                super().__init__()
-                self.steps, self.reward = 0, 0.0
-
-            def _on_step(self) -> bool:
-                loc = self.locals
-                info = dict(loc["infos"][0])
-                reward, done = float(loc["rewards"][0]), bool(loc["dones"][0])
-                truncated = done and bool(info.get("TimeLimit.truncated", False))
-                next_obs = info.get("terminal_observation", loc["new_obs"][0]) if done else loc["new_obs"][0]
-                self.steps += 1
-                self.reward += reward
-                if user_callback is None:
-                    return True
-                transition = Transition(self.model._last_obs[0], loc["clipped_actions"][0], reward, next_obs,
-                                        done and not truncated, truncated, info)
-                return user_callback(transition) is not False
-
-        return StepCallback()
+    def _on_step(self) -> bool:
+        loc = self.locals
+        info = dict(loc["infos"][0])
+        reward, done = float(loc["rewards"][0]), bool(loc["dones"][0])
+        truncated = done and bool(info.get("TimeLimit.truncated", False))
+        next_obs = info.get("terminal_observation", loc["new_obs"][0]) if done else loc["new_obs"][0]
+        self.steps += 1
+        self.reward += reward
+        if self.user_callback is None:
+            return True
+        transition = Transition(self.model._last_obs[0], loc["clipped_actions"][0], reward, next_obs,
+                                done and not truncated, truncated, info)
+        return self.user_callback(transition) is not False

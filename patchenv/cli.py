@@ -141,7 +141,7 @@ def save_checkpoint(out: Path, env, agent, progress: dict) -> None:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     u.save_checkpoint(folder / "env.pt")
-    agent.save(folder / f"agent{agent.save_suffix}")
+    agent.save(folder / f"agent{getattr(agent, 'save_suffix', '')}")
     atomic_torch_save(_rng_state(), folder / "rng.pt")
     atomic_write_text(out / "progress.json", json.dumps({**progress, "checkpoint": f"checkpoints/{name}"}, indent=2))
     for old in (out / "checkpoints").iterdir():
@@ -237,7 +237,7 @@ def train(args, step_callback: Optional[Callable[[Any], Any]] = None) -> dict:
     if progress is not None:
         folder = out / progress["checkpoint"]
         u.load_checkpoint(folder / "env.pt")
-        agent.load(folder / f"agent{agent.save_suffix}")
+        agent.load(folder / f"agent{getattr(agent, 'save_suffix', '')}")
         _set_rng_state(torch.load(folder / "rng.pt", weights_only=False))
         history, partial = progress["epochs"], progress.get("partial")
         print(f"resuming {out} at epoch {len(history) + 1}, global step {u.global_step}", flush=True)
@@ -330,7 +330,7 @@ def train(args, step_callback: Optional[Callable[[Any], Any]] = None) -> dict:
                 print(line, flush=True)
             else:
                 tqdm.write(line)
-            agent.save(out / f"agent{agent.save_suffix}")
+            agent.save(out / f"agent{getattr(agent, 'save_suffix', '')}")
             checkpoint()
             write_metrics("running")
             epoch += 1

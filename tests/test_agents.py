@@ -13,6 +13,15 @@ from agents.base import Agent
 from conftest import TINY
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Overrides conftest's 2 threads for this module: on a shared 2-core machine, 2 intra-op
+    # threads spin against other processes and a tiny step takes ~100x longer (measured
+    # 15 ms vs 1.7 s per step under load). Comparisons here are within one process.
+    torch.set_num_threads(1)
+    yield
+
+
 def make_env(agent, **overrides):
     kwargs = {**TINY, **agent.env_kwargs(), **overrides}
     # The passive checker only warns about torch observations.
