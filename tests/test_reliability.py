@@ -15,6 +15,15 @@ N, B = 64, 16
 _SYNTHETIC = data.synthetic()  # the data set TINY names, built once for this file
 
 
+@pytest.fixture(autouse=True)
+def _fixed_threads():
+    # Overrides conftest's 2 threads for this module: on a shared 2-core machine two
+    # intra-op threads spin against other processes (a tiny step measured ~100x slower
+    # under load). Every comparison here is within one process, at one thread count.
+    torch.set_num_threads(1)
+    yield
+
+
 def make(**kwargs) -> PatchSelectionEnv:
     return PatchSelectionEnv(**{**TINY, "dataset": _SYNTHETIC, **kwargs})
 

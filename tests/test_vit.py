@@ -10,6 +10,15 @@ from patchenv.vit import SimpleViT, init_weights, posemb_sincos_2d, select_token
 N = 64  # 32x32 images, 4x4 patches
 
 
+@pytest.fixture(autouse=True)
+def _fixed_threads():
+    # Overrides conftest's 2 threads for this module: on a shared 2-core machine two
+    # intra-op threads spin against other processes (a tiny step measured ~100x slower
+    # under load). Every comparison here is within one process, at one thread count.
+    torch.set_num_threads(1)
+    yield
+
+
 def tiny_vit(seed=0, **overrides):
     cfg = dict(image_size=32, patch_size=4, num_classes=10, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
     cfg.update(overrides)
