@@ -109,7 +109,10 @@ def test_ids_registered_with_their_datasets(id_kwargs):
         assert env.unwrapped.dataset_name == want
     # The generic id's defaults are the paper's CIFAR-10 setup.
     assert gym.spec("patchenv/PatchSelection-v0").kwargs == {}
-    assert PatchSelectionEnv.__init__.__kwdefaults__["dataset"] == "cifar10"
+    defaults = PatchSelectionEnv.__init__.__kwdefaults__
+    paper = dict(dataset="cifar10", batch_size=128, patch_size=4, dim=128, depth=6, heads=16, dim_head=64,
+                 mlp_dim=512, lr=1e-3, loss_weight=1.0, patch_weight=20.0, n_patch_desired=30, selection="batch")
+    assert {k: defaults[k] for k in paper} == paper  # AGENTVIT.md
 
 
 @pytest.mark.parametrize("obs_type", OBS_TYPES)
@@ -437,8 +440,8 @@ def test_evaluate_with_a_callable_selector():
     with torch.no_grad():
         tokens = env.model.embed(x)
         state = env.model.transformer.layers[0][0](tokens).mean(-1).numpy()
-        np.testing.assert_allclose(calls[0], state[:16], rtol=1e-4, atol=1e-5)
-        keep = np.argsort(-state, axis=1)[:, :20]
+        np.testing.assert_allclose(np.concatenate(calls)[:40], state, rtol=1e-4, atol=1e-5)
+        keep = np.argsort(-np.concatenate(calls)[:40], axis=1)[:, :20]  # what the selector chose
         logits = torch.cat([env.model(x[i:i + 1], torch.from_numpy(keep[i])) for i in range(40)])
     assert res["accuracy"] == pytest.approx(float((logits.argmax(-1) == env.data.test_y).float().mean()))
     assert res["loss"] == pytest.approx(float(F.cross_entropy(logits, env.data.test_y)), rel=1e-4)
