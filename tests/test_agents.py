@@ -114,8 +114,7 @@ def test_agentvit_accepts_the_readme_hyperparameters():
 
 def test_agentvit_networks_are_the_papers():
     agent = agents.make("agentvit")
-    make_env(agent)  # nothing built before an env is known
-    assert agent.q_network is None
+    assert agent.q_network is None  # built once an env gives N
     agent.setup(make_env(agent))
     for net in (agent.q_network, agent.target_network):
         linear = [m for m in net if isinstance(m, torch.nn.Linear)]
