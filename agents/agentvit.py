@@ -45,7 +45,6 @@ share of ``env.unwrapped.train_time_s``.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -228,9 +227,9 @@ class AgentViT(Agent):
         self._pending = None
         if in_epoch % self.hp.frequency == 0 and self.iteration >= self.learning_starts:
             # The paper's s' is the attention state of the SAME images after the ViT update,
-            # so keep a reference to batch t now: env.step replaces _batch_x with batch t+1.
+            # so keep a reference to batch t now: env.step replaces pending_images with batch t+1.
             # (No copy: the env assigns a new tensor for each batch.)
-            self._pending = (obs, u._batch_x, u)
+            self._pending = (obs, u.pending_images, u)
 
     def update(self, transition: Transition) -> None:
         self.iteration += 1
@@ -246,12 +245,10 @@ class AgentViT(Agent):
                 torch.cuda.synchronize(self.device)  # so overhead_time_s holds the agent's GPU work
         self.overhead_time_s += time.perf_counter() - t0
 
-    @torch.no_grad()
-    def _state_after_update(self, u, images: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _state_after_update(u, images: torch.Tensor) -> torch.Tensor:
         """s': the attention state of batch t's images with the weights after the step."""
-        autocast = getattr(u, "_autocast", contextlib.nullcontext)
-        with autocast():
-            return u.model.attention_state(u.model.embed(images)).float()  # (B, N)
+        return u.attention_state(images)  # (B, N)
 
     def store(self, state, next_state, reward: float) -> None:
         """Add (s, s', r) to the replay; when full, overwrite a uniformly random slot."""

@@ -54,9 +54,15 @@ class RandomPatches(Agent):
         return mask[0] if self.selection == "batch" else mask
 
     def config(self) -> dict:
-        return {"k": self.k, "selection": self.selection, "seed": self.seed}
+        # The generator's state travels too, so a loaded agent draws the masks this one
+        # would have drawn next (a resumed run continues exactly).
+        return {"k": self.k, "selection": self.selection, "seed": self.seed,
+                "rng_state": self._rng.bit_generator.state}
 
     def load(self, path):
         super().load(path)
         self._rng = np.random.default_rng(self.seed)
+        state = self.__dict__.pop("rng_state", None)
+        if state is not None:
+            self._rng.bit_generator.state = state
         return self

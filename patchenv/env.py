@@ -269,6 +269,23 @@ class PatchSelectionEnv(gym.Env):
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info
 
+    # -- what agents may read between steps -------------------------------------------------
+    @property
+    def pending_images(self) -> torch.Tensor:
+        """The augmented, normalised batch the next ``step`` trains on, (B, C, H, W)."""
+        if self._batch_x is None:
+            raise gym.error.ResetNeeded("call reset() first: there is no pending batch")
+        return self._batch_x
+
+    @torch.no_grad()
+    def attention_state(self, images: torch.Tensor) -> torch.Tensor:
+        """The paper's state (B, N) of `images` under the ViT's current weights, on the
+        device. AgentViT's s' is this, for the images just trained on."""
+        if self.model is None:
+            raise gym.error.ResetNeeded("call reset() first: there is no ViT yet")
+        with self._autocast():
+            return self.model.attention_state(self.model.embed(images)).float()
+
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, split: str = "test", masks: Any = None) -> dict:

@@ -13,14 +13,6 @@ from agents.base import Agent
 from conftest import TINY
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Overrides conftest's 2 threads for this module: on a shared 2-core machine, 2 intra-op
-    # threads spin against other processes and a tiny step takes ~100x longer (measured
-    # 15 ms vs 1.7 s per step under load). Comparisons here are within one process.
-    torch.set_num_threads(1)
-    yield
-
 
 def make_env(agent, **overrides):
     kwargs = {**TINY, **agent.env_kwargs(), **overrides}
@@ -55,12 +47,9 @@ def test_agent_trains_acts_saves_and_loads(name, tmp_path):
     agent.save(path)
     loaded = agents.make(name).load(path)
     loaded.setup(env)
-    if name == "random":  # stochastic by design and its save holds no RNG state: two loads agree
-        again = agents.make(name).load(path)
-        again.setup(env)
-        assert all(np.array_equal(loaded.act(obs), again.act(obs)) for _ in range(3))
-    else:
-        assert np.array_equal(loaded.act(obs), agent.act(obs))
+    # Stochastic agents save their generator state: the loaded copy draws what the
+    # original would have drawn next, several steps running.
+    assert all(np.array_equal(loaded.act(obs), agent.act(obs)) for _ in range(3))
     env.step(loaded.act(obs))  # the loaded agent's action is accepted by the env
 
 

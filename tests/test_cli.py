@@ -8,14 +8,6 @@ import torch
 from patchenv import cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Overrides conftest's 2 threads for this module: on a shared 2-core machine, 2 intra-op
-    # threads spin against other processes and a tiny step takes ~100x longer (measured
-    # 15 ms vs 1.7 s per step under load). Comparisons here are within one process.
-    torch.set_num_threads(1)
-    yield
-
 # 2048 synthetic images / batch 64 = 32 steps per epoch with the tiny ViT.
 BASE = ["train", "--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64", "--device", "cpu", "--quiet"]
 

@@ -15,14 +15,6 @@ from patchenv.env import PatchSelectionEnv
 CIFAR_TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 
 
-@pytest.fixture(autouse=True)
-def _fixed_threads():
-    # Overrides conftest's 2 threads for this module: on a shared 2-core machine two
-    # intra-op threads spin against other processes (a tiny step measured ~100x slower
-    # under load). Every comparison here is within one process, at one thread count.
-    torch.set_num_threads(1)
-    yield
-
 
 # -- helpers: tiny data sets in their real on-disk formats (other test files import these) --
 def write_cifar10(root, n_per_file=8, seed=0, bytes_keys=True):

@@ -27,14 +27,6 @@ BENIGN = ("observation space minimum value is -infinity", "observation space max
           "unconventional shape", "is different from the unwrapped version")
 
 
-@pytest.fixture(autouse=True)
-def _fixed_threads():
-    # Overrides conftest's 2 threads for this module: on a shared 2-core machine two
-    # intra-op threads spin against other processes (a tiny step measured ~100x slower
-    # under load). Every comparison here is within one process, at one thread count.
-    torch.set_num_threads(1)
-    yield
-
 
 def make(**kwargs) -> PatchSelectionEnv:
     return PatchSelectionEnv(**{**TINY, **kwargs})

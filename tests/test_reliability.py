@@ -15,14 +15,6 @@ N, B = 64, 16
 _SYNTHETIC = data.synthetic()  # the data set TINY names, built once for this file
 
 
-@pytest.fixture(autouse=True)
-def _fixed_threads():
-    # Overrides conftest's 2 threads for this module: on a shared 2-core machine two
-    # intra-op threads spin against other processes (a tiny step measured ~100x slower
-    # under load). Every comparison here is within one process, at one thread count.
-    torch.set_num_threads(1)
-    yield
-
 
 def make(**kwargs) -> PatchSelectionEnv:
     return PatchSelectionEnv(**{**TINY, "dataset": _SYNTHETIC, **kwargs})
@@ -278,6 +270,21 @@ def test_checkpoint_continues_bit_identically(tmp_path, selection, obs_type):
     for r, g in zip(ref, got):
         assert_same_step(r, g)
     np.testing.assert_array_equal(fresh.reset(options={"new_run": True})[0], ref_new_run)  # np_random restored
+
+
+def test_checkpoint_loads_into_a_gym_made_env_without_reset(tmp_path):
+    # Through gymnasium.make (the registered id and its wrappers): no reset after loading.
+    acts = [valid("batch", s) for s in range(6)]
+    env = gym.make("patchenv/PatchSelection-v0", **TINY)
+    env.reset(seed=5)
+    for a in acts[:4]:
+        env.step(a)
+    env.unwrapped.save_checkpoint(tmp_path / "c.pt")
+    ref = [env.step(a) for a in acts[4:]]
+    fresh = gym.make("patchenv/PatchSelection-v0", **TINY)
+    fresh.unwrapped.load_checkpoint(tmp_path / "c.pt")
+    for r, a in zip(ref, acts[4:]):
+        assert_same_step(r, fresh.step(a))
 
 
 def test_checkpoint_before_the_first_step_keeps_the_loss_reference_unset(tmp_path):
