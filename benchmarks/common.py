@@ -29,7 +29,7 @@ from agents.base import atomic_write_text
 # useful accuracy in a few minutes on 2 CPU cores (what `make run` uses).
 PRESETS: dict[str, dict[str, int]] = {
     "tiny": dict(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, batch_size=16),
-    "small": dict(dim=64, depth=4, heads=4, dim_head=32, mlp_dim=256, batch_size=64),
+    "small": dict(dim=64, depth=4, heads=4, dim_head=32, mlp_dim=256, batch_size=32),
     "paper": dict(dim=128, depth=6, heads=16, dim_head=64, mlp_dim=512, batch_size=128),
 }
 

@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--download", action="store_true", help="download the data set if missing (cifar10)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the `all` run's, under equal-time)")
     p.add_argument("--selectors", default="all,random,norm_topk",
-                   help="comma list of agent names (agents.available()); `all` is added first if missing")
+                   help="comma list of agent names (agents.available()), each optionally with keyword "
+                        "arguments, e.g. random:k=32; `all` is added first if missing")
     p.add_argument("--seeds", default="0", help="comma list of seeds")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="ViT size and batch size: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
@@ -178,7 +179,9 @@ def make_config(args) -> dict:
         raise SystemExit(f"unknown --dataset {args.dataset!r}; expected one of {', '.join(data_mod.DATASETS)}")
     available = agents.available()
     selectors = parse_list(args.selectors)
-    unknown = [s for s in selectors if s not in available]
+    for spec in selectors:
+        parse_selector(spec)  # clear error on a malformed NAME:key=value
+    unknown = [s for s in selectors if parse_selector(s)[0] not in available]
     if unknown or not selectors:
         raise SystemExit(f"unknown selector(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(available)}")
     selectors = [REFERENCE] + [s for s in dict.fromkeys(selectors) if s != REFERENCE]
@@ -207,13 +210,32 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_agent(name: str, seed: int):
-    try:
-        return agents.make(name, seed=seed)
-    except TypeError as e:
-        if "seed" not in str(e):
-            raise
-        return agents.make(name)
+def parse_selector(spec: str) -> tuple[str, dict]:
+    """'random:k=32' -> ('random', {'k': 32}): an agent name, then keyword arguments for
+    ``agents.make`` (values read as JSON where they parse, else as strings)."""
+    name, *pairs = spec.split(":")
+    kwargs = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(f"selector {spec!r}: expected NAME or NAME:key=value[:key=value...]")
+        try:
+            kwargs[key] = json.loads(value)
+        except ValueError:
+            kwargs[key] = value
+    return name, kwargs
+
+
+def make_agent(spec: str, seed: int):
+    """The agent for a selector spec; seeded with the run's seed when it takes a seed."""
+    name, kwargs = parse_selector(spec)
+    if "seed" not in kwargs:
+        try:
+            return agents.make(name, seed=seed, **kwargs)
+        except TypeError as e:
+            if "seed" not in str(e):
+                raise
+    return agents.make(name, **kwargs)
 
 
 def make_env(cfg: dict, images: data_mod.ImageData, agent) -> _StepRecorder:
@@ -225,7 +247,8 @@ def make_env(cfg: dict, images: data_mod.ImageData, agent) -> _StepRecorder:
 
 
 def _checkpoint_dir(out: Path, selector: str, seed: int) -> Path:
-    return out / "checkpoints" / f"{selector}-seed{seed}"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in selector)
+    return out / "checkpoints" / f"{safe}-seed{seed}"
 
 
 def save_run_checkpoint(ckdir: Path, env, agent, progress: RunProgress) -> None:
@@ -315,6 +338,9 @@ def run_one(cfg: dict, images, selector: str, seed: int, budget_s: Optional[floa
             progress.time_s += time.perf_counter() - t0
 
             kept, losses, diverged = env.drain()
+            if not kept:
+                raise RuntimeError(f"agent {selector!r}: train(env, steps={steps}) ran no env step")
+            epochs_before = progress.steps // spe
             progress.steps += len(kept)
             progress.kept_sum += sum(kept)
             progress.loss_sum += sum(losses)
@@ -322,7 +348,9 @@ def run_one(cfg: dict, images, selector: str, seed: int, budget_s: Optional[floa
             progress.epoch_kept_sum += sum(kept)
             progress.epoch_loss_sum += sum(losses)
             progress.epoch_steps += len(kept)
-            epoch_end = progress.steps % spe == 0
+            # An agent may overrun the steps it was asked for (SB3 rounds to whole rollouts):
+            # an epoch ends when the count crosses a multiple of the epoch length.
+            epoch_end = progress.steps // spe > epochs_before
             if epoch_end or done():
                 ev = u.evaluate("test")
                 n = max(progress.epoch_steps, 1)
@@ -504,7 +532,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     meta["argv"] = list(sys.argv[1:] if argv is None else argv)
     stop = _Stop(args.stop_after_steps)
     show = not args.no_progress
-    previous_handler = signal.signal(signal.SIGINT, stop)
+    try:
+        previous_handler = signal.signal(signal.SIGINT, stop)
+    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
+        previous_handler = None
     start = time.perf_counter()
     status, current = "complete", None
     try:
@@ -529,7 +560,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                  else "") + f". Continue with the same command plus --resume.", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGINT, previous_handler)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
     if not todo:
         write_results(out, meta, runs, cfg, status)
     try:

@@ -127,10 +127,12 @@ def test_interrupted_run_resumes_exactly(tmp_path):
 
 
 def test_equal_time_budget(tmp_path):
-    assert _compare(tmp_path, "--budget", "equal-time", selectors="all,random") == 0
+    # also: a selector given with keyword arguments for agents.make
+    assert _compare(tmp_path, "--budget", "equal-time", selectors="all,random:k=32") == 0
     runs = {r["selector"]: r for r in _load(tmp_path)["runs"]}
     budget = runs["all"]["train_time_s"]
-    r = runs["random"]
+    r = runs["random:k=32"]
+    assert r["mean_patches_kept"] == 32
     assert r["train_time_s"] >= budget
     assert r["train_time_s"] - budget < 0.25 * budget + 0.1  # stops within about a step of the budget
     assert r["speedup_vs_all"] == pytest.approx(1.0, abs=0.25)
