@@ -1,7 +1,7 @@
 """Compare patch selectors on the same data, seeds and budget: accuracy against training time.
 
-    python -m benchmarks.compare_selectors --dataset digits --preset small --epochs 8 \
-        --selectors all,random,agentvit,norm_topk --seeds 0 --out results/digits
+    python -m benchmarks.compare_selectors --dataset digits --preset small --epochs 20 --seeds 0,1 \
+        --selectors all,random,agentvit,norm_topk --device cpu --out results/digits   # make run
 
 For every seed, ``all`` (every patch, the plain ViT) runs first: it is the reference that
 speed-up, accuracy change and the default target accuracy are measured against, on the
@@ -142,7 +142,7 @@ class Interrupted(Exception):
 # -- configuration ------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks.compare_selectors",
-                                description=__doc__.split("\n\n")[0],
+                                description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="digits", help=f"one of {', '.join(data_mod.DATASETS)} (default digits)")
     p.add_argument("--data-root", default=None, help="data folder (default $PATCHENV_DATA or ~/.cache/patchenv)")
@@ -183,7 +183,8 @@ def make_config(args) -> dict:
         parse_selector(spec)  # clear error on a malformed NAME:key=value
     unknown = [s for s in selectors if parse_selector(s)[0] not in available]
     if unknown or not selectors:
-        raise SystemExit(f"unknown selector(s) {', '.join(unknown) or '(none given)'}; available: {', '.join(available)}")
+        raise SystemExit(f"unknown selector(s) {', '.join(unknown) or '(none given)'}; "
+                         f"available: {', '.join(available)}")
     selectors = [REFERENCE] + [s for s in dict.fromkeys(selectors) if s != REFERENCE]
     try:
         seeds = list(dict.fromkeys(parse_list(args.seeds, int)))
@@ -570,7 +571,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         pass
 
     elapsed = time.perf_counter() - start
-    print(f"\n## {cfg['dataset']}: preset {cfg['preset']}, {cfg['epochs']} epochs, budget {cfg['budget']}, "
+    epochs = f"{cfg['epochs']} epoch" + ("s" if cfg["epochs"] != 1 else "")
+    print(f"\n## {cfg['dataset']}: preset {cfg['preset']}, {epochs}, budget {cfg['budget']}, "
           f"seeds {','.join(map(str, cfg['seeds']))}, device {cfg['device']} ({meta['cpu']}"
           + (f", {meta['gpu']}" if meta["gpu"] else "") + ")\n")
     print(summary_table(runs, cfg["selectors"]))

@@ -68,7 +68,7 @@ ACCEPTANCE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.throughput", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="ViT size (its batch size is ignored)")
     p.add_argument("--batch-sizes", default="16,128", help="comma list")
