@@ -23,15 +23,7 @@ import numpy as np
 import torch
 
 from agents.base import atomic_write_text
-
-# ViT size and batch size. `paper` is the AgentViT paper's (AGENTVIT.md); `tiny` is the
-# test configuration (tests/conftest.py); `small` sits between: it trains `digits` to a
-# useful accuracy in a few minutes on 2 CPU cores (what `make run` uses).
-PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, batch_size=16),
-    "small": dict(dim=64, depth=4, heads=4, dim_head=32, mlp_dim=256, batch_size=32),
-    "paper": dict(dim=128, depth=6, heads=16, dim_head=64, mlp_dim=512, batch_size=128),
-}
+from patchenv.presets import PRESETS  # noqa: F401  (re-exported for the scripts)
 
 
 def parse_list(text: str, kind: Callable = str) -> list:

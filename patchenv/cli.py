@@ -34,12 +34,8 @@ import torch
 
 import agents
 from agents.base import atomic_write_text
+from patchenv.presets import PRESETS
 
-# ViT size and batch size; "paper" is AgentViT's CIFAR-10 setup (AGENTVIT.md).
-PRESETS = {
-    "paper": dict(dim=128, depth=6, heads=16, dim_head=64, mlp_dim=512, batch_size=128),
-    "tiny": dict(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, batch_size=16),
-}
 # Arguments that define the training run: --resume takes them from the saved run (they
 # may be repeated, not changed). Their defaults for a fresh run:
 RUN_DEFAULTS = {"agent": "all", "agent_arg": [], "dataset": "digits", "preset": "paper", "batch_size": None,

@@ -1,0 +1,10 @@
+"""Named ViT sizes (and batch sizes) shared by the CLI and the benchmarks.
+
+``paper`` is AgentViT's CIFAR-10 setup (AGENTVIT.md); ``small`` fits a CPU budget of
+minutes on digits; ``tiny`` is for smoke tests.
+"""
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": dict(dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64, batch_size=16),
+    "small": dict(dim=64, depth=4, heads=4, dim_head=32, mlp_dim=256, batch_size=32),
+    "paper": dict(dim=128, depth=6, heads=16, dim_head=64, mlp_dim=512, batch_size=128),
+}
