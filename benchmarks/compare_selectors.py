@@ -1,7 +1,7 @@
 """Compare patch selectors on the same data, seeds and budget: accuracy against training time.
 
     python -m benchmarks.compare_selectors --dataset digits --preset small --epochs 20 --seeds 0,1 \
-        --selectors all,random,agentvit,norm_topk --device cpu --out results/digits   # make run
+        --selectors all,random,agentvit:frequency=6:eps_decay=450,norm_topk --device cpu --out results/digits  # make run
 
 For every seed, ``all`` (every patch, the plain ViT) runs first: it is the reference that
 speed-up, accuracy change and the default target accuracy are measured against, on the

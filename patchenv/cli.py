@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=None,
                    help="total epochs (default 1; with --resume: the saved total, or a new one)")
     t.add_argument("--preset", choices=sorted(PRESETS), default=None,
-                   help="ViT size: paper (dim 128, depth 6, batch 128) or tiny (dim 32, depth 2, batch 16)")
+                   help="ViT size and batch size: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
     t.add_argument("--batch-size", type=int, default=None, help="overrides the preset's batch size")
     t.add_argument("--lr", type=float, default=None, help="ViT learning rate (default the paper's 1e-3)")
     t.add_argument("--n-patch-desired", type=int, default=None, help="target patches kept (default 30)")
