@@ -19,6 +19,8 @@ from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 import numpy as np
 import torch
 
+from patchenv.atomic import atomic_write_text  # noqa: F401  (re-exported: agents save with it)
+
 
 @dataclass
 class Transition:
@@ -133,19 +135,6 @@ class Agent:
         for key, value in payload.get("config", {}).items():
             setattr(self, key, value)
         return self
-
-
-def atomic_write_text(path: Union[str, os.PathLike], text: str) -> None:
-    """Write a text file via a temp file and rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def to_numpy(obs) -> np.ndarray:

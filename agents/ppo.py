@@ -37,6 +37,7 @@ from torch import nn
 
 from agents import register
 from agents.base import Agent, Transition, to_numpy
+from patchenv.atomic import atomic_write_bytes
 from patchenv.wrappers import FlattenMultiBinaryAction, NonEmptyMask, ensure_nonempty
 
 
@@ -189,15 +190,7 @@ class PPOAgent(Agent):
                                      "action_shape": list(self._action_shape)}
         buf = io.BytesIO()
         self.model.save(buf)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
-            tmp.write_bytes(buf.getvalue())
-            os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        atomic_write_bytes(path, buf.getvalue())
 
     def load(self, path: Union[str, os.PathLike]) -> "PPOAgent":
         path = Path(path)

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from agents.base import atomic_write_text
+from patchenv.atomic import atomic_write, atomic_write_text
 from patchenv.presets import PRESETS  # noqa: F401  (re-exported for the scripts)
 
 
@@ -123,15 +123,8 @@ def write_csv(path: Union[str, os.PathLike], rows: Sequence[dict], fields: Seque
 
 def save_figure(fig, path: Union[str, os.PathLike]) -> None:
     """fig.savefig through a temp file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=120, bbox_inches="tight"))
 
 
 def pyplot():

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import shutil
 import signal
@@ -558,7 +557,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         write_results(out, meta, runs, cfg, status, current)
         print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}"
               + (f"; run in progress checkpointed in {current['checkpoint']}" if current and "checkpoint" in current
-                 else "") + f". Continue with the same command plus --resume.", file=sys.stderr)
+                 else "") + ". Continue with the same command plus --resume.", file=sys.stderr)
         return 130
     finally:
         if previous_handler is not None:

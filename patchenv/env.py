@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from patchenv import data as data_mod
+from patchenv.atomic import atomic_torch_save  # noqa: F401  (also imported from here by agents)
 from patchenv.rewards import RewardFn, StepStats, loss_term, patch_term, weights_from_alpha
 from patchenv.vit import SimpleViT, init_weights
 
@@ -529,16 +530,3 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     the update in one pass over the weights: ~3x cheaper than the default on CPU here,
     which matters once dropping patches has made the rest of the step small."""
     return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
-
-
-def atomic_torch_save(obj, path: Union[str, os.PathLike]) -> None:
-    """torch.save to a temp file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
