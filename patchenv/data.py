@@ -37,6 +37,14 @@ class DatasetError(RuntimeError):
     """A data set is missing or its files are unreadable; the message says what to do."""
 
 
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """The data set is not on disk and downloading was not allowed."""
+
+
+class DatasetCorruptError(DatasetError, ValueError):
+    """A data file exists but cannot be read as what it should hold; names the file."""
+
+
 def default_data_root() -> Path:
     return Path(os.environ.get("PATCHENV_DATA", Path.home() / ".cache" / "patchenv"))
 
@@ -104,7 +112,7 @@ def _cifar10(root: Path, download: bool) -> ImageData:
         CIFAR10(str(root), train=True, download=True)  # fetches the archive and checks its md5
         missing = [f for f in _CIFAR10_TRAIN + _CIFAR10_TEST if not (folder / f).is_file()]
     if missing:
-        raise DatasetError(
+        raise DatasetNotFoundError(
             f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}). Pass download=True "
             f"(CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
         )
@@ -135,7 +143,7 @@ def _read_cifar_batch(path: Path):
         if y.shape != (len(x),) or y.dtype.kind not in "iu" or (y.size and (y.min() < 0 or y.max() > 9)):
             raise ValueError(f"'labels' must be {len(x)} integers in [0, 9], got {y.dtype} {y.shape}")
     except Exception as e:  # unpickling garbage can raise almost anything
-        raise DatasetError(f"CIFAR-10 file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
+        raise DatasetCorruptError(f"CIFAR-10 file {path} is corrupt or truncated ({type(e).__name__}: {e}); "
                            f"delete it and download again (download=True)") from None
     return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
 
@@ -161,7 +169,7 @@ def _read_idx(path: Path) -> np.ndarray:
         data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
         return data.reshape(dims)
     except (OSError, EOFError, ValueError, zlib.error) as e:  # zlib.error: a damaged gzip stream
-        raise DatasetError(f"Fashion-MNIST file {path} is corrupt or truncated ({e})") from None
+        raise DatasetCorruptError(f"Fashion-MNIST file {path} is corrupt or truncated ({e})") from None
 
 
 def _find_fashion_mnist(root: Path):
@@ -181,7 +189,7 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
     files = _find_fashion_mnist(root)
     if files is None:
         if not download:
-            raise DatasetError(
+            raise DatasetNotFoundError(
                 f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {root / 'FashionMNIST' / 'raw'}. "
                 f"Install it offline with `apt-get install dataset-fashion-mnist`, or pass download=True "
                 f"(CLI: --download) to fetch it with torchvision."
@@ -194,9 +202,9 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
     for split in ("train", "test"):  # well-formed IDX files can still disagree with each other
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
         if x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise DatasetError(f"Fashion-MNIST file {files[f'{split}_x']} should hold 28x28 images, got shape {x.shape}")
+            raise DatasetCorruptError(f"Fashion-MNIST file {files[f'{split}_x']} should hold 28x28 images, got shape {x.shape}")
         if y.shape != (len(x),) or (y.size and y.max() > 9):
-            raise DatasetError(f"Fashion-MNIST file {files[f'{split}_y']} should hold {len(x)} labels in [0, 9], "
+            raise DatasetCorruptError(f"Fashion-MNIST file {files[f'{split}_y']} should hold {len(x)} labels in [0, 9], "
                                f"got shape {y.shape}")
 
     def images(a):  # (n, 28, 28) -> (n, C, 32, 32), zero-padded like the dark background

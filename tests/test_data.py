@@ -94,8 +94,10 @@ def test_cifar10_file_format(tmp_path, offline, bytes_keys):
 
 
 def test_cifar10_missing_without_download_says_download(tmp_path):
-    with pytest.raises(data.DatasetError, match="download"):
+    # FileNotFoundError too, so plain `except FileNotFoundError` catches it.
+    with pytest.raises(data.DatasetNotFoundError, match="download") as e:
         data.load_dataset("cifar10", data_root=tmp_path)
+    assert isinstance(e.value, FileNotFoundError) and isinstance(e.value, data.DatasetError)
     write_cifar10(tmp_path)
     (tmp_path / "cifar-10-batches-py" / "data_batch_4").unlink()
     with pytest.raises(data.DatasetError, match=r"data_batch_4[\s\S]*download=True"):
@@ -124,8 +126,9 @@ def test_cifar10_corrupt_file_is_named(tmp_path, damage):
         else:
             entry[b"labels"] = entry[b"labels"][:-1]
         path.write_bytes(pickle.dumps(entry))
-    with pytest.raises(data.DatasetError) as e:
+    with pytest.raises(data.DatasetCorruptError) as e:
         data.load_dataset("cifar10", data_root=tmp_path)
+    assert isinstance(e.value, ValueError)
     assert str(path) in str(e.value) and "corrupt" in str(e.value)
     assert e.value.__cause__ is None and e.value.__suppress_context__  # no raw unpickling traceback
 
@@ -158,7 +161,7 @@ def test_fashion_mnist_found_in_debian_folder_first(tmp_path, monkeypatch):
 
 
 def test_fashion_mnist_missing_says_how_to_get_it(tmp_path, no_debian_fmnist):
-    with pytest.raises(data.DatasetError) as e:
+    with pytest.raises(data.DatasetNotFoundError) as e:
         data.load_dataset("fashion_mnist", data_root=tmp_path)
     assert "download=True" in str(e.value) and "dataset-fashion-mnist" in str(e.value)
 
@@ -185,7 +188,7 @@ def test_fashion_mnist_corrupt_file_is_named(tmp_path, no_debian_fmnist, damage)
         path.write_bytes(gzip.compress(raw[:-100]))
     else:  # a labels file with one label fewer than there are images
         path.write_bytes(gzip.compress(_idx_bytes(np.zeros(19, np.uint8))))
-    with pytest.raises(data.DatasetError) as e:
+    with pytest.raises(data.DatasetCorruptError) as e:
         data.load_dataset("fashion_mnist", data_root=tmp_path)
     assert str(path) in str(e.value)
 
