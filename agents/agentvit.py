@@ -115,6 +115,9 @@ class AgentViTConfig:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
+PAPER_NUM_PATCHES = 64  # 32x32 images in 4x4 patches
+
+
 def q_network(num_patches: int) -> nn.Sequential:
     """The paper's Q-network: N -> 1024 -> ReLU -> 256 -> ReLU -> N, one value per patch."""
     return nn.Sequential(
@@ -157,6 +160,10 @@ class AgentViT(Agent):
         self._last_loss_t: Optional[torch.Tensor] = None  # kept on the device: no sync per step
         self._pending = None  # (s, images of batch t) while a rewarded step is in flight
         self.overhead_time_s = 0.0
+        # The networks exist from the start, for the paper's N = 64 patches, so they can be
+        # inspected before training; setup(env) rebuilds an untrained agent for another N,
+        # sizes the replay with the env's batch size and moves everything to its device.
+        self._build(PAPER_NUM_PATCHES, None, _resolve("cpu" if self.hp.device == "auto" else self.hp.device))
 
     # -- what the env must produce -------------------------------------------------------
     def env_kwargs(self) -> dict:
@@ -175,15 +182,17 @@ class AgentViT(Agent):
         super().setup(env)
         u = env.unwrapped
         device = u.device if self.hp.device == "auto" else torch.device(self.hp.device)
-        if self.q_network is None:
-            self._build(u.num_patches, u.batch_size, device)
-        else:
-            n = self.q_network[0].in_features
-            if n != u.num_patches or self._states.shape[1] != u.batch_size:
-                raise ValueError(f"this agent was built for N={n}, B={self._states.shape[1]} but the env has "
-                                 f"N={u.num_patches}, B={u.batch_size}")
-            if device != self.device:
-                self._move(device)
+        if device != self.device:
+            self._move(device)
+        n = self.q_network[0].in_features
+        b = None if self._states is None else self._states.shape[1]
+        untrained = self.updates == 0 and self.replay_size == 0 and self.iteration == 0
+        if n != u.num_patches or b is None:
+            if n != u.num_patches and not untrained:
+                raise ValueError(f"this agent was trained for N={n} patches but the env has N={u.num_patches}")
+            self._build(u.num_patches, u.batch_size, device, keep_networks=(n == u.num_patches))
+        elif b != u.batch_size:
+            raise ValueError(f"this agent's replay holds batches of B={b} images but the env has B={u.batch_size}")
         if self.hp.learning_starts is None and self.learning_starts is None:
             self.learning_starts = u.steps_per_epoch  # the paper: nothing stored in epoch 1
         if self.hp.frequency > u.steps_per_epoch and not getattr(self, "_warned_frequency", False):
@@ -200,8 +209,6 @@ class AgentViT(Agent):
 
     def act(self, obs, explore: bool = False) -> np.ndarray:
         """(B, N) attention state (numpy or torch) -> int8 mask (N,) for the env."""
-        if self.q_network is None:
-            raise RuntimeError("agentvit has no Q-network yet: call setup(env), train(env, ...) or load(path) first")
         t0 = time.perf_counter()
         n = self.q_network[0].in_features
         if explore and self._rng.random() < self.epsilon():
@@ -312,19 +319,18 @@ class AgentViT(Agent):
         """Networks, optimiser, replay, counters and RNG state; atomically (temp + rename)."""
         from patchenv.env import atomic_torch_save
 
-        if self.q_network is None:
-            raise RuntimeError("agentvit has nothing to save yet: call setup(env) or train(env, ...) first")
         k = self.replay_size
         state = {
             "format": "patchenv-agentvit-v0",
             "agent": self.name,
             "config": self.config(),
             "num_patches": self.q_network[0].in_features,
-            "batch_size": self._states.shape[1],
+            "batch_size": None if self._states is None else self._states.shape[1],
             "q_network": self.q_network.state_dict(),
             "target_network": self.target_network.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "replay": {"states": self._states[:k], "next_states": self._next_states[:k], "rewards": self._rewards[:k]},
+            "replay": {"states": self._states[:k], "next_states": self._next_states[:k], "rewards": self._rewards[:k]}
+            if self._states is not None else None,
             "iteration": self.iteration,
             "updates": self.updates,
             "since_soft_update": self._since_soft_update,
@@ -353,10 +359,11 @@ class AgentViT(Agent):
         self.target_network.load_state_dict(state["target_network"])
         self.optimizer.load_state_dict(state["optimizer"])
         replay = state["replay"]
-        k = len(replay["rewards"])
-        self._states[:k] = replay["states"].to(device)
-        self._next_states[:k] = replay["next_states"].to(device)
-        self._rewards[:k] = replay["rewards"].to(device)
+        k = 0 if replay is None else len(replay["rewards"])
+        if k:
+            self._states[:k] = replay["states"].to(device)
+            self._next_states[:k] = replay["next_states"].to(device)
+            self._rewards[:k] = replay["rewards"].to(device)
         self.replay_size = k
         self.iteration, self.updates = state["iteration"], state["updates"]
         self._since_soft_update = state["since_soft_update"]
@@ -368,17 +375,24 @@ class AgentViT(Agent):
         return self
 
     # -- internals -------------------------------------------------------------------------
-    def _build(self, num_patches: int, batch_size: int, device: torch.device) -> None:
-        # Initialise from the agent's seed without touching the global torch RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.hp.seed)
-            q = q_network(num_patches)
+    def _build(self, num_patches: int, batch_size: Optional[int], device: torch.device,
+               keep_networks: bool = False) -> None:
+        """Networks for N patches and a replay for batches of B images (None: sized at setup)."""
         self.device = torch.device(device)
-        self.q_network = q.to(self.device)
-        self.target_network = q_network(num_patches).to(self.device)
-        self.target_network.load_state_dict(self.q_network.state_dict())
-        self.target_network.requires_grad_(False)
-        self.optimizer = self._make_optimizer()
+        if not keep_networks:
+            # Initialise from the agent's seed without touching the global torch RNG.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.hp.seed)
+                q = q_network(num_patches)
+            self.q_network = q.to(self.device)
+            self.target_network = q_network(num_patches).to(self.device)
+            self.target_network.load_state_dict(self.q_network.state_dict())
+            self.target_network.requires_grad_(False)
+            self.optimizer = self._make_optimizer()
+        self.replay_size = 0
+        if batch_size is None:
+            self._states = self._next_states = self._rewards = None
+            return
         shape = (self.hp.buffer_size, batch_size, num_patches)
         self._states = torch.zeros(shape, device=self.device)
         self._next_states = torch.zeros(shape, device=self.device)
@@ -397,8 +411,9 @@ class AgentViT(Agent):
         self.target_network.to(self.device)
         self.optimizer = self._make_optimizer()
         self.optimizer.load_state_dict(opt_state)  # casts the moments to the parameters' device
-        self._states, self._next_states, self._rewards = (
-            t.to(self.device) for t in (self._states, self._next_states, self._rewards))
+        if self._states is not None:
+            self._states, self._next_states, self._rewards = (
+                t.to(self.device) for t in (self._states, self._next_states, self._rewards))
         if self._last_loss_t is not None:
             self._last_loss_t = self._last_loss_t.to(self.device)
 

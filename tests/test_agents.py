@@ -103,8 +103,9 @@ def test_agentvit_accepts_the_readme_hyperparameters():
 
 def test_agentvit_networks_are_the_papers():
     agent = agents.make("agentvit")
-    assert agent.q_network is None  # built once an env gives N
+    q_before = agent.q_network  # exists from make(), for the paper's N = 64
     agent.setup(make_env(agent))
+    assert agent.q_network is q_before  # the env has N = 64 too: same network, replay sized
     for net in (agent.q_network, agent.target_network):
         linear = [m for m in net if isinstance(m, torch.nn.Linear)]
         assert [(m.in_features, m.out_features) for m in linear] == [(64, 1024), (1024, 256), (256, 64)]
@@ -202,6 +203,16 @@ def test_agentvit_replay_evicts_a_random_element_when_full():
         agent.store(torch.full((b, 64), float(i)), torch.zeros(b, 64), float(i))
         stored = sorted(agent._rewards[: agent.replay_size].tolist())
         assert agent.replay_size == min(i + 1, 3) and float(i) in stored  # the newest is always kept
+
+
+def test_agentvit_untrained_rebuilds_for_another_patch_count_trained_refuses():
+    agent = agents.make("agentvit")
+    agent.setup(make_env(agent, patch_size=8, n_patch_desired=8))  # 32x32 in 8x8 patches: N = 16
+    assert agent.q_network[0].in_features == 16 and agent.q_network[-1].out_features == 16
+    assert agent._states.shape == (64, TINY["batch_size"], 16)
+    agent.iteration = 1  # it has trained now
+    with pytest.raises(ValueError, match="N=16"):
+        agent.setup(make_env(agent))
 
 
 def test_agentvit_learns_within_40_steps_with_frequency_2():
