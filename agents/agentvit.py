@@ -163,7 +163,7 @@ class AgentViT(Agent):
         # The networks exist from the start, for the paper's N = 64 patches, so they can be
         # inspected before training; setup(env) rebuilds an untrained agent for another N,
         # sizes the replay with the env's batch size and moves everything to its device.
-        self._build(PAPER_NUM_PATCHES, None, _resolve("cpu" if self.hp.device == "auto" else self.hp.device))
+        self._build(PAPER_NUM_PATCHES, None, torch.device("cpu" if self.hp.device == "auto" else self.hp.device))
 
     # -- what the env must produce -------------------------------------------------------
     def env_kwargs(self) -> dict:
@@ -353,7 +353,7 @@ class AgentViT(Agent):
             raise ValueError(f"{path} is not an agentvit save file")
         known = {f.name for f in fields(AgentViTConfig)}
         self.hp = AgentViTConfig(**{k: v for k, v in state["config"].items() if k in known})
-        device = self.device or _resolve(self.hp.device)
+        device = self.device
         self._build(state["num_patches"], state["batch_size"], device)
         self.q_network.load_state_dict(state["q_network"])
         self.target_network.load_state_dict(state["target_network"])
@@ -421,9 +421,3 @@ class AgentViT(Agent):
         if isinstance(obs, torch.Tensor):
             return obs.to(self.device, torch.float32)
         return torch.as_tensor(np.asarray(obs), dtype=torch.float32, device=self.device)  # host -> device copy
-
-
-def _resolve(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)

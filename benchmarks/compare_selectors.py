@@ -243,7 +243,7 @@ def make_env(cfg: dict, images: data_mod.ImageData, agent) -> _StepRecorder:
     kwargs.update(device=cfg["device"], amp=cfg["amp"], compile=cfg["compile"])
     kwargs.update(agent.env_kwargs())
     # No passive env checker: it would only warn about torch observations (tensor_obs).
-    return _StepRecorder(gym.make("patchenv/PatchSelection-v0", dataset=images, disable_env_checker=True, **kwargs))
+    return _StepRecorder(gym.make("patchenv/PatchSelection-v0", dataset=images, **kwargs))
 
 
 def _checkpoint_dir(out: Path, selector: str, seed: int) -> Path:

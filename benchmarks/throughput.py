@@ -156,7 +156,7 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
             continue
         selection, obs_type, uneven = spec
         env = gym.make("patchenv/PatchSelection-v0", dataset=images, batch_size=batch_size, device=str(device),
-                       patch_size=PATCH_SIZE, disable_env_checker=True,
+                       patch_size=PATCH_SIZE,
                        selection=selection, obs_type=obs_type, episode_steps=10**9, amp=cfg["amp"],
                        compile=cfg["compile"], **vit)
         env.reset(seed=cfg["seed"])

@@ -88,10 +88,8 @@ def make_env(args, agent):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     kwargs.update(agent.env_kwargs())
-    # The passive checker only warns about torch observations (tensor_obs=True).
     return gym.make("patchenv/PatchSelection-v0", dataset=args.dataset, data_root=args.data_root,
-                    download=args.download, device=args.device,
-                    disable_env_checker=bool(kwargs.get("tensor_obs", False)), **kwargs)
+                    download=args.download, device=args.device, **kwargs)
 
 
 def environment_info(env) -> dict:
