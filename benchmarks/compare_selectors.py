@@ -34,7 +34,6 @@ import argparse
 import json
 import random
 import shutil
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -53,6 +52,7 @@ from benchmarks.common import (PRESETS, fmt_mean_std, markdown_table, meta_block
                                save_figure, synchronize, write_csv, write_json)
 from patchenv import data as data_mod
 from patchenv.env import resolve_device
+from patchenv.interrupt import GracefulInterrupt
 
 REFERENCE = "all"
 BUDGETS = ("equal-epochs", "equal-time")
@@ -109,29 +109,6 @@ class _StepRecorder(gym.Wrapper):
         out = (self.kept, self.losses, self.diverged)
         self.kept, self.losses, self.diverged = [], [], 0
         return out
-
-
-class _Stop:
-    """Ctrl-C handler: the first asks the run to stop after the current step (and save a
-    checkpoint there); the second raises KeyboardInterrupt at once. ``after_steps``
-    simulates a Ctrl-C after that many training steps (tests)."""
-
-    def __init__(self, after_steps: Optional[int] = None):
-        self.requested = False
-        self.after_steps = after_steps
-        self.steps = 0
-
-    def __call__(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        tqdm.write("Ctrl-C: stopping after this step and saving a checkpoint (Ctrl-C again to stop at once)",
-                   file=sys.stderr)
-
-    def count_step(self) -> None:
-        self.steps += 1
-        if self.after_steps is not None and self.steps >= self.after_steps:
-            self.requested = True
 
 
 class Interrupted(Exception):
@@ -283,7 +260,7 @@ def load_run_checkpoint(ckdir: Path, env, agent) -> Optional[RunProgress]:
 
 
 def run_one(cfg: dict, images, selector: str, seed: int, budget_s: Optional[float], out: Path,
-            stop: _Stop, resume: bool, show: bool) -> dict:
+            stop: GracefulInterrupt, resume: bool, show: bool) -> dict:
     """Train and evaluate one selector on one seed; returns its record (relative fields
     are filled in later by `fill_relative`). Raises Interrupted after a requested stop."""
     _seed_everything(seed)
@@ -530,38 +507,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     images = data_mod.load_dataset(cfg["dataset"], data_root=args.data_root, download=args.download)
     meta = meta_block(cfg["device"], cfg)
     meta["argv"] = list(sys.argv[1:] if argv is None else argv)
-    stop = _Stop(args.stop_after_steps)
     show = not args.no_progress
-    try:
-        previous_handler = signal.signal(signal.SIGINT, stop)
-    except ValueError:  # not the main thread: Ctrl-C is not ours to handle
-        previous_handler = None
     start = time.perf_counter()
     status, current = "complete", None
-    try:
-        for seed, selector in tqdm(todo, desc="runs", unit="run", disable=not show, position=0):
-            current = {"selector": selector, "seed": seed}
-            budget_s = None
-            if cfg["budget"] == "equal-time" and selector != REFERENCE:
-                ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed)
-                budget_s = ref["train_time_s"]
-            runs.append(run_one(cfg, images, selector, seed, budget_s, out, stop, args.resume, show))
-            shutil.rmtree(_checkpoint_dir(out, selector, seed), ignore_errors=True)
-            current = None
-            write_results(out, meta, runs, cfg, "partial" if (seed, selector) != todo[-1] else "complete")
-    except (Interrupted, KeyboardInterrupt):
-        status = "interrupted"
-        ckdir = _checkpoint_dir(out, current["selector"], current["seed"]) if current else None
-        if current is not None and ckdir is not None and (ckdir / "progress.json").is_file():
-            current["checkpoint"] = str(ckdir)
-        write_results(out, meta, runs, cfg, status, current)
-        print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}"
-              + (f"; run in progress checkpointed in {current['checkpoint']}" if current and "checkpoint" in current
-                 else "") + ". Continue with the same command plus --resume.", file=sys.stderr)
-        return 130
-    finally:
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+    with GracefulInterrupt(args.stop_after_steps) as stop:
+        try:
+            for seed, selector in tqdm(todo, desc="runs", unit="run", disable=not show, position=0):
+                current = {"selector": selector, "seed": seed}
+                budget_s = None
+                if cfg["budget"] == "equal-time" and selector != REFERENCE:
+                    ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed)
+                    budget_s = ref["train_time_s"]
+                runs.append(run_one(cfg, images, selector, seed, budget_s, out, stop, args.resume, show))
+                shutil.rmtree(_checkpoint_dir(out, selector, seed), ignore_errors=True)
+                current = None
+                write_results(out, meta, runs, cfg, "partial" if (seed, selector) != todo[-1] else "complete")
+        except (Interrupted, KeyboardInterrupt):
+            status = "interrupted"
+            ckdir = _checkpoint_dir(out, current["selector"], current["seed"]) if current else None
+            if current is not None and ckdir is not None and (ckdir / "progress.json").is_file():
+                current["checkpoint"] = str(ckdir)
+            write_results(out, meta, runs, cfg, status, current)
+            print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}"
+                  + (f"; run in progress checkpointed in {current['checkpoint']}" if current and "checkpoint" in current
+                     else "") + ". Continue with the same command plus --resume.", file=sys.stderr)
+            return 130
     if not todo:
         write_results(out, meta, runs, cfg, status)
     try:

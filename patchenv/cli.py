@@ -22,9 +22,7 @@ import json
 import platform
 import random
 import shutil
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -34,6 +32,7 @@ import torch
 
 import agents
 from agents.base import atomic_write_text
+from patchenv.interrupt import GracefulInterrupt
 from patchenv.presets import PRESETS
 
 # Arguments that define the training run: --resume takes them from the saved run (they
@@ -157,31 +156,6 @@ def load_progress(out: Path) -> dict:
 
 
 # -- the training loop -------------------------------------------------------------------------
-class _StopRequest:
-    """SIGINT handler: the first Ctrl-C asks for a clean stop after the current step, the
-    second raises KeyboardInterrupt at once."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: stopping after this step and saving a checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr, flush=True)
-
-
 def train(args, step_callback: Optional[Callable[[Any], Any]] = None) -> dict:
     """Run (or resume) ``patchenv train``; returns the metrics written to metrics.json.
 
@@ -256,7 +230,7 @@ def train(args, step_callback: Optional[Callable[[Any], Any]] = None) -> dict:
     spe = u.steps_per_epoch
     epoch = len(history) + 1
     out.mkdir(parents=True, exist_ok=True)
-    with _StopRequest() as stop:
+    with GracefulInterrupt() as stop:
         while epoch <= args.epochs:
             acc = partial or {"epoch": epoch, "steps": 0, "loss_sum": 0.0, "accuracy_sum": 0.0, "kept_sum": 0.0,
                               "wall_time_s": 0.0, "vit_train_time_s": 0.0, "agent_overhead_s": 0.0}
