@@ -226,7 +226,10 @@ class PatchSelectionEnv(gym.Env):
         else:
             self.optimizer.step()
 
-        n_tokens, n_padding = self._token_counts(kept_per_image, model.last_sequence_shape)
+        # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
+        # masks to the batch's largest count and needs no padding otherwise.
+        n_tokens = int(kept_per_image.sum())
+        n_padding = self.batch_size * int(kept_per_image.max()) - n_tokens
         trained_epoch = self.epoch
         self.global_step += 1
         self._episode_step += 1
@@ -514,15 +517,6 @@ class PatchSelectionEnv(gym.Env):
             idx = np.argsort(~mask, axis=1, kind="stable")[:, :counts[0]]
             return torch.from_numpy(np.ascontiguousarray(idx)).to(self.device), per_image
         return torch.from_numpy(mask).to(self.device), per_image
-
-    @staticmethod
-    def _token_counts(kept_per_image: np.ndarray, sequence_shape: tuple) -> tuple[int, int]:
-        """Real tokens the transformer processed, and padding slots (uneven per-image masks).
-
-        The slot count is read off the sequence the transformer really ran on (B, K)."""
-        slots = int(sequence_shape[0]) * int(sequence_shape[1])
-        real = int(kept_per_image.sum())
-        return real, slots - real
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:

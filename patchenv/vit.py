@@ -121,8 +121,8 @@ class SimpleViT(nn.Module):
         Computed without materialising the values or the output projection: the mean over
         D of ``to_out(z)`` is ``z @ w`` with ``w = W_out.mean(0)``, and for each head
         ``(A_h V_h) w_h = A_h (LN(x) W_v,h^T w_h)``, so each head's values shrink to one
-        number per token. Same result as `attention_state_reference`, less than half its
-        cost (only Q and K are projected at full width)."""
+        number per token. Same result as ``attn(tokens).mean(-1)`` with the first block's
+        attention module, less than half its cost (only Q and K are projected at full width)."""
         attn = self.transformer.layers[0][0]
         h = attn.heads
         inner = attn.to_out.in_features
@@ -138,14 +138,9 @@ class SimpleViT(nn.Module):
         scores = (q @ k.transpose(-1, -2)) * dh**-0.5  # (B, h, N, N)
         return (scores.softmax(dim=-1) @ v).sum(dim=1).squeeze(-1)  # (B, N)
 
-    def attention_state_reference(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Plain version of `attention_state`, as the paper computes it."""
-        return self.transformer.layers[0][0](tokens).mean(dim=-1)
-
     def forward_tokens(self, tokens: torch.Tensor, keep=None) -> torch.Tensor:
         """Run the transformer and head on embedded tokens (B, N, D), keeping only `keep`."""
         tokens, key_mask = select_tokens(tokens, keep)
-        self.last_sequence_shape = tuple(tokens.shape[:2])  # (B, K) really processed; read by the env
         x = self.transformer(tokens, key_mask)  # (B, K, D)
         if key_mask is None:
             pooled = x.mean(dim=1)

@@ -10,15 +10,6 @@ from patchenv.vit import SimpleViT, init_weights, posemb_sincos_2d, select_token
 N = 64  # 32x32 images, 4x4 patches
 
 
-@pytest.fixture(autouse=True)
-def _fixed_threads():
-    # Overrides conftest's 2 threads for this module: on a shared 2-core machine two
-    # intra-op threads spin against other processes (a tiny step measured ~100x slower
-    # under load). Every comparison here is within one process, at one thread count.
-    torch.set_num_threads(1)
-    yield
-
-
 def tiny_vit(seed=0, **overrides):
     cfg = dict(image_size=32, patch_size=4, num_classes=10, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
     cfg.update(overrides)
@@ -83,6 +74,23 @@ def reference_logits(model, img, kept_indices):
     return torch.stack(logits)
 
 
+def attention_state_reference(model, tokens):
+    """The paper's state computed plainly: the first block's attention module on all
+    tokens (LN -> attention -> output projection, no residual), averaged over D."""
+    return model.transformer.layers[0][0](tokens).mean(dim=-1)
+
+
+def forward_and_sequence(model, x, keep):
+    """Logits, and the (B, K) sequence the transformer really ran on."""
+    seen = []
+    handle = model.transformer.register_forward_hook(lambda m, args, out: seen.append(tuple(args[0].shape[:2])))
+    try:
+        out = model(x, keep)
+    finally:
+        handle.remove()
+    return out, seen[0]
+
+
 def rows(keep):
     return [torch.nonzero(r).squeeze(1).tolist() for r in keep]
 
@@ -101,8 +109,8 @@ def test_reference_matches_unmasked_forward(model):
 def test_shared_mask_gather_path_matches_reference(model):
     x = images(4)
     keep = random_mask(1, [20], seed=3)[0]  # (N,) bool
-    out = model(x, keep)
-    assert model.last_sequence_shape == (4, 20)
+    out, sequence = forward_and_sequence(model, x, keep)
+    assert sequence == (4, 20)
     torch.testing.assert_close(out, reference_logits(model, x, [keep.nonzero().squeeze(1).tolist()] * 4),
                                atol=1e-5, rtol=1e-5)
 
@@ -110,8 +118,8 @@ def test_shared_mask_gather_path_matches_reference(model):
 def test_equal_count_per_image_path_matches_reference(model):
     x = images(5, seed=1)
     keep = random_mask(5, [24] * 5, seed=4)  # different patches, same count: no padding
-    out = model(x, keep)
-    assert model.last_sequence_shape == (5, 24)
+    out, sequence = forward_and_sequence(model, x, keep)
+    assert sequence == (5, 24)
     torch.testing.assert_close(out, reference_logits(model, x, rows(keep)), atol=1e-5, rtol=1e-5)
     idx = torch.stack([torch.nonzero(r).squeeze(1) for r in keep])  # (B, K) index form
     torch.testing.assert_close(model(x, idx), out, atol=1e-6, rtol=1e-6)
@@ -125,15 +133,15 @@ def test_uneven_per_image_masks_padded_path(model):
     counts = [1, 5, 30, 64, 17, 2]
     x = images(6, seed=2)
     keep = random_mask(6, counts, seed=5)
-    out = model(x, keep)
-    assert model.last_sequence_shape == (6, 64)
+    out, sequence = forward_and_sequence(model, x, keep)
+    assert sequence == (6, 64)
     alone = torch.cat([model(x[i:i + 1], keep[i]) for i in range(6)])
     torch.testing.assert_close(out, alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out, reference_logits(model, x, rows(keep)), atol=1e-5, rtol=1e-5)
     # Without the full row the batch pads only to the largest remaining count.
     keep2 = random_mask(5, [1, 5, 30, 17, 2], seed=6)
-    out2 = model(x[:5], keep2)
-    assert model.last_sequence_shape == (5, 30)
+    out2, sequence = forward_and_sequence(model, x[:5], keep2)
+    assert sequence == (5, 30)
     torch.testing.assert_close(out2, reference_logits(model, x[:5], rows(keep2)), atol=1e-5, rtol=1e-5)
 
 
@@ -170,8 +178,8 @@ def test_mask_forms_agree(model):
 
 def test_keep_none_equals_all_true(model):
     x = images(3, seed=5)
-    full = model(x)
-    assert model.last_sequence_shape == (3, N)
+    full, sequence = forward_and_sequence(model, x, None)
+    assert sequence == (3, N)
     assert torch.equal(model(x, torch.ones(N, dtype=torch.bool)), full)
     assert torch.equal(model(x, torch.ones(3, N, dtype=torch.bool)), full)
     torch.testing.assert_close(model(x, torch.arange(N)), full, atol=0, rtol=0)
@@ -229,6 +237,18 @@ def test_attention_state_by_hand(model):
     got = model.attention_state(tokens)
     assert got.shape == (3, N)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_attention_state_fast_path_matches_the_plain_computation(model):
+    """attention_state folds the values and the output projection into one number per
+    head and token; the result is the plain module's, averaged over D, to float rounding."""
+    tokens = model.embed(images(4, seed=9))
+    with torch.no_grad():
+        torch.testing.assert_close(model.attention_state(tokens), attention_state_reference(model, tokens),
+                                   atol=1e-6, rtol=1e-5)
+        # Also on a trained-looking scale: tokens 10x larger sharpen the softmax.
+        torch.testing.assert_close(model.attention_state(10 * tokens), attention_state_reference(model, 10 * tokens),
+                                   atol=1e-5, rtol=1e-4)
 
 
 def test_paper_config_parameter_count():
