@@ -1,55 +1,16 @@
 """PatchSelectionEnv: an RL agent picks which image patches a ViT trains on.
 
-One `step` is one real optimisation step of a SimpleViT (`patchenv/vit.py`):
-
-1. the observation describes batch t, computed from the ViT's current weights;
-2. ``step(mask)`` trains on batch t with only the kept patches (dropped tokens are
-   removed from the sequence, so the step is really cheaper), computes the reward, loads
-   batch t+1 and returns its observation.
-
-The patch embedding that built the observation of batch t is kept with its autograd
-graph and reused by the training step, so the env does no forward work twice.
-
-## Spaces (N patches, B batch size, D embedding width)
-- ``selection="batch"`` (the paper): action ``MultiBinary(N)``, one mask for the batch.
-  ``selection="image"``: action ``MultiBinary((B, N))``, one mask per image.
-- ``obs_type="embeddings"`` (default): Box (B, N, D) patch embeddings + position
-  embedding; ``"pooled"``: Box (N, D), their batch mean (small enough for SB3);
-  ``"attention"``: Box (B, N), the paper's state (first attention block on all patches,
-  averaged over D). float32 numpy, or torch tensors on the env's device with
-  ``tensor_obs=True`` (a GPU agent then makes no host copy).
-
-## Reward
-``loss_weight * L(ref)/L(t) + patch_weight * (-|z - z*| / z*)`` (see
-`patchenv/rewards.py`); ``alpha`` sets the weights to (alpha, 1 - alpha); ``reward_fn``
-replaces the whole formula.
-
-## Episodes
-One epoch by default (``episode_steps``), ending with ``truncated=True``.
-``reset(seed=s)`` starts a fresh training run (new ViT, optimiser and data order drawn
-from s); ``reset()`` continues the same run where it stopped (the next epoch, by
-default); ``reset(options={"new_run": True})`` forces a fresh run. The last incomplete
-batch of an epoch is dropped. A non-finite loss or gradient ends the episode with
-``terminated=True`` and ``info["diverged"] = True``; that update is not applied. So does
-a finite update after which the next observation is not finite (weights that overflow,
-e.g. from a huge lr); that observation is returned as zeros, inside its space.
-
-## info (every step)
-``loss, accuracy`` (batch, fraction), ``kept`` (mean patches kept per image),
-``kept_per_image`` (per-image mode), ``tokens`` (real tokens the transformer processed),
-``padding_tokens`` (filler slots from padding uneven per-image masks), ``epoch``,
-``global_step``, ``loss_term``, ``patch_term``, ``diverged``. Wall-clock times are not in
-``info`` (Gymnasium's checker compares the infos of two seeded steps): see
-``train_time_s`` and ``last_step_time_s`` on the unwrapped env.
-
-## Version history
-- v0: initial release.
+The contract (spaces, reward, episodes, info) is the class docstring; the settings are
+`patchenv.config.EnvConfig`'s fields.
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -61,113 +22,146 @@ from gymnasium import spaces
 
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_torch_save  # noqa: F401  (also imported from here by agents)
-from patchenv.rewards import RewardFn, StepStats, loss_term, patch_term, weights_from_alpha
+from patchenv.config import EnvConfig, check_device
+from patchenv.rewards import StepStats, loss_term, patch_term
 from patchenv.vit import SimpleViT, init_weights
-
-SELECTIONS = ("batch", "image")
-OBS_TYPES = ("embeddings", "pooled", "attention")
 
 
 def resolve_device(device: Union[str, torch.device]) -> torch.device:
+    """"auto" -> CUDA when present, else the CPU; raises a ValueError for anything but a
+    CPU or an available CUDA device."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}") from None
+    check_device(device)
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but CUDA is not available; use 'auto' or 'cpu'")
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     return dev
 
 
+_ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
+
+
 class PatchSelectionEnv(gym.Env):
+    """An RL agent picks which image patches a Vision Transformer trains on.
+
+    ## Description
+    A SimpleViT (`patchenv/vit.py`; the paper's: dim 128, depth 6, 16 heads, 4x4 patches,
+    N = 64 on 32x32 images) really trains while the agent chooses, batch by batch, which
+    of its N patches it sees. One `step` is one optimisation step of the ViT:
+
+    1. the observation describes batch t, computed from the ViT's current weights;
+    2. ``step(mask)`` trains on batch t with only the kept patches (dropped tokens are
+       removed from the sequence, not zeroed, so the step really is cheaper), computes the
+       reward, loads batch t+1 and returns its observation.
+
+    The patch embedding that built the observation of batch t keeps its autograd graph
+    and the training step reuses it, so no forward work is done twice. The data set sits
+    on the device; shuffling and augmentation run there as batched tensor ops.
+
+    ## Action Space
+    With N patches per image and B images per batch:
+
+    - ``selection="batch"`` (the paper): ``MultiBinary(N)``, one mask for the whole batch;
+    - ``selection="image"``: ``MultiBinary((B, N))``, one mask per image (rows of unequal
+      counts are padded to the largest, hidden from attention and from the pooling).
+
+    1 keeps a patch, 0 drops it. numpy arrays, lists and torch tensors of any real dtype
+    are accepted. A mask must keep at least one patch (per image); a bad action raises a
+    ValueError or TypeError saying what was expected and changes nothing.
+
+    ## Observation Space
+    ``Box(-inf, inf, float32)`` of shape, by ``obs_type`` (D = embedding width):
+
+    - ``"embeddings"`` (default): (B, N, D), patch embeddings plus position embedding;
+    - ``"pooled"``: (N, D), their mean over the batch (small enough for SB3);
+    - ``"attention"``: (B, N), the paper's state: the first block's attention output on
+      all patches, averaged over D.
+
+    numpy by default; with ``tensor_obs=True``, torch tensors on the env's device (a GPU
+    agent then makes no host copy).
+
+    ## Rewards
+    ``loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)`` (`patchenv.rewards`):
+    L(ref) is the run's first training loss, L(t) this step's, z the dropped patches per
+    image (mean over the batch), z* = N - ``n_patch_desired``. The paper's code weighs
+    (1, 20); ``alpha`` sets (alpha, 1 - alpha); ``reward_fn`` replaces the formula.
+
+    ## Starting State
+    ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
+    order, all drawn from s. ``reset()`` without a seed continues the same run where it
+    stopped (the next epoch, by default); ``reset(options={"new_run": True})`` forces a
+    fresh run. The first observation describes the run's first pending batch.
+
+    ## Episode End
+    - Truncation: after ``episode_steps`` steps (default one epoch; the last incomplete
+      batch of an epoch is dropped).
+    - Termination: a non-finite loss or gradient (that update is not applied), or a finite
+      update after which the next observation is not finite (weights that overflow, e.g.
+      from a huge lr; that observation is returned as zeros). ``info["diverged"]`` is True.
+
+    ## Info
+    Every step: ``loss``, ``accuracy`` (batch, fraction), ``kept`` (mean patches kept per
+    image), ``kept_per_image`` (per-image mode), ``tokens`` (real tokens the transformer
+    processed), ``padding_tokens`` (filler slots of uneven per-image masks), ``epoch``,
+    ``global_step``, ``loss_term``, ``patch_term``, ``diverged``. No wall-clock values
+    (Gymnasium's checker compares the infos of two seeded steps): ``train_time_s`` and
+    ``last_step_time_s`` are attributes of the unwrapped env.
+
+    Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
+    split), ``save_checkpoint(path)`` / ``load_checkpoint(path)`` (the whole training run,
+    continued bit for bit), ``pending_images`` and ``attention_state(images)`` for agents.
+
+    ## Arguments
+    Keyword only: the fields of `patchenv.config.EnvConfig`, documented there, with the
+    paper's CIFAR-10 setup as defaults; the env keeps them as ``env.config``. E.g.
+    ``gymnasium.make("patchenv/Digits-v0", batch_size=32, selection="image")``.
+
+    ## Version History
+    - v0: initial release.
+    """
+
     metadata = {"render_modes": []}
 
-    def __init__(
-        self,
-        *,
-        dataset: Union[str, data_mod.ImageData] = "cifar10",
-        data_root: Optional[Union[str, os.PathLike]] = None,
-        download: bool = False,
-        batch_size: int = 128,
-        patch_size: int = 4,
-        dim: int = 128,
-        depth: int = 6,
-        heads: int = 16,
-        dim_head: int = 64,
-        mlp_dim: int = 512,
-        lr: float = 1e-3,
-        selection: str = "batch",
-        obs_type: str = "embeddings",
-        alpha: Optional[float] = None,
-        loss_weight: float = 1.0,
-        patch_weight: float = 20.0,
-        n_patch_desired: int = 30,
-        episode_steps: Optional[int] = None,
-        device: str = "auto",
-        reward_fn: Optional[RewardFn] = None,
-        tensor_obs: bool = False,
-        amp: Optional[str] = None,
-        compile: bool = False,
-        eval_batch_size: int = 500,
-    ):
-        if selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-        if obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {obs_type!r}")
-        if amp not in (None, "bf16"):
-            raise ValueError(f"amp must be None or 'bf16', got {amp!r}")
-        for name, value in (("batch_size", batch_size), ("patch_size", patch_size), ("dim", dim),
-                            ("depth", depth), ("heads", heads), ("dim_head", dim_head), ("mlp_dim", mlp_dim)):
-            if not isinstance(value, (int, np.integer)) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not (isinstance(lr, (int, float)) and lr > 0):
-            raise ValueError(f"lr must be a positive number, got {lr!r}")
-        self.device = resolve_device(device)
+    def __init__(self, **kwargs: Any):
+        unknown = [name for name in kwargs if name not in _ARGUMENTS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], _ARGUMENTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; expected names among {sorted(_ARGUMENTS)}"
+            raise TypeError(f"PatchSelectionEnv got an unexpected keyword argument {unknown[0]!r}{hint}")
+        self.config = cfg = EnvConfig(**kwargs)
+        self.device = resolve_device(cfg.device)
 
-        images = dataset if isinstance(dataset, data_mod.ImageData) else data_mod.load_dataset(
-            dataset, data_root=data_root, download=download)
-        if images.image_size % patch_size != 0:
-            raise ValueError(f"patch_size {patch_size} must divide the image size {images.image_size}")
-        if len(images.train_y) < batch_size:
-            raise ValueError(f"batch_size {batch_size} is larger than the training set ({len(images.train_y)} images)")
+        images = cfg.dataset if isinstance(cfg.dataset, data_mod.ImageData) else data_mod.load_dataset(
+            cfg.dataset, data_root=cfg.data_root, download=cfg.download)
+        if images.image_size % cfg.patch_size != 0:
+            raise ValueError(f"patch_size {cfg.patch_size} must divide the image size {images.image_size}")
+        if len(images.train_y) < cfg.batch_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
+                             f"({len(images.train_y)} images)")
         self.dataset_name = images.name
         self.data = images.to(self.device)
         self._mean = torch.tensor(images.mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(images.std, device=self.device).view(1, -1, 1, 1)
 
-        self.num_patches = (images.image_size // patch_size) ** 2
-        n = self.num_patches
-        if not (isinstance(n_patch_desired, (int, np.integer)) and 0 < n_patch_desired < n):
-            raise ValueError(f"n_patch_desired must be an integer in [1, {n - 1}], got {n_patch_desired!r}")
-        if alpha is not None:
-            loss_weight, patch_weight = weights_from_alpha(alpha)
-        self.vit_config = dict(image_size=images.image_size, patch_size=patch_size, num_classes=images.num_classes,
-                               dim=dim, depth=depth, heads=heads, mlp_dim=mlp_dim, channels=images.channels,
-                               dim_head=dim_head)
-        self.batch_size = int(batch_size)
-        self.lr = float(lr)
-        self.selection = selection
-        self.obs_type = obs_type
-        self.alpha = alpha
-        self.loss_weight = float(loss_weight)
-        self.patch_weight = float(patch_weight)
-        self.n_patch_desired = int(n_patch_desired)
-        self.reward_fn = reward_fn
-        self.tensor_obs = bool(tensor_obs)
-        self.amp = amp
-        self.compile = bool(compile)
-        self.eval_batch_size = int(eval_batch_size)
+        self.num_patches = n = (images.image_size // cfg.patch_size) ** 2
+        if not 0 < cfg.n_patch_desired < n:
+            raise ValueError(f"n_patch_desired must be an integer in [1, {n - 1}], got {cfg.n_patch_desired!r}")
+        self._data_shape = dict(image_size=images.image_size, num_classes=images.num_classes,
+                                channels=images.channels)
+        self.vit_config = cfg.vit_config(**self._data_shape)
+        # The settings agents and benchmarks read, from the (frozen) config.
+        self.batch_size, self.lr, self.n_patch_desired = cfg.batch_size, cfg.lr, cfg.n_patch_desired
+        self.selection, self.obs_type, self.tensor_obs = cfg.selection, cfg.obs_type, cfg.tensor_obs
+        self.amp, self.compile, self.eval_batch_size = cfg.amp, cfg.compile, cfg.eval_batch_size
+        self.alpha, self.reward_fn = cfg.alpha, cfg.reward_fn
+        self.loss_weight, self.patch_weight = cfg.reward_weights
         self.steps_per_epoch = len(images.train_y) // self.batch_size  # last partial batch dropped
-        if episode_steps is not None and (not isinstance(episode_steps, (int, np.integer)) or episode_steps <= 0):
-            raise ValueError(f"episode_steps must be a positive integer or None, got {episode_steps!r}")
-        self.episode_steps = int(episode_steps) if episode_steps is not None else self.steps_per_epoch
+        self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
 
-        b, d = self.batch_size, dim
-        self.action_space = spaces.MultiBinary(n) if selection == "batch" else spaces.MultiBinary((b, n))
-        obs_shape = {"embeddings": (b, n, d), "pooled": (n, d), "attention": (b, n)}[obs_type]
+        b, d = self.batch_size, cfg.dim
+        self.action_space = spaces.MultiBinary(n) if self.selection == "batch" else spaces.MultiBinary((b, n))
+        obs_shape = {"embeddings": (b, n, d), "pooled": (n, d), "attention": (b, n)}[self.obs_type]
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=obs_shape, dtype=np.float32)
 
         # Run state; created by reset() (or load_checkpoint()).
@@ -341,7 +335,7 @@ class PatchSelectionEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
         state = {
             "format": "patchenv-checkpoint-v0",
-            "config": self._config_fingerprint(),
+            "config": self._fingerprint(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "np_random": self.np_random.bit_generator.state,
@@ -370,9 +364,11 @@ class PatchSelectionEnv(gym.Env):
             raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
         if not isinstance(state, dict) or state.get("format") != "patchenv-checkpoint-v0":
             raise ValueError(f"{path} is not a patchenv checkpoint")
-        if state["config"] != self._config_fingerprint():
-            raise ValueError(f"checkpoint {path} was saved by an env with another configuration: "
-                             f"{state['config']} != {self._config_fingerprint()}")
+        saved, ours = state["config"], self._fingerprint()
+        if saved != ours:
+            diff = ", ".join(f"{k} {saved.get(k)!r} (saved) != {ours.get(k)!r}"
+                             for k in sorted(saved.keys() | ours.keys()) if saved.get(k) != ours.get(k))
+            raise ValueError(f"checkpoint {path} was saved by an env with another configuration: {diff}")
         self._build_run(model_seed=None)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -394,8 +390,8 @@ class PatchSelectionEnv(gym.Env):
         return self._observation()
 
     # -- internals ------------------------------------------------------------------------
-    def _config_fingerprint(self) -> dict:
-        return {"dataset": self.dataset_name, "batch_size": self.batch_size, "lr": self.lr, **self.vit_config}
+    def _fingerprint(self) -> dict:
+        return self.config.fingerprint(dataset_name=self.dataset_name, **self._data_shape)
 
     def _autocast(self):
         if self.amp == "bf16":
@@ -517,6 +513,16 @@ class PatchSelectionEnv(gym.Env):
             idx = np.argsort(~mask, axis=1, kind="stable")[:, :counts[0]]
             return torch.from_numpy(np.ascontiguousarray(idx)).to(self.device), per_image
         return torch.from_numpy(mask).to(self.device), per_image
+
+
+def _signature() -> inspect.Signature:
+    """``PatchSelectionEnv(**kwargs)`` as it is called: EnvConfig's fields as keyword-only
+    parameters with their defaults, for help(), inspect and editors."""
+    params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(EnvConfig).parameters.values()]
+    return inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
+
+
+PatchSelectionEnv.__init__.__signature__ = _signature()
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:

@@ -1,6 +1,7 @@
 """PatchSelectionEnv: checkers, spaces, seeding, reward, token accounting, evaluation."""
 import copy
 import functools
+import inspect
 import warnings
 
 import gymnasium as gym
@@ -25,7 +26,6 @@ OBS_TYPES = ("embeddings", "pooled", "attention")
 # (SB3) the pooled observation is 2-D, which SB3's MLP policies flatten themselves.
 BENIGN = ("observation space minimum value is -infinity", "observation space maximum value is infinity",
           "unconventional shape", "is different from the unwrapped version")
-
 
 
 def make(**kwargs) -> PatchSelectionEnv:
@@ -101,7 +101,7 @@ def test_ids_registered_with_their_datasets(id_kwargs):
         assert env.unwrapped.dataset_name == want
     # The generic id's defaults are the paper's CIFAR-10 setup.
     assert gym.spec("patchenv/PatchSelection-v0").kwargs == {}
-    defaults = PatchSelectionEnv.__init__.__kwdefaults__
+    defaults = {name: p.default for name, p in inspect.signature(PatchSelectionEnv).parameters.items()}
     paper = dict(dataset="cifar10", batch_size=128, patch_size=4, dim=128, depth=6, heads=16, dim_head=64,
                  mlp_dim=512, lr=1e-3, loss_weight=1.0, patch_weight=20.0, n_patch_desired=30, selection="batch")
     assert {k: defaults[k] for k in paper} == paper  # AGENTVIT.md
