@@ -15,7 +15,6 @@ N, B = 64, 16
 _SYNTHETIC = data.synthetic()  # the data set TINY names, built once for this file
 
 
-
 def make(**kwargs) -> PatchSelectionEnv:
     return PatchSelectionEnv(**{**TINY, "dataset": _SYNTHETIC, **kwargs})
 
@@ -130,7 +129,7 @@ def test_bad_action_through_gym_make_wrappers():
     env.reset(seed=1)
     twin.reset(seed=1)
     with pytest.raises(ValueError, match=r"\(64,\)"):
-        env.step(np.ones(N + 1))  # the very first step, through the passive checker
+        env.step(np.ones(N + 1))  # the very first step, through gym.make's wrappers
     assert_same_step(env.step(valid("batch", 0)), twin.step(valid("batch", 0)))
 
 
