@@ -2,7 +2,9 @@
 import copy
 import functools
 import inspect
+import pydoc
 import warnings
+from dataclasses import fields
 
 import gymnasium as gym
 import numpy as np
@@ -14,6 +16,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from conftest import TINY
 from patchenv import data
+from patchenv.config import EnvConfig
 from patchenv.env import PatchSelectionEnv
 from patchenv.wrappers import FlattenMultiBinaryAction
 from test_data import write_cifar10, write_fashion_mnist
@@ -139,6 +142,52 @@ def test_flatten_wrapper_passes_the_same_mask():
     r_flat = rollout(flat, [a.reshape(-1) for a in acts], seed=2)
     assert_same_rollout(r_flat, rollout(plain, acts, seed=2))
     np.testing.assert_array_equal(r_flat[1][4]["kept_per_image"], acts[0].sum(1))
+
+
+# -- configuration and documentation ---------------------------------------------------------------
+def test_constructor_arguments_are_the_config_fields():
+    """PatchSelectionEnv(**kwargs) takes exactly EnvConfig's fields, keyword only, with
+    its defaults; each one is accepted and lands in env.config."""
+    params = inspect.signature(PatchSelectionEnv).parameters
+    assert list(params) == [f.name for f in fields(EnvConfig)]
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
+    assert {n: p.default for n, p in params.items()} == {f.name: f.default for f in fields(EnvConfig)}
+    given = dict(TINY, data_root=None, download=False, lr=1e-3, selection="image", obs_type="pooled", alpha=None,
+                 loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
+                 tensor_obs=False, amp=None, compile=False, eval_batch_size=40)
+    assert set(given) == set(params)
+    env = PatchSelectionEnv(**given)
+    assert env.config == EnvConfig(**given)
+    assert (env.selection, env.obs_type, env.n_patch_desired, env.episode_steps) == ("image", "pooled", 20, 5)
+    assert (env.loss_weight, env.patch_weight, env.eval_batch_size) == (2.0, 3.0, 40)
+    # What agents and benchmarks read stays on the env.
+    for name in ("batch_size", "num_patches", "selection", "obs_type", "n_patch_desired", "steps_per_epoch",
+                 "episode_steps", "device", "lr", "alpha", "loss_weight", "patch_weight", "amp", "compile",
+                 "tensor_obs", "dataset_name", "vit_config", "train_time_s", "last_step_time_s", "epoch",
+                 "global_step", "model", "optimizer"):
+        assert hasattr(env, name), name
+
+
+def test_bad_arguments_give_one_line_errors():
+    for kwargs, word in ((dict(dim=0), "dim"), (dict(lr="fast"), "lr"), (dict(n_patch_desired=64), "63"),
+                         (dict(batch_size=5000), "5000"), (dict(patch_size=5), "patch_size")):
+        with pytest.raises(ValueError, match=word) as e:
+            make(**kwargs)
+        assert "\n" not in str(e.value)
+    with pytest.raises(TypeError, match="did you mean 'batch_size'"):
+        make(batchsize=8)  # a misspelt name: Python's TypeError, with the likely meaning
+    with pytest.raises(TypeError, match="batchsize"):
+        gym.make("patchenv/PatchSelection-v0", **TINY, batchsize=8)
+
+
+def test_docstring_is_the_contract():
+    sections = ("Description", "Action Space", "Observation Space", "Rewards", "Starting State", "Episode End",
+                "Arguments", "Version History")
+    for doc in (pydoc.render_doc(PatchSelectionEnv, renderer=pydoc.plaintext),
+                pydoc.render_doc(gym.make("patchenv/PatchSelection-v0", **TINY).unwrapped, renderer=pydoc.plaintext)):
+        for section in sections:
+            assert section in doc, section
+        assert "EnvConfig" in doc and "n_patch_desired: 'int' = 30" in doc  # the signature, with defaults
 
 
 # -- spaces and observations ---------------------------------------------------------------
@@ -470,3 +519,17 @@ def test_digits_trains_a_step_and_evaluates_offline(monkeypatch):
     res = env.unwrapped.evaluate()
     assert res["n"] == 1797 // 5 and 0 <= res["accuracy"] <= 1
     assert env.unwrapped.steps_per_epoch == (1797 - 1797 // 5) // B
+
+
+# -- torch.compile ------------------------------------------------------------------------------
+def test_compiled_step_matches_the_eager_step():
+    """compile=True: the same tokens, padding and (to float rounding) losses as eager mode,
+    for a shared mask and uneven per-image masks (the padded path)."""
+    for selection in SELECTIONS:
+        compiled, eager = make(selection=selection, compile=True), make(selection=selection)
+        compiled.reset(seed=0)
+        eager.reset(seed=0)
+        for a in masks(selection, 2, seed=1):
+            got, want = compiled.step(a)[4], eager.step(a)[4]
+            assert (got["tokens"], got["padding_tokens"]) == (want["tokens"], want["padding_tokens"])
+            assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
