@@ -39,15 +39,18 @@ the notebook uses the loss at the first rewarded iteration (that is the env's re
 Performance: the state, the replay and both networks stay on the env's device;
 ``env_kwargs()`` asks the env for torch observations (``tensor_obs=True``), and a numpy
 observation is converted with ``torch.as_tensor``. The only host transfer is the N-long
-mask the env needs on the host anyway. ``overhead_time_s`` accumulates the wall time of
-the agent's own work (acting, recomputing s', learning) so benchmarks can report it as a
-share of ``env.unwrapped.train_time_s``.
+mask the env needs on the host anyway. The default training loop (agents/base.py) adds
+the wall time of the agent's own work (acting, recomputing s', learning) to
+``overhead_time_s``, after `synchronize` waits for the agent's CUDA work, so benchmarks
+can report it as a share of ``env.unwrapped.train_time_s``.
+
+Saved as one ``torch.save`` file (``.pt``): ``{"format", "agent", "config", "state"}``,
+the state holding both networks, the optimiser, the replay, the counters and the RNG.
 """
 from __future__ import annotations
 
 import math
 import os
-import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -58,8 +61,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents import register
-from agents.base import Agent, Transition
+from agents.base import FORMAT, Agent
+from patchenv.atomic import atomic_torch_save
+from patchenv.selector import Transition
 
 
 @dataclass
@@ -92,6 +96,8 @@ class AgentViTConfig:
     """gradient values clipped to +-clip_value (the notebook's clip_grad_value_(..., 100))"""
     device: str = "auto"
     """where the networks and the replay live; "auto" = the env's device"""
+    selection: str = "batch"
+    """one mask per batch, as in the paper (the only selection this agent supports)"""
     seed: int = 0
     """seeds the Q-network initialisation, exploration and replay sampling"""
 
@@ -132,17 +138,21 @@ def epsilon(iteration: int, eps_start: float, eps_end: float, eps_decay: float) 
     return eps_end + (eps_start - eps_end) * math.exp(-iteration / eps_decay)
 
 
-@register("agentvit")
 class AgentViT(Agent):
     """The paper's DQN (module docstring). ``agents.make("agentvit", **hyperparameters)``
     with the fields of `AgentViTConfig` as keywords."""
 
-    obs_type = "attention"
-    selection = "batch"
+    name = "agentvit"
+    obs_types = {"batch": "attention"}  # the paper's (B, N) state; one mask per batch only
     save_suffix = ".pt"
 
     def __init__(self, **hyperparameters):
+        known = [f.name for f in fields(AgentViTConfig)]
+        unknown = sorted(set(hyperparameters) - set(known))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
         self.hp = AgentViTConfig(**hyperparameters)
+        super().__init__(selection=self.hp.selection, seed=self.hp.seed)
         self.device: Optional[torch.device] = None
         self.q_network: Optional[nn.Module] = None
         self.target_network: Optional[nn.Module] = None
@@ -159,7 +169,6 @@ class AgentViT(Agent):
         self.learning_starts: Optional[int] = self.hp.learning_starts
         self._last_loss_t: Optional[torch.Tensor] = None  # kept on the device: no sync per step
         self._pending = None  # (s, images of batch t) while a rewarded step is in flight
-        self.overhead_time_s = 0.0
         # The networks exist from the start, for the paper's N = 64 patches, so they can be
         # inspected before training; setup(env) rebuilds an untrained agent for another N,
         # sizes the replay with the env's batch size and moves everything to its device.
@@ -202,14 +211,14 @@ class AgentViT(Agent):
 
     # -- acting -----------------------------------------------------------------------------
     def prepare_obs(self, obs):
-        t0 = time.perf_counter()
-        obs = self._as_state(obs)
-        self.overhead_time_s += time.perf_counter() - t0
-        return obs
+        return self._as_state(obs)
+
+    def synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # note: sync point, so overhead_time_s holds the agent's GPU work
 
     def act(self, obs, explore: bool = False) -> np.ndarray:
         """(B, N) attention state (numpy or torch) -> int8 mask (N,) for the env."""
-        t0 = time.perf_counter()
         n = self.q_network[0].in_features
         if explore and self._rng.random() < self.epsilon():
             values = self._rng.random(n)  # the notebook's MultiContinue.sample(): U(0, 1)^N
@@ -225,7 +234,6 @@ class AgentViT(Agent):
             mask = keep.to(torch.int8).cpu().numpy()
             if not mask.any():  # only with non-finite Q-values; the env rejects an empty mask
                 mask[:] = 1
-        self.overhead_time_s += time.perf_counter() - t0
         return mask
 
     # -- learning (hooks of the default loop in agents/base.py) -----------------------------
@@ -243,15 +251,11 @@ class AgentViT(Agent):
         self.iteration += 1
         if self._pending is None:
             return
-        t0 = time.perf_counter()
         state, images, u = self._pending
         self._pending = None
         if not transition.info.get("diverged", False):  # a diverged step changed nothing to learn from
             self.store(state, self._state_after_update(u, images), transition.reward)
             self.learn()
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)  # so overhead_time_s holds the agent's GPU work
-        self.overhead_time_s += time.perf_counter() - t0
 
     @staticmethod
     def _state_after_update(u, images: torch.Tensor) -> torch.Tensor:
@@ -308,22 +312,40 @@ class AgentViT(Agent):
         for p_t, p in zip(self.target_network.parameters(), self.q_network.parameters()):
             p_t.copy_(p * tau + p_t * (1 - tau))
 
-    def stats(self) -> dict:
-        """Counters for logs; reading the last loss is a CPU-GPU sync point."""
-        last = None if self._last_loss_t is None else float(self._last_loss_t)
-        return {"iteration": self.iteration, "epsilon": self.epsilon(), "updates": self.updates,
-                "replay_size": self.replay_size, "last_loss": last, "overhead_time_s": self.overhead_time_s}
+    def stats(self) -> dict[str, float]:
+        """Counters for logs; ``td_loss`` (the last optimisation step's, once there is one)
+        is a CPU-GPU sync point."""
+        out = {"iteration": self.iteration, "epsilon": self.epsilon(), "updates": self.updates,
+               "replay_size": self.replay_size}
+        if self._last_loss_t is not None:
+            out["td_loss"] = float(self._last_loss_t)  # note: CPU-GPU sync point
+        return out
 
-    # -- persistence ---------------------------------------------------------------------------
+    # -- persistence: one torch file, {"format", "agent", "config", "state"} ------------------
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Networks, optimiser, replay, counters and RNG state; atomically (temp + rename)."""
-        from patchenv.env import atomic_torch_save
+        atomic_torch_save({"format": FORMAT, "agent": self.name, "config": self.config(),
+                           "state": self.state_dict()}, path)
 
+    def load(self, path: Union[str, os.PathLike]) -> "AgentViT":
+        """Become the agent `save` wrote: rebuilt from its hyperparameters, then its state
+        restored (on the saved config's device; "auto" moves to the env's at `setup`)."""
+        path = Path(path)
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            name, config, state = payload["agent"], payload["config"], payload["state"]
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
+        self.rebuild(name, config, path)
+        self.load_state_dict(state)
+        return self
+
+    def state_dict(self) -> dict:
         k = self.replay_size
-        state = {
-            "format": "patchenv-agentvit-v0",
-            "agent": self.name,
-            "config": self.config(),
+        return {
+            **super().state_dict(),
             "num_patches": self.q_network[0].in_features,
             "batch_size": None if self._states is None else self._states.shape[1],
             "q_network": self.q_network.state_dict(),
@@ -337,22 +359,10 @@ class AgentViT(Agent):
             "learning_starts": self.learning_starts,
             "rng": self._rng.bit_generator.state,
             "last_loss": self._last_loss_t,
-            "overhead_time_s": self.overhead_time_s,
         }
-        atomic_torch_save(state, path)
 
-    def load(self, path: Union[str, os.PathLike]) -> "AgentViT":
-        """Restore what `save` wrote (hyperparameters included). The agent stays on the
-        device it was given (or "auto") and moves to the env's device at `setup`."""
-        path = Path(path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
-        if not isinstance(state, dict) or state.get("format") != "patchenv-agentvit-v0":
-            raise ValueError(f"{path} is not an agentvit save file")
-        known = {f.name for f in fields(AgentViTConfig)}
-        self.hp = AgentViTConfig(**{k: v for k, v in state["config"].items() if k in known})
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
         device = self.device
         self._build(state["num_patches"], state["batch_size"], device)
         self.q_network.load_state_dict(state["q_network"])
@@ -368,11 +378,8 @@ class AgentViT(Agent):
         self.iteration, self.updates = state["iteration"], state["updates"]
         self._since_soft_update = state["since_soft_update"]
         self.learning_starts = state["learning_starts"]
-        self._rng = np.random.default_rng()
         self._rng.bit_generator.state = state["rng"]
         self._last_loss_t = None if state["last_loss"] is None else state["last_loss"].to(device)
-        self.overhead_time_s = state["overhead_time_s"]
-        return self
 
     # -- internals -------------------------------------------------------------------------
     def _build(self, num_patches: int, batch_size: Optional[int], device: torch.device,

@@ -1,73 +1,104 @@
-"""The agent interface every patch selector implements.
+"""``Agent``: defaults for every member of the selector contract (`patchenv.selector`).
 
-An agent names the observation and action format it wants (``obs_type``, ``selection``:
-build the env with ``agent.env_kwargs()``), maps an observation to a keep-mask
-(``act``), learns while the env trains the ViT (``train``) and saves/loads itself.
+An agent declares which observation it reads for each selection it supports
+(``obs_types``; ``obs_type`` follows ``selection``), maps an observation to a keep-mask
+(``act``), learns while the env trains the ViT (``train``) and saves/loads itself
+through its constructor: a file holds the agent's name, ``config()`` (the constructor's
+keyword arguments) and ``state_dict()``; ``load`` re-runs the constructor with that
+config, then restores the state.
 
 The default ``train`` is the plain Gymnasium loop with an ``update(transition)`` hook, so
-a learning agent usually only writes ``act`` and ``update``. Agents that own their loop
-(Stable-Baselines3) override ``train``.
+a learning agent usually only writes ``act`` and ``update``; the loop measures the
+agent's own time (``overhead_time_s``). Agents that own their loop (Stable-Baselines3)
+override ``train``.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
+from typing import Any, Callable, ClassVar, Optional, Union
 
 import numpy as np
 import torch
 
-from patchenv.atomic import atomic_write_text  # noqa: F401  (re-exported: agents save with it)
+from patchenv.atomic import atomic_write_text
+from patchenv.selector import SELECTIONS, Transition
+
+FORMAT = "patchenv-agent-v1"
 
 
-@dataclass
-class Transition:
-    """One env step as the default loop hands it to ``Agent.update``."""
-
-    obs: Any
-    action: Any
-    reward: float
-    next_obs: Any
-    terminated: bool
-    truncated: bool
-    info: dict
+def check_selection(selection, supported=SELECTIONS, agent: str = "agent") -> str:
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if selection not in supported:
+        raise ValueError(f"agent {agent!r} supports selection {', '.join(map(repr, supported))} only, "
+                         f"got {selection!r}")
+    return selection
 
 
-@runtime_checkable
-class PatchSelector(Protocol):
-    """What the benchmarks and the CLI rely on (structural: no need to subclass Agent)."""
+def check_seed(seed) -> int:
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    return int(seed)
 
-    obs_type: str
-    selection: str
 
-    def act(self, obs, explore: bool = False): ...
+def check_k(k) -> Optional[int]:
+    """A patch count ``k``: an integer >= 1, or None (the env's ``n_patch_desired``). The
+    upper bound, the env's N, is checked at ``setup``."""
+    if k is None:
+        return None
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be an integer in [1, N] (N: the env's patch count) or None, got {k!r}")
+    return int(k)
 
-    def train(self, env, steps: int, callback: Optional[Callable] = None) -> dict: ...
 
-    def save(self, path: Union[str, os.PathLike]) -> None: ...
-
-    def load(self, path: Union[str, os.PathLike]) -> "PatchSelector": ...
+def check_k_fits(agent: str, k: Optional[int], num_patches: int) -> None:
+    """``k`` against the env's N, known once an env is (``setup``)."""
+    if k is not None and k > num_patches:
+        raise ValueError(f"agent {agent!r}: k={k} is outside [1, {num_patches}] (the env has N={num_patches} patches)")
 
 
 class Agent:
-    """Base class with the default Gymnasium training loop.
+    """Base class: the contract's defaults and the default Gymnasium training loop.
 
-    Subclasses set ``obs_type``/``selection`` and implement ``act``; learning agents
-    implement ``update``. ``setup(env)`` is called once an env is known (by ``train``,
-    and by the benchmarks before evaluating) to read N, B and the env's target count.
+    Subclasses implement ``act``; learning agents implement ``update``; an agent that
+    reads another observation, or supports one selection only, overrides ``obs_types``.
+    ``setup(env)`` is called once an env is known (by ``train``, and by the runner before
+    evaluating) to read N, B and the env's target count.
     """
 
     name: str = "agent"
-    obs_type: str = "pooled"
-    selection: str = "batch"
-    #: file name suffix of what ``save`` writes (the CLI names its files with it)
+    #: the observation ``act`` reads, per supported selection; the keys are the selections
+    #: the agent supports. The default: the cheap pooled (N, D) state for one batch mask,
+    #: the (B, N) attention state (it gives B) for per-image masks.
+    obs_types: ClassVar[dict[str, str]] = {"batch": "pooled", "image": "attention"}
+    #: file name suffix of what ``save`` writes
     save_suffix: str = ".json"
+    selection: str = "batch"
+    seed: int = 0
+    #: seconds of the agent's own work in ``train`` (acting, learning); env steps excluded
+    overhead_time_s: float = 0.0
     #: set by ``setup``
     num_patches: Optional[int] = None
     batch_size: Optional[int] = None
     n_patch_desired: Optional[int] = None
+
+    def __init__(self, *, selection: str = "batch", seed: int = 0):
+        self.selection = check_selection(selection, tuple(self.obs_types), self.name)
+        self.seed = check_seed(seed)
+        self.overhead_time_s = 0.0
+
+    @property
+    def obs_type(self) -> str:
+        """The observation this agent reads: ``obs_types[selection]``."""
+        return self.obs_types[self.selection]
+
+    @obs_type.setter
+    def obs_type(self, value) -> None:
+        raise AttributeError(f"obs_type follows selection: declare it on the class, e.g. "
+                             f"obs_types = {{'batch': {value!r}}}, instead of setting it on the agent")
 
     def env_kwargs(self) -> dict:
         """Keyword arguments the env needs to produce what this agent consumes."""
@@ -88,27 +119,48 @@ class Agent:
     def update(self, transition: Transition) -> None:
         """Learn from one transition; the default agent does not learn."""
 
+    def stats(self) -> dict[str, float]:
+        """Scalars worth logging every step or epoch; none by default."""
+        return {}
+
     def train(self, env, steps: int, callback: Optional[Callable[[Transition], Any]] = None) -> dict:
         """Run ``steps`` env steps, acting with exploration and calling ``update``.
 
         ``env.reset()`` without a seed continues the env's training run (or starts one if
         there is none), so successive calls carry on where the last stopped. A callback
-        returning False stops early. Returns simple totals."""
-        self.setup(env)
-        obs = self.prepare_obs(env.reset()[0])
+        returning False stops early. Returns simple totals. The time spent outside
+        ``env.reset``/``env.step`` and the callback is added to ``overhead_time_s``."""
+        clock = time.perf_counter
+        start, outside = clock(), 0.0
+
+        def not_agent(fn, *args):
+            nonlocal outside
+            self.synchronize()  # the agent's queued device work is its time, not the env's
+            t0 = clock()
+            try:
+                return fn(*args)
+            finally:
+                outside += clock() - t0
+
         total_reward, done_steps = 0.0, 0
-        for _ in range(int(steps)):
-            action = self.act(obs, explore=True)
-            self.before_step(env, obs, action)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            next_obs = self.prepare_obs(next_obs)
-            transition = Transition(obs, action, reward, next_obs, terminated, truncated, info)
-            self.update(transition)
-            total_reward += reward
-            done_steps += 1
-            if callback is not None and callback(transition) is False:
-                break
-            obs = self.prepare_obs(env.reset()[0]) if (terminated or truncated) else next_obs
+        try:
+            self.setup(env)
+            obs = self.prepare_obs(not_agent(env.reset)[0])
+            for _ in range(int(steps)):
+                action = self.act(obs, explore=True)
+                self.before_step(env, obs, action)
+                next_obs, reward, terminated, truncated, info = not_agent(env.step, action)
+                next_obs = self.prepare_obs(next_obs)
+                transition = Transition(obs, action, reward, next_obs, terminated, truncated, info)
+                self.update(transition)
+                total_reward += reward
+                done_steps += 1
+                if callback is not None and not_agent(callback, transition) is False:
+                    break
+                obs = self.prepare_obs(not_agent(env.reset)[0]) if (terminated or truncated) else next_obs
+        finally:
+            self.synchronize()
+            self.overhead_time_s += clock() - start - outside
         return {"steps": done_steps, "reward": total_reward}
 
     # -- hooks of the default loop (no-ops by default) ------------------------------------
@@ -121,20 +173,51 @@ class Agent:
         """Called right before ``env.step(action)``: the last moment the env still holds
         batch t (the paper's DQN reads the images it is about to train on here)."""
 
-    # -- persistence: config as JSON; learning agents extend with their weights ----------
+    def synchronize(self) -> None:
+        """Wait for the agent's queued device work, so the loop's clock reads finished work
+        (a CUDA agent calls ``torch.cuda.synchronize``). Nothing to wait for by default."""
+
+    # -- persistence: name + constructor config + state ------------------------------------
     def config(self) -> dict:
-        return {}
+        """The constructor's keyword arguments that rebuild this agent (JSON values)."""
+        return {"selection": self.selection, "seed": self.seed}
+
+    def state_dict(self) -> dict:
+        """What the constructor does not rebuild: RNG states, counters, weights."""
+        return {"overhead_time_s": self.overhead_time_s}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.overhead_time_s = float(state.get("overhead_time_s", 0.0))
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        atomic_write_text(path, json.dumps({"agent": self.name, "config": self.config()}, indent=2))
+        """One JSON file: ``{"format", "agent", "config", "state"}``, written atomically."""
+        payload = {"format": FORMAT, "agent": self.name, "config": self.config(), "state": self.state_dict()}
+        atomic_write_text(path, json.dumps(payload, indent=2))
 
     def load(self, path: Union[str, os.PathLike]) -> "Agent":
-        payload = json.loads(Path(path).read_text())
-        if payload.get("agent") != self.name:
-            raise ValueError(f"{path} holds agent {payload.get('agent')!r}, not {self.name!r}")
-        for key, value in payload.get("config", {}).items():
-            setattr(self, key, value)
+        """Become the agent saved at `path`: the constructor re-runs with the saved config,
+        then the saved state is restored. Returns self."""
+        path = Path(path)
+        try:
+            payload = json.loads(path.read_text())
+            name, config, state = payload["agent"], payload["config"], payload["state"]
+        except FileNotFoundError:
+            raise
+        except Exception as e:
+            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
+        self.rebuild(name, config, path)
+        self.load_state_dict(state)
         return self
+
+    def rebuild(self, name: str, config: dict, path: Union[str, os.PathLike] = "the file") -> None:
+        """Re-run the constructor with a saved `config`, after checking the file's agent
+        `name` is this one."""
+        if name != self.name:
+            raise ValueError(f"{path} holds agent {name!r}, not {self.name!r} (load it with agents.load)")
+        try:
+            type(self).__init__(self, **config)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{path}: its config does not build agent {self.name!r}: {e}") from None
 
 
 def to_numpy(obs) -> np.ndarray:

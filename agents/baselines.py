@@ -5,44 +5,36 @@ from typing import Optional
 
 import numpy as np
 
-from agents import register
-from agents.base import Agent
+from agents.base import Agent, check_k, check_k_fits
 
 
-@register("all")
 class AllPatches(Agent):
-    """Keep every patch: the plain ViT, the reference every selector is compared with."""
+    """Keep every patch: the plain ViT, the reference every selector is compared with.
+    It ignores the observation, so it asks for the cheapest one that gives the mask's
+    shape: pooled (N, D) per batch, attention (B, N) per image."""
 
-    obs_type = "pooled"  # the cheapest observation; this agent ignores it
-
-    def __init__(self, selection: str = "batch"):
-        self.selection = selection
-        if selection == "image":
-            self.obs_type = "attention"  # (B, N): gives the batch size
+    name = "all"
 
     def act(self, obs, explore: bool = False):
         shape = (obs.shape[0],) if self.selection == "batch" else tuple(obs.shape[:2])
         return np.ones(shape, dtype=np.int8)
 
-    def config(self) -> dict:
-        return {"selection": self.selection}
 
-
-@register("random")
 class RandomPatches(Agent):
     """A fresh uniformly random set of ``k`` patches every step: the PatchDropout baseline
     (Liu et al. 2022). ``k=None`` keeps the env's ``n_patch_desired`` (the paper's 30);
     per image with ``selection="image"``."""
 
-    obs_type = "pooled"
+    name = "random"
 
-    def __init__(self, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
-        self.k = k
-        self.selection = selection
-        self.seed = seed
-        if selection == "image":
-            self.obs_type = "attention"
-        self._rng = np.random.default_rng(seed)
+    def __init__(self, *, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
+        super().__init__(selection=selection, seed=seed)
+        self.k = check_k(k)
+        self._rng = np.random.default_rng(self.seed)
+
+    def setup(self, env) -> None:
+        super().setup(env)
+        check_k_fits(self.name, self.k, self.num_patches)
 
     def act(self, obs, explore: bool = False):
         n = obs.shape[0] if self.selection == "batch" else obs.shape[1]
@@ -54,15 +46,13 @@ class RandomPatches(Agent):
         return mask[0] if self.selection == "batch" else mask
 
     def config(self) -> dict:
-        # The generator's state travels too, so a loaded agent draws the masks this one
-        # would have drawn next (a resumed run continues exactly).
-        return {"k": self.k, "selection": self.selection, "seed": self.seed,
-                "rng_state": self._rng.bit_generator.state}
+        return {"k": self.k, **super().config()}
 
-    def load(self, path):
-        super().load(path)
-        self._rng = np.random.default_rng(self.seed)
-        state = self.__dict__.pop("rng_state", None)
-        if state is not None:
-            self._rng.bit_generator.state = state
-        return self
+    # The generator's state travels too, so a loaded agent draws the masks this one would
+    # have drawn next (a resumed run continues exactly).
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._rng.bit_generator.state = state["rng"]

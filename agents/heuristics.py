@@ -5,7 +5,8 @@
 - ``attention_topk``: the paper's own state, the first attention block's output averaged
   over D, used directly as an importance score with no learning.
 
-Batch selection scores the batch mean; per-image selection scores each image.
+Batch selection scores the batch mean; per-image selection scores each image. Both are
+deterministic: ``seed`` is accepted (every agent takes one) and unused.
 """
 from __future__ import annotations
 
@@ -13,41 +14,42 @@ from typing import Optional
 
 import numpy as np
 
-from agents import register
-from agents.base import Agent, to_numpy, topk_mask
+from agents.base import Agent, check_k, check_k_fits, to_numpy, topk_mask
 
 
 class _TopK(Agent):
-    def __init__(self, k: Optional[int] = None, selection: str = "batch"):
-        self.k = k
-        self.selection = selection
+    def __init__(self, *, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
+        super().__init__(selection=selection, seed=seed)
+        self.k = check_k(k)
+
+    def setup(self, env) -> None:
+        super().setup(env)
+        check_k_fits(self.name, self.k, self.num_patches)
 
     def _k(self, n: int) -> int:
         return self.k or self.n_patch_desired or n // 2
 
     def config(self) -> dict:
-        return {"k": self.k, "selection": self.selection}
+        return {"k": self.k, **super().config()}
 
 
-@register("norm_topk")
 class NormTopK(_TopK):
     """Keep the k patches whose embeddings have the largest L2 norm."""
 
-    def __init__(self, k: Optional[int] = None, selection: str = "batch"):
-        super().__init__(k, selection)
-        # pooled (N, D) is enough for one batch mask; per image needs (B, N, D).
-        self.obs_type = "pooled" if selection == "batch" else "embeddings"
+    name = "norm_topk"
+    # pooled (N, D) is enough for one batch mask; per image needs (B, N, D).
+    obs_types = {"batch": "pooled", "image": "embeddings"}
 
     def act(self, obs, explore: bool = False):
         scores = np.linalg.norm(to_numpy(obs), axis=-1)  # (N,) or (B, N)
         return topk_mask(scores, self._k(scores.shape[-1]))
 
 
-@register("attention_topk")
 class AttentionTopK(_TopK):
     """Keep the k patches with the largest attention state (the paper's observation)."""
 
-    obs_type = "attention"
+    name = "attention_topk"
+    obs_types = {"batch": "attention", "image": "attention"}
 
     def act(self, obs, explore: bool = False):
         scores = to_numpy(obs)  # (B, N)

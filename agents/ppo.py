@@ -16,18 +16,28 @@ pooled embedding carries the position embedding.
 the rollout length is ``min(n_steps, steps)`` split evenly, and one SB3 model carries on
 across calls (``reset_num_timesteps=False``). An all-zero mask sampled by the policy is
 replaced by "keep every patch" (`patchenv.wrappers.NonEmptyMask`), since the env rejects
-a mask that keeps nothing.
+a mask that keeps nothing. ``overhead_time_s`` grows by the time ``train`` spends outside
+the env's ``step``/``reset`` and the step callback (rollouts' policy passes, PPO updates).
+
+Saved as SB3's own zip (``.zip``, ``PPO.load`` reads it) with one more member,
+``patchenv_agent.json``: ``{"format", "agent", "config", "state"}``, the state holding the
+action shape and the counters (SB3's zip holds the policy, its optimiser and RNG-free
+training state).
 """
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
+import time
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO
@@ -35,9 +45,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents import register
-from agents.base import Agent, Transition, to_numpy
+from agents.base import FORMAT, Agent, to_numpy
 from patchenv.atomic import atomic_write_bytes
+from patchenv.selector import ZIP_HEADER, Transition
 from patchenv.wrappers import FlattenMultiBinaryAction, NonEmptyMask, ensure_nonempty
 
 
@@ -77,13 +87,18 @@ class PPOConfig:
     """SB3 verbosity"""
 
     def __post_init__(self):
-        if self.selection not in ("batch", "image"):
-            raise ValueError(f"selection must be 'batch' or 'image', got {self.selection!r}")
         for name in ("n_steps", "batch_size", "n_epochs", "item_hidden", "item_features"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.net_arch = tuple(int(w) for w in self.net_arch)
+        for name in ("learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        try:
+            self.net_arch = tuple(int(w) for w in self.net_arch)
+        except (TypeError, ValueError):
+            raise ValueError(f"net_arch must be a list of layer widths, got {self.net_arch!r}") from None
 
 
 class PatchFeatures(BaseFeaturesExtractor):
@@ -101,22 +116,32 @@ class PatchFeatures(BaseFeaturesExtractor):
         return torch.cat([h.flatten(1), h.mean(dim=1)], dim=1)
 
 
-@register("ppo")
 class PPOAgent(Agent):
     """Stable-Baselines3 PPO over the pooled observation (module docstring)."""
 
+    name = "ppo"
+    obs_types = {"batch": "pooled", "image": "attention"}
     save_suffix = ".zip"
 
     def __init__(self, **hyperparameters):
+        known = [f.name for f in fields(PPOConfig)]
+        unknown = sorted(set(hyperparameters) - set(known))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
         self.hp = PPOConfig(**hyperparameters)
-        self.selection = self.hp.selection
-        self.obs_type = "pooled" if self.selection == "batch" else "attention"
+        super().__init__(selection=self.hp.selection, seed=self.hp.seed)
         self.model = None
         self._env = None  # the env the SB3 model is bound to
+        self._env_clock: Optional[_EnvClock] = None  # times the env inside the model's wrappers
         self._action_shape: Optional[tuple] = None
 
     def config(self) -> dict:
-        return asdict(self.hp)
+        config = asdict(self.hp)
+        config["net_arch"] = list(config["net_arch"])  # as JSON reads it back
+        return config
+
+    def stats(self) -> dict[str, float]:
+        return {} if self.model is None else {"timesteps": self.model.num_timesteps}
 
     # -- acting ---------------------------------------------------------------------------
     def act(self, obs, explore: bool = False) -> np.ndarray:
@@ -131,6 +156,7 @@ class PPOAgent(Agent):
         steps = int(steps)
         if steps <= 0:
             return {"steps": 0, "reward": 0.0}
+        start = time.perf_counter()
         self.setup(env)
         self._action_shape = tuple(env.action_space.shape)
         rollouts = math.ceil(steps / self.hp.n_steps)
@@ -142,12 +168,23 @@ class PPOAgent(Agent):
             self._env = env
         self._set_rollout_length(rollout_len)
         counter = _StepCallback(callback)
-        self.model.learn(total_timesteps=rollouts * rollout_len, callback=counter, reset_num_timesteps=False,
-                         progress_bar=False)
+        env_before = self._env_clock.seconds
+        try:
+            self.model.learn(total_timesteps=rollouts * rollout_len, callback=counter, reset_num_timesteps=False,
+                             progress_bar=False)
+        finally:
+            self.synchronize()
+            self.overhead_time_s += (time.perf_counter() - start - (self._env_clock.seconds - env_before)
+                                     - counter.callback_s)
         return {"steps": counter.steps, "reward": counter.reward}
 
+    def synchronize(self) -> None:
+        if self.model is not None and self.model.device.type == "cuda":
+            torch.cuda.synchronize(self.model.device)  # note: sync point, for overhead_time_s
+
     def _wrap(self, env):
-        wrapped = NonEmptyMask(env)
+        self._env_clock = _EnvClock(env)
+        wrapped = NonEmptyMask(self._env_clock)
         if self.selection == "image":
             wrapped = FlattenMultiBinaryAction(wrapped)
         return wrapped
@@ -182,36 +219,67 @@ class PPOAgent(Agent):
             rollout_len, m.observation_space, m.action_space, device=m.device, gamma=m.gamma,
             gae_lambda=m.gae_lambda, n_envs=m.n_envs, **m.rollout_buffer_kwargs)
 
-    # -- persistence: SB3's zip, written atomically ----------------------------------------------
+    # -- persistence: SB3's zip plus a patchenv_agent.json member, written atomically ------
     def save(self, path: Union[str, os.PathLike]) -> None:
         if self.model is None:
             raise RuntimeError("ppo has nothing to save yet: call train(env, ...) first")
-        self.model.patchenv_agent = {"agent": self.name, "config": self.config(),
-                                     "action_shape": list(self._action_shape)}
         buf = io.BytesIO()
         self.model.save(buf)
+        header = {"format": FORMAT, "agent": self.name, "config": self.config(), "state": self.state_dict()}
+        with zipfile.ZipFile(buf, "a") as archive:
+            archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
         atomic_write_bytes(path, buf.getvalue())
 
     def load(self, path: Union[str, os.PathLike]) -> "PPOAgent":
+        """Become the agent `save` wrote: rebuilt from its hyperparameters, then SB3's model
+        loaded (onto the config's device; "auto": CUDA when present)."""
         path = Path(path)
         try:
-            with open(path, "rb") as f:
-                model = PPO.load(f, device=self.hp.device)  # "auto": CUDA when present
+            with zipfile.ZipFile(path) as archive:
+                header = json.loads(archive.read(ZIP_HEADER))
+            name, config, state = header["agent"], header["config"], header["state"]
         except FileNotFoundError:
             raise
         except Exception as e:
+            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
+        self.rebuild(name, config, path)
+        try:
+            with open(path, "rb") as f:
+                self.model = PPO.load(f, device=self.hp.device)
+        except Exception as e:
             raise ValueError(f"cannot read PPO agent file {path}: {type(e).__name__}: {e}") from None
-        meta = getattr(model, "patchenv_agent", None)
-        if not isinstance(meta, dict) or meta.get("agent") != self.name:
-            raise ValueError(f"{path} is not a patchenv ppo agent file")
-        known = {f.name for f in fields(PPOConfig)}
-        self.hp = PPOConfig(**{k: v for k, v in meta["config"].items() if k in known})
-        self.selection = self.hp.selection
-        self.obs_type = "pooled" if self.selection == "batch" else "attention"
-        self._action_shape = tuple(meta["action_shape"])
-        self.model = model
-        self._env = None
+        self.load_state_dict(state)
         return self
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "action_shape": list(self._action_shape)}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._action_shape = tuple(state["action_shape"])
+
+
+class _EnvClock(gym.Wrapper):
+    """Adds the wall time of the env's ``step``/``reset`` to ``seconds`` (what PPO's
+    ``overhead_time_s`` leaves out)."""
+
+    def __init__(self, env):
+        super().__init__(env)
+        self.seconds = 0.0
+
+    def step(self, action):
+        t0 = time.perf_counter()
+        try:
+            return self.env.step(action)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def reset(self, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return self.env.reset(**kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
 
 
 class _StepCallback(BaseCallback):
@@ -221,6 +289,7 @@ class _StepCallback(BaseCallback):
         super().__init__()
         self.user_callback = user_callback
         self.steps, self.reward = 0, 0.0
+        self.callback_s = 0.0  # time in the user's callback: not the agent's work
 
     def _on_step(self) -> bool:
         loc = self.locals
@@ -234,4 +303,8 @@ class _StepCallback(BaseCallback):
             return True
         transition = Transition(self.model._last_obs[0], loc["clipped_actions"][0], reward, next_obs,
                                 done and not truncated, truncated, info)
-        return self.user_callback(transition) is not False
+        t0 = time.perf_counter()
+        try:
+            return self.user_callback(transition) is not False
+        finally:
+            self.callback_s += time.perf_counter() - t0

@@ -30,8 +30,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 
-import agents
-from agents.base import atomic_write_text
+from patchenv import registry
+from patchenv.atomic import atomic_write_text
 from patchenv.interrupt import GracefulInterrupt
 from patchenv.presets import PRESETS
 
@@ -62,12 +62,12 @@ def parse_agent_args(pairs) -> dict:
 
 
 def make_agent(args):
-    names = agents.available()
+    names = registry.available()
     if args.agent not in names:
         raise CLIError(f"unknown agent {args.agent!r}; choose from: {', '.join(names)}")
     kwargs = parse_agent_args(args.agent_arg)
     try:
-        return agents.make(args.agent, **kwargs)
+        return registry.make(args.agent, **kwargs)
     except (TypeError, ValueError) as e:
         raise CLIError(f"cannot build agent {args.agent!r} with {kwargs}: {e}") from None
 

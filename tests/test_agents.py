@@ -1,6 +1,10 @@
-"""Agents: every registered agent on a tiny budget, AgentViT against hand-computed values,
-save/load, PPO's step budget, and the registry's plug-in path."""
+"""Agents: every registered agent and selection on a tiny budget, save/load through the
+constructor, argument checks, AgentViT against hand-computed values, PPO's step budget,
+and an in-process agent. The registry itself: tests/test_registry.py."""
+import json
 import math
+import time
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -11,7 +15,10 @@ import agents
 from agents.agentvit import AgentViT
 from agents.base import Agent
 from conftest import TINY
+from patchenv import registry
+from patchenv.selector import PatchSelector
 
+SELECTIONS = ("batch", "image")
 
 
 def make_env(agent, **overrides):
@@ -30,26 +37,63 @@ def params(module):
     return [p.detach().clone() for p in module.parameters()]
 
 
+@pytest.fixture
+def restore_registry():
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)
+
+
+def supports(name, selection):
+    try:
+        agents.make(name, selection=selection)
+    except ValueError:
+        return False
+    return True
+
+
 # -- every agent ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", agents.available())
-def test_agent_trains_acts_saves_and_loads(name, tmp_path):
-    agent = agents.make(name)
+CASES = [(n, s) for n in agents.available() for s in SELECTIONS if supports(n, s)]
+
+
+def test_every_agent_has_a_selection_and_image_is_covered():
+    assert {n for n, _ in CASES} == set(agents.available())
+    assert {n for n, s in CASES if s == "image"} >= {"all", "random", "norm_topk", "attention_topk", "ppo"}
+
+
+@pytest.mark.parametrize("name,selection", CASES)
+def test_agent_trains_acts_saves_and_loads(name, selection, tmp_path):
+    agent = agents.make(name, selection=selection, seed=1)
+    assert isinstance(agent, PatchSelector)
+    assert (agent.name, agent.selection, agent.seed) == (name, selection, 1)
+    assert agent.obs_type == type(agent).obs_types[selection]
     env = make_env(agent)
     before = env.unwrapped.global_step
-    agent.train(env, steps=64)
-    assert env.unwrapped.global_step - before == 64  # about `steps`, not a default PPO rollout
+    agent.train(env, steps=32)
+    assert env.unwrapped.global_step - before == 32  # about `steps`, not a default PPO rollout
+    assert agent.overhead_time_s > 0
+    assert all(isinstance(v, (int, float)) for v in agent.stats().values())
     obs = pending_obs(env)
     action = agent.act(obs)
     assert env.action_space.contains(action), (name, action)
     assert env.action_space.contains(agent.act(obs, explore=True))
 
-    path = tmp_path / f"agent{getattr(agent, 'save_suffix', '')}"
+    path = tmp_path / f"agent{agent.save_suffix}"
     agent.save(path)
-    loaded = agents.make(name).load(path)
-    loaded.setup(env)
-    # Stochastic agents save their generator state: the loaded copy draws what the
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # one file, no temp file left behind
+    loaded, via_make = agents.load(path), agents.make(name).load(path)
+    for other in (loaded, via_make):
+        assert type(other) is type(agent)
+        assert other.config() == agent.config() and other.config()["seed"] == 1
+        assert (other.selection, other.obs_type, other.env_kwargs()) == (
+            agent.selection, agent.obs_type, agent.env_kwargs())
+        other.setup(env)
+    # Stochastic agents save their generator state: the loaded copies draw what the
     # original would have drawn next, several steps running.
-    assert all(np.array_equal(loaded.act(obs), agent.act(obs)) for _ in range(3))
+    for _ in range(3):
+        expected = agent.act(obs)
+        assert np.array_equal(loaded.act(obs), expected) and np.array_equal(via_make.act(obs), expected)
     env.step(loaded.act(obs))  # the loaded agent's action is accepted by the env
 
 
@@ -58,26 +102,99 @@ def test_required_agents_are_registered():
     assert len(set(agents.available()) - {"agentvit", "all", "random", "ppo"}) >= 1  # a heuristic
 
 
-def test_third_party_agent_is_found_by_make():
+@pytest.mark.parametrize("name", ["all", "random", "norm_topk"])
+def test_make_then_load_of_an_image_agent_comes_back_per_image(name, tmp_path):
+    # The constructor re-runs with the saved config: obs_type follows the saved selection.
+    saved = agents.make(name, selection="image", seed=4)
+    path = tmp_path / "agent.json"
+    saved.save(path)
+    assert json.loads(path.read_text())["config"] == saved.config()
+    for loaded in (agents.make(name).load(path), agents.load(path)):
+        assert loaded.selection == "image" and loaded.seed == 4
+        assert loaded.obs_type == saved.obs_type != agents.make(name).obs_type
+        assert loaded.env_kwargs() == saved.env_kwargs()
+
+
+def test_load_refuses_another_agents_file(tmp_path):
+    agents.make("random", k=3).save(tmp_path / "r.json")
+    with pytest.raises(ValueError, match="holds agent 'random', not 'all'") as e:
+        agents.make("all").load(tmp_path / "r.json")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="cannot read agent file"):
+        (tmp_path / "bad.json").write_text("{not json")
+        agents.make("random").load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("k", [0, -3, 1.5, "x", True])
+@pytest.mark.parametrize("name", ["random", "norm_topk", "attention_topk"])
+def test_k_is_checked_at_construction(name, k):
+    with pytest.raises(ValueError, match=r"k must be an integer in \[1, N\]") as e:
+        agents.make(name, k=k)
+    assert name in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["random", "norm_topk", "attention_topk"])
+def test_k_above_the_envs_patch_count_is_refused_at_setup(name):
+    agent = agents.make(name, k=65)  # N is unknown until an env is
+    env = SimpleNamespace(unwrapped=SimpleNamespace(num_patches=64, batch_size=16, n_patch_desired=30,
+                                                    **agent.env_kwargs()))
+    with pytest.raises(ValueError, match=r"k=65 is outside \[1, 64\]"):
+        agent.setup(env)
+    agents.make(name, k=64).setup(env)
+
+
+def test_selection_seed_and_unknown_arguments_are_checked():
+    for name in agents.available():
+        with pytest.raises(ValueError, match=r"selection must be one of \('batch', 'image'\)"):
+            agents.make(name, selection="pixel")
+        for seed in (-1, "a", 1.5):
+            with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+                agents.make(name, seed=seed)
+        with pytest.raises(ValueError, match=f"agent '{name}'.*not_an_argument"):
+            agents.make(name, not_an_argument=1)
+    with pytest.raises(ValueError, match="supports selection 'batch' only"):
+        agents.make("agentvit", selection="image")
+    with pytest.raises(ValueError, match="n_steps must be a positive integer"):
+        agents.make("ppo", n_steps=0)
+
+
+class _SlowAct(Agent):
+    def act(self, obs, explore=False):
+        time.sleep(0.005)
+        return np.ones(obs.shape[0], dtype=np.int8)
+
+
+def test_default_loop_counts_the_agents_time_only():
+    agent = _SlowAct(seed=0)
+    env = make_env(agent)
+    u = env.unwrapped
+    train_before = u.train_time_s
+    t0 = time.perf_counter()
+    agent.train(env, steps=4, callback=lambda tr: time.sleep(0.02))  # a slow logger: not the agent's time
+    wall = time.perf_counter() - t0
+    assert agent.overhead_time_s >= 0.02  # the four acts
+    # the callbacks (0.08 s) and the env steps are left out
+    assert agent.overhead_time_s <= wall - 0.08 - (u.train_time_s - train_before) + 1e-3
+
+
+def test_third_party_agent_is_found_by_make(restore_registry, tmp_path):
     @agents.register("test_left_half")
     class LeftHalf(Agent):
-        obs_type = "pooled"
-
         def act(self, obs, explore=False):
             mask = np.zeros(obs.shape[0], dtype=np.int8)
             mask[: obs.shape[0] // 2] = 1
             return mask
 
-    try:
-        assert "test_left_half" in agents.available()
-        agent = agents.make("test_left_half")
-        assert isinstance(agent, LeftHalf) and agent.name == "test_left_half"
-        env = make_env(agent)
-        kept = []
-        agent.train(env, steps=3, callback=lambda tr: kept.append(tr.info["kept"]))
-        assert kept == [32.0, 32.0, 32.0]
-    finally:
-        agents._REGISTRY.pop("test_left_half", None)
+    assert "test_left_half" in agents.available()
+    agent = agents.make("test_left_half", seed=2)
+    assert isinstance(agent, LeftHalf) and agent.name == "test_left_half" and agent.obs_type == "pooled"
+    env = make_env(agent)
+    kept = []
+    agent.train(env, steps=3, callback=lambda tr: kept.append(tr.info["kept"]))
+    assert kept == [32.0, 32.0, 32.0]
+    agent.save(tmp_path / "a.json")
+    loaded = agents.load(tmp_path / "a.json")
+    assert isinstance(loaded, LeftHalf) and loaded.seed == 2 and loaded.overhead_time_s == agent.overhead_time_s
 
 
 def test_unknown_agent_lists_the_choices():
@@ -95,7 +212,7 @@ def test_agentvit_accepts_the_readme_hyperparameters():
     assert agent.hp == agents.make("agentvit").hp  # the defaults are the paper's values
     assert agent.obs_type == "attention" and agent.selection == "batch"
     assert agent.env_kwargs()["tensor_obs"] is True
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="not_a_hyperparameter"):
         agents.make("agentvit", not_a_hyperparameter=1)
     with pytest.raises(ValueError, match="buffer_batch_size"):
         agents.make("agentvit", buffer_size=4, buffer_batch_size=8)
@@ -227,6 +344,9 @@ def test_agentvit_learns_within_40_steps_with_frequency_2():
     assert any(not torch.equal(a, b) for a, b in zip(t0, params(agent.target_network)))
     assert agent.overhead_time_s > 0
     assert all(t.device == env.unwrapped.device for t in (agent._states, agent._rewards))
+    stats = agent.stats()
+    assert (stats["iteration"], stats["replay_size"], stats["updates"]) == (40, 20, 13)
+    assert stats["epsilon"] == agent.epsilon() and stats["td_loss"] == float(agent._last_loss_t)
 
 
 def test_agentvit_next_state_is_the_same_images_after_the_update():
@@ -261,8 +381,8 @@ def test_agentvit_save_load_restores_everything(tmp_path):
     agent.train(env, steps=24)
     agent.save(tmp_path / "a.pt")
     assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]  # no temp file left behind
-    loaded = agents.make("agentvit").load(tmp_path / "a.pt")
-    assert loaded.hp == agent.hp
+    loaded = agents.load(tmp_path / "a.pt")
+    assert loaded.hp == agent.hp and loaded.overhead_time_s == agent.overhead_time_s
     assert (loaded.iteration, loaded.updates, loaded.replay_size) == (agent.iteration, agent.updates,
                                                                       agent.replay_size)
     obs = pending_obs(env)
@@ -288,8 +408,12 @@ def test_ppo_extractor_works_per_patch_and_budget_is_respected():
     first = extractor.per_item[0]
     assert first.in_features == TINY["dim"]  # a shared MLP over each patch's D-vector, not N * D inputs
     assert extractor.features_dim == 64 * agent.hp.item_features + agent.hp.item_features
-    agent.train(env, steps=12)  # the same model carries on with a shorter rollout
+    overhead, vit, t0 = agent.overhead_time_s, env.unwrapped.train_time_s, time.perf_counter()
+    agent.train(env, steps=12, callback=lambda tr: time.sleep(0.01))  # the same model carries on, shorter rollout
+    wall = time.perf_counter() - t0
     assert env.unwrapped.global_step == 32 and agent.model.num_timesteps == 32
+    # overhead_time_s leaves out the env's steps and the callback (0.12 s)
+    assert 0 < agent.overhead_time_s - overhead <= wall - 0.12 - (env.unwrapped.train_time_s - vit) + 1e-3
 
 
 def test_ppo_per_image_selection_through_the_flatten_wrapper():
