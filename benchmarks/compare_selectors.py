@@ -3,385 +3,138 @@
     python -m benchmarks.compare_selectors --dataset digits --preset small --epochs 20 --seeds 0,1 \
         --selectors all,random,agentvit:frequency=6:eps_decay=450,norm_topk --device cpu --out results/digits  # make run
 
+A thin front end over the one runner (`patchenv.run`): every (selector, seed) is one run
+of ``run_training`` in its own folder ``OUT/runs/<selector>-seed<seed>/`` (its
+``metrics.json``, and its checkpoint while it runs), and this script merges them.
+
 For every seed, ``all`` (every patch, the plain ViT) runs first: it is the reference that
 speed-up, accuracy change and the default target accuracy are measured against, on the
 same seed. Then each selector gets a fresh env seeded the same way (``reset(seed=s)``: same
-ViT initialisation, same data order), built with the selector's own ``env_kwargs()``.
+ViT initialisation, same data order), built with the selector's own ``env_kwargs()``, and
+the agent gets the same seed.
 
 What is measured, and how:
 - training time: wall clock of ``agent.train`` epoch by epoch (the env's steps *and* the
   agent's own acting and learning, since both are what a user pays for), the device
   synchronised before the clock is read; evaluation and checkpointing are outside it.
-  ``env_step_time_s`` is the env's share (its ``train_time_s``).
+  ``env_step_time_s`` is the env's share, ``agent_overhead_s`` the agent's.
 - accuracy: on the test split with all patches after every epoch (the paper's protocol),
-  and at the end also with the selector's own masks (``evaluate(masks=agent.act)``).
+  and at the end also with the selector's own masks (``test_accuracy_masked``).
 - ``--budget equal-epochs`` (default): every selector trains ``--epochs`` epochs.
   ``--budget equal-time``: each selector trains until its training time reaches the
   ``all`` run's on the same seed, so "does it save time?" is answered at equal cost.
 - ``time_to_target_s``: training time at the first evaluation whose accuracy reached the
   target (``--target-accuracy``, by default the ``all`` run's final accuracy, same seed).
 
-Writes ``OUT/results.json`` ({"meta", "runs"}), ``OUT/results.csv`` (one row per run, the
-scalar fields) and ``OUT/accuracy_vs_time.png``; prints a Markdown table (mean ± std over
-seeds). Interruption: results are written after every finished run; the run in progress
-is checkpointed every epoch and on Ctrl-C (it stops after the current step; a second
-Ctrl-C stops at once and keeps the last epoch's checkpoint); ``--resume`` skips finished
-runs and continues the interrupted one from its checkpoint.
+Writes ``OUT/results.json`` ({"meta", "runs"}; each run holds its per-epoch ``curve``
+with the runner's field names), ``OUT/results.csv`` (one row per run, the scalar fields)
+and ``OUT/accuracy_vs_time.png``; prints a Markdown table (mean ± std over seeds).
+Results are written after every finished run. An OUT that holds results needs
+``--resume`` (skips finished runs, continues the interrupted one from its checkpoint) or
+``--overwrite`` (starts over). Ctrl-C stops after the current step and checkpoints; a
+second Ctrl-C stops at once (the last epoch's checkpoint stays).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import random
-import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import gymnasium as gym
 import numpy as np
-import torch
 from tqdm import tqdm
 
-import agents
 import patchenv  # noqa: F401  (registers the env ids)
-from agents.base import to_numpy
-from benchmarks.common import (PRESETS, fmt_mean_std, markdown_table, meta_block, parse_list, pyplot,
-                               save_figure, synchronize, write_csv, write_json)
+from benchmarks.common import fmt_mean_std, markdown_table, parse_list, pyplot, save_figure, write_csv
 from patchenv import data as data_mod
+from patchenv import registry
+from patchenv.atomic import atomic_write_json
 from patchenv.env import resolve_device
 from patchenv.interrupt import GracefulInterrupt
+from patchenv.meta import meta_block
+from patchenv.options import DEFAULT_PRESET, add_run_arguments, check_out, clear_out, env_settings
+from patchenv.run import SUMMARY_FIELDS, Budget, run_training
 
 REFERENCE = "all"
 BUDGETS = ("equal-epochs", "equal-time")
 # Scalar per-run fields: the CSV's columns, in order (the JSON adds the per-epoch "curve").
-RUN_FIELDS = (
-    "selector", "seed", "dataset", "epochs", "test_accuracy", "test_accuracy_masked", "mean_patches_kept",
-    "train_time_s", "images_per_s", "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy",
-    "time_to_target_s", "speedup_to_target", "agent_overhead_s", "agent_overhead_share",
-    "env_step_time_s", "steps", "batch_size", "num_patches", "test_mean_patches_kept_masked", "test_loss",
-    "diverged_steps",
-)
+RUN_FIELDS = ("selector", "seed", "dataset") + SUMMARY_FIELDS + (
+    "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy", "time_to_target_s", "speedup_to_target")
 # Configuration keys that must match for --resume to reuse earlier runs.
-COMPARABLE = ("dataset", "preset", "vit", "epochs", "budget", "device", "amp", "compile")
-
-
-@dataclass
-class RunProgress:
-    """Where a run stands; saved with its checkpoint so an interrupted run continues."""
-
-    selector: str
-    seed: int
-    steps: int = 0  # env steps trained
-    time_s: float = 0.0  # cumulative training wall clock, seconds
-    curve: list = field(default_factory=list)  # one point per evaluation
-    kept_sum: float = 0.0  # sum over steps of mean patches kept per image
-    loss_sum: float = 0.0
-    diverged_steps: int = 0
-    epoch_kept_sum: float = 0.0  # the current (unfinished) epoch's part
-    epoch_loss_sum: float = 0.0
-    epoch_steps: int = 0
-    overhead_s: float = 0.0  # agent's own overhead_time_s up to the checkpoint
-    env_file: Optional[str] = None
-    agent_file: Optional[str] = None
-
-
-class _StepRecorder(gym.Wrapper):
-    """Records each step's patches kept and loss, whatever loop the agent runs (its own
-    Gymnasium loop or Stable-Baselines3's), without touching the timing."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.kept: list[float] = []
-        self.losses: list[float] = []
-        self.diverged = 0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self.kept.append(info["kept"])
-        self.losses.append(info["loss"])
-        self.diverged += bool(info.get("diverged", False))
-        return obs, reward, terminated, truncated, info
-
-    def drain(self) -> tuple[list, list, int]:
-        out = (self.kept, self.losses, self.diverged)
-        self.kept, self.losses, self.diverged = [], [], 0
-        return out
-
-
-class Interrupted(Exception):
-    pass
+COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device")
+OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "runs")
 
 
 # -- configuration ------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.compare_selectors",
-                                description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compare_selectors", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="digits", help=f"one of {', '.join(data_mod.DATASETS)} (default digits)")
-    p.add_argument("--data-root", default=None, help="data folder (default $PATCHENV_DATA or ~/.cache/patchenv)")
-    p.add_argument("--download", action="store_true", help="download the data set if missing (cifar10)")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per run (the `all` run's, under equal-time)")
-    p.add_argument("--selectors", default="all,random,norm_topk",
-                   help="comma list of agent names (agents.available()), each optionally with keyword "
-                        "arguments, e.g. random:k=32; `all` is added first if missing")
-    p.add_argument("--seeds", default="0", help="comma list of seeds")
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
-                   help="ViT size and batch size: " + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
-    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    p.add_argument("--amp", default=None, choices=["bf16"], help="bf16 autocast in the env")
-    p.add_argument("--compile", action="store_true", help="torch.compile the ViT's forward in the env")
-    p.add_argument("--budget", default="equal-epochs", choices=BUDGETS)
+    p.add_argument("--selectors", default="all,random,norm_topk", metavar="NAME[:key=value...],...",
+                   help="comma list of agent specs (`patchenv agents` lists the names), e.g. random:k=32; "
+                        "`all` is added first if missing (default: all,random,norm_topk)")
+    p.add_argument("--seeds", "--seed", dest="seeds", default="0", help="comma list of seeds (default: 0)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per run (the `all` run's under equal-time; default: 3)")
+    p.add_argument("--budget", default="equal-epochs", choices=BUDGETS, help="(default: equal-epochs)")
     p.add_argument("--target-accuracy", type=float, default=None,
                    help="test accuracy (fraction) for time_to_target_s; default: the `all` run's final, same seed")
-    p.add_argument("--out", default="results/compare", help="output folder")
-    p.add_argument("--resume", action="store_true",
-                   help="keep finished runs in OUT/results.json and continue an interrupted run")
-    p.add_argument("--checkpoint-every", type=int, default=1, help="checkpoint the running run every N epochs")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_run_arguments(p, out_default="results/compare")
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: a simulated Ctrl-C
     return p
 
 
 def make_config(args) -> dict:
+    """The sweep's configuration, every selector built once to validate it (nothing runs)."""
     if args.epochs <= 0:
-        raise SystemExit("--epochs must be positive")
+        raise ValueError(f"--epochs must be positive, got {args.epochs}")
     if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
-        raise SystemExit("--target-accuracy is a fraction in (0, 1]")
-    if args.dataset not in data_mod.DATASETS:
-        raise SystemExit(f"unknown --dataset {args.dataset!r}; expected one of {', '.join(data_mod.DATASETS)}")
-    available = agents.available()
+        raise ValueError(f"--target-accuracy is a fraction in (0, 1], got {args.target_accuracy}")
     selectors = parse_list(args.selectors)
+    if not selectors:
+        raise ValueError("--selectors is empty")
     for spec in selectors:
-        parse_selector(spec)  # clear error on a malformed NAME:key=value
-    unknown = [s for s in selectors if parse_selector(s)[0] not in available]
-    if unknown or not selectors:
-        raise SystemExit(f"unknown selector(s) {', '.join(unknown) or '(none given)'}; "
-                         f"available: {', '.join(available)}")
+        registry.make_from_spec(spec, seed=0)  # unknown names and bad arguments fail here, before any run
     selectors = [REFERENCE] + [s for s in dict.fromkeys(selectors) if s != REFERENCE]
     try:
         seeds = list(dict.fromkeys(parse_list(args.seeds, int)))
     except ValueError:
-        raise SystemExit(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
+        raise ValueError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
     if not seeds:
-        raise SystemExit("--seeds is empty")
-    vit = dict(PRESETS[args.preset])
-    if args.batch_size is not None:
-        vit["batch_size"] = args.batch_size
-    return {
-        "dataset": args.dataset, "epochs": args.epochs, "selectors": selectors, "seeds": seeds,
-        "preset": args.preset, "vit": vit, "device": str(resolve_device(args.device)), "amp": args.amp,
-        "compile": bool(args.compile), "budget": args.budget, "target_accuracy": args.target_accuracy,
-        "out": str(args.out), "data_root": args.data_root, "checkpoint_every": args.checkpoint_every,
-    }
+        raise ValueError("--seeds is empty")
+    preset = args.preset or DEFAULT_PRESET
+    env = env_settings(args, preset)
+    if env["dataset"] not in data_mod.DATASETS:
+        raise ValueError(f"unknown dataset {env['dataset']!r}; choose from: {', '.join(data_mod.DATASETS)}")
+    env["device"] = str(resolve_device(env.get("device", "auto")))
+    return {"dataset": env["dataset"], "preset": preset, "env": env, "epochs": args.epochs,
+            "selectors": selectors, "seeds": seeds, "budget": args.budget, "device": env["device"],
+            "target_accuracy": args.target_accuracy, "out": str(args.out)}
+
+
+def run_dir(out: Path, selector: str, seed: int) -> Path:
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in selector)
+    return out / "runs" / f"{safe}-seed{seed}"
 
 
 # -- one run --------------------------------------------------------------------------------
-def _seed_everything(seed: int) -> None:
-    # The env draws from its own generators; agents may use the global ones.
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def parse_selector(spec: str) -> tuple[str, dict]:
-    """'random:k=32' -> ('random', {'k': 32}): an agent name, then keyword arguments for
-    ``agents.make`` (values read as JSON where they parse, else as strings)."""
-    name, *pairs = spec.split(":")
-    kwargs = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.isidentifier():
-            raise SystemExit(f"selector {spec!r}: expected NAME or NAME:key=value[:key=value...]")
-        try:
-            kwargs[key] = json.loads(value)
-        except ValueError:
-            kwargs[key] = value
-    return name, kwargs
-
-
-def make_agent(spec: str, seed: int):
-    """The agent for a selector spec; seeded with the run's seed when it takes a seed."""
-    name, kwargs = parse_selector(spec)
-    if "seed" not in kwargs:
-        try:
-            return agents.make(name, seed=seed, **kwargs)
-        except TypeError as e:
-            if "seed" not in str(e):
-                raise
-    return agents.make(name, **kwargs)
-
-
-def make_env(cfg: dict, images: data_mod.ImageData, agent) -> _StepRecorder:
-    kwargs = dict(cfg["vit"])
-    kwargs.update(device=cfg["device"], amp=cfg["amp"], compile=cfg["compile"])
-    kwargs.update(agent.env_kwargs())
-    # No passive env checker: it would only warn about torch observations (tensor_obs).
-    return _StepRecorder(gym.make("patchenv/PatchSelection-v0", dataset=images, **kwargs))
-
-
-def _checkpoint_dir(out: Path, selector: str, seed: int) -> Path:
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in selector)
-    return out / "checkpoints" / f"{safe}-seed{seed}"
-
-
-def save_run_checkpoint(ckdir: Path, env, agent, progress: RunProgress) -> None:
-    """env and agent files named by step, then progress.json (the commit point), then the
-    previous step's files are removed: a crash at any point leaves one consistent set."""
-    ckdir.mkdir(parents=True, exist_ok=True)
-    old = (progress.env_file, progress.agent_file)
-    tag = f"step{progress.steps}"
-    env_file, agent_file = f"env-{tag}.pt", f"agent-{tag}{getattr(agent, 'save_suffix', '')}"
-    env.unwrapped.save_checkpoint(ckdir / env_file)
-    agent.save(ckdir / agent_file)
-    progress.env_file, progress.agent_file = env_file, agent_file
-    write_json(ckdir / "progress.json", asdict(progress))
-    for name in old:
-        if name and name not in (env_file, agent_file):
-            for path in ckdir.glob(name + "*"):
-                path.unlink(missing_ok=True)
-
-
-def load_run_checkpoint(ckdir: Path, env, agent) -> Optional[RunProgress]:
-    path = ckdir / "progress.json"
-    if not path.is_file():
-        return None
+def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, args, stop: GracefulInterrupt) -> dict:
+    """One selector on one seed through the runner; returns its metrics.json content."""
+    agent = registry.make_from_spec(selector, seed=seed)
+    env_kwargs = {**cfg["env"], "dataset": images, **agent.env_kwargs()}
+    env = gym.make("patchenv/PatchSelection-v0", **env_kwargs)
+    folder = run_dir(Path(cfg["out"]), selector, seed)
+    config = {**{k: cfg[k] for k in ("dataset", "preset", "env")}, "agent": selector, "seed": seed,
+              "budget": {"epochs": budget.epochs, "seconds": budget.seconds}}
+    log_dir = None if args.log_dir is None else Path(args.log_dir) / folder.name
     try:
-        progress = RunProgress(**json.loads(path.read_text()))
-        env.unwrapped.load_checkpoint(ckdir / progress.env_file)
-        agent.load(ckdir / progress.agent_file)
-    except Exception as e:  # a checkpoint we cannot use costs the run, never the benchmark
-        tqdm.write(f"cannot resume from {ckdir} ({type(e).__name__}: {e}); restarting that run", file=sys.stderr)
-        return None
-    return progress
-
-
-def run_one(cfg: dict, images, selector: str, seed: int, budget_s: Optional[float], out: Path,
-            stop: GracefulInterrupt, resume: bool, show: bool) -> dict:
-    """Train and evaluate one selector on one seed; returns its record (relative fields
-    are filled in later by `fill_relative`). Raises Interrupted after a requested stop."""
-    _seed_everything(seed)
-    agent = make_agent(selector, seed)
-    env = make_env(cfg, images, agent)
-    u = env.unwrapped
-    ckdir = _checkpoint_dir(out, selector, seed)
-    progress = load_run_checkpoint(ckdir, env, agent) if resume else None
-    if progress is None:
-        shutil.rmtree(ckdir, ignore_errors=True)
-        progress = RunProgress(selector, seed)
-        env.reset(seed=seed)
-    else:
-        tqdm.write(f"{selector} seed {seed}: resuming at step {progress.steps} "
-                   f"({progress.steps / u.steps_per_epoch:.2f} epochs)", file=sys.stderr)
-    agent.setup(env)
-    overhead_at_start = getattr(agent, "overhead_time_s", None)
-    spe = u.steps_per_epoch
-    device = u.device
-
-    def overhead_now() -> Optional[float]:
-        now = getattr(agent, "overhead_time_s", None)
-        if now is None:
-            return None
-        return progress.overhead_s + now - (overhead_at_start or 0.0)
-
-    def done() -> bool:
-        if budget_s is not None:
-            return progress.time_s >= budget_s
-        return progress.steps >= cfg["epochs"] * spe
-
-    bar = tqdm(total=cfg["epochs"] if budget_s is None else round(budget_s, 1), desc=f"  {selector} seed {seed}",
-               unit="epoch" if budget_s is None else "s", leave=False, disable=not show, position=1)
-    bar.update(len(progress.curve) if budget_s is None else round(progress.time_s, 1))
-    try:
-        while not done():
-            steps = spe - progress.steps % spe  # to the end of this epoch
-            t_start = progress.time_s
-
-            def callback(_transition):
-                stop.count_step()
-                if stop.requested:
-                    return False
-                if budget_s is not None and t_start + time.perf_counter() - t0 >= budget_s:
-                    return False  # note: env.step synchronised the device, so the clock is honest
-                return True
-
-            synchronize(device)
-            t0 = time.perf_counter()
-            agent.train(env, steps=steps, callback=callback)
-            synchronize(device)
-            progress.time_s += time.perf_counter() - t0
-
-            kept, losses, diverged = env.drain()
-            if not kept:
-                raise RuntimeError(f"agent {selector!r}: train(env, steps={steps}) ran no env step")
-            epochs_before = progress.steps // spe
-            progress.steps += len(kept)
-            progress.kept_sum += sum(kept)
-            progress.loss_sum += sum(losses)
-            progress.diverged_steps += diverged
-            progress.epoch_kept_sum += sum(kept)
-            progress.epoch_loss_sum += sum(losses)
-            progress.epoch_steps += len(kept)
-            # An agent may overrun the steps it was asked for (SB3 rounds to whole rollouts):
-            # an epoch ends when the count crosses a multiple of the epoch length.
-            epoch_end = progress.steps // spe > epochs_before
-            if epoch_end or done():
-                ev = u.evaluate("test")
-                n = max(progress.epoch_steps, 1)
-                progress.curve.append({
-                    "epoch": round(progress.steps / spe, 4), "train_time_s": progress.time_s,
-                    "test_accuracy": ev["accuracy"], "test_loss": ev["loss"],
-                    "mean_patches_kept": progress.epoch_kept_sum / n, "train_loss": progress.epoch_loss_sum / n,
-                })
-                progress.epoch_kept_sum = progress.epoch_loss_sum = 0.0
-                progress.epoch_steps = 0
-                bar.set_postfix(acc=f"{ev['accuracy']:.3f}", time=f"{progress.time_s:.1f}s")
-                bar.update(1 if budget_s is None else round(progress.time_s, 1) - bar.n)
-            if stop.requested:
-                progress.overhead_s = overhead_now() or 0.0
-                save_run_checkpoint(ckdir, env, agent, progress)
-                raise Interrupted(str(ckdir))
-            if epoch_end and not done() and (progress.steps // spe) % max(cfg["checkpoint_every"], 1) == 0:
-                progress.overhead_s = overhead_now() or 0.0
-                save_run_checkpoint(ckdir, env, agent, progress)
-                overhead_at_start = getattr(agent, "overhead_time_s", None)
+        return run_training(env, agent, folder, budget=budget, seed=seed, resume=args.resume, config=config,
+                            masked_eval=selector != REFERENCE, checkpoint_every=args.checkpoint_every,
+                            keep_checkpoint=False, log_dir=log_dir, show_progress=not args.no_progress,
+                            desc=f"  {selector} seed {seed}", stop=stop)
     finally:
-        bar.close()
-
-    # The selector's own masks at test time; count what they keep.
-    kept_at_test: list[float] = []
-
-    def masks(obs):
-        mask = to_numpy(agent.act(obs))
-        kept_at_test.append(float(mask.sum(axis=-1).mean()))
-        return mask
-
-    masked = None if selector == REFERENCE else u.evaluate("test", masks=masks)
-    final = progress.curve[-1]
-    overhead = overhead_now()
-    steps = max(progress.steps, 1)
-    record = dict.fromkeys(RUN_FIELDS)  # the CSV's column order; relative fields come later
-    record.update({
-        "selector": selector, "seed": seed, "dataset": cfg["dataset"],
-        "epochs": progress.steps // spe if progress.steps % spe == 0 else round(progress.steps / spe, 4),
-        "test_accuracy": final["test_accuracy"],
-        "test_accuracy_masked": None if masked is None else masked["accuracy"],
-        "mean_patches_kept": progress.kept_sum / steps,
-        "train_time_s": progress.time_s,
-        "images_per_s": progress.steps * u.batch_size / progress.time_s if progress.time_s > 0 else None,
-        "agent_overhead_s": overhead,
-        "agent_overhead_share": None if overhead is None or progress.time_s <= 0 else overhead / progress.time_s,
-        "env_step_time_s": u.train_time_s, "steps": progress.steps, "batch_size": u.batch_size,
-        "num_patches": u.num_patches,
-        "test_mean_patches_kept_masked": float(np.mean(kept_at_test)) if kept_at_test else None,
-        "test_loss": final["test_loss"], "diverged_steps": progress.diverged_steps,
-        "curve": progress.curve,
-    })
-    env.close()
-    return record
+        env.close()
 
 
 # -- the comparison -----------------------------------------------------------------------
@@ -465,7 +218,7 @@ def write_results(out: Path, meta: dict, runs: list[dict], cfg: dict, status: st
                   in_progress: Optional[dict] = None) -> None:
     fill_relative(runs, cfg["target_accuracy"])
     meta = dict(meta, status=status, in_progress=in_progress)
-    write_json(out / "results.json", {"meta": meta, "runs": runs})
+    atomic_write_json(out / "results.json", {"meta": meta, "runs": runs})
     write_csv(out / "results.csv", runs, RUN_FIELDS)
     if runs:
         title = f"{cfg['dataset']}, preset {cfg['preset']}, {cfg['budget']} ({cfg['device']})"
@@ -481,69 +234,65 @@ def _load_previous(out: Path, cfg: dict) -> list[dict]:
         old_cfg = previous["meta"]["config"]
         runs = list(previous["runs"])
     except (ValueError, KeyError, TypeError) as e:
-        raise SystemExit(f"--resume: cannot read {path} ({type(e).__name__}: {e}); use another --out") from None
+        raise ValueError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); use another --out") from None
     diff = {k: (old_cfg.get(k), cfg.get(k)) for k in COMPARABLE if old_cfg.get(k) != cfg.get(k)}
     if diff:
-        raise SystemExit(f"--resume: {path} was made with another configuration "
+        raise ValueError(f"--resume: {path} was made with another configuration "
                          f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in diff.items())}); "
                          f"use another --out or run without --resume")
     return runs
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    cfg = make_config(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     out = Path(args.out)
+    try:
+        check_out(out, "results.json", args.resume, args.overwrite)
+        cfg = make_config(args)
+        runs = _load_previous(out, cfg) if args.resume else []
+    except ValueError as e:
+        parser.error(str(e))
+    if args.overwrite:  # the new settings are valid: only now are the old results removed
+        clear_out(out, OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
-    runs = _load_previous(out, cfg) if args.resume else []
-    if not args.resume:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     finished = {(r["selector"], r["seed"]) for r in runs}
     plan = [(seed, s) for seed in cfg["seeds"] for s in cfg["selectors"]]
     todo = [(seed, s) for seed, s in plan if (s, seed) not in finished]
     if args.resume and len(todo) < len(plan):
         print(f"resume: {len(plan) - len(todo)} finished run(s) kept from {out / 'results.json'}", file=sys.stderr)
 
-    images = data_mod.load_dataset(cfg["dataset"], data_root=args.data_root, download=args.download)
+    images = data_mod.load_dataset(cfg["dataset"], data_root=cfg["env"].get("data_root"),
+                                   download=bool(cfg["env"].get("download")))
     meta = meta_block(cfg["device"], cfg)
     meta["argv"] = list(sys.argv[1:] if argv is None else argv)
     show = not args.no_progress
     start = time.perf_counter()
-    status, current = "complete", None
     with GracefulInterrupt(args.stop_after_steps) as stop:
-        try:
-            for seed, selector in tqdm(todo, desc="runs", unit="run", disable=not show, position=0):
-                current = {"selector": selector, "seed": seed}
-                budget_s = None
-                if cfg["budget"] == "equal-time" and selector != REFERENCE:
-                    ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed)
-                    budget_s = ref["train_time_s"]
-                runs.append(run_one(cfg, images, selector, seed, budget_s, out, stop, args.resume, show))
-                shutil.rmtree(_checkpoint_dir(out, selector, seed), ignore_errors=True)
-                current = None
-                write_results(out, meta, runs, cfg, "partial" if (seed, selector) != todo[-1] else "complete")
-        except (Interrupted, KeyboardInterrupt):
-            status = "interrupted"
-            ckdir = _checkpoint_dir(out, current["selector"], current["seed"]) if current else None
-            if current is not None and ckdir is not None and (ckdir / "progress.json").is_file():
-                current["checkpoint"] = str(ckdir)
-            write_results(out, meta, runs, cfg, status, current)
-            print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}"
-                  + (f"; run in progress checkpointed in {current['checkpoint']}" if current and "checkpoint" in current
-                     else "") + ". Continue with the same command plus --resume.", file=sys.stderr)
-            return 130
+        for seed, selector in tqdm(todo, desc="runs", unit="run", disable=not show, position=0):
+            budget = Budget(epochs=cfg["epochs"])
+            if cfg["budget"] == "equal-time" and selector != REFERENCE:
+                ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed)
+                budget = Budget(seconds=ref["train_time_s"])
+            metrics = run_one(cfg, images, selector, seed, budget, args, stop)
+            if metrics["meta"]["status"] != "complete":
+                folder = run_dir(out, selector, seed)
+                current = {"selector": selector, "seed": seed, "folder": str(folder)}
+                write_results(out, meta, runs, cfg, "interrupted", current)
+                print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}; the run in "
+                      f"progress is in {folder}. Continue with the same command plus --resume.", file=sys.stderr)
+                return 130
+            runs.append({"selector": selector, "seed": seed, "dataset": cfg["dataset"], **metrics["summary"],
+                         "curve": metrics["epochs"]})
+            write_results(out, meta, runs, cfg, "running" if (seed, selector) != todo[-1] else "complete")
     if not todo:
-        write_results(out, meta, runs, cfg, status)
-    try:
-        (out / "checkpoints").rmdir()  # only when empty: nothing left to resume
-    except OSError:
-        pass
+        write_results(out, meta, runs, cfg, "complete")
 
     elapsed = time.perf_counter() - start
     epochs = f"{cfg['epochs']} epoch" + ("s" if cfg["epochs"] != 1 else "")
     print(f"\n## {cfg['dataset']}: preset {cfg['preset']}, {epochs}, budget {cfg['budget']}, "
           f"seeds {','.join(map(str, cfg['seeds']))}, device {cfg['device']} ({meta['cpu']}"
-          + (f", {meta['gpu']}" if meta["gpu"] else "") + ")\n")
+          + (f", {meta['gpu']}" if meta["gpu"] else "") + f", {meta['torch_threads']} torch threads)\n")
     print(summary_table(runs, cfg["selectors"]))
     print(f"\nmean ± std over seeds; accuracy on the test split; training time excludes evaluation. "
           f"Wall time {elapsed:.0f} s.")

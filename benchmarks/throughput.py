@@ -38,11 +38,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import patchenv  # noqa: F401  (registers the env ids)
-from benchmarks.common import (PRESETS, markdown_table, meta_block, parse_list, pyplot, save_figure, timed,
-                               write_json)
+from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
 from patchenv import data as data_mod
 from patchenv import env as env_mod
+from patchenv.atomic import atomic_write_json
 from patchenv.env import resolve_device
+from patchenv.meta import meta_block
+from patchenv.presets import PRESETS
 from patchenv.vit import SimpleViT, init_weights
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
@@ -313,7 +315,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         results.append(result)
         print(tables(result, names, ks) + "\n", flush=True)
         # Written after every batch size, so a long run keeps what it measured.
-        write_json(out / "throughput.json", {"meta": meta, "results": results})
+        atomic_write_json(out / "throughput.json", {"meta": meta, "results": results})
     plot(results, names, out / "throughput.png")
     print(f"preset {args.preset} on {cfg['device']} ({meta['cpu']}" + (f", {meta['gpu']}" if meta["gpu"] else "")
           + f", {meta['torch_threads']} threads, torch {meta['versions']['torch']}); "

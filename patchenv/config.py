@@ -235,13 +235,15 @@ def _parser_for(name: str, convert: type):
     return parse
 
 
-def add_env_arguments(parser: argparse.ArgumentParser, include: Optional[Iterable[str]] = None
-                      ) -> argparse.ArgumentParser:
+def add_env_arguments(parser: argparse.ArgumentParser, include: Optional[Iterable[str]] = None,
+                      front_end_defaults: Optional[dict] = None) -> argparse.ArgumentParser:
     """Add a flag for each command-line field of `EnvConfig` (``--batch-size`` for
     ``batch_size``; `include` = the field names wanted, default all), typed from the
     field, with its docstring as help. Every flag defaults to None, so a front end can
     tell "not given" from a value and fill in its own defaults or a preset's; collect the
-    given ones with `env_kwargs_from_args`. Returns `parser`."""
+    given ones with `env_kwargs_from_args`. `front_end_defaults` names the values a front
+    end fills in itself when a flag is not given (e.g. ``{"dataset": "digits"}``), for the
+    help text. Returns `parser`."""
     cli = {f.name: f for f in _cli_fields()}
     names = list(cli) if include is None else list(include)
     unknown = [n for n in names if n not in cli]
@@ -251,7 +253,8 @@ def add_env_arguments(parser: argparse.ArgumentParser, include: Optional[Iterabl
     for name in names:
         f = cli[name]
         flag = "--" + name.replace("_", "-")
-        help_text = f"{docs.get(name, '')} (default: {f.default})".replace("%", "%%")
+        default = (front_end_defaults or {}).get(name, f.default)
+        help_text = f"{docs.get(name, '')} (default: {default})".replace("%", "%%")
         kind = _cli_type(f)
         if kind is bool:
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)

@@ -91,7 +91,9 @@ class PatchSelectionEnv(gym.Env):
     ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
     order, all drawn from s. ``reset()`` without a seed continues the same run where it
     stopped (the next epoch, by default); ``reset(options={"new_run": True})`` forces a
-    fresh run. The first observation describes the run's first pending batch.
+    fresh run. The first observation describes the run's first pending batch. After
+    ``load_checkpoint`` the next ``reset()`` without a seed continues the saved episode
+    (same step count, so it truncates where the uninterrupted run did).
 
     ## Episode End
     - Truncation: after ``episode_steps`` steps (default one epoch; the last incomplete
@@ -182,13 +184,19 @@ class PatchSelectionEnv(gym.Env):
         self._obs: Optional[torch.Tensor] = None
         self.train_time_s = 0.0  # cumulative wall-clock of step() in this run (evaluation excluded)
         self.last_step_time_s = 0.0
+        self._restored = False  # set by load_checkpoint: the next reset() continues its episode
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         super().reset(seed=seed)
         options = options or {}
+        restored, self._restored = self._restored, False
         if seed is not None or self.model is None or options.get("new_run", False):
             self._new_run()
+        elif restored and not self._episode_over:
+            # The first reset after load_checkpoint continues the saved episode, so that a
+            # resumed run truncates where the uninterrupted one did (exact resume).
+            return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
         self._episode_step = 0
         self._episode_over = False
         return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
@@ -386,6 +394,7 @@ class PatchSelectionEnv(gym.Env):
         self._batch_x = state["batch_x"].to(self.device)
         self._batch_y = state["batch_y"].to(self.device)
         self.train_time_s = state["train_time_s"]
+        self._restored = True
         self._prepare_observation()
         return self._observation()
 

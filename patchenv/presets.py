@@ -1,4 +1,4 @@
-"""Named ViT sizes (and batch sizes) shared by the CLI and the benchmarks.
+"""Named ViT sizes (and batch sizes) shared by the CLI and the comparison scripts.
 
 ``paper`` is AgentViT's CIFAR-10 setup (AGENTVIT.md); ``small`` fits a CPU budget of
 minutes on digits; ``tiny`` is for smoke tests.

@@ -1,15 +1,21 @@
-"""`patchenv train`: a tiny epoch, its files, clear errors, and interruption + --resume."""
+"""`patchenv train`: a tiny epoch, its files, seeds, clear errors, interruption + --resume,
+and the same per-epoch numbers as compare_selectors for the same agent, seed and preset."""
+import csv
+import functools
 import json
-import signal
 
 import pytest
-import torch
 
+import agents
+from benchmarks import compare_selectors
 from patchenv import cli
-
+from patchenv import run as run_mod
+from patchenv.interrupt import GracefulInterrupt
 
 # 2048 synthetic images / batch 64 = 32 steps per epoch with the tiny ViT.
-BASE = ["train", "--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64", "--device", "cpu", "--quiet"]
+BASE = ["train", "--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64", "--device", "cpu",
+        "--no-progress"]
+TIMES = ("train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s")
 
 
 def run(tmp_path, *extra, name="run"):
@@ -21,46 +27,88 @@ def metrics(tmp_path, name="run"):
 
 
 def comparable(rows):
-    drop = ("epoch_time_s", "vit_train_time_s", "agent_overhead_s")
-    return [{k: v for k, v in row.items() if k not in drop} for row in rows]
+    return [{k: v for k, v in row.items() if k not in TIMES} for row in rows]
+
+
+def interrupt_after(monkeypatch, steps):
+    """The runner's Ctrl-C handler, pressed after `steps` env steps (a step boundary)."""
+    monkeypatch.setattr(run_mod, "GracefulInterrupt", functools.partial(GracefulInterrupt, after_steps=steps))
 
 
 def test_one_tiny_epoch_writes_metrics_and_agent(tmp_path, capsys):
     assert run(tmp_path, "--agent", "all", "--epochs", "1") == 0
     out = capsys.readouterr().out
-    assert "epoch   1/1" in out and "test acc" in out and "kept 64.0/64" in out
+    assert "epoch   1/1" in out and "test acc" in out and "kept 64.0/64" in out and "reward" in out
     m = metrics(tmp_path)
-    assert m["status"] == "done" and m["partial"] is None
-    assert m["args"]["agent"] == "all" and m["environment"]["torch"]
+    meta = m["meta"]
+    assert meta["status"] == "complete" and m["partial"] is None
+    for key in ("date", "versions", "git_commit", "config", "status"):
+        assert key in meta
+    assert meta["config"]["agent"] == "all" and meta["versions"]["torch"]
     (row,) = m["epochs"]
     assert row["epoch"] == 1 and row["global_step"] == 32
     assert row["mean_patches_kept"] == 64.0 and 0.0 <= row["test_accuracy"] <= 1.0
-    for key in ("train_loss", "test_loss", "epoch_time_s", "vit_train_time_s"):
+    for key in ("train_loss", "test_loss", "train_time_s", "env_step_time_s"):
         assert row[key] > 0
-    assert (tmp_path / "run" / "agent.json").exists()
+    # the default reward with every patch kept: loss term L(ref)/L(t) plus 20 * -(64-30)/34... by hand
+    assert row["mean_reward"] < -10
+    assert m["summary"]["steps"] == 32 and m["summary"]["mean_patches_kept"] == 64.0
+    saved = agents.load(tmp_path / "run" / "agent.json")
+    assert saved.name == "all"
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert (tmp_path / "run" / progress["checkpoint"] / "env.pt").exists()
 
 
-def test_unknown_agent_and_dataset_list_the_choices(tmp_path, capsys):
+def test_random_k16_seeded_run_is_reproducible_and_seed_reaches_the_agent(tmp_path):
+    for name, seed in (("a", 3), ("b", 3), ("c", 4)):
+        assert run(tmp_path, "--agent", "random:k=16", "--epochs", "1", "--seed", str(seed), name=name) == 0
+    a, b, c = (metrics(tmp_path, n) for n in "abc")
+    assert a["epochs"][0]["mean_patches_kept"] == 16.0
+    assert comparable(a["epochs"]) == comparable(b["epochs"])
+    assert comparable(a["epochs"]) != comparable(c["epochs"])
+    # the agent itself got the seed: same ViT seed, another agent seed -> other masks
+    r3 = agents.load(tmp_path / "a" / "agent.json")
+    assert r3.seed == 3 and r3.k == 16
+
+
+def test_agent_arg_is_the_same_as_a_spec(tmp_path):
+    assert run(tmp_path, "--agent", "random", "--agent-arg", "k=16", "--epochs", "1", name="x") == 0
+    assert run(tmp_path, "--agent", "random:k=16", "--epochs", "1", name="y") == 0
+    assert comparable(metrics(tmp_path, "x")["epochs"]) == comparable(metrics(tmp_path, "y")["epochs"])
+
+
+def test_errors_name_the_choices_with_the_subcommand_usage(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         run(tmp_path, "--agent", "no_such_agent")
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "unknown agent 'no_such_agent'" in err and "agentvit" in err and "ppo" in err
+    assert "usage: patchenv train" in err
     with pytest.raises(SystemExit):
         cli.main(["train", "--agent", "all", "--dataset", "no_such_data", "--out", str(tmp_path / "x")])
     err = capsys.readouterr().err
-    assert "unknown dataset 'no_such_data'" in err and "digits" in err
+    assert "no_such_data" in err and "digits" in err
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--agent", "random:k=0")
+    assert "k" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()  # nothing was written
 
 
 def test_missing_dataset_says_download(tmp_path, capsys):
     code = cli.main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "empty"),
-                     "--out", str(tmp_path / "x"), "--quiet"])
+                     "--out", str(tmp_path / "x"), "--no-progress"])
     assert code == 1 and "download" in capsys.readouterr().err
 
 
-def test_resume_needs_a_run_and_a_run_is_not_overwritten(tmp_path, capsys):
+def test_version_and_agent_list(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and "patchenv" in capsys.readouterr().out
+    assert cli.main(["agents"]) == 0
+    assert set(capsys.readouterr().out.split()) == set(agents.available())
+
+
+def test_resume_needs_a_run_and_a_run_is_never_overwritten_silently(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(tmp_path, "--resume")
     assert "nothing to resume" in capsys.readouterr().err
@@ -71,49 +119,71 @@ def test_resume_needs_a_run_and_a_run_is_not_overwritten(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run(tmp_path, "--resume", "--agent", "random")  # a resumed run keeps its settings
     assert "cannot change" in capsys.readouterr().err
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(SystemExit):  # a mistyped agent with --overwrite costs nothing
+        run(tmp_path, "--overwrite", "--agent", "rnadom")
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
 
 
-def test_agentvit_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path):
-    agent = ["--agent", "agentvit", "--agent-arg", "frequency=4"]
+def test_agentvit_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    agent = ["--agent", "agentvit:frequency=4"]
     assert run(tmp_path, *agent, "--epochs", "2", name="straight") == 0
-
-    steps = [0]
-
-    def interrupt(transition):
-        steps[0] += 1
-        if steps[0] == 40:  # epoch 2, step 8: a Ctrl-C arriving at a step boundary
-            raise KeyboardInterrupt
-
-    args = cli.build_parser().parse_args([*BASE, *agent, "--epochs", "2", "--out", str(tmp_path / "cut")])
-    result = cli.train(args, step_callback=interrupt)
-    assert result["interrupted"]
+    interrupt_after(monkeypatch, 40)  # epoch 2, step 8
+    assert run(tmp_path, *agent, "--epochs", "2", name="cut") == 130
     m = metrics(tmp_path, "cut")
-    assert m["status"] == "interrupted" and len(m["epochs"]) == 1  # partial results are on disk
-    assert m["partial"]["epoch"] == 2 and m["partial"]["steps"] == 8
+    assert m["meta"]["status"] == "interrupted" and len(m["epochs"]) == 1  # partial results are on disk
+    assert m["partial"]["steps"] == 8
     assert (tmp_path / "cut" / "checkpoints" / "step-000000040" / "agent.pt").exists()
 
-    assert cli.main(["train", "--resume", "--out", str(tmp_path / "cut"), "--quiet"]) == 0
+    monkeypatch.setattr(run_mod, "GracefulInterrupt", GracefulInterrupt)
+    assert cli.main(["train", "--resume", "--out", str(tmp_path / "cut"), "--no-progress"]) == 0
     resumed, straight = metrics(tmp_path, "cut"), metrics(tmp_path, "straight")
-    assert resumed["status"] == "done"
+    assert resumed["meta"]["status"] == "complete"
     assert comparable(resumed["epochs"]) == comparable(straight["epochs"])  # bit-identical on CPU
     assert (tmp_path / "cut" / "agent.pt").exists()
 
 
-def test_ctrl_c_stops_after_the_step_and_resume_extends_the_run(tmp_path):
-    steps = [0]
-
-    def press_ctrl_c(transition):
-        steps[0] += 1
-        if steps[0] == 5:
-            signal.raise_signal(signal.SIGINT)  # the handler asks for a clean stop
-
-    args = cli.build_parser().parse_args([*BASE, "--agent", "ppo", "--epochs", "1", "--out", str(tmp_path / "run")])
-    assert cli.train(args, step_callback=press_ctrl_c)["interrupted"]
+def test_ctrl_c_stops_ppo_after_the_step_and_resume_extends_the_run(tmp_path, monkeypatch):
+    interrupt_after(monkeypatch, 5)
+    assert run(tmp_path, "--agent", "ppo", "--epochs", "1") == 130
     m = metrics(tmp_path)
-    assert m["status"] == "interrupted" and m["partial"]["steps"] == 5
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
-
+    assert m["meta"]["status"] == "interrupted" and m["partial"]["steps"] == 5
+    monkeypatch.setattr(run_mod, "GracefulInterrupt", GracefulInterrupt)
     assert run(tmp_path, "--resume", "--epochs", "2") == 0  # a new total with --epochs
     m = metrics(tmp_path)
-    assert m["status"] == "done" and [row["global_step"] for row in m["epochs"]] == [32, 64]
+    assert m["meta"]["status"] == "complete" and [row["global_step"] for row in m["epochs"]] == [32, 64]
     assert (tmp_path / "run" / "agent.zip").exists()
+
+
+def test_log_dir_writes_one_row_per_step_and_per_epoch(tmp_path):
+    logs = tmp_path / "logs"
+    assert run(tmp_path, "--agent", "agentvit:frequency=4", "--epochs", "1", "--log-dir", str(logs)) == 0
+    with open(logs / "steps.csv", newline="") as f:
+        steps = list(csv.DictReader(f))
+    assert [int(r["global_step"]) for r in steps] == list(range(1, 33))
+    assert {"reward", "loss", "kept", "tokens", "agent/epsilon"} <= set(steps[0])
+    m = metrics(tmp_path)
+    mean_reward = sum(float(r["reward"]) for r in steps) / len(steps)
+    assert m["epochs"][0]["mean_reward"] == pytest.approx(mean_reward)
+    with open(logs / "epochs.csv", newline="") as f:
+        (epoch,) = list(csv.DictReader(f))
+    assert float(epoch["test_accuracy"]) == pytest.approx(m["epochs"][0]["test_accuracy"])
+    pytest.importorskip("tensorboard")  # the test extra installs it
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    rewards = [e.value for e in events.Scalars("train/reward")]
+    assert rewards == pytest.approx([float(r["reward"]) for r in steps])
+    assert [e.step for e in events.Scalars("agent/epsilon")] == list(range(1, 33))
+
+
+def test_cli_and_compare_selectors_give_the_same_epochs(tmp_path):
+    assert run(tmp_path, "--agent", "random:k=24", "--epochs", "1", "--seed", "5", "--preset", "tiny",
+               name="cli") == 0
+    assert compare_selectors.main(["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64",
+                                   "--device", "cpu", "--selectors", "all,random:k=24", "--seeds", "5",
+                                   "--epochs", "1", "--out", str(tmp_path / "cmp"), "--no-progress"]) == 0
+    runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
+    curve = next(r["curve"] for r in runs if r["selector"] == "random:k=24")
+    assert comparable(curve) == comparable(metrics(tmp_path, "cli")["epochs"])

@@ -1,0 +1,81 @@
+"""The command-line vocabulary every front end shares (``patchenv train``,
+``compare_selectors``, sweeps): the same flag for the same thing everywhere.
+
+- env settings: ``--preset`` plus one flag per `patchenv.config.EnvConfig` field
+  (``--dataset``, ``--batch-size``, ``--lr``, ``--alpha``, ``--n-patch-desired``, ...);
+  a flag given overrides the preset;
+- the agent: ``NAME[:key=value...]`` specs (`patchenv.registry.parse_spec`);
+- output: ``--out``, ``--resume``, ``--overwrite``, ``--no-progress``, ``--log-dir``,
+  ``--checkpoint-every``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Optional
+
+from patchenv.config import add_env_arguments, env_kwargs_from_args
+from patchenv.presets import PRESETS
+
+DEFAULT_PRESET = "paper"
+# What a front end uses when the flag is not given (the env's own default is the paper's
+# CIFAR-10, which needs a download): the offline digits.
+FRONT_END_DEFAULTS = {"dataset": "digits"}
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[str]) -> None:
+    """Flags for the env, its preset and the output folder."""
+    add_env_arguments(parser, front_end_defaults=FRONT_END_DEFAULTS)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                        help="ViT size and batch size (default: %s, slow on a CPU; try small): " % DEFAULT_PRESET
+                             + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+    out = parser.add_argument_group("output")
+    out.add_argument("--out", default=out_default,
+                     help="output folder" + (f" (default: {out_default})" if out_default else ""))
+    out.add_argument("--resume", action="store_true", help="continue the work saved in --out")
+    out.add_argument("--overwrite", action="store_true",
+                     help="start over in an --out that holds results (deleted only once the new settings are valid)")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    out.add_argument("--log-dir", default=None,
+                     help="write per-step and per-epoch scalars there (CSV, and TensorBoard when installed)")
+    out.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+                     help="checkpoint every N epochs (default: 1); always on a clean stop")
+
+
+def env_settings(args: argparse.Namespace, preset: str) -> dict:
+    """The env's keyword arguments: the preset, then every env flag that was given."""
+    kwargs = {**FRONT_END_DEFAULTS, **PRESETS[preset]}
+    kwargs.update(env_kwargs_from_args(args))
+    return kwargs
+
+
+def parse_key_values(pairs) -> dict:
+    """``KEY=VALUE`` strings (``--agent-arg``) -> the same kwargs a ``NAME:KEY=VALUE`` spec gives."""
+    from patchenv.registry import parse_spec
+
+    kwargs = {}
+    for pair in pairs or ():
+        kwargs.update(parse_spec(f"_:{pair}")[1])  # one pair at a time: a value may hold ':'
+    return kwargs
+
+
+def check_out(out: Path, marker: str, resume: bool, overwrite: bool) -> None:
+    """Refuse to write into a folder that holds earlier results unless told what to do
+    with them: results are never deleted silently."""
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pick one")
+    if (out / marker).exists() and not (resume or overwrite):
+        raise ValueError(f"{out} already holds results ({marker}); pass --resume to continue, --overwrite to "
+                         f"start over, or another --out")
+
+
+def clear_out(out: Path, names) -> None:
+    """--overwrite, once the new settings are known to be valid: remove the old results."""
+    import shutil
+
+    for name in names:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -1,0 +1,111 @@
+"""Per-step and per-epoch logs of a training run: CSV always, TensorBoard when installed.
+
+``RunLog(log_dir)`` writes ``steps.csv`` (one row per env step: reward, loss, accuracy,
+patches kept, tokens and the agent's own ``stats()``, e.g. AgentViT's epsilon) and
+``epochs.csv`` (one row per evaluation), and the same scalars to TensorBoard event files
+in ``log_dir`` (``tensorboard --logdir DIR``) when the optional ``tensorboard`` package
+is installed (``pip install -e ".[log]"``). A resumed run first drops the rows past its
+checkpoint, so the logs never hold a step twice.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+from patchenv.atomic import atomic_write
+
+STEP_FIELDS = ("global_step", "epoch", "reward", "loss", "accuracy", "kept", "tokens", "padding_tokens",
+               "loss_term", "patch_term")
+
+
+class RunLog:
+    def __init__(self, log_dir, resume_from_step: Optional[int] = None):
+        self.dir = Path(log_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if resume_from_step is not None:
+            for name in ("steps.csv", "epochs.csv"):
+                _truncate_csv(self.dir / name, resume_from_step)
+        self._files: dict[str, tuple] = {}
+        self._writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional dependency: the CSV files carry the same numbers
+            print(f"--log-dir: tensorboard is not installed (pip install tensorboard); writing CSV only to "
+                  f"{self.dir}", file=sys.stderr)
+        else:
+            # purge_step hides events a crashed run wrote past its checkpoint.
+            self._writer = SummaryWriter(str(self.dir), purge_step=resume_from_step)
+
+    def step(self, info: dict, reward: float, agent_stats: dict) -> None:
+        row = {"global_step": info["global_step"], "epoch": info["epoch"], "reward": reward,
+               **{k: info[k] for k in STEP_FIELDS[3:] if k in info}}
+        row.update({f"agent/{k}": v for k, v in agent_stats.items()})
+        self._append("steps.csv", row)
+        if self._writer is not None:
+            for key, value in row.items():
+                if key not in ("global_step", "epoch") and _is_number(value):
+                    self._writer.add_scalar(key if "/" in key else f"train/{key}", value, row["global_step"])
+
+    def epoch(self, record: dict) -> None:
+        self._append("epochs.csv", record)
+        if self._writer is not None:
+            for key, value in record.items():
+                if key not in ("global_step", "epoch") and _is_number(value):
+                    self._writer.add_scalar(f"epoch/{key}", value, record["global_step"])
+        self.flush()
+
+    def flush(self) -> None:
+        for handle, _ in self._files.values():
+            handle.flush()
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        for handle, _ in self._files.values():
+            handle.close()
+        self._files.clear()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def _append(self, name: str, row: dict) -> None:
+        if name not in self._files:
+            path = self.dir / name
+            fields = _header(path) or list(row)
+            handle = open(path, "a", newline="")
+            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+            if path.stat().st_size == 0:
+                writer.writeheader()
+            self._files[name] = (handle, writer)
+        self._files[name][1].writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _header(path: Path) -> Optional[list]:
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="") as f:
+        return next(csv.reader(f), None)
+
+
+def _truncate_csv(path: Path, last_step: int) -> None:
+    """Keep the header and the rows whose global_step is at most `last_step`."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    col = rows[0].index("global_step") if "global_step" in rows[0] else None
+    keep = [rows[0]] + [r for r in rows[1:] if col is None or (r[col] and float(r[col]) <= last_step)]
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(keep)
+
+    atomic_write(path, write)

@@ -1,0 +1,116 @@
+"""The one runner (patchenv/run.py): budgets, records computed another way, checkpoint
+commits, exact resume with a random agent, and the layer rule (patchenv imports no agents)."""
+import ast
+import json
+import pathlib
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from conftest import TINY
+from patchenv import run as run_mod
+from patchenv.interrupt import GracefulInterrupt
+from patchenv.registry import make_from_spec
+from patchenv.run import Budget, run_training
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def build(spec="random:k=20", seed=0):
+    agent = make_from_spec(spec, seed=seed)
+    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, **agent.env_kwargs()})
+    return env, agent
+
+
+def test_budget_is_epochs_or_seconds():
+    for bad in (dict(), dict(epochs=1, seconds=1.0), dict(epochs=0), dict(epochs=1.5), dict(seconds=-1)):
+        with pytest.raises(ValueError):
+            Budget(**bad)
+
+
+def test_records_match_the_steps_summed_by_hand(tmp_path):
+    env, agent = build()
+    rewards, kept, tokens = [], [], []
+
+    class Spy(gym.Wrapper):
+        def step(self, action):
+            result = self.env.step(action)
+            rewards.append(result[1])
+            kept.append(result[4]["kept"])
+            tokens.append(result[4]["tokens"])
+            return result
+
+    m = run_training(Spy(env), agent, tmp_path, budget=Budget(epochs=2), seed=1, show_progress=False)
+    spe = env.unwrapped.steps_per_epoch
+    assert len(rewards) == 2 * spe and [r["global_step"] for r in m["epochs"]] == [spe, 2 * spe]
+    second = m["epochs"][1]
+    assert second["mean_reward"] == pytest.approx(np.mean(rewards[spe:]))
+    assert second["mean_patches_kept"] == 20.0
+    assert second["tokens"] == sum(tokens) == 2 * spe * 16 * 20
+    # one episode per epoch by default: its return is the epoch's summed reward
+    assert second["episode_return"] == pytest.approx(sum(rewards[spe:]))
+    assert m["summary"]["mean_reward"] == pytest.approx(np.mean(rewards))
+    assert m["meta"]["status"] == "complete"
+
+
+def test_time_budget_stops_within_a_step_and_evaluates_there(tmp_path):
+    env, agent = build("all")
+    m = run_training(env, agent, tmp_path, budget=Budget(seconds=0.5), show_progress=False)
+    s = m["summary"]
+    assert s["train_time_s"] >= 0.5 and s["steps"] > 0
+    assert m["epochs"][-1]["train_time_s"] == s["train_time_s"]
+
+
+def test_a_stop_on_an_epoch_end_never_overwrites_the_checkpoint(tmp_path, monkeypatch):
+    env, agent = build()
+    spe = env.unwrapped.steps_per_epoch
+    stop = GracefulInterrupt(after_steps=spe)  # lands on the epoch's last step
+    m = run_training(env, agent, tmp_path, budget=Budget(epochs=2), stop=stop, show_progress=False)
+    assert m["meta"]["status"] == "interrupted"
+    assert json.loads((tmp_path / "progress.json").read_text())["checkpoint"] == f"checkpoints/step-{spe:09d}"
+    # A second save at the same step (e.g. a stop landing where an epoch-end save was just
+    # made) writes a new folder; the old one goes only once progress.json names the new.
+    state = run_mod.load_checkpoint(tmp_path, env, agent)
+    run_mod.save_checkpoint(tmp_path, env, agent, state, {})
+    progress = json.loads((tmp_path / "progress.json").read_text())
+    folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert folders == [pathlib.Path(progress["checkpoint"]).name]  # one, complete, named by progress.json
+    assert progress["checkpoint"] == f"checkpoints/step-{spe:09d}.1"
+    for name in ("env.pt", "agent.json", "rng.pt"):
+        assert (tmp_path / progress["checkpoint"] / name).exists()
+
+
+def test_resume_with_a_random_agent_is_exact(tmp_path):
+    env, agent = build()
+    straight = run_training(env, agent, tmp_path / "a", budget=Budget(epochs=2), seed=3, show_progress=False)
+    env, agent = build()
+    stop = GracefulInterrupt(after_steps=128 + 37)  # in epoch 2
+    cut = run_training(env, agent, tmp_path / "b", budget=Budget(epochs=2), seed=3, stop=stop, show_progress=False)
+    assert cut["meta"]["status"] == "interrupted" and cut["partial"]["steps"] == 37 and len(cut["epochs"]) == 1
+    env, agent = build(seed=99)  # the saved agent's state wins over a fresh one's
+    resumed = run_training(env, agent, tmp_path / "b", budget=Budget(epochs=2), seed=3, resume=True,
+                           show_progress=False)
+    drop = ("train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in resumed["epochs"]] == \
+           [{k: v for k, v in r.items() if k not in drop} for r in straight["epochs"]]
+
+
+def test_patchenv_imports_no_agents_or_benchmarks():
+    for path in sorted((ROOT / "patchenv").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in ("agents", "benchmarks"), (path.name, name)
+    code = ("import importlib, pkgutil, sys, patchenv\n"
+            "for m in pkgutil.iter_modules(patchenv.__path__): importlib.import_module('patchenv.' + m.name)\n"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('agents', 'benchmarks')]\n"
+            "assert not bad, bad\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
