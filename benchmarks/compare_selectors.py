@@ -118,12 +118,25 @@ def run_dir(out: Path, selector: str, seed: int) -> Path:
     return out / "runs" / f"{safe}-seed{seed}"
 
 
+def make_env(cfg: dict, images, agent) -> gym.Env:
+    return gym.make("patchenv/PatchSelection-v0", **{**cfg["env"], "dataset": images, **agent.env_kwargs()})
+
+
+def check_selector(cfg: dict, images, spec: str) -> None:
+    """Build the selector's agent and env and let the agent check itself against the env."""
+    agent = registry.make_from_spec(spec, seed=0)
+    env = make_env(cfg, images, agent)
+    try:
+        agent.setup(env)
+    finally:
+        env.close()
+
+
 # -- one run --------------------------------------------------------------------------------
 def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, args, stop: GracefulInterrupt) -> dict:
     """One selector on one seed through the runner; returns its metrics.json content."""
     agent = registry.make_from_spec(selector, seed=seed)
-    env_kwargs = {**cfg["env"], "dataset": images, **agent.env_kwargs()}
-    env = gym.make("patchenv/PatchSelection-v0", **env_kwargs)
+    env = make_env(cfg, images, agent)
     folder = run_dir(Path(cfg["out"]), selector, seed)
     config = {**{k: cfg[k] for k in ("dataset", "preset", "env")}, "agent": selector, "seed": seed,
               "budget": {"epochs": budget.epochs, "seconds": budget.seconds}}
@@ -253,6 +266,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs = _load_previous(out, cfg) if args.resume else []
     except ValueError as e:
         parser.error(str(e))
+    try:
+        images = data_mod.load_dataset(cfg["dataset"], data_root=cfg["env"].get("data_root"),
+                                       download=bool(cfg["env"].get("download")))
+    except data_mod.DatasetError as e:  # missing or corrupt data: the message says what to do
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+    try:
+        for spec in cfg["selectors"]:  # each agent against its env (e.g. random:k above N), before any run
+            check_selector(cfg, images, spec)
+    except ValueError as e:
+        parser.error(f"selector {spec!r}: {e}")
     if args.overwrite:  # the new settings are valid: only now are the old results removed
         clear_out(out, OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,8 +286,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.resume and len(todo) < len(plan):
         print(f"resume: {len(plan) - len(todo)} finished run(s) kept from {out / 'results.json'}", file=sys.stderr)
 
-    images = data_mod.load_dataset(cfg["dataset"], data_root=cfg["env"].get("data_root"),
-                                   download=bool(cfg["env"].get("download")))
     meta = meta_block(cfg["device"], cfg)
     meta["argv"] = list(sys.argv[1:] if argv is None else argv)
     show = not args.no_progress

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from patchenv import data as data_mod
-from patchenv.atomic import atomic_torch_save  # noqa: F401  (also imported from here by agents)
+from patchenv.atomic import atomic_torch_save
 from patchenv.config import EnvConfig, check_device
 from patchenv.rewards import StepStats, loss_term, patch_term
 from patchenv.vit import SimpleViT, init_weights
@@ -152,7 +152,7 @@ class PatchSelectionEnv(gym.Env):
         self._data_shape = dict(image_size=images.image_size, num_classes=images.num_classes,
                                 channels=images.channels)
         self.vit_config = cfg.vit_config(**self._data_shape)
-        # The settings agents and benchmarks read, from the (frozen) config.
+        # The settings agents and front ends read, from the (frozen) config.
         self.batch_size, self.lr, self.n_patch_desired = cfg.batch_size, cfg.lr, cfg.n_patch_desired
         self.selection, self.obs_type, self.tensor_obs = cfg.selection, cfg.obs_type, cfg.tensor_obs
         self.amp, self.compile, self.eval_batch_size = cfg.amp, cfg.compile, cfg.eval_batch_size

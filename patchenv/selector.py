@@ -1,6 +1,6 @@
 """The one contract between a patch selector (an agent) and what runs it.
 
-The runner, the CLI and the benchmarks use an agent only through `PatchSelector`; the
+The runner, the CLI and the comparison scripts use an agent only through `PatchSelector`; the
 `agents` package's ``Agent`` base class gives a default for every member, so an agent
 usually writes ``act`` (and ``update`` if it learns). The contract lives here, below the
 agents, so ``patchenv`` never imports ``agents``.
@@ -42,7 +42,7 @@ class Transition:
 
 @runtime_checkable
 class PatchSelector(Protocol):
-    """Everything the runner, the CLI and the benchmarks use of an agent (structural: an
+    """Everything the runner, the CLI and the comparison scripts use of an agent (structural: an
     agent need not subclass ``agents.base.Agent``)."""
 
     name: str

@@ -166,6 +166,9 @@ def test_unknown_selector_lists_the_available_ones(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _compare(tmp_path, selectors="all,nope")
     assert "norm_topk" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # refused before any run: nothing is written
+        _compare(tmp_path, selectors="all,random:k=1000")
+    assert "outside [1, 64]" in capsys.readouterr().err and not (tmp_path / "results.json").exists()
 
 
 def test_compare_selectors_reports_agentvit_overhead(tmp_path):

@@ -90,7 +90,10 @@ def test_errors_name_the_choices_with_the_subcommand_usage(tmp_path, capsys):
     assert "no_such_data" in err and "digits" in err
     with pytest.raises(SystemExit):
         run(tmp_path, "--agent", "random:k=0")
-    assert "k" in capsys.readouterr().err
+    assert "k must be an integer in [1, N]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--agent", "random:k=1000")
+    assert "outside [1, 64]" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()  # nothing was written
 
 
