@@ -49,9 +49,14 @@ def params(env) -> list[torch.Tensor]:
     return [p.detach().float().cpu().clone() for p in env.unwrapped.model.parameters()]
 
 
-def assert_params_close(a, b, atol=1e-4, rtol=1e-3):
-    for x, y in zip(a, b):
-        torch.testing.assert_close(x, y, atol=atol, rtol=rtol)
+def assert_same_update(before, a, b, rel=0.02):
+    """Two runs that started from the weights `before` made the same update, up to `rel`
+    of its size. Element-wise bounds would be flaky: Adam turns a gradient near zero into
+    a full +-lr step, so a rounding-level sign flip moves a weight by 2 lr."""
+    diff = torch.sqrt(sum(((x - y) ** 2).sum() for x, y in zip(a, b)))
+    update = torch.sqrt(sum(((x - w) ** 2).sum() for x, w in zip(a, before)))
+    assert update > 0, "no weight changed"
+    assert diff <= rel * update, f"the runs' weights differ by {diff:.3g}, {diff / update:.2%} of the update"
 
 
 def test_training_step_on_cuda():
@@ -116,7 +121,8 @@ def test_checkpoint_moves_between_cuda_and_cpu(tmp_path, save_on, load_on):
     src.unwrapped.save_checkpoint(path)
     dst = make_env(devices[load_on])
     dst.unwrapped.load_checkpoint(path)
-    assert_params_close(params(dst), params(src), atol=0, rtol=0)  # the weights travel exactly
+    loaded = params(dst)
+    assert all(torch.equal(x, y) for x, y in zip(loaded, params(src)))  # the weights travel exactly
     assert dst.unwrapped.global_step == src.unwrapped.global_step
     # The next step trains on the saved pending batch with the saved weights and Adam
     # moments: the same step on either device, up to kernel rounding.
@@ -125,7 +131,7 @@ def test_checkpoint_moves_between_cuda_and_cpu(tmp_path, save_on, load_on):
     _, _, _, _, got = dst.step(mask)
     assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
     assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-6)
-    assert_params_close(params(dst), params(src))
+    assert_same_update(loaded, params(dst), params(src))
 
 
 def test_bf16_autocast_step_on_cuda():
@@ -145,6 +151,8 @@ def test_bf16_autocast_step_on_cuda():
 def test_compiled_env_step_equals_eager_on_cuda():
     eager = make_env()
     compiled = make_env(compile=True)
+    before = params(eager)
+    assert all(torch.equal(x, y) for x, y in zip(before, params(compiled)))  # same seed, same weights
     # Several patch counts: the compiled forward has dynamic shapes and must give the same
     # numbers at each sequence length, and for the all-patch (no gather) path too.
     for k in (32, 16, N, 32):
@@ -153,7 +161,7 @@ def test_compiled_env_step_equals_eager_on_cuda():
         _, _, _, _, got = compiled.step(mask)
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-3), k
         assert got["tokens"] == want["tokens"]
-    assert_params_close(params(compiled), params(eager), atol=1e-3, rtol=1e-2)
+    assert_same_update(before, params(compiled), params(eager))
 
 
 def test_agentvit_trains_on_the_cuda_env():
