@@ -207,6 +207,25 @@ def attempt(record: dict, fn: Callable[[], Any]) -> bool:
         return False
 
 
+def allow_recompiles(limit: int = 64) -> None:
+    """Every (precision, all-patch or gathered) graph of forward_tokens is a dynamo cache
+    entry of one code object; past dynamo's limit (8) it would run eager without a word
+    and the compiled timings would be eager ones."""
+    import torch._dynamo
+
+    name = "recompile_limit" if hasattr(torch._dynamo.config, "recompile_limit") else "cache_size_limit"
+    setattr(torch._dynamo.config, name, max(limit, getattr(torch._dynamo.config, name)))
+
+
+def dynamo_stats() -> Optional[dict]:
+    """Frames dynamo compiled and the graphs it produced (None where torch lacks them)."""
+    try:
+        from torch._dynamo.utils import counters
+        return {"frames": dict(counters["frames"]), "unique_graphs": counters["stats"].get("unique_graphs", 0)}
+    except Exception:  # a private counter; its absence must not cost the report
+        return None
+
+
 def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
@@ -929,6 +948,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     plan = [(name, fn) for name, fn in SECTIONS if name in names]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    if cfg.compile:
+        allow_recompiles()
     text = ""
     try:
         bar = tqdm(plan, desc="device report", disable=not ctx.show)
@@ -949,6 +970,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         report["meta"]["status"] = "complete"
     finally:
         report["meta"]["duration_s"] = time.perf_counter() - ctx.start
+        report["meta"]["dynamo"] = dynamo_stats() if cfg.compile else None
         if report["meta"]["status"] != "complete":
             report["meta"]["status"] = "interrupted"
         text = write_report(out, report)
