@@ -722,16 +722,18 @@ def _cpu_model() -> str:
 
 
 def _git_commit() -> Optional[str]:
-    """HEAD of the checkout (+dirty), or None where the copy has no git metadata."""
+    """HEAD of the checkout (+dirty); where the copy has no git metadata (a checkout sent
+    to a lent GPU), $PATCHENV_GIT_COMMIT if set, else None."""
+    fallback = os.environ.get("PATCHENV_GIT_COMMIT") or None
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5)
         if head.returncode != 0:
-            return None
+            return fallback
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
                                capture_output=True, text=True, timeout=5)
         return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
 
 
 def meta_block(ctx: Context, argv: list[str]) -> dict:
