@@ -697,9 +697,9 @@ def evaluate_targets(report: dict) -> list[dict]:
     pipeline = epoch.get("data_pipeline", {}).get("median_s")
     share = pipeline / fastest["wall_s"] if (fastest and pipeline is not None) else None
     add("data pipeline / all-patch epoch", share, 0.05, "<", fastest and f"{fastest['variant']} epoch")
-    add(f"all-patch epoch ({epoch.get('images', '?')} images, batch {epoch.get('batch_size', '?')}), s",
-        fastest and fastest["wall_s"], 3.0, "<=", fastest and fastest["variant"],
-        None if epoch.get("images") == 50_000 else "not a CIFAR-10-sized epoch (--quick)")
+    images, batch = epoch.get("images", cfg["epoch_images"]), epoch.get("batch_size", cfg["epoch_batch"])
+    add(f"all-patch epoch ({images} images, batch {batch}), s", fastest and fastest["wall_s"], 3.0, "<=",
+        fastest and fastest["variant"], None if images == 50_000 else "not a CIFAR-10-sized epoch (--quick)")
     return targets
 
 
