@@ -3,8 +3,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# The pure-Python wheels a bare GPU box lacks (it has torch & co. but no gymnasium/SB3 and
+# no network): `make wheels` here, then carry .wheels/ with the checkout. The versions are
+# .venv's (pip show); `wheel` gives setuptools older than 70.1 the bdist_wheel command an
+# editable install needs.
+WHEELS := .wheels
+WHEEL_PINS := gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2 wheel==0.45.1
+BENCH_GPU_ARGS ?=
 
-.PHONY: run test venv clean
+.PHONY: run test venv clean wheels bench-gpu
 
 venv: $(STAMP)
 
@@ -28,6 +35,41 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# As py3-none-any wheels, without their dependencies (torch, numpy, ... are on the GPU box).
+wheels:
+	mkdir -p $(WHEELS)
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --dest $(WHEELS) $(WHEEL_PINS)
+	@ls $(WHEELS)/*.whl
+
+# On a bare GPU box, with its python3 (not .venv): install the carried wheels if gymnasium
+# is missing, then the project in editable mode if no patchenv is installed (no build
+# isolation: no network to fetch setuptools), then the device report (~5 min on an H100;
+# results/device/). Where pip refuses (an externally managed python), the wheels are
+# unpacked into .wheels/site instead; the checkout always runs first on PYTHONPATH, so an
+# existing install of another checkout is neither used nor changed.
+# Check the recipe on a CPU: make bench-gpu PYTHON=.venv/bin/python BENCH_GPU_ARGS="--device cpu --quick"
+bench-gpu:
+	@if $(PYTHON) -c "import gymnasium, stable_baselines3" 2>/dev/null; then \
+		echo "bench-gpu: gymnasium and stable-baselines3 found"; \
+	elif ! ls $(WHEELS)/*.whl >/dev/null 2>&1; then \
+		echo "bench-gpu: ERROR: $(PYTHON) cannot import gymnasium/stable-baselines3 and $(WHEELS)/ holds no wheels." >&2; \
+		echo "bench-gpu: run 'make wheels' where the package registry is reachable, and carry $(WHEELS)/ with the checkout." >&2; \
+		exit 1; \
+	else \
+		echo "bench-gpu: installing $(WHEELS)/*.whl"; \
+		$(PYTHON) -m pip install --quiet --no-deps --no-index --no-build-isolation $(WHEELS)/*.whl || { \
+			echo "bench-gpu: pip install failed; unpacking the wheels into $(WHEELS)/site instead" >&2; \
+			for w in $(WHEELS)/*.whl; do $(PYTHON) -m zipfile -e "$$w" $(WHEELS)/site || exit 1; done; }; \
+	fi
+	@if $(PYTHON) -c "import importlib.metadata as m; m.version('patchenv')" 2>/dev/null; then \
+		echo "bench-gpu: patchenv is installed already; this checkout runs from PYTHONPATH ahead of it"; \
+	else \
+		$(PYTHON) -m pip install --quiet --no-deps --no-index --no-build-isolation -e . || \
+		echo "bench-gpu: 'pip install -e .' failed; running the checkout from PYTHONPATH" >&2; \
+	fi
+	PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
+		$(PYTHON) -m benchmarks.device_report --out results/device $(BENCH_GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) results runs
