@@ -63,10 +63,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -74,8 +72,6 @@ import time
 import traceback
 import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -88,8 +84,9 @@ from tqdm import tqdm
 import agents
 import patchenv  # noqa: F401  (registers the env ids)
 from patchenv import data as data_mod
-from patchenv.atomic import atomic_write_text
+from patchenv.atomic import atomic_write_json, atomic_write_text
 from patchenv.env import resolve_device
+from patchenv.meta import meta_block
 from patchenv.presets import PRESETS
 from patchenv.vit import SimpleViT, init_weights
 
@@ -704,81 +701,19 @@ def evaluate_targets(report: dict) -> list[dict]:
 
 
 # -- the report ---------------------------------------------------------------------------------
-def _version(dist: str) -> Optional[str]:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> Optional[str]:
-    """HEAD of the checkout (+dirty); where the copy has no git metadata (a checkout sent
-    to a lent GPU), $PATCHENV_GIT_COMMIT if set, else None."""
-    fallback = os.environ.get("PATCHENV_GIT_COMMIT") or None
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=5)
-        if head.returncode != 0:
-            return fallback
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=5)
-        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return fallback
-
-
-def meta_block(ctx: Context, argv: list[str]) -> dict:
+def device_meta(ctx: Context, argv: list[str]) -> dict:
+    """The common meta block (`patchenv.meta`) plus the GPU's properties."""
     dev = ctx.device
+    meta = meta_block(dev, asdict(ctx.cfg))
     gpu = None
     if dev.type == "cuda":
         props = torch.cuda.get_device_properties(dev)
         gpu = {"name": torch.cuda.get_device_name(dev), "capability": f"{props.major}.{props.minor}",
                "memory_gb": round(props.total_memory / 2**30, 1), "multiprocessors": props.multi_processor_count}
-    return {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "status": "running",
-        "device": str(dev),
-        "device_name": gpu["name"] if gpu else f"CPU: {_cpu_model()}",
-        "gpu": gpu,
-        "cpu": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {name: _version(dist) for name, dist in (
-            ("torch", "torch"), ("gymnasium", "gymnasium"), ("stable_baselines3", "stable-baselines3"),
-            ("numpy", "numpy"), ("patchenv", "patchenv"))},
-        "cuda": torch.version.cuda,
-        "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "git_commit": _git_commit(),
-        "quick": None,
-        "config": asdict(ctx.cfg),
-        "argv": argv,
-    }
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
+    meta.update(device_name=gpu["name"] if gpu else f"CPU: {meta['cpu']}", gpu=gpu,
+                cudnn=torch.backends.cudnn.version() if dev.type == "cuda" else None,
+                float32_matmul_precision=torch.get_float32_matmul_precision(), quick=None, argv=argv)
+    return meta
 
 
 def _f(value, fmt="{:.3f}") -> str:
@@ -895,7 +830,7 @@ def _step_tables(s: dict) -> list[str]:
 
 def write_report(out: Path, report: dict) -> str:
     report["targets"] = evaluate_targets(report)
-    atomic_write_text(out / "device_report.json", json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
+    atomic_write_json(out / "device_report.json", report)
     text = markdown(report)
     atomic_write_text(out / "device_report.md", text + "\n")
     return text
@@ -945,7 +880,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = replace(cfg, budget_s=args.budget_s)
     out = Path(args.out)
     ctx = Context(cfg=cfg, device=device, start=time.perf_counter(), show=not args.no_progress)
-    report = {"meta": meta_block(ctx, list(sys.argv[1:] if argv is None else argv)), "sections": {}}
+    report = {"meta": device_meta(ctx, list(sys.argv[1:] if argv is None else argv)), "sections": {}}
     report["meta"]["quick"] = bool(args.quick)
     plan = [(name, fn) for name, fn in SECTIONS if name in names]
     if device.type == "cuda":

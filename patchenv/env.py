@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import hashlib
 import math
 import os
 import time
@@ -383,7 +384,7 @@ class PatchSelectionEnv(gym.Env):
         self._np_random = np.random.Generator(np.random.PCG64())
         self._np_random.bit_generator.state = state["np_random"]
         self._np_random_seed = state["np_random_seed"]
-        self._data_gen.set_state(state["data_gen"].cpu())  # generator states are CPU byte tensors
+        self._restore_data_gen(state["data_gen"].cpu())  # generator states are CPU byte tensors
         self._perm = state["perm"].to(self.device)
         self._pos = state["pos"]
         self.epoch = state["epoch"]
@@ -399,6 +400,18 @@ class PatchSelectionEnv(gym.Env):
         return self._observation()
 
     # -- internals ------------------------------------------------------------------------
+    def _restore_data_gen(self, saved: torch.Tensor) -> None:
+        """The data order's generator from a checkpoint. CPU and CUDA generators keep
+        different states (5056 vs 16 bytes), so a run moved to the other device type is
+        reseeded from a hash of the saved state: deterministic, and the pending batch is
+        the saved one, but later epochs' order and crops differ from the original
+        device's. On the same device type the run continues exactly."""
+        try:
+            self._data_gen.set_state(saved)
+        except RuntimeError:
+            digest = hashlib.sha256(saved.numpy().tobytes()).digest()
+            self._data_gen.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
     def _fingerprint(self) -> dict:
         return self.config.fingerprint(dataset_name=self.dataset_name, **self._data_shape)
 

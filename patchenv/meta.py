@@ -39,16 +39,19 @@ def _version(dist: str) -> Optional[str]:
 
 
 def git_commit() -> Optional[str]:
-    """HEAD of the checkout this package runs from, ``+dirty`` when tracked files changed."""
+    """HEAD of the checkout this package runs from, ``+dirty`` when tracked files changed;
+    where the copy has no git metadata (a checkout sent to a lent GPU machine),
+    ``$PATCHENV_GIT_COMMIT`` if set."""
     root = Path(__file__).resolve().parent.parent
+    fallback = os.environ.get("PATCHENV_GIT_COMMIT") or None
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
                                capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None
+        return fallback
     if head.returncode != 0:
-        return None
+        return fallback
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 

@@ -337,3 +337,22 @@ def test_load_checkpoint_errors(tmp_path):
         make().load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="missing.pt"):
         make().load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_from_another_device_type_loads_and_trains_the_saved_batch(tmp_path):
+    # A CUDA generator state is 16 bytes, a CPU one 5056: a run moved between device
+    # types reseeds its data order deterministically and trains the saved pending batch.
+    env = make()
+    env.reset(seed=0)
+    env.step(valid("batch", 0))
+    env.save_checkpoint(tmp_path / "ck.pt")
+    state = torch.load(tmp_path / "ck.pt", weights_only=False)
+    state["data_gen"] = torch.arange(16, dtype=torch.uint8)  # the shape of a CUDA generator's state
+    torch.save(state, tmp_path / "cuda-like.pt")
+    steps = []
+    for name in ("ck.pt", "cuda-like.pt", "cuda-like.pt"):
+        other = make()
+        other.load_checkpoint(tmp_path / name)
+        steps.append(other.step(valid("batch", 1)))
+    assert steps[0][4]["loss"] == steps[1][4]["loss"]  # the pending batch is the saved one
+    assert_same_step(steps[1], steps[2])  # the reseeding is deterministic
