@@ -85,7 +85,8 @@ import agents
 import patchenv  # noqa: F401  (registers the env ids)
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_write_json, atomic_write_text
-from patchenv.env import resolve_device
+from patchenv.cuda_graph import GraphedStep
+from patchenv.env import make_optimizer, resolve_device
 from patchenv.meta import meta_block
 from patchenv.presets import PRESETS
 from patchenv.vit import SimpleViT, init_weights
@@ -258,8 +259,9 @@ class Timer:
         return (time.perf_counter() - t0) / inner
 
 
-def autocast(device: torch.device, precision: str):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=cache_enabled)
 
 
 def fixed_mask(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -280,11 +282,14 @@ def cifar_shaped(n_train: int, n_test: int = 1000, seed: int = 0) -> data_mod.Im
                               data_mod.CIFAR10_MEAN, data_mod.CIFAR10_STD)
 
 
-def make_env(ctx: Context, images: data_mod.ImageData, batch_size: int, precision: str, compiled: bool, **kwargs):
+MODES = ("eager", "compile", "graph")  # graph: the whole step replayed from a CUDA graph (CUDA only)
+
+
+def make_env(ctx: Context, images: data_mod.ImageData, batch_size: int, precision: str, mode: str, **kwargs):
     """The env on the report's device with the preset ViT; episodes never end on their own."""
     return gym.make(ENV_ID, dataset=images, batch_size=batch_size, patch_size=PATCH_SIZE, device=str(ctx.device),
-                    amp="bf16" if precision == "bf16" else None, compile=compiled, episode_steps=10**9,
-                    **ctx.vit(), **kwargs)
+                    amp="bf16" if precision == "bf16" else None, compile=mode == "compile",
+                    cuda_graph=mode == "graph", episode_steps=10**9, **ctx.vit(), **kwargs)
 
 
 def env_step(env, action):
@@ -300,7 +305,7 @@ class BareStep:
     """The floor env.step is held to: embed, forward on the kept tokens (one shared mask,
     an index tensor), cross-entropy, backward, fused Adam, on a fixed batch."""
 
-    def __init__(self, ctx: Context, batch_size: int, compiled: bool, seed: int):
+    def __init__(self, ctx: Context, batch_size: int, mode: str, seed: int):
         dev = ctx.device
         g = torch.Generator(dev).manual_seed(seed)
         with torch.random.fork_rng(devices=[]):  # the module's own init would draw from the global RNG
@@ -308,11 +313,12 @@ class BareStep:
                                    **ctx.vit()).to(dev)
         init_weights(self.model, g)
         self.model.train()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
+        self.optimizer = make_optimizer(self.model, 1e-3, capturable=mode == "graph")
         # Compiled as the env compiles it, so the two share inductor's cache.
-        self.forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True) if compiled \
+        self.forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True) if mode == "compile" \
             else self.model.forward_tokens
         self.device = dev
+        self.mode = mode
         self.num_patches = self.model.num_patches
         self.set_batch(batch_size, seed)
 
@@ -320,6 +326,7 @@ class BareStep:
         g = torch.Generator(self.device).manual_seed(seed)
         self.x = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, device=self.device, generator=g)
         self.y = torch.randint(10, (batch_size,), device=self.device, generator=g)
+        self.graphed = {}  # precision -> GraphedStep (the env's CUDA-graph step), per batch size
 
     def keep(self, mask: np.ndarray) -> Optional[torch.Tensor]:
         """The index tensor of a mask, on the device (None: every patch, as the env passes)."""
@@ -328,6 +335,12 @@ class BareStep:
         return torch.from_numpy(np.flatnonzero(mask)).to(self.device)
 
     def __call__(self, keep: Optional[torch.Tensor], precision: str) -> None:
+        if self.mode == "graph":
+            if precision not in self.graphed:
+                self.graphed[precision] = GraphedStep(self.model, self.optimizer, self.x, self.y,
+                                                      lambda: autocast(self.device, precision, cache_enabled=False))
+            if self.graphed[precision](self.x, self.y, keep) is not None:
+                return  # replayed (a shape's first call runs eagerly below, as in the env)
         with autocast(self.device, precision):
             logits = self.forward_tokens(self.model.embed(self.x), keep)
             loss = F.cross_entropy(logits.float(), self.y)
@@ -403,7 +416,7 @@ def parse_junit(path: Path) -> dict:
 
 
 # -- 2 and 6. bare training-step time against patches kept --------------------------------------
-def section_step_time(ctx: Context, rec: dict, compiled: bool) -> None:
+def section_step_time(ctx: Context, rec: dict, mode: str) -> None:
     cfg = ctx.cfg
     n = (IMAGE_SIZE // PATCH_SIZE) ** 2
     ks = list(cfg.ks)
@@ -411,12 +424,12 @@ def section_step_time(ctx: Context, rec: dict, compiled: bool) -> None:
     masks = {k: fixed_mask(n, k, rng) for k in ks}
     order_rng = np.random.default_rng(cfg.seed + 1)
     timer = Timer(ctx.device)
-    mode = "compile" if compiled else "eager"
+    compiled = mode == "compile"
     variants = [(b, p) for p in cfg.precisions for b in cfg.batch_sizes]
     rec.update({"mode": mode, "num_patches": n, "ks": ks, "variants": []})
     # One model for every variant: timing does not depend on the weights, and a compiled
     # forward is traced once per precision and mask kind, not per batch size.
-    bare = BareStep(ctx, cfg.batch_sizes[0], compiled, cfg.seed)
+    bare = BareStep(ctx, cfg.batch_sizes[0], mode, cfg.seed)
     keeps = {k: bare.keep(masks[k]) for k in ks}
     budget_each = cfg.step_budget_s / len(variants)
     compiled_precisions: set = set()
@@ -468,6 +481,61 @@ def time_step_variant(ctx: Context, bare: BareStep, keeps: dict, batch_size: int
         v["peak_memory_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
 
 
+def section_step_time_graph(ctx: Context, rec: dict) -> None:
+    """Section 2 with the whole step replayed from a CUDA graph (the env's cuda_graph=True)."""
+    if not ctx.cuda:
+        rec.update(status="skipped", skipped="CUDA graphs need a CUDA device")
+        return
+    section_step_time(ctx, rec, mode="graph")
+
+
+# -- profile: where an eager step's time goes ------------------------------------------------------
+def section_profile(ctx: Context, rec: dict) -> None:
+    """torch.profiler over a few env steps (fp32, pooled observation, a k=32 mask), eager and,
+    on CUDA, from a CUDA graph: kernels launched per step, host time per step, device
+    time per step, and the ops that cost the host most. A step whose host time exceeds its
+    device time is bound by launching kernels, not by the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg = ctx.cfg
+    b, k, steps = cfg.epoch_batch, cfg.overhead_k, 10
+    mask = fixed_mask((IMAGE_SIZE // PATCH_SIZE) ** 2, k, np.random.default_rng(cfg.seed))
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if ctx.cuda else [])
+    rec["variants"] = []
+    for mode in ["eager"] + (["graph"] if ctx.cuda else []):
+        v = {"name": f"fp32 {mode}", "mode": mode, "batch_size": b, "k": k, "steps": steps}
+        rec["variants"].append(v)
+
+        def measure(v=v, mode=mode):
+            env = make_env(ctx, ctx.random_images(), b, "fp32", mode, obs_type="pooled", selection="batch")
+            try:
+                env.reset(seed=cfg.seed)
+                for _ in range(3):  # warm-up (and, with graphs, capture)
+                    env_step(env, mask)
+                synchronize(ctx.device)
+                t0 = time.perf_counter()
+                with profile(activities=activities) as prof:
+                    for _ in range(steps):
+                        env_step(env, mask)
+                    synchronize(ctx.device)
+                wall = time.perf_counter() - t0
+            finally:
+                env.close()
+            events = prof.key_averages()
+            device_us = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events)
+            kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
+                          and str(e.device_type).endswith("CUDA") and (getattr(e, "self_device_time_total", 0) or 0) > 0)
+            top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
+            v.update({"wall_ms_per_step": 1e3 * wall / steps,
+                      "device_ms_per_step": device_us / 1e3 / steps if ctx.cuda else None,
+                      "device_kernels_per_step": kernels / steps if ctx.cuda else None,
+                      "top_host_ops": [{"op": e.key, "calls_per_step": e.count / steps,
+                                        "self_cpu_ms_per_step": e.self_cpu_time_total / 1e3 / steps}
+                                       for e in top]})
+
+        attempt(v, measure)
+
+
 # -- 3. env.step against the bare step ----------------------------------------------------------
 def section_env_overhead(ctx: Context, rec: dict) -> None:
     cfg = ctx.cfg
@@ -475,29 +543,29 @@ def section_env_overhead(ctx: Context, rec: dict) -> None:
     images = ctx.random_images()
     n = (IMAGE_SIZE // PATCH_SIZE) ** 2
     mask = fixed_mask(n, k, np.random.default_rng(cfg.seed))
-    variants = [("fp32", False)] + ([("bf16", True)] if cfg.compile else [])
+    variants = [("fp32", "eager")] + ([("fp32", "graph"), ("bf16", "graph")] if ctx.cuda else []) \
+        + ([("bf16", "compile")] if cfg.compile else [])
     rec.update({"batch_size": b, "k": k, "obs_type": "pooled", "variants": []})
-    for precision, compiled in variants:
-        v = {"name": f"{precision} {'compile' if compiled else 'eager'}", "precision": precision,
-             "compiled": compiled}
+    for precision, mode in variants:
+        v = {"name": f"{precision} {mode}", "precision": precision, "mode": mode, "compiled": mode == "compile"}
         rec["variants"].append(v)
-        need = cfg.compile_reserve_s if compiled else 10.0
+        need = cfg.compile_reserve_s if mode == "compile" else 10.0
         if ctx.remaining() < need:
             v["skipped"] = f"{ctx.remaining():.0f} s of the run's budget left, {need:.0f} s needed"
             continue
-        attempt(v, lambda: time_env_overhead(ctx, images, b, mask, precision, compiled, v))
+        attempt(v, lambda: time_env_overhead(ctx, images, b, mask, precision, mode, v))
     if not any("ratio" in v for v in rec["variants"]):
         raise RuntimeError("no variant was measured: " + "; ".join(v.get("error", v.get("skipped", "?"))
                                                                    for v in rec["variants"]))
 
 
-def time_env_overhead(ctx: Context, images, b: int, mask: np.ndarray, precision: str, compiled: bool,
+def time_env_overhead(ctx: Context, images, b: int, mask: np.ndarray, precision: str, mode: str,
                       v: dict) -> None:
     cfg = ctx.cfg
-    env = make_env(ctx, images, b, precision, compiled, obs_type="pooled", selection="batch")
+    env = make_env(ctx, images, b, precision, mode, obs_type="pooled", selection="batch")
     try:
         env.reset(seed=cfg.seed)
-        bare = BareStep(ctx, b, compiled, cfg.seed)
+        bare = BareStep(ctx, b, mode, cfg.seed)
         keep = bare.keep(mask)
         steps = {"env": lambda: env_step(env, mask), "bare": lambda: bare(keep, precision)}
         timer = Timer(ctx.device)
@@ -532,7 +600,7 @@ def section_agentvit(ctx: Context, rec: dict) -> None:
     hp = dict(frequency=cfg.agent_frequency, learning_starts=0, eps_start=0.01, eps_end=0.01, seed=cfg.seed)
     agent = agents.make("agentvit", **hp)
     rec["hyperparameters"] = hp
-    env = make_env(ctx, ctx.random_images(), b, "fp32", False, **agent.env_kwargs())
+    env = make_env(ctx, ctx.random_images(), b, "fp32", "eager", **agent.env_kwargs())
     try:
         env.reset(seed=cfg.seed)
         t0 = time.perf_counter()
@@ -612,18 +680,19 @@ def section_epoch(ctx: Context, rec: dict) -> None:
                 "random_k": cfg.random_k, "runs": []})
     rec["data_pipeline"] = {}
     attempt(rec["data_pipeline"], lambda: rec["data_pipeline"].update(time_data_pipeline(ctx, images, b, steps)))
-    variants = [("fp32", False), ("bf16", cfg.compile)]
+    variants = [("fp32", "eager")] + ([("fp32", "graph"), ("bf16", "graph")] if ctx.cuda else []) \
+        + [("bf16", "compile" if cfg.compile else "eager")]
     selectors = [("all", {}), ("random", {"k": cfg.random_k, "seed": cfg.seed})]
-    runs = [(p, c, s, kw) for p, c in variants for s, kw in selectors]
-    for precision, compiled, selector, kw in tqdm(runs, desc="epochs", disable=not ctx.show, leave=False):
+    runs = [(p, m, s, kw) for p, m in variants for s, kw in selectors]
+    for precision, mode, selector, kw in tqdm(runs, desc="epochs", disable=not ctx.show, leave=False):
         run = {"selector": selector if not kw else f"{selector}:k={kw['k']}", "precision": precision,
-               "compiled": compiled, "variant": f"{precision} {'compile' if compiled else 'eager'}"}
+               "mode": mode, "compiled": mode == "compile", "variant": f"{precision} {mode}"}
         rec["runs"].append(run)
-        need = (cfg.compile_reserve_s if compiled else 10.0)
+        need = (cfg.compile_reserve_s if mode == "compile" else 10.0)
         if ctx.remaining() < need:
             run["skipped"] = f"{ctx.remaining():.0f} s of the run's budget left, {need:.0f} s needed"
             continue
-        attempt(run, lambda: epoch_run(ctx, images, b, precision, compiled, selector, kw, run))
+        attempt(run, lambda: epoch_run(ctx, images, b, precision, mode, selector, kw, run))
         pipeline = rec["data_pipeline"].get("median_s")
         if pipeline is not None and run.get("wall_s"):
             run["data_pipeline_share"] = pipeline / run["wall_s"]
@@ -632,12 +701,12 @@ def section_epoch(ctx: Context, rec: dict) -> None:
                                                                  for r in rec["runs"]))
 
 
-def epoch_run(ctx: Context, images, b: int, precision: str, compiled: bool, selector: str, kw: dict,
+def epoch_run(ctx: Context, images, b: int, precision: str, mode: str, selector: str, kw: dict,
               run: dict) -> None:
     cfg = ctx.cfg
     release_memory()  # the last run's env must be gone before the peak-memory counter restarts
     agent = agents.make(selector, **kw)
-    env = make_env(ctx, images, b, precision, compiled, **agent.env_kwargs())
+    env = make_env(ctx, images, b, precision, mode, **agent.env_kwargs())
     try:
         agent.setup(env)
         u = env.unwrapped
@@ -678,15 +747,21 @@ def evaluate_targets(report: dict) -> list[dict]:
                         "variant": variant, "note": note})
 
     b0, n = cfg["batch_sizes"][0], cfg["ks"][0]
-    r32 = None
-    for v in s.get("step_time", {}).get("variants", []):
-        if v.get("batch_size") == b0 and v.get("precision") == "fp32" and "rows" in v:
-            r32 = next((r["ratio_to_full"] for r in v["rows"] if r["k"] == 32), None)
-    add(f"step(32 of {n}) / step({n}), batch {b0}", r32, 0.55, "<=", f"fp32 eager, batch {b0}")
+    for section, mode in (("step_time", "eager"), ("step_time_graph", "graph")):
+        if mode == "graph" and s.get(section, {}).get("status") != "ok":
+            continue  # no CUDA: nothing to judge
+        r32 = None
+        for v in s[section].get("variants", []):
+            if v.get("batch_size") == b0 and v.get("precision") == "fp32" and "rows" in v:
+                r32 = next((r["ratio_to_full"] for r in v["rows"] if r["k"] == 32), None)
+        add(f"step(32 of {n}) / step({n}), batch {b0}", r32, 0.55, "<=", f"fp32 {mode}, batch {b0}")
 
-    ratio = next((v["ratio"] for v in s.get("env_overhead", {}).get("variants", [])
-                  if v.get("precision") == "fp32" and not v.get("compiled") and "ratio" in v), None)
-    add("env.step / bare step (same k=32 mask)", ratio, 1.05, "<=", "fp32 eager")
+    for mode in ("eager", "graph"):
+        found = [v for v in s.get("env_overhead", {}).get("variants", [])
+                 if v.get("precision") == "fp32" and v.get("mode", "eager") == mode]
+        if found or mode == "eager":
+            ratio = found[0].get("ratio") if found else None
+            add("env.step / bare step (same k=32 mask)", ratio, 1.05, "<=", f"fp32 {mode}")
 
     epoch = s.get("epoch", {})
     all_runs = [r for r in epoch.get("runs", []) if r.get("selector") == "all" and r.get("wall_s")]
@@ -767,6 +842,17 @@ def markdown(report: dict) -> str:
                         if "ratio" in x else x.get("error", x.get("skipped", "-"))[:120]]
                        for x in eo["variants"]])
         out.append("")
+    pr = s.get("profile", {})
+    if pr.get("variants"):
+        x0 = pr["variants"][0]
+        out += [f"## Where a step's time goes (torch.profiler, env.step, batch {x0['batch_size']}, k={x0['k']}, fp32)",
+                ""]
+        out += _table(["variant", "wall, ms/step", "GPU busy, ms/step", "kernels/step", "top host ops (self ms/step)"],
+                      [[x["name"], _f(x.get("wall_ms_per_step"), "{:.2f}"), _f(x.get("device_ms_per_step"), "{:.2f}"),
+                        _f(x.get("device_kernels_per_step"), "{:.0f}"),
+                        ", ".join(f"{o['op']} {o['self_cpu_ms_per_step']:.2f}" for o in x.get("top_host_ops", [])[:5])
+                        or x.get("error", "-")[:120]] for x in pr["variants"]])
+        out.append("")
     ag = s.get("agentvit", {})
     if "agent_share" in ag:
         out += ["## AgentViT's own share", "",
@@ -807,7 +893,8 @@ def _section_note(r: dict) -> str:
 
 
 def _step_tables(s: dict) -> list[str]:
-    variants = [v for name in ("step_time", "step_time_compiled") for v in s.get(name, {}).get("variants", [])
+    variants = [v for name in ("step_time", "step_time_graph", "step_time_compiled")
+                for v in s.get(name, {}).get("variants", [])
                 if "rows" in v]
     if not variants:
         return []
@@ -838,11 +925,13 @@ def write_report(out: Path, report: dict) -> str:
 
 SECTIONS: list[tuple[str, Callable[[Context, dict], None]]] = [
     ("gpu_tests", section_gpu_tests),
-    ("step_time", lambda ctx, rec: section_step_time(ctx, rec, compiled=False)),
+    ("step_time", lambda ctx, rec: section_step_time(ctx, rec, mode="eager")),
+    ("step_time_graph", section_step_time_graph),
     ("env_overhead", section_env_overhead),
+    ("profile", section_profile),
     ("agentvit", section_agentvit),
     ("epoch", section_epoch),
-    ("step_time_compiled", lambda ctx, rec: section_step_time(ctx, rec, compiled=True)),
+    ("step_time_compiled", lambda ctx, rec: section_step_time(ctx, rec, mode="compile")),
 ]
 
 

@@ -90,6 +90,8 @@ class EnvConfig:
     """bf16: bfloat16 autocast for the ViT's forward passes; None = float32"""
     compile: bool = False
     """torch.compile the ViT's transformer and head (dynamic shapes: the kept count varies)"""
+    cuda_graph: bool = False
+    """replay each training step from a CUDA graph, one per kept count (CUDA only): removes the kernel-launch cost that bounds a small ViT's step on a fast GPU"""
     eval_batch_size: int = 500
     """images per batch of evaluate() with all patches (memory use, not results)"""
 
@@ -131,8 +133,11 @@ class EnvConfig:
         check_device(self.device)
         if self.reward_fn is not None and not callable(self.reward_fn):
             raise ValueError(f"reward_fn must be a callable(StepStats) -> float or None, got {self.reward_fn!r}")
-        for name in ("download", "tensor_obs", "compile"):
+        for name in ("download", "tensor_obs", "compile", "cuda_graph"):
             self._set(name, bool(getattr(self, name)))
+        if self.compile and self.cuda_graph:
+            raise ValueError("compile and cuda_graph are alternatives (each removes the per-kernel launch cost "
+                             "its own way); pick one")
 
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)  # the dataclass is frozen; only __post_init__ normalises

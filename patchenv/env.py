@@ -24,6 +24,7 @@ from gymnasium import spaces
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_torch_save
 from patchenv.config import EnvConfig, check_device
+from patchenv.cuda_graph import GraphedStep
 from patchenv.rewards import StepStats, loss_term, patch_term
 from patchenv.vit import SimpleViT, init_weights
 
@@ -134,6 +135,8 @@ class PatchSelectionEnv(gym.Env):
             raise TypeError(f"PatchSelectionEnv got an unexpected keyword argument {unknown[0]!r}{hint}")
         self.config = cfg = EnvConfig(**kwargs)
         self.device = resolve_device(cfg.device)
+        if cfg.cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph=True needs a CUDA device; this env runs on {self.device}")
 
         images = cfg.dataset if isinstance(cfg.dataset, data_mod.ImageData) else data_mod.load_dataset(
             cfg.dataset, data_root=cfg.data_root, download=cfg.download)
@@ -186,6 +189,7 @@ class PatchSelectionEnv(gym.Env):
         self.train_time_s = 0.0  # cumulative wall-clock of step() in this run (evaluation excluded)
         self.last_step_time_s = 0.0
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
+        self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -214,20 +218,30 @@ class PatchSelectionEnv(gym.Env):
         t0 = time.perf_counter()
         model, y = self.model, self._batch_y
         model.train()
-        with self._autocast():
-            logits = self._forward_tokens(self._tokens, keep)
-            loss = F.cross_entropy(logits.float(), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
-        correct = (logits.argmax(dim=-1) == y).float().mean()
-        # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
-        loss_v, acc_v, grad_v = torch.stack([loss.detach().float(), correct, grad_norm.float()]).tolist()
-        diverged = not (math.isfinite(loss_v) and math.isfinite(grad_v))
-        if diverged:
-            self.optimizer.zero_grad(set_to_none=True)  # the non-finite update is not applied
+        graphed = None if self._graphed is None else self._graphed(self._batch_x, y, keep)
+        if graphed is not None:  # the whole step replayed from a CUDA graph (the update is in it)
+            # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
+            loss_v, acc_v, grad_v = graphed.tolist()
+            diverged = not (math.isfinite(loss_v) and math.isfinite(grad_v))
         else:
-            self.optimizer.step()
+            # With CUDA graphs the observation's embedding carries no autograd graph.
+            tokens = self._tokens if self._tokens.requires_grad else None
+            with self._autocast():
+                if tokens is None:
+                    tokens = model.embed(self._batch_x)
+                logits = self._forward_tokens(tokens, keep)
+                loss = F.cross_entropy(logits.float(), y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+            correct = (logits.argmax(dim=-1) == y).float().mean()
+            # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
+            loss_v, acc_v, grad_v = torch.stack([loss.detach().float(), correct, grad_norm.float()]).tolist()
+            diverged = not (math.isfinite(loss_v) and math.isfinite(grad_v))
+            if diverged:
+                self.optimizer.zero_grad(set_to_none=True)  # the non-finite update is not applied
+            else:
+                self.optimizer.step()
 
         # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
         # masks to the batch's largest count and needs no padding otherwise.
@@ -415,9 +429,10 @@ class PatchSelectionEnv(gym.Env):
     def _fingerprint(self) -> dict:
         return self.config.fingerprint(dataset_name=self.dataset_name, **self._data_shape)
 
-    def _autocast(self):
+    def _autocast(self, cache_enabled: bool = True):
+        # A CUDA graph capture needs the autocast cache off (cached casts would be stale).
         if self.amp == "bf16":
-            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, cache_enabled=cache_enabled)
         return torch.autocast(device_type=self.device.type, enabled=False)
 
     def _build_run(self, model_seed: Optional[int]) -> None:
@@ -428,10 +443,17 @@ class PatchSelectionEnv(gym.Env):
         self.model = self.model.to(self.device)
         if model_seed is not None:
             init_weights(self.model, torch.Generator(self.device).manual_seed(model_seed))
-        self.optimizer = make_optimizer(self.model, self.lr)
+        self.optimizer = make_optimizer(self.model, self.lr, capturable=self.config.cuda_graph)
         self._forward_tokens = self.model.forward_tokens
         if self.compile:
             self._forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True)
+        self._graphed = None
+        if self.config.cuda_graph:
+            b, c, s = self.batch_size, self._data_shape["channels"], self._data_shape["image_size"]
+            self._graphed = GraphedStep(self.model, self.optimizer,
+                                        torch.empty(b, c, s, s, device=self.device),
+                                        torch.empty(b, dtype=torch.long, device=self.device),
+                                        lambda: self._autocast(cache_enabled=False))
         self._data_gen = torch.Generator(self.device)
 
     def _new_run(self) -> None:
@@ -462,9 +484,10 @@ class PatchSelectionEnv(gym.Env):
         self._prepare_observation()
 
     def _prepare_observation(self) -> None:
-        # The embedding keeps its graph: the training step on this batch reuses it.
+        # The embedding keeps its autograd graph: the eager training step on this batch
+        # reuses it. A CUDA-graph step embeds inside its graph, so it needs none.
         self.model.train()
-        with self._autocast():
+        with self._autocast(), torch.set_grad_enabled(self._graphed is None):
             self._tokens = self.model.embed(self._batch_x)  # (B, N, D)
         self._obs = self._make_obs(self._tokens)
 
@@ -547,8 +570,9 @@ def _signature() -> inspect.Signature:
 PatchSelectionEnv.__init__.__signature__ = _signature()
 
 
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:
     """The paper's optimiser, Adam with a constant lr. The fused kernel (CPU and CUDA) does
     the update in one pass over the weights: ~3x cheaper than the default on CPU here,
-    which matters once dropping patches has made the rest of the step small."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+    which matters once dropping patches has made the rest of the step small.
+    ``capturable`` lets a CUDA graph record it (same kernel, same numbers)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=True, capturable=capturable)

@@ -95,7 +95,12 @@ def test_per_image_masks_on_cuda_match_cpu(uneven):
         want = cpu(img, keep)
         got = gpu(img.to(CUDA), keep.to(CUDA)).cpu()
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
-    assert gpu.last_sequence_shape == (b, max(counts))  # dropped tokens really removed (padded to the max)
+    seen = []
+    hook = gpu.transformer.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[:2])))
+    with torch.no_grad():
+        gpu(img.to(CUDA), keep.to(CUDA))
+    hook.remove()
+    assert seen == [(b, max(counts))]  # dropped tokens really removed (padded to the max)
     if uneven:  # the padding path: each image's logits are those of the image run alone
         with torch.no_grad():
             alone = torch.cat([gpu(img[i:i + 1].to(CUDA), keep[i:i + 1].to(CUDA)) for i in range(b)]).cpu()
@@ -180,3 +185,61 @@ def test_agentvit_trains_on_the_cuda_env():
     obs = env.reset()[0]
     assert isinstance(obs, torch.Tensor) and obs.is_cuda
     assert env.action_space.contains(agent.act(obs))
+
+
+# -- CUDA graphs (cuda_graph=True) -------------------------------------------------------------
+def test_cuda_graph_steps_equal_eager_steps():
+    eager = make_env()
+    graphed = make_env(cuda_graph=True)
+    before = params(eager)
+    # A shape's first step runs eagerly, its second captures and replays; all-patch and
+    # gathered graphs; the counts come back after others (replay of a cached graph).
+    for i, k in enumerate((32, 32, 16, 16, N, N, 32, 16, N)):
+        mask = batch_mask(k, seed=i)
+        _, r_want, _, _, want = eager.step(mask)
+        _, r_got, _, _, got = graphed.step(mask)
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4), (i, k)
+        assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-6)
+        assert r_got == pytest.approx(r_want, rel=1e-4) and got["tokens"] == want["tokens"]
+    assert set(graphed.unwrapped._graphed._graphs) == {("index", 32), ("index", 16), ("all",)}
+    assert_same_update(before, params(graphed), params(eager))
+    assert graphed.unwrapped.evaluate()["accuracy"] == pytest.approx(eager.unwrapped.evaluate()["accuracy"], abs=0.02)
+
+
+def test_cuda_graph_per_image_rows_and_bf16():
+    for amp in (None, "bf16"):
+        eager = make_env(selection="image", amp=amp)
+        graphed = make_env(selection="image", amp=amp, cuda_graph=True)
+        for i in range(4):
+            masks = image_masks([24] * TINY["batch_size"], seed=i).astype(np.int8)  # equal counts: index rows
+            _, _, _, _, want = eager.step(masks)
+            _, _, _, _, got = graphed.step(masks)
+            assert got["loss"] == pytest.approx(want["loss"], rel=1e-4 if amp is None else 3e-2), (amp, i)
+        assert ("index", TINY["batch_size"], 24) in graphed.unwrapped._graphed._graphs
+        uneven = image_masks([8 + (j % 5) * 6 for j in range(TINY["batch_size"])]).astype(np.int8)
+        assert np.isfinite(graphed.step(uneven)[4]["loss"])  # uneven counts: the eager path
+
+
+def test_cuda_graph_skips_a_non_finite_update_and_resumes_from_a_checkpoint(tmp_path):
+    env = make_env(cuda_graph=True)
+    for i in range(2):
+        env.step(batch_mask(32, seed=i))  # the second step replays the captured graph
+    env.unwrapped.save_checkpoint(tmp_path / "run.pt")
+    model = env.unwrapped.model
+    steps_before = [s["step"].clone() for s in env.unwrapped.optimizer.state.values()]
+    with torch.no_grad():
+        model.linear_head.bias.fill_(float("nan"))  # in place: the graph reads it
+    before = params(env)
+    _, _, terminated, _, info = env.step(batch_mask(32, seed=5))
+    assert info["diverged"] and terminated
+    after = params(env)
+    assert all(torch.equal(a, b) or torch.isnan(a).any() for a, b in zip(after, before))  # no update applied
+    assert all(torch.equal(s["step"], b) for s, b in zip(env.unwrapped.optimizer.state.values(), steps_before))
+    # A checkpoint loads into a cuda_graph env and trains on (new graphs, restored state).
+    other = make_env(cuda_graph=True)
+    other.unwrapped.load_checkpoint(tmp_path / "run.pt")
+    eager = make_env()
+    eager.unwrapped.load_checkpoint(tmp_path / "run.pt")
+    for i in range(3):
+        mask = batch_mask(32, seed=10 + i)
+        assert other.step(mask)[4]["loss"] == pytest.approx(eager.step(mask)[4]["loss"], rel=1e-4), i

@@ -356,3 +356,10 @@ def test_checkpoint_from_another_device_type_loads_and_trains_the_saved_batch(tm
         steps.append(other.step(valid("batch", 1)))
     assert steps[0][4]["loss"] == steps[1][4]["loss"]  # the pending batch is the saved one
     assert_same_step(steps[1], steps[2])  # the reseeding is deterministic
+
+
+def test_cuda_graph_needs_cuda_and_excludes_compile():
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        make(cuda_graph=True)  # TINY runs on the CPU
+    with pytest.raises(ValueError, match="alternatives"):
+        make(cuda_graph=True, compile=True)
