@@ -751,7 +751,7 @@ def evaluate_targets(report: dict) -> list[dict]:
         if mode == "graph" and s.get(section, {}).get("status") != "ok":
             continue  # no CUDA: nothing to judge
         r32 = None
-        for v in s[section].get("variants", []):
+        for v in s.get(section, {}).get("variants", []):
             if v.get("batch_size") == b0 and v.get("precision") == "fp32" and "rows" in v:
                 r32 = next((r["ratio_to_full"] for r in v["rows"] if r["k"] == 32), None)
         add(f"step(32 of {n}) / step({n}), batch {b0}", r32, 0.55, "<=", f"fp32 {mode}, batch {b0}")
