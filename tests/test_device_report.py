@@ -39,8 +39,9 @@ def test_every_section_is_present_and_timed(report):
     for name, s in r["sections"].items():
         assert s["status"] in ("ok", "skipped"), (name, s.get("error"))
         assert s["duration_s"] >= 0
-    # compile is skipped at --quick on a CPU; everything else runs
-    assert [n for n, s in r["sections"].items() if s["status"] == "skipped"] == ["step_time_compiled"]
+    # compile is skipped at --quick on a CPU, CUDA graphs without CUDA; everything else runs
+    assert [n for n, s in r["sections"].items() if s["status"] == "skipped"] == ["step_time_graph",
+                                                                                  "step_time_compiled"]
 
 
 def test_gpu_tests_ran_and_skipped_without_cuda(report):
