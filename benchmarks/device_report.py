@@ -523,6 +523,11 @@ def section_profile(ctx: Context, rec: dict) -> None:
             kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
                           and str(e.device_type).endswith("CUDA") and (getattr(e, "self_device_time_total", 0) or 0) > 0)
             top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
+            top_device = sorted(events, key=lambda e: getattr(e, "self_device_time_total", 0) or 0, reverse=True)[:10]
+            v["host_ms_per_step"] = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
+            v["top_device_ops"] = [{"op": e.key, "calls_per_step": e.count / steps,
+                                    "self_device_ms_per_step": (getattr(e, "self_device_time_total", 0) or 0) / 1e3 / steps}
+                                   for e in top_device]
             v.update({"wall_ms_per_step": 1e3 * wall / steps,
                       "device_ms_per_step": device_us / 1e3 / steps if ctx.cuda else None,
                       "device_kernels_per_step": kernels / steps if ctx.cuda else None,
@@ -850,6 +855,11 @@ def markdown(report: dict) -> str:
                         ", ".join(f"{o['op']} {o['self_cpu_ms_per_step']:.2f}" for o in x.get("top_host_ops", [])[:5])
                         or x.get("error", "-")[:120]] for x in pr["variants"]])
         out.append("")
+        for x in pr["variants"]:
+            if x.get("top_device_ops"):
+                out += [f"GPU time by kernel, {x['name']} (ms/step): " + ", ".join(
+                    f"{o['op'][:60]} {o['self_device_ms_per_step']:.3f} (x{o['calls_per_step']:.0f})"
+                    for o in x["top_device_ops"][:8]), ""]
     ag = s.get("agentvit", {})
     if "agent_share" in ag:
         out += ["## AgentViT's own share", "",

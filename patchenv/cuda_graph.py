@@ -35,7 +35,8 @@ class GraphedStep:
         self.max_graphs = max_graphs
         self.static_x = torch.empty_like(batch_x)
         self.static_y = torch.empty_like(batch_y)
-        self.found_inf = torch.zeros(1, device=batch_x.device)
+        # 0-d, like Adam's step counts: the fused Adam subtracts it from them in place.
+        self.found_inf = torch.zeros((), device=batch_x.device)
         self._graphs: dict[tuple, tuple] = {}  # shape key -> (graph, static keep or None, outputs)
         self._seen: set[tuple] = set()
 
@@ -99,7 +100,7 @@ class GraphedStep:
                 grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
                 correct = (logits.argmax(dim=-1) == self.static_y).float().mean()
                 finite = torch.isfinite(loss.detach()) & torch.isfinite(grad_norm)
-                self.found_inf.copy_((~finite).float().reshape(1))
+                self.found_inf.copy_((~finite).float())
                 opt.step()
                 out = torch.stack([loss.detach().float(), correct, grad_norm.float()])
         finally:
