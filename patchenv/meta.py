@@ -39,11 +39,13 @@ def _version(dist: str) -> Optional[str]:
 
 
 def git_commit() -> Optional[str]:
-    """HEAD of the checkout this package runs from, ``+dirty`` when tracked files changed;
-    where the copy has no git metadata (a checkout sent to a lent GPU machine),
-    ``$PATCHENV_GIT_COMMIT`` if set."""
+    """HEAD of the checkout this package runs from, ``+dirty`` when tracked files changed.
+    ``$PATCHENV_GIT_COMMIT``, when set, wins: a copy of the checkout sent to another machine
+    may carry no git metadata, or stale metadata."""
     root = Path(__file__).resolve().parent.parent
     fallback = os.environ.get("PATCHENV_GIT_COMMIT") or None
+    if fallback:
+        return fallback
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
