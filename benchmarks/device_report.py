@@ -519,11 +519,14 @@ def section_profile(ctx: Context, rec: dict) -> None:
             finally:
                 env.close()
             events = prof.key_averages()
-            device_us = sum(getattr(e, "self_device_time_total", 0) or 0 for e in events)
-            kernels = sum(e.count for e in events if getattr(e, "device_type", None) is not None
-                          and str(e.device_type).endswith("CUDA") and (getattr(e, "self_device_time_total", 0) or 0) > 0)
+            # Kernels only: an aten op's entry carries its kernels' device time as well, and
+            # summing both would count eager work twice.
+            on_device = [e for e in events if str(getattr(e, "device_type", "")).endswith("CUDA")
+                         and (getattr(e, "self_device_time_total", 0) or 0) > 0]
+            device_us = sum(e.self_device_time_total for e in on_device)
+            kernels = sum(e.count for e in on_device)
             top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:10]
-            top_device = sorted(events, key=lambda e: getattr(e, "self_device_time_total", 0) or 0, reverse=True)[:10]
+            top_device = sorted(on_device, key=lambda e: e.self_device_time_total, reverse=True)[:10]
             v["host_ms_per_step"] = sum(e.self_cpu_time_total for e in events) / 1e3 / steps
             v["top_device_ops"] = [{"op": e.key, "calls_per_step": e.count / steps,
                                     "self_device_ms_per_step": (getattr(e, "self_device_time_total", 0) or 0) / 1e3 / steps}
