@@ -94,6 +94,8 @@ class EnvConfig:
     """replay each training step from a CUDA graph, one per kept count (CUDA only): removes the kernel-launch cost that bounds a small ViT's step on a fast GPU"""
     eval_batch_size: int = 500
     """images per batch of evaluate() with all patches (memory use, not results)"""
+    render_mode: Optional[str] = field(default=None, metadata=_NOT_CLI)
+    """"rgb_array": render() returns the batch just trained with its dropped patches greyed; None = no rendering"""
 
     def __post_init__(self):
         if isinstance(self.dataset, str):
@@ -133,6 +135,8 @@ class EnvConfig:
         check_device(self.device)
         if self.reward_fn is not None and not callable(self.reward_fn):
             raise ValueError(f"reward_fn must be a callable(StepStats) -> float or None, got {self.reward_fn!r}")
+        if self.render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
         for name in ("download", "tensor_obs", "compile", "cuda_graph"):
             self._set(name, bool(getattr(self, name)))
         if self.compile and self.cuda_graph:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from patchenv import data as data_mod
+from patchenv import render as render_mod
 from patchenv.atomic import atomic_torch_save
 from patchenv.config import EnvConfig, check_device
 from patchenv.cuda_graph import GraphedStep
@@ -112,6 +113,16 @@ class PatchSelectionEnv(gym.Env):
     (Gymnasium's checker compares the infos of two seeded steps): ``train_time_s`` and
     ``last_step_time_s`` are attributes of the unwrapped env.
 
+    ## Rendering
+    ``render_mode="rgb_array"``: ``render()`` returns a uint8 (H, W, 3) frame of the first
+    images of the batch just trained (before any step: the pending batch), denormalised,
+    with the patches the last action dropped greyed out (`patchenv.render`).
+
+    ## Copying
+    The env holds a live training run (a ViT, its optimiser, device tensors, an autograd
+    graph), so ``pickle`` and ``copy.deepcopy`` refuse with a TypeError: continue a run
+    elsewhere with ``save_checkpoint(path)`` and ``load_checkpoint(path)`` in a new env.
+
     Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
     split), ``save_checkpoint(path)`` / ``load_checkpoint(path)`` (the whole training run,
     continued bit for bit), ``pending_images`` and ``attention_state(images)`` for agents.
@@ -125,7 +136,7 @@ class PatchSelectionEnv(gym.Env):
     - v0: initial release.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(self, **kwargs: Any):
         unknown = [name for name in kwargs if name not in _ARGUMENTS]
@@ -190,6 +201,8 @@ class PatchSelectionEnv(gym.Env):
         self.last_step_time_s = 0.0
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
         self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
+        self.render_mode = cfg.render_mode
+        self._rendered = None  # (images, keep mask) of the last trained batch, for render()
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -252,6 +265,8 @@ class PatchSelectionEnv(gym.Env):
         self._episode_step += 1
         if self._loss_ref is None and not diverged:
             self._loss_ref = loss_v
+        if self.render_mode is not None:
+            self._remember_for_render(keep, kept_per_image)
         self._advance()  # load batch t+1 and its observation with the updated weights
         obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
         if not diverged and not (bool(torch.isfinite(obs).all()) if self.tensor_obs else np.isfinite(obs).all()):
@@ -289,6 +304,34 @@ class PatchSelectionEnv(gym.Env):
         if self.selection == "image":
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info
+
+    # -- rendering and copying ------------------------------------------------------------
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() was called without a render_mode; build the env with render_mode='rgb_array'")
+            return None
+        if self.model is None:
+            raise gym.error.ResetNeeded("call reset() before render(): there is no batch yet")
+        images, keep = self._rendered if self._rendered is not None else (self._batch_x[:render_mod.IMAGES], None)
+        unit = images * self._std + self._mean  # denormalised to [0, 1]
+        return render_mod.frame(unit, keep, self.config.patch_size)
+
+    def _remember_for_render(self, keep, kept_per_image) -> None:
+        n = min(render_mod.IMAGES, self.batch_size)
+        mask = torch.zeros(n, self.num_patches, dtype=torch.bool, device=self.device)
+        if keep is None:
+            mask[:] = True
+        elif keep.dtype == torch.bool:
+            mask[:] = keep[:n] if keep.dim() == 2 else keep
+        elif keep.dim() == 1:
+            mask[:, keep] = True
+        else:
+            mask.scatter_(1, keep[:n], True)
+        self._rendered = (self._batch_x[:n].clone(), mask)
+
+    def __getstate__(self):
+        raise TypeError("a PatchSelectionEnv holds a live training run and cannot be pickled or deep-copied; "
+                        "use env.unwrapped.save_checkpoint(path) and load_checkpoint(path) in a new env")
 
     # -- what agents may read between steps -------------------------------------------------
     @property
@@ -459,6 +502,7 @@ class PatchSelectionEnv(gym.Env):
     def _new_run(self) -> None:
         model_seed, data_seed = (int(s) for s in self.np_random.integers(0, 2**62, size=2))
         self._build_run(model_seed)
+        self._rendered = None
         self._data_gen.manual_seed(data_seed)
         self.epoch, self.global_step, self._episode_step = 0, 0, 0
         self._loss_ref = None

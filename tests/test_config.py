@@ -102,7 +102,7 @@ OTHER_VALUES = dict(dataset="digits", data_root="/elsewhere", download=True, bat
                     depth=2, heads=4, dim_head=32, mlp_dim=128, lr=1e-2, selection="image", obs_type="pooled",
                     alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, device="cpu",
                     reward_fn=lambda stats: 0.0, tensor_obs=True, amp="bf16", compile=True, cuda_graph=True,
-                    eval_batch_size=50)
+                    eval_batch_size=50, render_mode="rgb_array")
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(EnvConfig)])

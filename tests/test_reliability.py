@@ -363,3 +363,34 @@ def test_cuda_graph_needs_cuda_and_excludes_compile():
         make(cuda_graph=True)  # TINY runs on the CPU
     with pytest.raises(ValueError, match="alternatives"):
         make(cuda_graph=True, compile=True)
+
+
+def test_render_greys_out_the_dropped_patches_of_the_batch_just_trained():
+    env = gym.make("patchenv/PatchSelection-v0", render_mode="rgb_array", **{**TINY, "dataset": _SYNTHETIC})
+    env.reset(seed=0)
+    before = env.render()
+    assert before.dtype == np.uint8 and before.ndim == 3 and before.shape[2] == 3
+    mask = np.zeros(N, dtype=np.int8)
+    mask[:8] = 1  # the top row of the 8x8 grid
+    env.step(mask)
+    frame = env.render()
+    # By hand: the first image of the trained batch, denormalised, upscaled 4x; its top row
+    # of patches (16 frame pixels) as it is, the rest blended towards grey.
+    u = env.unwrapped
+    x = (u._rendered[0][0] * u._std[0] + u._mean[0]).clamp(0, 1).permute(1, 2, 0).numpy()
+    x = x.repeat(4, axis=0).repeat(4, axis=1)
+    want = np.where(np.arange(128)[:, None, None] < 16, x, 0.25 * x + 0.375)
+    np.testing.assert_array_equal(frame[:, :128], (want * 255).round().astype(np.uint8))
+    with pytest.raises(ValueError, match="render_mode"):
+        make(render_mode="human")
+
+
+def test_copying_an_env_says_to_use_checkpoints():
+    import copy
+    import pickle
+
+    env = make()
+    env.reset(seed=0)
+    for copier in (copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="save_checkpoint"):
+            copier(env)
