@@ -281,8 +281,9 @@ def _imagenette(root: Path, download: bool, image_size: int) -> ImageData:
     shorter side is scaled to S and the centre square kept (torchvision's Resize(S) +
     CenterCrop(S), bilinear, antialiased). The resized uint8 arrays, labels and training
     statistics are cached atomically in root/<archive folder>-<S>px.npz; later loads read
-    that file (a second or so) as long as the image files are unchanged (same names and
-    sizes), instead of decoding ~13,000 JPEGs again (about a minute on a few cores)."""
+    that file (~160 MB at S = 64, about a second) as long as the image files are unchanged
+    (same names and sizes) instead of decoding the 13,394 JPEGs again (measured on 2 cores
+    with files of the archives' sizes: ~0.8 ms an image from 160px, ~1.7 ms from full)."""
     sizes = _imagenette_sizes(image_size)
     folders = [root / IMAGENETTE_ARCHIVES[k][0] for k in sizes]
     found = [(k, f) for k, f in zip(sizes, folders) if f.is_dir()]
