@@ -45,15 +45,17 @@ class EnvConfig:
     CIFAR-10 setup (AGENTVIT.md). Frozen: an env reads its settings from here."""
 
     dataset: Union[str, ImageData] = field(default="cifar10", metadata={**_RUN, "choices": DATASETS})
-    """data set: cifar10 (the paper), fashion_mnist, digits (offline), synthetic (tests), or a loaded ImageData"""
+    """data set: cifar10 (the paper), fashion_mnist, imagenette, digits (offline), synthetic (tests), or a loaded ImageData"""
     data_root: Optional[Union[str, os.PathLike]] = None
     """folder holding (or receiving) downloaded data sets; None = $PATCHENV_DATA or ~/.cache/patchenv"""
     download: bool = False
-    """fetch a missing data set (cifar10, fashion_mnist) into data_root"""
+    """fetch a missing data set (cifar10, fashion_mnist, imagenette) into data_root"""
     batch_size: int = field(default=128, metadata=_RUN)
     """images per training step, B (paper: 128)"""
     patch_size: int = field(default=4, metadata=_VIT)
     """side of a square patch in pixels; N = (image side / patch_size)^2 patches (paper: 4, N = 64)"""
+    image_size: Optional[int] = None
+    """side the images are resized to on load, a multiple of patch_size; None = the data set's own (32; imagenette: 64)"""
     dim: int = field(default=128, metadata=_VIT)
     """token embedding width D (paper: 128)"""
     depth: int = field(default=6, metadata=_VIT)
@@ -114,6 +116,11 @@ class EnvConfig:
             raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
         for name in ("batch_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "eval_batch_size"):
             self._set(name, _positive_int(name, getattr(self, name)))
+        if self.image_size is not None:  # that patch_size divides it is checked with the data set
+            self._set("image_size", _positive_int("image_size", self.image_size, "or None"))
+            if isinstance(self.dataset, ImageData) and self.dataset.image_size != self.image_size:
+                raise ValueError(f"image_size {self.image_size} differs from the given ImageData's "
+                                 f"{self.dataset.image_size}; leave image_size None for a loaded data set")
         if self.episode_steps is not None:
             self._set("episode_steps", _positive_int("episode_steps", self.episode_steps, "or None"))
         # Its range [1, N - 1] needs N, known once the data set is: checked by the env.

@@ -150,7 +150,7 @@ class PatchSelectionEnv(gym.Env):
             raise ValueError(f"cuda_graph=True needs a CUDA device; this env runs on {self.device}")
 
         images = cfg.dataset if isinstance(cfg.dataset, data_mod.ImageData) else data_mod.load_dataset(
-            cfg.dataset, data_root=cfg.data_root, download=cfg.download)
+            cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
         if images.image_size % cfg.patch_size != 0:
             raise ValueError(f"patch_size {cfg.patch_size} must divide the image size {images.image_size}")
         if len(images.train_y) < cfg.batch_size:

@@ -152,7 +152,8 @@ def test_constructor_arguments_are_the_config_fields():
     assert list(params) == [f.name for f in fields(EnvConfig)]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     assert {n: p.default for n, p in params.items()} == {f.name: f.default for f in fields(EnvConfig)}
-    given = dict(TINY, data_root=None, download=False, lr=1e-3, selection="image", obs_type="pooled", alpha=None,
+    given = dict(TINY, data_root=None, download=False, image_size=None, lr=1e-3, selection="image",
+                 obs_type="pooled", alpha=None,
                  loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
                  tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40,
                  render_mode=None)
