@@ -268,7 +268,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(str(e))
     try:
         images = data_mod.load_dataset(cfg["dataset"], data_root=cfg["env"].get("data_root"),
-                                       download=bool(cfg["env"].get("download")))
+                                       download=bool(cfg["env"].get("download")), image_size=cfg["env"].get("image_size"))
     except data_mod.DatasetError as e:  # missing or corrupt data: the message says what to do
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
