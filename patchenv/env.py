@@ -42,6 +42,13 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
 
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
+# v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
+# transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
+CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
+_OLD_CHECKPOINT_FORMATS = {
+    "patchenv-checkpoint-v0": "its ViT has the newer vit-pytorch head (a LayerNorm on every token before pooling), "
+                              "not the notebook's (LayerNorm after pooling) that this patchenv trains",
+}
 
 
 class PatchSelectionEnv(gym.Env):
@@ -123,6 +130,8 @@ class PatchSelectionEnv(gym.Env):
 
     ## Version History
     - v0: initial release.
+    - v0, checkpoint format v1: the ViT's head is the notebook's (LayerNorm of the token
+      mean, no final LayerNorm in the transformer); v0 checkpoints are refused.
     """
 
     metadata = {"render_modes": []}
@@ -357,7 +366,7 @@ class PatchSelectionEnv(gym.Env):
         if self.model is None:
             raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
         state = {
-            "format": "patchenv-checkpoint-v0",
+            "format": CHECKPOINT_FORMAT,
             "config": self._fingerprint(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -385,7 +394,10 @@ class PatchSelectionEnv(gym.Env):
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as e:
             raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
-        if not isinstance(state, dict) or state.get("format") != "patchenv-checkpoint-v0":
+        if isinstance(state, dict) and state.get("format") in _OLD_CHECKPOINT_FORMATS:
+            raise ValueError(f"{path} is a {state['format']} checkpoint: "
+                             f"{_OLD_CHECKPOINT_FORMATS[state['format']]}; start a new run")
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a patchenv checkpoint")
         saved, ours = state["config"], self._fingerprint()
         if saved != ours:
