@@ -78,6 +78,8 @@ class EnvConfig:
     """weight of the patch term -|z - z*|/z* in the reward (paper's code: 20)"""
     n_patch_desired: int = 30
     """target count of kept patches per image; z* = N - n_patch_desired dropped (paper: 30)"""
+    loss_ref_step: int = 1
+    """the run's training step (from 1) whose loss is the reward's reference L(ref); earlier steps are their own reference (loss term 1). 1 = the first step; AgentViT sets its `frequency` (the notebook's first rewarded batch)"""
     episode_steps: Optional[int] = None
     """training steps per episode; None = one epoch (training images // batch_size)"""
     device: str = "auto"
@@ -118,6 +120,7 @@ class EnvConfig:
         if not _is_int(self.n_patch_desired):
             raise ValueError(f"n_patch_desired must be an integer, got {self.n_patch_desired!r}")
         self._set("n_patch_desired", int(self.n_patch_desired))
+        self._set("loss_ref_step", _positive_int("loss_ref_step", self.loss_ref_step))
         if not (_is_real(self.lr) and 0 < self.lr < math.inf):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         self._set("lr", float(self.lr))

@@ -92,9 +92,12 @@ class PatchSelectionEnv(gym.Env):
 
     ## Rewards
     ``loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)`` (`patchenv.rewards`):
-    L(ref) is the run's first training loss, L(t) this step's, z the dropped patches per
-    image (mean over the batch), z* = N - ``n_patch_desired``. The paper's code weighs
-    (1, 20); ``alpha`` sets (alpha, 1 - alpha); ``reward_fn`` replaces the formula.
+    L(t) is this step's training loss, L(ref) the training loss of the run's step
+    ``loss_ref_step`` (counted from 1; default 1, the run's first step; the steps before it
+    are their own reference, loss term 1), z the dropped patches per image (mean over the
+    batch), z* = N - ``n_patch_desired``. The paper's code weighs (1, 20); ``alpha`` sets
+    (alpha, 1 - alpha); ``reward_fn`` replaces the formula. AgentViT asks for
+    ``loss_ref_step = frequency``, the notebook's reference (its first rewarded batch).
 
     ## Starting State
     ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
@@ -169,7 +172,7 @@ class PatchSelectionEnv(gym.Env):
         self.batch_size, self.lr, self.n_patch_desired = cfg.batch_size, cfg.lr, cfg.n_patch_desired
         self.selection, self.obs_type, self.tensor_obs = cfg.selection, cfg.obs_type, cfg.tensor_obs
         self.amp, self.compile, self.eval_batch_size = cfg.amp, cfg.compile, cfg.eval_batch_size
-        self.alpha, self.reward_fn = cfg.alpha, cfg.reward_fn
+        self.alpha, self.reward_fn, self.loss_ref_step = cfg.alpha, cfg.reward_fn, cfg.loss_ref_step
         self.loss_weight, self.patch_weight = cfg.reward_weights
         self.steps_per_epoch = len(images.train_y) // self.batch_size  # last partial batch dropped
         self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
@@ -259,7 +262,7 @@ class PatchSelectionEnv(gym.Env):
         trained_epoch = self.epoch
         self.global_step += 1
         self._episode_step += 1
-        if self._loss_ref is None and not diverged:
+        if self._loss_ref is None and not diverged and self.global_step >= self.loss_ref_step:
             self._loss_ref = loss_v
         self._advance()  # load batch t+1 and its observation with the updated weights
         obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
@@ -276,9 +279,11 @@ class PatchSelectionEnv(gym.Env):
         self.train_time_s += self.last_step_time_s
 
         kept = float(kept_per_image.mean())
-        lt = loss_term(loss_v, self._loss_ref if self._loss_ref is not None else 1.0)
+        # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
+        loss_ref = self._loss_ref if self._loss_ref is not None else loss_v
+        lt = loss_term(loss_v, loss_ref)
         pt = patch_term(kept, self.num_patches, self.n_patch_desired)
-        stats = StepStats(loss=loss_v, loss_ref=self._loss_ref if self._loss_ref is not None else float("nan"),
+        stats = StepStats(loss=loss_v, loss_ref=loss_ref,
                           accuracy=acc_v, kept=kept,
                           kept_per_image=kept_per_image if self.selection == "image" else None,
                           num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,

@@ -349,6 +349,25 @@ def test_reward_formula_by_hand(weights):
     assert env.reset(seed=2) and env.step(np.ones(N))[4]["loss_term"] == 1.0  # first step: L(ref)/L(ref)
 
 
+def test_reward_reference_step_by_hand():
+    """loss_ref_step=3: L(ref) is the third step's loss; steps 1 and 2 are their own
+    reference (loss term 1); a fresh run waits for its own third step again."""
+    env = make(loss_ref_step=3)
+    for seed in (2, 4):
+        env.reset(seed=seed)
+        infos, rewards = [], []
+        for a in masks("batch", 6, seed=seed):
+            _, r, _, _, info = env.step(a)
+            infos.append(info)
+            rewards.append(r)
+        losses = [info["loss"] for info in infos]
+        want = [1.0, 1.0, 1.0] + [losses[2] / loss for loss in losses[3:]]
+        assert [info["loss_term"] for info in infos] == pytest.approx(want, rel=1e-12)
+        assert want[3] != pytest.approx(losses[0] / losses[3])  # not the first step's reference
+        for info, r, lt in zip(infos, rewards, want):
+            assert r == pytest.approx(lt + 20 * expected_patch_term(info["kept"]), rel=1e-12)
+
+
 def test_reward_per_image_uses_mean_kept():
     env = make(selection="image")
     env.reset(seed=0)
