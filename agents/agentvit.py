@@ -46,7 +46,8 @@ is where the notebook and the env's default differ, and this agent takes the not
 
 One small departure, not changing what is learned: the replay overwrites the evicted
 slot instead of popping it and appending (sampling is uniform over the stored set either
-way).
+way). Exploration draws its masks with `patchenv.masks.exploration_mask`, the draw the
+runner's ``test_accuracy_random_masks`` evaluates with.
 
 Performance: the state, the replay and both networks stay on the env's device;
 ``env_kwargs()`` asks the env for torch observations (``tensor_obs=True``), and a numpy
@@ -75,6 +76,7 @@ from torch import nn
 
 from agents.base import FORMAT, Agent
 from patchenv.atomic import atomic_torch_save
+from patchenv.masks import exploration_mask
 from patchenv.selector import Transition
 
 
@@ -235,8 +237,7 @@ class AgentViT(Agent):
         """(B, N) attention state (numpy or torch) -> int8 mask (N,) for the env."""
         n = self.q_network[0].in_features
         if explore and self._rng.random() < self.epsilon():
-            values = self._rng.random(n)  # the notebook's MultiContinue.sample(): U(0, 1)^N
-            mask = (values >= values.mean()).astype(np.int8)
+            mask = exploration_mask(self._rng, n)  # the notebook's MultiContinue.sample() cut at its mean
         else:
             state = self._as_state(obs)
             if state.dim() == 1:

@@ -375,6 +375,19 @@ def test_agentvit_rewards_count_inside_the_epoch_and_skip_the_first_epoch():
     assert agent.replay_size == 1
 
 
+def test_agentvit_explores_with_the_shared_exploration_mask():
+    """eps = 1: every mask is patchenv.masks.exploration_mask after the eps draw, the
+    same draw the runner's random-mask evaluation uses."""
+    from patchenv.masks import exploration_mask
+
+    agent = agents.make("agentvit", eps_start=1.0, eps_end=1.0, seed=3)
+    by_hand = np.random.default_rng(3)
+    obs = np.zeros((TINY["batch_size"], 64), np.float32)
+    for _ in range(5):
+        by_hand.random()  # the eps test
+        assert np.array_equal(agent.act(obs, explore=True), exploration_mask(by_hand, 64))
+
+
 def test_agentvit_reward_reference_is_the_first_rewarded_batch():
     """The notebook's L(ref): the training loss of batch `frequency` of epoch 1, not of the
     run's first step. The rewards the agent stores (batches 4 and 8) by hand:
