@@ -96,6 +96,8 @@ class EnvConfig:
     """replay each training step from a CUDA graph, one per kept count (CUDA only): removes the kernel-launch cost that bounds a small ViT's step on a fast GPU"""
     eval_batch_size: int = 500
     """images per batch of evaluate() with all patches (memory use, not results)"""
+    eval_fraction: float = 1.0
+    """share of the test split evaluate() uses, in (0, 1]: a fixed random subset, the same for every run and seed (patchenv.env.EVAL_SUBSET_SEED); 1 = the whole split, 0.95 = the notebook's 9,500 CIFAR-10 images"""
 
     def __post_init__(self):
         if isinstance(self.dataset, str):
@@ -133,6 +135,9 @@ class EnvConfig:
                 raise ValueError(f"alpha must be a number in [0, 1] or None, got {self.alpha!r}")
             weights_from_alpha(self.alpha)  # raises for a value outside [0, 1]
             self._set("alpha", float(self.alpha))
+        if not (_is_real(self.eval_fraction) and 0 < self.eval_fraction <= 1):
+            raise ValueError(f"eval_fraction must be a number in (0, 1], got {self.eval_fraction!r}")
+        self._set("eval_fraction", float(self.eval_fraction))
         check_device(self.device)
         if self.reward_fn is not None and not callable(self.reward_fn):
             raise ValueError(f"reward_fn must be a callable(StepStats) -> float or None, got {self.reward_fn!r}")

@@ -42,6 +42,9 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
 
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
+# Seeds the draw of the test subset that eval_fraction < 1 keeps: a constant, so every run,
+# seed and device evaluates on the same images (a CPU generator, whatever the device).
+EVAL_SUBSET_SEED = 0
 # v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
 # transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
 CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
@@ -123,7 +126,7 @@ class PatchSelectionEnv(gym.Env):
     ``last_step_time_s`` are attributes of the unwrapped env.
 
     Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
-    split), ``save_checkpoint(path)`` / ``load_checkpoint(path)`` (the whole training run,
+    split, or on the fixed test subset ``eval_fraction`` keeps), ``save_checkpoint(path)`` / ``load_checkpoint(path)`` (the whole training run,
     continued bit for bit), ``pending_images`` and ``attention_state(images)`` for agents.
 
     ## Arguments
@@ -175,6 +178,10 @@ class PatchSelectionEnv(gym.Env):
         self.alpha, self.reward_fn, self.loss_ref_step = cfg.alpha, cfg.reward_fn, cfg.loss_ref_step
         self.loss_weight, self.patch_weight = cfg.reward_weights
         self.steps_per_epoch = len(images.train_y) // self.batch_size  # last partial batch dropped
+        self.eval_fraction = cfg.eval_fraction
+        self._eval_idx = eval_subset(len(images.test_y), cfg.eval_fraction)
+        if self._eval_idx is not None:
+            self._eval_idx = self._eval_idx.to(self.device)
         self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
 
         b, d = self.batch_size, cfg.dim
@@ -328,13 +335,17 @@ class PatchSelectionEnv(gym.Env):
 
         masks=None uses every patch (the paper's protocol). Otherwise a fixed mask (N,) or
         (B, N), or a callable ``masks(obs) -> mask`` given this env's observation of each
-        evaluation batch (batches of ``batch_size``; an agent's ``act`` fits here).
+        evaluation batch (batches of ``batch_size``; an agent's ``act`` fits here). The
+        test split is the fixed subset ``eval_fraction`` keeps (all of it by default);
+        ``n`` in the result counts the images evaluated.
         Changes no training state and draws no random numbers."""
         if self.model is None:
             raise gym.error.ResetNeeded("call reset() before evaluate(): there is no ViT yet")
         if split not in ("test", "train"):
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         xs, ys = (self.data.test_x, self.data.test_y) if split == "test" else (self.data.train_x, self.data.train_y)
+        if split == "test" and self._eval_idx is not None:
+            xs, ys = xs[self._eval_idx], ys[self._eval_idx]
         model = self.model
         was_training = model.training
         model.eval()
@@ -585,6 +596,19 @@ def _signature() -> inspect.Signature:
 
 
 PatchSelectionEnv.__init__.__signature__ = _signature()
+
+
+def eval_subset(n_test: int, fraction: float) -> Optional[torch.Tensor]:
+    """Indices (ascending, CPU) of the test images that ``eval_fraction`` keeps:
+    round(fraction * n_test) of them, drawn by ``torch.randperm`` from a CPU generator
+    seeded with `EVAL_SUBSET_SEED`; None for the whole split."""
+    if fraction >= 1.0:
+        return None
+    k = round(fraction * n_test)
+    if k < 1:
+        raise ValueError(f"eval_fraction {fraction} keeps no image of the {n_test}-image test split")
+    perm = torch.randperm(n_test, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED))
+    return perm[:k].sort().values
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:

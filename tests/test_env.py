@@ -481,6 +481,43 @@ def test_evaluate_all_patches_and_fixed_masks():
     assert env.evaluate(split="train")["n"] == 64
 
 
+def test_eval_fraction_evaluates_a_fixed_subset_of_the_test_split():
+    """eval_fraction=0.75 of 40 test images: the 30 that randperm(40) from a generator
+    seeded with EVAL_SUBSET_SEED puts first, the same in every run, seed and env; the
+    numbers are the model's on those images, by hand. The train split stays whole."""
+    from patchenv.env import EVAL_SUBSET_SEED
+
+    images = data.synthetic(n_train=64, n_test=40)
+    env = make(dataset=images, eval_fraction=0.75)
+    env.reset(seed=0)
+    env.step(np.ones(N))
+    idx = torch.randperm(40, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED))[:30].sort().values
+    x = data.normalize(data.to_unit(env.data.test_x[idx]), env._mean, env._std)
+    with torch.no_grad():
+        logits = env.model(x)
+    res = env.evaluate()
+    assert res["n"] == 30
+    assert res["accuracy"] == float((logits.argmax(-1) == env.data.test_y[idx]).sum()) / 30
+    assert res["loss"] == pytest.approx(float(F.cross_entropy(logits, env.data.test_y[idx])), rel=1e-5)
+    keep = np.zeros(N, np.int8)
+    keep[:20] = 1
+    with torch.no_grad():
+        masked = env.model(x, torch.from_numpy(keep.astype(bool)))
+    assert env.evaluate(masks=keep)["accuracy"] == float((masked.argmax(-1) == env.data.test_y[idx]).sum()) / 30
+    assert env.evaluate(split="train")["n"] == 64
+    # Fixed per data set: another run and seed evaluate the same images.
+    other = make(dataset=images, eval_fraction=0.75)
+    other.reset(seed=9)
+    other.model.load_state_dict(env.model.state_dict())
+    assert other.evaluate() == res
+    # The default is the whole split; a fraction that keeps no image is refused.
+    whole = make(dataset=images)
+    whole.reset(seed=0)
+    assert whole.evaluate()["n"] == 40
+    with pytest.raises(ValueError, match="keeps no image of the 40-image test split"):
+        make(dataset=images, eval_fraction=0.01)
+
+
 def test_evaluate_with_a_callable_selector():
     env = make(dataset=data.synthetic(n_train=64, n_test=40), selection="image", obs_type="attention")
     env.reset(seed=1)
