@@ -78,7 +78,7 @@ class EnvConfig:
     """weight of the patch term -|z - z*|/z* in the reward (paper's code: 20)"""
     n_patch_desired: int = 30
     """target count of kept patches per image; z* = N - n_patch_desired dropped (paper: 30)"""
-    loss_ref_step: int = 1
+    loss_ref_step: int = field(default=1, metadata=_NOT_CLI)
     """the run's training step (from 1) whose loss is the reward's reference L(ref); earlier steps are their own reference (loss term 1). 1 = the first step; AgentViT sets its `frequency` (the notebook's first rewarded batch)"""
     episode_steps: Optional[int] = None
     """training steps per episode; None = one epoch (training images // batch_size)"""

@@ -92,6 +92,8 @@ def test_loss_ref_step_is_a_positive_integer(value):
     with pytest.raises(ValueError, match="loss_ref_step must be a positive integer"):
         EnvConfig(loss_ref_step=value)
     assert EnvConfig().loss_ref_step == 1 and type(EnvConfig(loss_ref_step=np.int32(50)).loss_ref_step) is int
+    # The agent decides it (AgentViT: its frequency), so no flag that its env_kwargs would override.
+    assert "--loss-ref-step" not in parser().format_help()
 
 
 @pytest.mark.parametrize("value", [0, 0.0, -0.5, 1.01, float("nan"), "all", True])
