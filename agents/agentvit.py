@@ -206,6 +206,10 @@ class AgentViT(Agent):
     def setup(self, env) -> None:
         super().setup(env)
         u = env.unwrapped
+        if u.loss_ref_step != self.hp.frequency:
+            raise ValueError(f"agent 'agentvit' needs the notebook's reward reference, loss_ref_step={self.hp.frequency} "
+                             f"(its frequency); the env has loss_ref_step={u.loss_ref_step} "
+                             "(build it with agent.env_kwargs())")
         device = u.device if self.hp.device == "auto" else torch.device(self.hp.device)
         if device != self.device:
             self._move(device)

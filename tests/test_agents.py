@@ -406,6 +406,9 @@ def test_agentvit_reward_reference_is_the_first_rewarded_batch():
     assert agent.replay_size == 2
     assert agent._rewards[:2].tolist() == pytest.approx([by_hand(4), by_hand(8)], rel=1e-6)
     assert by_hand(8) != pytest.approx(losses[0] / losses[7] + 20 * -abs((64 - infos[7]["kept"]) - 34) / 34)
+    # An env built with another reference is refused before any step.
+    with pytest.raises(ValueError, match="loss_ref_step=4 .*the env has loss_ref_step=1"):
+        agent.setup(make_env(agent, loss_ref_step=1))
 
 
 def test_agentvit_save_load_restores_everything(tmp_path):
