@@ -126,8 +126,9 @@ class PatchSelectionEnv(gym.Env):
     ``last_step_time_s`` are attributes of the unwrapped env.
 
     Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
-    split, or on the fixed test subset ``eval_fraction`` keeps), ``save_checkpoint(path)`` / ``load_checkpoint(path)`` (the whole training run,
-    continued bit for bit), ``pending_images`` and ``attention_state(images)`` for agents.
+    split, or on the fixed test subset ``eval_fraction`` keeps), ``save_checkpoint(path)``
+    / ``load_checkpoint(path)`` (the whole training run, continued bit for bit),
+    ``pending_images`` and ``attention_state(images)`` for agents.
 
     ## Arguments
     Keyword only: the fields of `patchenv.config.EnvConfig`, documented there, with the
