@@ -26,15 +26,28 @@ improved agents are where they get fixed, not here):
    reward, so no patch gets credit for its own effect;
 2. s' is the same images one ViT step later, and there is no terminal state;
 3. the reward's loss term L(ref)/L(t) rises as the ViT trains whatever the mask (it is
-   the env's reward, non-stationary);
+   the env's reward, non-stationary; see "Reward" below);
 4. random exploration cuts a uniform vector at its mean and so keeps ~N/2 patches, close
    to the target of 30: random masks already score nearly optimally on the patch term;
 5. one mask for the whole batch (``selection="batch"``), not one per image.
 
-Two small departures, neither changing what is learned: the replay overwrites the
-evicted slot instead of popping it and appending (sampling is uniform over the stored set
-either way), and the env's loss reference L(ref) is the run's first training loss while
-the notebook uses the loss at the first rewarded iteration (that is the env's reward).
+Reward: the env's, ``R = loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)``
+(weights (1, 20) as the notebook's code, or the README's ``alpha``). Its reference L(ref)
+is where the notebook and the env's default differ, and this agent takes the notebook's:
+
+- the env's default (``loss_ref_step=1``, every other agent): L(ref) is the training
+  loss of the run's first step;
+- the notebook (and this agent): L(ref) is the training loss of the first *rewarded*
+  iteration, batch ``frequency`` of epoch 1 (its ``train_loss_list`` only grows on
+  rewarded steps). ``env_kwargs()`` asks the env for ``loss_ref_step=frequency``, so the
+  env's reward, the one the runner logs as ``mean_reward``, is the one this agent learns
+  from. The env's steps before it are their own reference (loss term 1); the agent
+  never learns from them (nothing is stored in epoch 1).
+
+One small departure, not changing what is learned: the replay overwrites the evicted
+slot instead of popping it and appending (sampling is uniform over the stored set either
+way). Exploration draws its masks with `patchenv.masks.exploration_mask`, the draw the
+runner's ``test_accuracy_random_masks`` evaluates with.
 
 Performance: the state, the replay and both networks stay on the env's device;
 ``env_kwargs()`` asks the env for torch observations (``tensor_obs=True``), and a numpy
@@ -63,6 +76,7 @@ from torch import nn
 
 from agents.base import FORMAT, Agent
 from patchenv.atomic import atomic_torch_save
+from patchenv.masks import exploration_mask
 from patchenv.selector import Transition
 
 
@@ -176,8 +190,10 @@ class AgentViT(Agent):
 
     # -- what the env must produce -------------------------------------------------------
     def env_kwargs(self) -> dict:
-        """The paper's state as torch tensors on the env's device (no host copy)."""
-        return {"obs_type": self.obs_type, "selection": self.selection, "tensor_obs": True}
+        """The paper's state as torch tensors on the env's device (no host copy), and the
+        notebook's reward reference: the loss of the first rewarded batch (``frequency``)."""
+        return {"obs_type": self.obs_type, "selection": self.selection, "tensor_obs": True,
+                "loss_ref_step": self.hp.frequency}
 
     def config(self) -> dict:
         return asdict(self.hp)
@@ -190,6 +206,10 @@ class AgentViT(Agent):
     def setup(self, env) -> None:
         super().setup(env)
         u = env.unwrapped
+        if u.loss_ref_step != self.hp.frequency:
+            raise ValueError(f"agent 'agentvit' needs the notebook's reward reference, loss_ref_step={self.hp.frequency} "
+                             f"(its frequency); the env has loss_ref_step={u.loss_ref_step} "
+                             "(build it with agent.env_kwargs())")
         device = u.device if self.hp.device == "auto" else torch.device(self.hp.device)
         if device != self.device:
             self._move(device)
@@ -221,8 +241,7 @@ class AgentViT(Agent):
         """(B, N) attention state (numpy or torch) -> int8 mask (N,) for the env."""
         n = self.q_network[0].in_features
         if explore and self._rng.random() < self.epsilon():
-            values = self._rng.random(n)  # the notebook's MultiContinue.sample(): U(0, 1)^N
-            mask = (values >= values.mean()).astype(np.int8)
+            mask = exploration_mask(self._rng, n)  # the notebook's MultiContinue.sample() cut at its mean
         else:
             state = self._as_state(obs)
             if state.dim() == 1:

@@ -80,6 +80,8 @@ class EnvConfig:
     """weight of the patch term -|z - z*|/z* in the reward (paper's code: 20)"""
     n_patch_desired: int = 30
     """target count of kept patches per image; z* = N - n_patch_desired dropped (paper: 30)"""
+    loss_ref_step: int = field(default=1, metadata=_NOT_CLI)
+    """the run's training step (from 1) whose loss is the reward's reference L(ref); earlier steps are their own reference (loss term 1). 1 = the first step; AgentViT sets its `frequency` (the notebook's first rewarded batch)"""
     episode_steps: Optional[int] = None
     """training steps per episode; None = one epoch (training images // batch_size)"""
     device: str = "auto"
@@ -96,6 +98,8 @@ class EnvConfig:
     """replay each training step from a CUDA graph, one per kept count (CUDA only): removes the kernel-launch cost that bounds a small ViT's step on a fast GPU"""
     eval_batch_size: int = 500
     """images per batch of evaluate() with all patches (memory use, not results)"""
+    eval_fraction: float = 1.0
+    """share of the test split evaluate() uses, in (0, 1]: a fixed random subset, the same for every run and seed (patchenv.env.EVAL_SUBSET_SEED); 1 = the whole split, 0.95 = the notebook's 9,500 CIFAR-10 images"""
     render_mode: Optional[str] = field(default=None, metadata=_NOT_CLI)
     """"rgb_array": render() returns the batch just trained with its dropped patches greyed; None = no rendering"""
 
@@ -127,6 +131,7 @@ class EnvConfig:
         if not _is_int(self.n_patch_desired):
             raise ValueError(f"n_patch_desired must be an integer, got {self.n_patch_desired!r}")
         self._set("n_patch_desired", int(self.n_patch_desired))
+        self._set("loss_ref_step", _positive_int("loss_ref_step", self.loss_ref_step))
         if not (_is_real(self.lr) and 0 < self.lr < math.inf):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         self._set("lr", float(self.lr))
@@ -139,6 +144,9 @@ class EnvConfig:
                 raise ValueError(f"alpha must be a number in [0, 1] or None, got {self.alpha!r}")
             weights_from_alpha(self.alpha)  # raises for a value outside [0, 1]
             self._set("alpha", float(self.alpha))
+        if not (_is_real(self.eval_fraction) and 0 < self.eval_fraction <= 1):
+            raise ValueError(f"eval_fraction must be a number in (0, 1], got {self.eval_fraction!r}")
+        self._set("eval_fraction", float(self.eval_fraction))
         check_device(self.device)
         if self.reward_fn is not None and not callable(self.reward_fn):
             raise ValueError(f"reward_fn must be a callable(StepStats) -> float or None, got {self.reward_fn!r}")

@@ -43,6 +43,16 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
 
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
+# Seeds the draw of the test subset that eval_fraction < 1 keeps: a constant, so every run,
+# seed and device evaluates on the same images (a CPU generator, whatever the device).
+EVAL_SUBSET_SEED = 0
+# v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
+# transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
+CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
+_OLD_CHECKPOINT_FORMATS = {
+    "patchenv-checkpoint-v0": "its ViT has the newer vit-pytorch head (a LayerNorm on every token before pooling), "
+                              "not the notebook's (LayerNorm after pooling) that this patchenv trains",
+}
 
 
 class PatchSelectionEnv(gym.Env):
@@ -86,9 +96,12 @@ class PatchSelectionEnv(gym.Env):
 
     ## Rewards
     ``loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)`` (`patchenv.rewards`):
-    L(ref) is the run's first training loss, L(t) this step's, z the dropped patches per
-    image (mean over the batch), z* = N - ``n_patch_desired``. The paper's code weighs
-    (1, 20); ``alpha`` sets (alpha, 1 - alpha); ``reward_fn`` replaces the formula.
+    L(t) is this step's training loss, L(ref) the training loss of the run's step
+    ``loss_ref_step`` (counted from 1; default 1, the run's first step; the steps before it
+    are their own reference, loss term 1), z the dropped patches per image (mean over the
+    batch), z* = N - ``n_patch_desired``. The paper's code weighs (1, 20); ``alpha`` sets
+    (alpha, 1 - alpha); ``reward_fn`` replaces the formula. AgentViT asks for
+    ``loss_ref_step = frequency``, the notebook's reference (its first rewarded batch).
 
     ## Starting State
     ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
@@ -124,8 +137,9 @@ class PatchSelectionEnv(gym.Env):
     elsewhere with ``save_checkpoint(path)`` and ``load_checkpoint(path)`` in a new env.
 
     Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
-    split), ``save_checkpoint(path)`` / ``load_checkpoint(path)`` (the whole training run,
-    continued bit for bit), ``pending_images`` and ``attention_state(images)`` for agents.
+    split, or on the fixed test subset ``eval_fraction`` keeps), ``save_checkpoint(path)``
+    / ``load_checkpoint(path)`` (the whole training run, continued bit for bit),
+    ``pending_images`` and ``attention_state(images)`` for agents.
 
     ## Arguments
     Keyword only: the fields of `patchenv.config.EnvConfig`, documented there, with the
@@ -134,6 +148,8 @@ class PatchSelectionEnv(gym.Env):
 
     ## Version History
     - v0: initial release.
+    - v0, checkpoint format v1: the ViT's head is the notebook's (LayerNorm of the token
+      mean, no final LayerNorm in the transformer); v0 checkpoints are refused.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -171,9 +187,13 @@ class PatchSelectionEnv(gym.Env):
         self.batch_size, self.lr, self.n_patch_desired = cfg.batch_size, cfg.lr, cfg.n_patch_desired
         self.selection, self.obs_type, self.tensor_obs = cfg.selection, cfg.obs_type, cfg.tensor_obs
         self.amp, self.compile, self.eval_batch_size = cfg.amp, cfg.compile, cfg.eval_batch_size
-        self.alpha, self.reward_fn = cfg.alpha, cfg.reward_fn
+        self.alpha, self.reward_fn, self.loss_ref_step = cfg.alpha, cfg.reward_fn, cfg.loss_ref_step
         self.loss_weight, self.patch_weight = cfg.reward_weights
         self.steps_per_epoch = len(images.train_y) // self.batch_size  # last partial batch dropped
+        self.eval_fraction = cfg.eval_fraction
+        self._eval_idx = eval_subset(len(images.test_y), cfg.eval_fraction)
+        if self._eval_idx is not None:
+            self._eval_idx = self._eval_idx.to(self.device)
         self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
 
         b, d = self.batch_size, cfg.dim
@@ -263,7 +283,7 @@ class PatchSelectionEnv(gym.Env):
         trained_epoch = self.epoch
         self.global_step += 1
         self._episode_step += 1
-        if self._loss_ref is None and not diverged:
+        if self._loss_ref is None and not diverged and self.global_step >= self.loss_ref_step:
             self._loss_ref = loss_v
         if self.render_mode is not None:
             self._remember_for_render(keep, kept_per_image)
@@ -282,9 +302,11 @@ class PatchSelectionEnv(gym.Env):
         self.train_time_s += self.last_step_time_s
 
         kept = float(kept_per_image.mean())
-        lt = loss_term(loss_v, self._loss_ref if self._loss_ref is not None else 1.0)
+        # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
+        loss_ref = self._loss_ref if self._loss_ref is not None else loss_v
+        lt = loss_term(loss_v, loss_ref)
         pt = patch_term(kept, self.num_patches, self.n_patch_desired)
-        stats = StepStats(loss=loss_v, loss_ref=self._loss_ref if self._loss_ref is not None else float("nan"),
+        stats = StepStats(loss=loss_v, loss_ref=loss_ref,
                           accuracy=acc_v, kept=kept,
                           kept_per_image=kept_per_image if self.selection == "image" else None,
                           num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
@@ -357,13 +379,17 @@ class PatchSelectionEnv(gym.Env):
 
         masks=None uses every patch (the paper's protocol). Otherwise a fixed mask (N,) or
         (B, N), or a callable ``masks(obs) -> mask`` given this env's observation of each
-        evaluation batch (batches of ``batch_size``; an agent's ``act`` fits here).
+        evaluation batch (batches of ``batch_size``; an agent's ``act`` fits here). The
+        test split is the fixed subset ``eval_fraction`` keeps (all of it by default);
+        ``n`` in the result counts the images evaluated.
         Changes no training state and draws no random numbers."""
         if self.model is None:
             raise gym.error.ResetNeeded("call reset() before evaluate(): there is no ViT yet")
         if split not in ("test", "train"):
             raise ValueError(f"split must be 'test' or 'train', got {split!r}")
         xs, ys = (self.data.test_x, self.data.test_y) if split == "test" else (self.data.train_x, self.data.train_y)
+        if split == "test" and self._eval_idx is not None:
+            xs, ys = xs[self._eval_idx], ys[self._eval_idx]
         model = self.model
         was_training = model.training
         model.eval()
@@ -400,7 +426,7 @@ class PatchSelectionEnv(gym.Env):
         if self.model is None:
             raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
         state = {
-            "format": "patchenv-checkpoint-v0",
+            "format": CHECKPOINT_FORMAT,
             "config": self._fingerprint(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -428,7 +454,10 @@ class PatchSelectionEnv(gym.Env):
             state = torch.load(path, map_location=self.device, weights_only=False)
         except Exception as e:
             raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
-        if not isinstance(state, dict) or state.get("format") != "patchenv-checkpoint-v0":
+        if isinstance(state, dict) and state.get("format") in _OLD_CHECKPOINT_FORMATS:
+            raise ValueError(f"{path} is a {state['format']} checkpoint: "
+                             f"{_OLD_CHECKPOINT_FORMATS[state['format']]}; start a new run")
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
             raise ValueError(f"{path} is not a patchenv checkpoint")
         saved, ours = state["config"], self._fingerprint()
         if saved != ours:
@@ -612,6 +641,19 @@ def _signature() -> inspect.Signature:
 
 
 PatchSelectionEnv.__init__.__signature__ = _signature()
+
+
+def eval_subset(n_test: int, fraction: float) -> Optional[torch.Tensor]:
+    """Indices (ascending, CPU) of the test images that ``eval_fraction`` keeps:
+    round(fraction * n_test) of them, drawn by ``torch.randperm`` from a CPU generator
+    seeded with `EVAL_SUBSET_SEED`; None for the whole split."""
+    if fraction >= 1.0:
+        return None
+    k = round(fraction * n_test)
+    if k < 1:
+        raise ValueError(f"eval_fraction {fraction} keeps no image of the {n_test}-image test split")
+    perm = torch.randperm(n_test, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED))
+    return perm[:k].sort().values
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:

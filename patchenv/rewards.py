@@ -2,9 +2,12 @@
 
 R = loss_weight * L(ref) / L(t)  +  patch_weight * (-|z - z*| / z*)
 
-L(ref) is the training loss of the run's first step, L(t) this step's; z is the number
-of dropped patches (mean per image in per-image mode), z* = N - n_patch_desired. The
-paper's code uses weights (1, 20); its README's `alpha` gives (alpha, 1 - alpha).
+L(t) is this step's training loss; L(ref) the training loss of the run's step
+`loss_ref_step` (counted from 1; by default 1, the run's first step, while AgentViT uses
+the notebook's: its first rewarded batch, `frequency`); a step before it is its own
+reference (loss term 1). z is the number of dropped patches (mean per image in per-image
+mode), z* = N - n_patch_desired. The paper's code uses weights (1, 20); its README's
+`alpha` gives (alpha, 1 - alpha).
 
 A custom reward is any callable ``reward_fn(stats: StepStats) -> float``.
 """
@@ -22,7 +25,7 @@ class StepStats:
     """What one training step measured; handed to the reward function."""
 
     loss: float  # this step's training loss, L(t)
-    loss_ref: float  # the run's first training loss, L(ref)
+    loss_ref: float  # L(ref): the loss of step loss_ref_step, or this step's own before it
     accuracy: float  # batch accuracy, fraction in [0, 1]
     kept: float  # patches kept per image (mean over the batch)
     kept_per_image: Optional[np.ndarray]  # (B,) in per-image mode, else None

@@ -6,7 +6,10 @@ ends over:
 
 - **budget**: whole epochs, or seconds of training wall-clock (evaluation excluded);
 - **evaluation** with all patches at every epoch end (and at the budget's end), optionally
-  once more at the end with the agent's own masks;
+  (``masked_eval``) once more at the end with the agent's own masks and with random masks
+  drawn as AgentViT explores (`patchenv.masks.exploration_mask`, a fresh draw per
+  evaluation batch from a generator seeded with the run's seed): the notebook's three
+  columns;
 - **records**: per-epoch rows with the same field names everywhere (`EPOCH_FIELDS`) and a
   final `summary` (`SUMMARY_FIELDS`), written to ``out/metrics.json`` with the ``meta``
   block (`patchenv.meta`) after every epoch;
@@ -47,6 +50,7 @@ from tqdm import tqdm
 
 from patchenv.atomic import atomic_torch_save, atomic_write_json
 from patchenv.interrupt import GracefulInterrupt
+from patchenv.masks import exploration_mask
 from patchenv.meta import meta_block
 from patchenv.runlog import RunLog
 from patchenv.selector import PatchSelector
@@ -61,7 +65,7 @@ EPOCH_FIELDS = (
 )
 SUMMARY_FIELDS = (
     "epochs", "steps", "test_accuracy", "test_loss", "test_accuracy_masked", "test_mean_patches_kept_masked",
-    "mean_patches_kept", "mean_reward", "train_time_s", "images_per_s", "env_step_time_s", "agent_overhead_s",
+    "test_accuracy_random_masks", "mean_patches_kept", "mean_reward", "train_time_s", "images_per_s", "env_step_time_s", "agent_overhead_s",
     "agent_overhead_share", "tokens", "diverged_steps", "batch_size", "num_patches",
 )
 
@@ -378,7 +382,7 @@ def _evaluate(u, state: RunState, spe: int) -> dict:
 
 def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dict:
     final = state.history[-1] if state.history else {}
-    masked, kept_at_test = None, []
+    masked, random_masked, kept_at_test = None, None, []
     if masked_eval:
         def masks(obs):
             mask = agent.act(obs)
@@ -387,6 +391,7 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
             return mask
 
         masked = u.evaluate("test", masks=masks)
+        random_masked = u.evaluate("test", masks=random_masks(u, state.seed))
     t, steps = state.time_s, state.total.steps
     return {
         "epochs": final.get("epoch", 0),
@@ -395,6 +400,7 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
         "test_loss": final.get("test_loss"),
         "test_accuracy_masked": None if masked is None else masked["accuracy"],
         "test_mean_patches_kept_masked": float(np.mean(kept_at_test)) if kept_at_test else None,
+        "test_accuracy_random_masks": None if random_masked is None else random_masked["accuracy"],
         "mean_patches_kept": state.total.mean("kept"),
         "mean_reward": state.total.mean("reward"),
         "train_time_s": t,
@@ -407,6 +413,19 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
         "batch_size": u.batch_size,
         "num_patches": u.num_patches,
     }
+
+
+def random_masks(u, seed: int) -> Callable:
+    """``evaluate``'s masks for the notebook's random-mask column: one exploration-style
+    mask per evaluation batch (shared by its images, as the notebook's are), from a
+    generator seeded with `seed`, so a run's number is reproducible."""
+    rng = np.random.default_rng(seed)
+
+    def masks(_obs):
+        mask = exploration_mask(rng, u.num_patches)
+        return mask if u.selection == "batch" else np.broadcast_to(mask, (u.batch_size, u.num_patches))
+
+    return masks
 
 
 def print_line(text: str, show_progress: bool) -> None:

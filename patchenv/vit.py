@@ -1,7 +1,10 @@
 """SimpleViT (Beyer et al. 2022, as in lucidrains/vit-pytorch) with real patch dropping.
 
 The AgentViT paper trains this model on CIFAR-10 (32x32 images, 4x4 patches, N = 64
-tokens). Dropped patches are *removed from the token sequence* before the transformer
+tokens), in the version its notebook uses (AGENTVIT.md): the transformer ends without a
+LayerNorm, and the head is mean over tokens -> LayerNorm(dim) -> Linear(dim -> classes).
+(Newer vit-pytorch versions put a LayerNorm on every token at the end of the transformer,
+then pool: the same parameter count, different logits.) Dropped patches are *removed from the token sequence* before the transformer
 (a gather), never zeroed, so a step that keeps k of N patches really does ~k/N of the work.
 
 Masks given to `forward(img, keep)`:
@@ -65,9 +68,11 @@ class Attention(nn.Module):
 
 
 class Transformer(nn.Module):
+    """Pre-norm blocks, x = attn(x) + x, x = ff(x) + x; no final LayerNorm (the notebook's:
+    the head normalises the pooled token instead)."""
+
     def __init__(self, dim: int, depth: int, heads: int, dim_head: int, mlp_dim: int):
         super().__init__()
-        self.norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(
             nn.ModuleList([Attention(dim, heads, dim_head), FeedForward(dim, mlp_dim)]) for _ in range(depth)
         )
@@ -76,7 +81,7 @@ class Transformer(nn.Module):
         for attn, ff in self.layers:
             x = attn(x, key_mask) + x
             x = ff(x) + x
-        return self.norm(x)
+        return x
 
 
 class SimpleViT(nn.Module):
@@ -105,7 +110,8 @@ class SimpleViT(nn.Module):
         )
         self.register_buffer("pos_embedding", posemb_sincos_2d(self.grid, self.grid, dim), persistent=False)
         self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim)
-        self.linear_head = nn.Linear(dim, num_classes)
+        # The notebook's head (vit-pytorch's older SimpleViT): LayerNorm of the token mean, then Linear.
+        self.linear_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
 
     # -- pieces the environment uses ------------------------------------------------
     def embed(self, img: torch.Tensor) -> torch.Tensor:
@@ -139,7 +145,8 @@ class SimpleViT(nn.Module):
         return (scores.softmax(dim=-1) @ v).sum(dim=1).squeeze(-1)  # (B, N)
 
     def forward_tokens(self, tokens: torch.Tensor, keep=None) -> torch.Tensor:
-        """Run the transformer and head on embedded tokens (B, N, D), keeping only `keep`."""
+        """Run the transformer and head on embedded tokens (B, N, D), keeping only `keep`:
+        mean over the kept tokens -> LayerNorm -> Linear, (B, classes)."""
         tokens, key_mask = select_tokens(tokens, keep)
         x = self.transformer(tokens, key_mask)  # (B, K, D)
         if key_mask is None:
@@ -147,7 +154,7 @@ class SimpleViT(nn.Module):
         else:  # mean over real tokens only; padding rows are garbage and must not count
             w = key_mask.to(x.dtype).unsqueeze(-1)
             pooled = (x * w).sum(dim=1) / w.sum(dim=1)
-        return self.linear_head(pooled)
+        return self.linear_head(pooled)  # (B, D) -> LayerNorm -> (B, classes)
 
     def forward(self, img: torch.Tensor, keep=None) -> torch.Tensor:
         return self.forward_tokens(self.embed(img), keep)

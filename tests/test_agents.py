@@ -375,6 +375,42 @@ def test_agentvit_rewards_count_inside_the_epoch_and_skip_the_first_epoch():
     assert agent.replay_size == 1
 
 
+def test_agentvit_explores_with_the_shared_exploration_mask():
+    """eps = 1: every mask is patchenv.masks.exploration_mask after the eps draw, the
+    same draw the runner's random-mask evaluation uses."""
+    from patchenv.masks import exploration_mask
+
+    agent = agents.make("agentvit", eps_start=1.0, eps_end=1.0, seed=3)
+    by_hand = np.random.default_rng(3)
+    obs = np.zeros((TINY["batch_size"], 64), np.float32)
+    for _ in range(5):
+        by_hand.random()  # the eps test
+        assert np.array_equal(agent.act(obs, explore=True), exploration_mask(by_hand, 64))
+
+
+def test_agentvit_reward_reference_is_the_first_rewarded_batch():
+    """The notebook's L(ref): the training loss of batch `frequency` of epoch 1, not of the
+    run's first step. The rewards the agent stores (batches 4 and 8) by hand:
+    R = 1 * L(ref)/L(t) + 20 * -|z - z*|/z*, z = 64 - kept, z* = 64 - 30."""
+    agent = agents.make("agentvit", frequency=4, learning_starts=0)
+    assert agent.env_kwargs()["loss_ref_step"] == 4
+    env = make_env(agent)
+    assert env.unwrapped.loss_ref_step == 4
+    infos = []
+    agent.train(env, steps=9, callback=lambda tr: infos.append(tr.info))
+    losses = [info["loss"] for info in infos]
+
+    def by_hand(t):  # t counted from 1, as the notebook's batch index
+        return losses[3] / losses[t - 1] + 20 * -abs((64 - infos[t - 1]["kept"]) - 34) / 34
+
+    assert agent.replay_size == 2
+    assert agent._rewards[:2].tolist() == pytest.approx([by_hand(4), by_hand(8)], rel=1e-6)
+    assert by_hand(8) != pytest.approx(losses[0] / losses[7] + 20 * -abs((64 - infos[7]["kept"]) - 34) / 34)
+    # An env built with another reference is refused before any step.
+    with pytest.raises(ValueError, match="loss_ref_step=4 .*the env has loss_ref_step=1"):
+        agent.setup(make_env(agent, loss_ref_step=1))
+
+
 def test_agentvit_save_load_restores_everything(tmp_path):
     agent = agents.make("agentvit", frequency=2, learning_starts=0, seed=5)
     env = make_env(agent)

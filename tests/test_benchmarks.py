@@ -179,6 +179,24 @@ def test_compare_selectors_reports_agentvit_overhead(tmp_path):
     assert 0.0 <= r["test_accuracy_masked"] <= 1.0
 
 
+def test_compare_selectors_has_the_notebooks_three_columns(tmp_path, capsys):
+    """All patches, own masks, random masks: in RUN_FIELDS, the CSV and the printed table;
+    `all` has no masked columns."""
+    assert "test_accuracy_random_masks" in RUN_FIELDS
+    assert _compare(tmp_path, selectors="all,random:k=20") == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| selector"))
+    assert "test acc % (all patches)" in header and "test acc % (own masks)" in header
+    assert "test acc % (random masks)" in header
+    runs = {r["selector"]: r for r in _load(tmp_path)["runs"]}
+    assert runs["all"]["test_accuracy_random_masks"] is None
+    got = runs["random:k=20"]["test_accuracy_random_masks"]
+    assert 0.0 <= got <= 1.0
+    row = next(line for line in printed.splitlines() if line.startswith("| random:k=20 |"))
+    assert f"{100 * got:.2f}" in row.split("|")[5]
+    assert {r["selector"]: r["test_accuracy_random_masks"] for r in _csv_rows(tmp_path)}["random:k=20"] == repr(got)
+
+
 def test_throughput_tiny(tmp_path, capsys):
     argv = ["--preset", "tiny", "--batch-sizes", "16", "--repeats", "2", "--warmup", "1", "--min-time", "0",
             "--device", "cpu", "--out", str(tmp_path), "--no-progress"]

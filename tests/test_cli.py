@@ -190,3 +190,14 @@ def test_cli_and_compare_selectors_give_the_same_epochs(tmp_path):
     runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
     curve = next(r["curve"] for r in runs if r["selector"] == "random:k=24")
     assert comparable(curve) == comparable(metrics(tmp_path, "cli")["epochs"])
+
+
+def test_help_lists_the_seed_readme_hyperparameters(capsys):
+    """The seed README's ViT and reward settings are flags of `patchenv train` (the agent's
+    go as agentvit:key=value); the README's table maps each name."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", "--help"])
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--alpha", "--n-patch-desired", "--patch-size", "--dim", "--depth", "--heads", "--mlp-dim", "--lr"):
+        assert f"{flag} " in text, flag

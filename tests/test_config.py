@@ -11,8 +11,8 @@ import pytest
 from patchenv.config import EnvConfig, add_env_arguments, env_kwargs_from_args, field_docs
 from patchenv.data import synthetic
 
-# What a saved run had to share before EnvConfig existed (checkpoint format v0): the
-# fingerprint must keep exactly these keys, or older checkpoints stop loading.
+# What a saved run had to share before EnvConfig existed (checkpoint format v0, kept in
+# v1): the fingerprint must keep exactly these keys, or the checkpoints stop loading.
 RUN_FIELDS = {"dataset", "batch_size", "lr", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim"}
 DATA_SHAPE = dict(image_size=32, num_classes=10, channels=3)
 # The flags the front ends (patchenv train, compare_selectors) expect.
@@ -87,6 +87,22 @@ def test_bad_values_give_a_one_line_value_error(kwargs, words):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("value", [0, -3, 2.0, True, "50"])
+def test_loss_ref_step_is_a_positive_integer(value):
+    with pytest.raises(ValueError, match="loss_ref_step must be a positive integer"):
+        EnvConfig(loss_ref_step=value)
+    assert EnvConfig().loss_ref_step == 1 and type(EnvConfig(loss_ref_step=np.int32(50)).loss_ref_step) is int
+    # The agent decides it (AgentViT: its frequency), so no flag that its env_kwargs would override.
+    assert "--loss-ref-step" not in parser().format_help()
+
+
+@pytest.mark.parametrize("value", [0, 0.0, -0.5, 1.01, float("nan"), "all", True])
+def test_eval_fraction_is_in_zero_one(value):
+    with pytest.raises(ValueError, match=r"eval_fraction must be a number in \(0, 1\]"):
+        EnvConfig(eval_fraction=value)
+    assert EnvConfig().eval_fraction == 1.0 and type(EnvConfig(eval_fraction=1).eval_fraction) is float
+
+
 def test_values_that_need_the_data_set_are_left_to_the_env():
     # n_patch_desired's range needs N; patch_size must divide the image side; CUDA may be absent.
     EnvConfig(n_patch_desired=10_000, patch_size=7, device="cuda:1", dataset=synthetic(n_train=8, n_test=4))
@@ -103,7 +119,7 @@ OTHER_VALUES = dict(dataset="digits", data_root="/elsewhere", download=True, bat
                     depth=2, heads=4, dim_head=32, mlp_dim=128, lr=1e-2, selection="image", obs_type="pooled",
                     alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, device="cpu",
                     reward_fn=lambda stats: 0.0, tensor_obs=True, amp="bf16", compile=True, cuda_graph=True,
-                    eval_batch_size=50, render_mode="rgb_array")
+                    eval_batch_size=50, loss_ref_step=50, eval_fraction=0.95, render_mode="rgb_array")
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(EnvConfig)])

@@ -155,8 +155,8 @@ def test_constructor_arguments_are_the_config_fields():
     given = dict(TINY, data_root=None, download=False, image_size=None, lr=1e-3, selection="image",
                  obs_type="pooled", alpha=None,
                  loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
-                 tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40,
-                 render_mode=None)
+                 tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40, loss_ref_step=3,
+                 eval_fraction=0.5, render_mode=None)
     assert set(given) == set(params)
     env = PatchSelectionEnv(**given)
     assert env.config == EnvConfig(**given)
@@ -351,6 +351,25 @@ def test_reward_formula_by_hand(weights):
     assert env.reset(seed=2) and env.step(np.ones(N))[4]["loss_term"] == 1.0  # first step: L(ref)/L(ref)
 
 
+def test_reward_reference_step_by_hand():
+    """loss_ref_step=3: L(ref) is the third step's loss; steps 1 and 2 are their own
+    reference (loss term 1); a fresh run waits for its own third step again."""
+    env = make(loss_ref_step=3)
+    for seed in (2, 4):
+        env.reset(seed=seed)
+        infos, rewards = [], []
+        for a in masks("batch", 6, seed=seed):
+            _, r, _, _, info = env.step(a)
+            infos.append(info)
+            rewards.append(r)
+        losses = [info["loss"] for info in infos]
+        want = [1.0, 1.0, 1.0] + [losses[2] / loss for loss in losses[3:]]
+        assert [info["loss_term"] for info in infos] == pytest.approx(want, rel=1e-12)
+        assert want[3] != pytest.approx(losses[0] / losses[3])  # not the first step's reference
+        for info, r, lt in zip(infos, rewards, want):
+            assert r == pytest.approx(lt + 20 * expected_patch_term(info["kept"]), rel=1e-12)
+
+
 def test_reward_per_image_uses_mean_kept():
     env = make(selection="image")
     env.reset(seed=0)
@@ -462,6 +481,43 @@ def test_evaluate_all_patches_and_fixed_masks():
     acc, loss = _manual_accuracy(env, keep.astype(bool))
     assert res["n"] == 40 and res["accuracy"] == pytest.approx(acc) and res["loss"] == pytest.approx(loss, rel=1e-5)
     assert env.evaluate(split="train")["n"] == 64
+
+
+def test_eval_fraction_evaluates_a_fixed_subset_of_the_test_split():
+    """eval_fraction=0.75 of 40 test images: the 30 that randperm(40) from a generator
+    seeded with EVAL_SUBSET_SEED puts first, the same in every run, seed and env; the
+    numbers are the model's on those images, by hand. The train split stays whole."""
+    from patchenv.env import EVAL_SUBSET_SEED
+
+    images = data.synthetic(n_train=64, n_test=40)
+    env = make(dataset=images, eval_fraction=0.75)
+    env.reset(seed=0)
+    env.step(np.ones(N))
+    idx = torch.randperm(40, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED))[:30].sort().values
+    x = data.normalize(data.to_unit(env.data.test_x[idx]), env._mean, env._std)
+    with torch.no_grad():
+        logits = env.model(x)
+    res = env.evaluate()
+    assert res["n"] == 30
+    assert res["accuracy"] == float((logits.argmax(-1) == env.data.test_y[idx]).sum()) / 30
+    assert res["loss"] == pytest.approx(float(F.cross_entropy(logits, env.data.test_y[idx])), rel=1e-5)
+    keep = np.zeros(N, np.int8)
+    keep[:20] = 1
+    with torch.no_grad():
+        masked = env.model(x, torch.from_numpy(keep.astype(bool)))
+    assert env.evaluate(masks=keep)["accuracy"] == float((masked.argmax(-1) == env.data.test_y[idx]).sum()) / 30
+    assert env.evaluate(split="train")["n"] == 64
+    # Fixed per data set: another run and seed evaluate the same images.
+    other = make(dataset=images, eval_fraction=0.75)
+    other.reset(seed=9)
+    other.model.load_state_dict(env.model.state_dict())
+    assert other.evaluate() == res
+    # The default is the whole split; a fraction that keeps no image is refused.
+    whole = make(dataset=images)
+    whole.reset(seed=0)
+    assert whole.evaluate()["n"] == 40
+    with pytest.raises(ValueError, match="keeps no image of the 40-image test split"):
+        make(dataset=images, eval_fraction=0.01)
 
 
 def test_evaluate_with_a_callable_selector():

@@ -228,7 +228,7 @@ def test_cuda_graph_skips_a_non_finite_update_and_resumes_from_a_checkpoint(tmp_
     model = env.unwrapped.model
     steps_before = [s["step"].clone() for s in env.unwrapped.optimizer.state.values()]
     with torch.no_grad():
-        model.linear_head.bias.fill_(float("nan"))  # in place: the graph reads it
+        model.linear_head[-1].bias.fill_(float("nan"))  # in place: the graph reads it
     before = params(env)
     _, _, terminated, _, info = env.step(batch_mask(32, seed=5))
     assert info["diverged"] and terminated

@@ -233,7 +233,7 @@ def test_nan_loss_is_not_trained_on():
     env.reset(seed=0)
     env.step(np.ones(N))
     with torch.no_grad():
-        env.model.linear_head.weight[0, 0] = float("nan")
+        env.model.linear_head[-1].weight[0, 0] = float("nan")
     before = params(env)
     _, reward, terminated, truncated, info = env.step(np.ones(N))
     assert terminated and not truncated and info["diverged"] is True
@@ -337,6 +337,28 @@ def test_load_checkpoint_errors(tmp_path):
         make().load_checkpoint(tmp_path / "other.pt")
     with pytest.raises(ValueError, match="missing.pt"):
         make().load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoint_of_the_previous_vit_architecture_is_refused(tmp_path):
+    """A v0 checkpoint holds the newer vit-pytorch head (a final LayerNorm on every token,
+    a bare Linear head): its weights would not fit, or would load under the wrong
+    meaning, so it is refused with the reason and nothing is half-loaded."""
+    env = make()
+    env.reset(seed=1)
+    env.step(np.ones(N))
+    env.save_checkpoint(tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    assert state["format"] == "patchenv-checkpoint-v1"
+    model = state["model"]
+    d = model["linear_head.0.weight"].shape[0]
+    model["transformer.norm.weight"], model["transformer.norm.bias"] = torch.ones(d), torch.zeros(d)
+    model["linear_head.weight"], model["linear_head.bias"] = model.pop("linear_head.1.weight"), model.pop("linear_head.1.bias")
+    del model["linear_head.0.weight"], model["linear_head.0.bias"]
+    torch.save({**state, "format": "patchenv-checkpoint-v0", "model": model}, tmp_path / "old.pt")
+    target = make()
+    with pytest.raises(ValueError, match=r"old\.pt is a patchenv-checkpoint-v0 checkpoint: .*LayerNorm.*start a new run"):
+        target.load_checkpoint(tmp_path / "old.pt")
+    assert target.model is None
 
 
 def test_checkpoint_from_another_device_type_loads_and_trains_the_saved_batch(tmp_path):

@@ -9,10 +9,12 @@ import sys
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from conftest import TINY
 from patchenv import run as run_mod
 from patchenv.interrupt import GracefulInterrupt
+from patchenv.masks import exploration_mask
 from patchenv.registry import make_from_spec
 from patchenv.run import Budget, run_training
 
@@ -96,6 +98,59 @@ def test_resume_with_a_random_agent_is_exact(tmp_path):
     drop = ("train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s")
     assert [{k: v for k, v in r.items() if k not in drop} for r in resumed["epochs"]] == \
            [{k: v for k, v in r.items() if k not in drop} for r in straight["epochs"]]
+
+
+def test_exploration_mask_is_a_uniform_vector_cut_at_its_mean():
+    rng, by_hand = np.random.default_rng(4), np.random.default_rng(4)
+    counts = []
+    for _ in range(200):
+        mask = exploration_mask(rng, 64)
+        values = by_hand.random(64)
+        assert mask.dtype == np.int8 and np.array_equal(mask, (values >= values.mean()).astype(np.int8))
+        counts.append(mask.sum())
+    assert min(counts) >= 1 and 28 < np.mean(counts) < 36  # ~N/2, varying
+    assert len(set(counts)) > 5
+
+
+def test_random_mask_accuracy_is_the_exploration_draw_evaluated_by_hand(tmp_path):
+    """test_accuracy_random_masks: one exploration-style mask per test batch of
+    batch_size, drawn from default_rng(the run's seed); recomputed here with the ViT
+    called directly on each batch of the test split."""
+    env, agent = build()
+    m = run_training(env, agent, tmp_path / "a", budget=Budget(epochs=1), seed=7, masked_eval=True,
+                     show_progress=False)
+    got = m["summary"]["test_accuracy_random_masks"]
+    assert isinstance(got, float) and 0.0 <= got <= 1.0
+    u = env.unwrapped
+    rng = np.random.default_rng(7)
+    xs, ys = u.data.test_x, u.data.test_y
+    correct = 0
+    u.model.eval()
+    with torch.no_grad():
+        for start in range(0, len(ys), u.batch_size):
+            values = rng.random(64)
+            keep = torch.from_numpy(values >= values.mean())
+            x = (xs[start:start + u.batch_size].float() / 255 - u._mean) / u._std
+            correct += int((u.model(x, keep).argmax(-1) == ys[start:start + u.batch_size]).sum())
+    assert got == correct / len(ys)
+    assert m["summary"]["test_accuracy_masked"] is not None  # the agent's own masks, beside it
+    # Without masked_eval (e.g. the `all` reference) there is no such column.
+    env, agent = build("all")
+    m = run_training(env, agent, tmp_path / "b", budget=Budget(epochs=1), seed=7, show_progress=False)
+    assert m["summary"]["test_accuracy_random_masks"] is None
+
+
+def test_random_mask_accuracy_per_image_env_uses_one_mask_per_batch(tmp_path):
+    env, agent = build("random:k=20:selection=image")
+    m = run_training(env, agent, tmp_path, budget=Budget(epochs=1), seed=7, masked_eval=True, show_progress=False)
+    u = env.unwrapped
+    draws = run_mod.random_masks(u, 7)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        mask = draws(None)
+        assert mask.shape == (u.batch_size, 64) and (mask == exploration_mask(rng, 64)).all()
+    by_batch_masks = u.evaluate("test", masks=run_mod.random_masks(u, 7))["accuracy"]
+    assert m["summary"]["test_accuracy_random_masks"] == by_batch_masks
 
 
 def test_patchenv_imports_no_agents_or_benchmarks():

@@ -1,4 +1,5 @@
-"""SimpleViT: patch dropping against a plain reference, mask forms, the paper's size and state."""
+"""SimpleViT: the notebook's forward pass by hand, patch dropping against a plain reference,
+mask forms, the paper's size and state."""
 import math
 
 import pytest
@@ -69,9 +70,38 @@ def reference_logits(model, img, kept_indices):
             x = _attention_by_hand(attn, x) + x
             ln, lin1, _, lin2 = ff.net
             x = F.gelu(_layer_norm(ln, x) @ lin1.weight.t() + lin1.bias) @ lin2.weight.t() + lin2.bias + x
-        x = _layer_norm(model.transformer.norm, x)
-        logits.append(x.mean(0) @ model.linear_head.weight.t() + model.linear_head.bias)
+        head_ln, head = model.linear_head  # the notebook's head: mean -> LayerNorm -> Linear
+        logits.append(_layer_norm(head_ln, x.mean(0)) @ head.weight.t() + head.bias)
     return torch.stack(logits)
+
+
+@torch.no_grad()
+def notebook_logits(model, img):
+    """The notebook's SimpleViT forward pass on all patches, with plain torch ops on the
+    module's own parameters: patches cut by slicing, LN -> Linear -> LN, + sin-cos,
+    `depth` pre-norm blocks with no final LayerNorm, mean over tokens -> LN -> Linear."""
+    b = img.shape[0]
+    params = dict(model.named_parameters())
+
+    def ln(x, name):
+        return F.layer_norm(x, x.shape[-1:], params[f"{name}.weight"], params[f"{name}.bias"])
+
+    patches = torch.stack([img[:, :, 4 * r:4 * r + 4, 4 * c:4 * c + 4].permute(0, 2, 3, 1).reshape(b, 48)
+                           for r in range(8) for c in range(8)], dim=1)  # (B, N, 48), (p1 p2 c) order
+    x = ln(ln(patches, "to_patch_embedding.0") @ params["to_patch_embedding.1.weight"].t()
+           + params["to_patch_embedding.1.bias"], "to_patch_embedding.2")
+    x = x + posemb_sincos_2d(8, 8, x.shape[-1])
+    for i, (attn, _) in enumerate(model.transformer.layers):
+        pre = f"transformer.layers.{i}"
+        h, inner = attn.heads, attn.to_out.in_features
+        q, k, v = (ln(x, f"{pre}.0.norm") @ params[f"{pre}.0.to_qkv.weight"].t()).split(inner, dim=-1)
+        q, k, v = (t.reshape(b, -1, h, inner // h).transpose(1, 2) for t in (q, k, v))  # (B, h, N, dh)
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(inner // h), dim=-1) @ v
+        x = a.transpose(1, 2).reshape(b, -1, inner) @ params[f"{pre}.0.to_out.weight"].t() + x
+        hidden = F.gelu(ln(x, f"{pre}.1.net.0") @ params[f"{pre}.1.net.1.weight"].t() + params[f"{pre}.1.net.1.bias"])
+        x = hidden @ params[f"{pre}.1.net.3.weight"].t() + params[f"{pre}.1.net.3.bias"] + x
+    pooled = ln(x.mean(dim=1), "linear_head.0")  # no LayerNorm on the tokens: on their mean
+    return pooled @ params["linear_head.1.weight"].t() + params["linear_head.1.bias"]
 
 
 def attention_state_reference(model, tokens):
@@ -98,6 +128,38 @@ def rows(keep):
 @pytest.fixture
 def model():
     return tiny_vit()
+
+
+def test_forward_is_the_notebooks_by_hand(model):
+    """The notebook's architecture, rebuilt from the parameters with plain ops, gives the
+    module's logits (a final LayerNorm on every token before pooling would not)."""
+    x = images(3, seed=11)
+    torch.testing.assert_close(model(x), notebook_logits(model, x), atol=1e-5, rtol=1e-5)
+    assert not any(name.startswith("transformer.norm") for name, _ in model.named_parameters())
+
+
+def test_classifier_input_is_a_layer_norm_of_the_token_mean():
+    """At initialisation (LayerNorm weight 1, bias 0) the classifier's input, seen from
+    outside through a hook on the last Linear, has zero mean and unit variance per row,
+    and equals the LayerNorm of the transformer's token mean."""
+    model = SimpleViT(image_size=32, patch_size=4, num_classes=10, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64)
+    init_weights(model, torch.Generator().manual_seed(3))
+    classifier = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert classifier.out_features == 10
+    seen = []
+    classifier.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
+    x = images(4, seed=12)
+    with torch.no_grad():
+        model(x)
+        tokens = model.transformer(model.embed(x))  # (B, N, D), no final LayerNorm
+    (z,) = seen
+    torch.testing.assert_close(z.mean(dim=1), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.var(dim=1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+    mean = tokens.mean(dim=1)
+    want = (mean - mean.mean(1, keepdim=True)) / torch.sqrt(mean.var(1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(z, want, atol=1e-5, rtol=1e-5)
+    # The tokens themselves are not normalised (that was the newer vit-pytorch head).
+    assert tokens.var(dim=-1, unbiased=False).sub(1).abs().max() > 0.05
 
 
 def test_reference_matches_unmasked_forward(model):
@@ -260,7 +322,8 @@ def test_paper_config_parameter_count():
     embedding = ln(patch_dim) + patch_dim * dim + dim + ln(dim)
     attention = ln(dim) + dim * 3 * inner + inner * dim  # qkv and out projections have no bias
     feedforward = ln(dim) + dim * mlp + mlp + mlp * dim + dim
-    expected = embedding + depth * (attention + feedforward) + ln(dim) + dim * classes + classes
+    head = ln(dim) + dim * classes + classes  # LayerNorm of the token mean, then Linear
+    expected = embedding + depth * (attention + feedforward) + head
     assert expected == 3_947_242
     assert sum(p.numel() for p in model.parameters()) == expected
     assert abs(expected - 3.95e6) < 0.01e6  # "about 3.95M" (AGENTVIT.md)
