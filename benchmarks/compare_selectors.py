@@ -59,7 +59,7 @@ from patchenv.env import resolve_device
 from patchenv.interrupt import GracefulInterrupt
 from patchenv.meta import meta_block
 from patchenv.options import DEFAULT_PRESET, add_run_arguments, check_out, clear_out, env_settings
-from patchenv.run import SUMMARY_FIELDS, Budget, run_training
+from patchenv.run import SUMMARY_FIELDS, Budget, RunError, locked, run_training
 
 REFERENCE = "all"
 BUDGETS = ("equal-epochs", "equal-time")
@@ -68,7 +68,7 @@ RUN_FIELDS = ("selector", "seed", "dataset") + SUMMARY_FIELDS + (
     "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy", "time_to_target_s", "speedup_to_target")
 # Configuration keys that must match for --resume to reuse earlier runs.
 COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device")
-OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "runs")
+OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "patch_keep_frequency.png", "runs")
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -231,6 +231,29 @@ def plot(runs: list[dict], selectors: list[str], path: Path, title: str) -> None
     plt.close(fig)
 
 
+def plot_keep_frequency(runs: list[dict], selectors: list[str], path: Path, title: str) -> None:
+    """Where each selector keeps patches: per patch position, the share of training images
+    that kept it (mean over seeds), as a heat map on the patch grid."""
+    order = [n for n in dict.fromkeys(selectors + [r["selector"] for r in runs])
+             if any(r["selector"] == n and r.get("patch_keep_frequency") for r in runs)]
+    if not order:
+        return
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(order), figsize=(2.4 * len(order) + 0.8, 2.8), squeeze=False)
+    for ax, name in zip(axes[0], order):
+        freq = np.mean([r["patch_keep_frequency"] for r in runs
+                        if r["selector"] == name and r.get("patch_keep_frequency")], axis=0)
+        side = int(round(len(freq) ** 0.5))
+        image = ax.imshow(freq.reshape(side, side), vmin=0, vmax=1, cmap="viridis")
+        ax.set_title(name if len(name) <= 22 else name[:20] + "...", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of images keeping the patch")
+    fig.suptitle(title, fontsize=9)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def write_results(out: Path, meta: dict, runs: list[dict], cfg: dict, status: str,
                   in_progress: Optional[dict] = None) -> None:
     fill_relative(runs, cfg["target_accuracy"])
@@ -240,6 +263,7 @@ def write_results(out: Path, meta: dict, runs: list[dict], cfg: dict, status: st
     if runs:
         title = f"{cfg['dataset']}, preset {cfg['preset']}, {cfg['budget']} ({cfg['device']})"
         plot(runs, cfg["selectors"], out / "accuracy_vs_time.png", title)
+        plot_keep_frequency(runs, cfg["selectors"], out / "patch_keep_frequency.png", title)
 
 
 def _load_previous(out: Path, cfg: dict) -> list[dict]:
@@ -281,9 +305,17 @@ def main(argv: Optional[list[str]] = None) -> int:
             check_selector(cfg, images, spec)
     except ValueError as e:
         parser.error(f"selector {spec!r}: {e}")
+    try:
+        with locked(out):  # a second process on the same --out is refused before it deletes or writes
+            return sweep(args, argv, cfg, out, runs, images)
+    except RunError as e:
+        parser.error(str(e))
+
+
+def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], images) -> int:
+    """Every (seed, selector) run not finished yet, one after another, merged into OUT."""
     if args.overwrite:  # the new settings are valid: only now are the old results removed
         clear_out(out, OUTPUTS)
-    out.mkdir(parents=True, exist_ok=True)
     finished = {(r["selector"], r["seed"]) for r in runs}
     plan = [(seed, s) for seed in cfg["seeds"] for s in cfg["selectors"]]
     todo = [(seed, s) for seed, s in plan if (s, seed) not in finished]
@@ -322,7 +354,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(summary_table(runs, cfg["selectors"]))
     print(f"\nmean ± std over seeds; accuracy on the test split; training time excludes evaluation. "
           f"Wall time {elapsed:.0f} s.")
-    print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'accuracy_vs_time.png'}")
+    print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'accuracy_vs_time.png'}, "
+          f"{out / 'patch_keep_frequency.png'}")
     return 0
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from patchenv import registry
 from patchenv.options import DEFAULT_PRESET, add_run_arguments, check_out, clear_out, env_settings, parse_key_values
-from patchenv.run import Budget, RunError, read_progress, run_training, print_line
+from patchenv.run import Budget, RunError, locked, print_line, read_progress, run_training
 
 # What --resume takes from the saved run (given again, it must be the same).
 RUN_KEYS = ("agent", "dataset", "preset", "env", "seed")
@@ -83,29 +83,30 @@ def train(args) -> dict:
         agent.setup(env)  # e.g. random:k above the env's patch count: refused before anything changes
     except ValueError as e:  # bad settings; missing or corrupt data are caught in main
         raise CLIError(str(e)) from None
-    if args.overwrite:  # the new settings are valid: only now is the old run removed
-        clear_out(out, ("metrics.json", "progress.json", "checkpoints", f"agent{agent.save_suffix}"))
-    if args.resume:
-        print(f"resuming {out} at global step {read_progress(out)['state']['total']['steps']}", flush=True)
-    show = not args.no_progress
-    u = env.unwrapped
-
-    def on_epoch(row: dict) -> None:
-        print_line(f"epoch {row['epoch']:3}/{epochs}  train loss {row['train_loss']:.4f}  "
-                   f"reward {row['mean_reward']:+.3f}  test acc {100 * row['test_accuracy']:.2f}%  "
-                   f"kept {row['mean_patches_kept']:.1f}/{u.num_patches}  time {row['epoch_time_s']:.2f}s", show)
-
     try:
-        metrics = run_training(env, agent, out, budget=budget, seed=config["seed"], resume=args.resume,
-                               config=config, checkpoint_every=args.checkpoint_every, log_dir=args.log_dir,
-                               show_progress=show, on_epoch=on_epoch)
+        with locked(out):  # a second process on the same --out is refused before it deletes or writes
+            if args.overwrite:  # the new settings are valid: only now is the old run removed
+                clear_out(out, ("metrics.json", "progress.json", "checkpoints", f"agent{agent.save_suffix}"))
+            if args.resume:
+                print(f"resuming {out} at global step {read_progress(out)['state']['total']['steps']}", flush=True)
+            show = not args.no_progress
+            u = env.unwrapped
+
+            def on_epoch(row: dict) -> None:
+                print_line(f"epoch {row['epoch']:3}/{epochs}  train loss {row['train_loss']:.4f}  "
+                           f"reward {row['mean_reward']:+.3f}  test acc {100 * row['test_accuracy']:.2f}%  "
+                           f"kept {row['mean_patches_kept']:.1f}/{u.num_patches}  time {row['epoch_time_s']:.2f}s", show)
+
+            metrics = run_training(env, agent, out, budget=budget, seed=config["seed"], resume=args.resume,
+                                   config=config, checkpoint_every=args.checkpoint_every, log_dir=args.log_dir,
+                                   show_progress=show, on_epoch=on_epoch)
+            if metrics["meta"]["status"] == "complete":
+                agent.save(out / f"agent{agent.save_suffix}")
+            else:
+                print(f"interrupted at step {u.global_step}; continue with: patchenv train --resume --out {out}",
+                      file=sys.stderr, flush=True)
     except RunError as e:
         raise CLIError(str(e)) from None
-    if metrics["meta"]["status"] == "complete":
-        agent.save(out / f"agent{agent.save_suffix}")
-    else:
-        print(f"interrupted at step {u.global_step}; continue with: patchenv train --resume --out {out}",
-              file=sys.stderr, flush=True)
     args.out = str(out)
     return metrics
 

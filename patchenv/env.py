@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import hashlib
+import io
 import math
 import os
 import time
@@ -311,21 +312,39 @@ class PatchSelectionEnv(gym.Env):
                           kept_per_image=kept_per_image if self.selection == "image" else None,
                           num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
                           loss_term=lt, patch_term=pt)
-        if self.reward_fn is not None:
-            reward = float(self.reward_fn(stats))
-            if diverged and not math.isfinite(reward):
-                reward = 0.0
-        else:
-            reward = self.loss_weight * lt + self.patch_weight * pt
         terminated = diverged
         truncated = (not terminated) and self._episode_step >= self.episode_steps
-        self._episode_over = terminated or truncated
+        self._episode_over = terminated or truncated  # settled before a reward_fn can fail
+        if self.reward_fn is not None:
+            reward = self._custom_reward(stats, diverged)
+        else:
+            reward = self.loss_weight * lt + self.patch_weight * pt
         info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": n_tokens, "padding_tokens": n_padding,
                 "epoch": trained_epoch, "global_step": self.global_step, "loss_term": lt, "patch_term": pt,
                 "diverged": diverged}
         if self.selection == "image":
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info
+
+    def _custom_reward(self, stats: StepStats, diverged: bool) -> float:
+        """``reward_fn(stats)``, checked. It runs after the training step: when it fails,
+        the step has been applied and the env is consistent (counters, pending batch,
+        episode state), so the caller gets the error and the next ``step`` goes on."""
+        try:
+            value = self.reward_fn(stats)
+        except Exception as e:
+            raise RuntimeError(f"reward_fn raised {type(e).__name__}: {e} (the training step {self.global_step} "
+                               f"was applied; the env is consistent and the next step() continues)") from e
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise TypeError(f"reward_fn must return a real number, got {type(value).__name__} (the training step "
+                            f"{self.global_step} was applied)")
+        value = float(value)
+        if not math.isfinite(value):
+            if diverged:
+                return 0.0  # a diverged step may give a non-finite reward; it ends the episode anyway
+            raise ValueError(f"reward_fn must return a finite number, got {value} (the training step "
+                             f"{self.global_step} was applied)")
+        return value
 
     # -- rendering and copying ------------------------------------------------------------
     def render(self):
@@ -444,31 +463,54 @@ class PatchSelectionEnv(gym.Env):
             "batch_y": self._batch_y,
             "train_time_s": self.train_time_s,
         }
-        atomic_torch_save(state, path)
+        payload = io.BytesIO()
+        torch.save(state, payload)
+        payload = payload.getvalue()
+        # The checksum covers the whole run: a file damaged on disk is refused, not loaded.
+        atomic_torch_save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+                           "payload": payload}, path)
 
     def load_checkpoint(self, path: Union[str, os.PathLike]):
         """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
         observation. The env must be built with the same configuration."""
         path = Path(path)
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
+            wrapper = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as e:
             raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
-        if isinstance(state, dict) and state.get("format") in _OLD_CHECKPOINT_FORMATS:
-            raise ValueError(f"{path} is a {state['format']} checkpoint: "
-                             f"{_OLD_CHECKPOINT_FORMATS[state['format']]}; start a new run")
-        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"{path} is not a patchenv checkpoint")
-        saved, ours = state["config"], self._fingerprint()
+        if isinstance(wrapper, dict) and wrapper.get("format") in _OLD_CHECKPOINT_FORMATS:
+            raise ValueError(f"{path} is a {wrapper['format']} checkpoint: "
+                             f"{_OLD_CHECKPOINT_FORMATS[wrapper['format']]}; start a new run")
+        if not isinstance(wrapper, dict) or wrapper.get("format") != CHECKPOINT_FORMAT \
+                or not isinstance(wrapper.get("payload"), bytes):
+            raise ValueError(f"{path} is not a patchenv checkpoint ({CHECKPOINT_FORMAT})")
+        if hashlib.sha256(wrapper["payload"]).hexdigest() != wrapper.get("sha256"):
+            raise ValueError(f"checkpoint {path} is damaged: its contents do not match their checksum")
+        try:
+            state = torch.load(io.BytesIO(wrapper["payload"]), map_location=self.device, weights_only=False)
+            saved, ours = state["config"], self._fingerprint()
+        except Exception as e:
+            raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
         if saved != ours:
             diff = ", ".join(f"{k} {saved.get(k)!r} (saved) != {ours.get(k)!r}"
                              for k in sorted(saved.keys() | ours.keys()) if saved.get(k) != ours.get(k))
             raise ValueError(f"checkpoint {path} was saved by an env with another configuration: {diff}")
-        self._build_run(model_seed=None)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self._np_random = np.random.Generator(np.random.PCG64())
-        self._np_random.bit_generator.state = state["np_random"]
+        # Everything is read into new objects first: a file that fails here leaves the
+        # running run as it was.
+        parts = self._run_parts(model_seed=None)
+        try:
+            parts["model"].load_state_dict(state["model"])
+            parts["optimizer"].load_state_dict(state["optimizer"])
+            np_random = np.random.Generator(np.random.PCG64())
+            np_random.bit_generator.state = state["np_random"]
+            missing = {"np_random_seed", "data_gen", "perm", "pos", "epoch", "global_step", "episode_step",
+                       "episode_over", "loss_ref", "batch_x", "batch_y", "train_time_s"} - set(state)
+            if missing:
+                raise KeyError(f"missing {sorted(missing)}")
+        except Exception as e:
+            raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {e}") from None
+        self._install_run(parts)
+        self._np_random = np_random
         self._np_random_seed = state["np_random_seed"]
         self._restore_data_gen(state["data_gen"].cpu())  # generator states are CPU byte tensors
         self._perm = state["perm"].to(self.device)
@@ -508,25 +550,32 @@ class PatchSelectionEnv(gym.Env):
         return torch.autocast(device_type=self.device.type, enabled=False)
 
     def _build_run(self, model_seed: Optional[int]) -> None:
+        self._install_run(self._run_parts(model_seed))
+
+    def _run_parts(self, model_seed: Optional[int]) -> dict:
+        """A fresh ViT, optimiser, step functions and data generator, not yet the env's
+        (load_checkpoint fills them and checks the file before the running run changes)."""
         # The constructor's default init draws from the global torch RNG; our weights come
         # from init_weights (or a checkpoint), so keep the user's global RNG untouched.
         with torch.random.fork_rng(devices=[]):
-            self.model = SimpleViT(**self.vit_config)
-        self.model = self.model.to(self.device)
+            model = SimpleViT(**self.vit_config)
+        model = model.to(self.device)
         if model_seed is not None:
-            init_weights(self.model, torch.Generator(self.device).manual_seed(model_seed))
-        self.optimizer = make_optimizer(self.model, self.lr, capturable=self.config.cuda_graph)
-        self._forward_tokens = self.model.forward_tokens
-        if self.compile:
-            self._forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True)
-        self._graphed = None
+            init_weights(model, torch.Generator(self.device).manual_seed(model_seed))
+        optimizer = make_optimizer(model, self.lr, capturable=self.config.cuda_graph)
+        forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if self.compile else model.forward_tokens
+        graphed = None
         if self.config.cuda_graph:
             b, c, s = self.batch_size, self._data_shape["channels"], self._data_shape["image_size"]
-            self._graphed = GraphedStep(self.model, self.optimizer,
-                                        torch.empty(b, c, s, s, device=self.device),
-                                        torch.empty(b, dtype=torch.long, device=self.device),
-                                        lambda: self._autocast(cache_enabled=False))
-        self._data_gen = torch.Generator(self.device)
+            graphed = GraphedStep(model, optimizer, torch.empty(b, c, s, s, device=self.device),
+                                  torch.empty(b, dtype=torch.long, device=self.device),
+                                  lambda: self._autocast(cache_enabled=False))
+        return dict(model=model, optimizer=optimizer, forward_tokens=forward_tokens, graphed=graphed,
+                    data_gen=torch.Generator(self.device))
+
+    def _install_run(self, parts: dict) -> None:
+        self.model, self.optimizer = parts["model"], parts["optimizer"]
+        self._forward_tokens, self._graphed, self._data_gen = parts["forward_tokens"], parts["graphed"], parts["data_gen"]
 
     def _new_run(self) -> None:
         model_seed, data_seed = (int(s) for s in self.np_random.integers(0, 2**62, size=2))

@@ -62,6 +62,8 @@ def parse_key_values(pairs) -> dict:
 def check_out(out: Path, marker: str, resume: bool, overwrite: bool) -> None:
     """Refuse to write into a folder that holds earlier results unless told what to do
     with them: results are never deleted silently."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; expected a folder (new or holding earlier results)")
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
     if (out / marker).exists() and not (resume or overwrite):

@@ -33,6 +33,9 @@ synchronised before it is read. The env's share is ``env_step_time_s`` (its
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import functools
 import json
 import math
 import random
@@ -129,6 +132,8 @@ class RunState:
     epoch: Sums = field(default_factory=Sums)  # the unfinished epoch
     total: Sums = field(default_factory=Sums)  # the whole run
     history: list = field(default_factory=list)  # EPOCH_FIELDS rows
+    keep_counts: list = field(default_factory=list)  # per patch position: images trained with it kept
+    keep_images: int = 0  # images the counts cover
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunState":
@@ -146,6 +151,7 @@ class _Recorder(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         s = self._state
+        self._count_kept(action)
         s.episode_return += reward
         ended = s.episode_return if (terminated or truncated) else None
         if ended is not None:
@@ -154,6 +160,19 @@ class _Recorder(gym.Wrapper):
         s.total.add(reward, info, None)
         self._on_step(reward, info)
         return obs, reward, terminated, truncated, info
+
+    def _count_kept(self, action) -> None:
+        """Where the agent keeps patches: per position, how many images kept it (the env
+        has validated the action, so it is a 0/1 mask of shape (N,) or (B, N))."""
+        u, s = self.env.unwrapped, self._state
+        mask = action.detach().cpu().numpy() if isinstance(action, torch.Tensor) else np.asarray(action)
+        per_position = mask.reshape(-1, u.num_patches).astype(bool).sum(axis=0)
+        if mask.ndim == 1:  # one mask for the whole batch
+            per_position = per_position * u.batch_size
+        if not s.keep_counts:
+            s.keep_counts = [0] * u.num_patches
+        s.keep_counts = (np.asarray(s.keep_counts) + per_position).tolist()
+        s.keep_images += u.batch_size
 
 
 # -- RNG states --------------------------------------------------------------------------------------
@@ -222,12 +241,49 @@ def save_checkpoint(out: Path, env, agent: PatchSelector, state: RunState, confi
 
 
 def load_checkpoint(out: Path, env, agent: PatchSelector) -> RunState:
+    """Restore env, agent, RNGs and the runner's state; a damaged or mismatched checkpoint
+    is a one-line RunError naming the folder."""
     progress = read_progress(out)
     folder = out / progress["checkpoint"]
-    env.unwrapped.load_checkpoint(folder / "env.pt")
-    agent.load(folder / f"agent{agent.save_suffix}")
-    set_rng_state(torch.load(folder / "rng.pt", weights_only=False))
-    return RunState.from_dict(progress["state"])
+    try:
+        env.unwrapped.load_checkpoint(folder / "env.pt")
+        agent.load(folder / f"agent{agent.save_suffix}")
+        rngs = torch.load(folder / "rng.pt", weights_only=False)
+        state = RunState.from_dict(progress["state"])
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {e}") from None
+    set_rng_state(rngs)
+    return state
+
+
+_LOCKS: dict[str, object] = {}  # output folders this process holds, -> their open lock file
+
+
+@contextlib.contextmanager
+def locked(out):
+    """Hold an exclusive lock on the output folder `out` (its ``.lock`` file) while a run
+    writes it: a second process given the same folder gets a RunError instead of
+    overwriting the first one's files. Re-entrant within a process."""
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _LOCKS:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    handle = open(out / ".lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunError(f"{out} is being written by another process (its .lock is held); wait for it or use "
+                       f"another --out") from None
+    _LOCKS[key] = handle
+    try:
+        yield
+    finally:
+        del _LOCKS[key]
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 # -- the run ---------------------------------------------------------------------------------------------
@@ -236,6 +292,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)  # note: sync so the wall clock covers queued GPU work
 
 
+def _holding_the_lock(run: Callable) -> Callable:
+    """The run writes its output folder only while it holds the folder's lock."""
+    @functools.wraps(run)
+    def wrapper(env, agent, out, **kwargs):
+        with locked(out):
+            return run(env, agent, out, **kwargs)
+
+    return wrapper
+
+
+@_holding_the_lock
 def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, seed: int = 0,
                  resume: bool = False, config: Optional[dict] = None, masked_eval: bool = False,
                  checkpoint_every: int = 1, keep_checkpoint: bool = True, log_dir=None,
@@ -412,6 +479,9 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
         "diverged_steps": state.total.diverged,
         "batch_size": u.batch_size,
         "num_patches": u.num_patches,
+        # per patch position (row-major over the patch grid): the share of training images
+        # that kept it
+        "patch_keep_frequency": [c / state.keep_images for c in state.keep_counts] if state.keep_images else None,
     }
 
 

@@ -91,6 +91,12 @@ def test_compare_selectors_writes_every_field(tmp_path, capsys):
             assert _same(row[key], run[key]), (key, row[key], run[key])
 
     assert (tmp_path / "accuracy_vs_time.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / "patch_keep_frequency.png").read_bytes()[:8] == PNG_MAGIC
+    # where patches were kept, counted another way: `all` keeps every one, `random` 30 of 64
+    # in expectation per position, norm_topk exactly 30 per image
+    assert runs["all"]["patch_keep_frequency"] == [1.0] * 64
+    assert sum(runs["random"]["patch_keep_frequency"]) == pytest.approx(30)
+    assert sum(runs["norm_topk"]["patch_keep_frequency"]) == pytest.approx(30)
     assert not list(tmp_path.glob("runs/*/checkpoints"))  # finished runs keep no checkpoint
 
 

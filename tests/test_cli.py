@@ -201,3 +201,42 @@ def test_help_lists_the_seed_readme_hyperparameters(capsys):
     text = capsys.readouterr().out
     for flag in ("--alpha", "--n-patch-desired", "--patch-size", "--dim", "--depth", "--heads", "--mlp-dim", "--lr"):
         assert f"{flag} " in text, flag
+
+
+def test_faults_are_one_line_errors_and_lose_nothing(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--agent", "all", name="afile")
+    assert "is a file" in capsys.readouterr().err
+    assert run(tmp_path, "--agent", "random:k=16", "--epochs", "1") == 0
+    progress = json.loads((tmp_path / "run" / "progress.json").read_text())
+    env_pt = tmp_path / "run" / progress["checkpoint"] / "env.pt"
+    env_pt.write_bytes(env_pt.read_bytes()[:1000])  # a truncated checkpoint
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path, "--resume", "--epochs", "2")
+    assert e.value.code == 2 and "cannot resume from" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+
+
+def test_a_second_writer_of_the_same_out_is_refused(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from patchenv.run import locked\n"
+        f"with locked({str(out)!r}):\n    print('held', flush=True); time.sleep(30)\n")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit):
+            run(tmp_path, "--agent", "all", "--epochs", "1")
+        assert "another process" in capsys.readouterr().err
+        assert not (out / "metrics.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert run(tmp_path, "--agent", "all", "--epochs", "1") == 0  # free again once the holder is gone

@@ -1,4 +1,6 @@
 """Bad input, lifecycle errors, divergence and checkpoints never lose work or corrupt a run."""
+import hashlib
+import io
 import math
 import os
 
@@ -32,6 +34,20 @@ def assert_same_step(s1, s2):
     assert s1[4].keys() == s2[4].keys()
     for k in s1[4]:
         np.testing.assert_array_equal(s1[4][k], s2[4][k], err_msg=k)
+
+
+def read_run(path):
+    """The run a checkpoint file holds (inside its checksummed wrapper)."""
+    return torch.load(io.BytesIO(torch.load(path, weights_only=False)["payload"]), weights_only=False)
+
+
+def write_run(state, path, checksum=True):
+    """A checkpoint file holding `state`, with a correct checksum unless told otherwise."""
+    payload = io.BytesIO()
+    torch.save(state, payload)
+    payload = payload.getvalue()
+    digest = hashlib.sha256(payload).hexdigest() if checksum else "0" * 64
+    torch.save({"format": state["format"], "sha256": digest, "payload": payload}, path)
 
 
 def params(env):
@@ -304,7 +320,11 @@ def test_failed_save_leaves_the_older_checkpoint_intact(tmp_path, monkeypatch):
     good = path.read_bytes()
     env.step(np.ones(N))
 
+    real_save = torch.save
+
     def broken_save(obj, f, *args, **kwargs):
+        if not isinstance(f, (str, os.PathLike)):  # the in-memory payload; the file write fails
+            return real_save(obj, f, *args, **kwargs)
         with open(f, "wb") as fh:
             fh.write(b"half a checkpoint")
         raise OSError("disk full")
@@ -347,7 +367,7 @@ def test_checkpoint_of_the_previous_vit_architecture_is_refused(tmp_path):
     env.reset(seed=1)
     env.step(np.ones(N))
     env.save_checkpoint(tmp_path / "c.pt")
-    state = torch.load(tmp_path / "c.pt", weights_only=False)
+    state = read_run(tmp_path / "c.pt")
     assert state["format"] == "patchenv-checkpoint-v1"
     model = state["model"]
     d = model["linear_head.0.weight"].shape[0]
@@ -368,9 +388,9 @@ def test_checkpoint_from_another_device_type_loads_and_trains_the_saved_batch(tm
     env.reset(seed=0)
     env.step(valid("batch", 0))
     env.save_checkpoint(tmp_path / "ck.pt")
-    state = torch.load(tmp_path / "ck.pt", weights_only=False)
+    state = read_run(tmp_path / "ck.pt")
     state["data_gen"] = torch.arange(16, dtype=torch.uint8)  # the shape of a CUDA generator's state
-    torch.save(state, tmp_path / "cuda-like.pt")
+    write_run(state, tmp_path / "cuda-like.pt")
     steps = []
     for name in ("ck.pt", "cuda-like.pt", "cuda-like.pt"):
         other = make()
@@ -416,3 +436,43 @@ def test_copying_an_env_says_to_use_checkpoints():
     for copier in (copy.deepcopy, pickle.dumps):
         with pytest.raises(TypeError, match="save_checkpoint"):
             copier(env)
+
+
+@pytest.mark.parametrize("bad", [lambda s: 1 / 0, lambda s: "high", lambda s: np.array([1.0, 2.0]),
+                                 lambda s: float("nan"), lambda s: True])
+def test_a_failing_reward_fn_leaves_the_env_consistent(bad):
+    env = make(reward_fn=bad, episode_steps=3)
+    env.reset(seed=0)
+    with pytest.raises((RuntimeError, TypeError, ValueError), match="training step 1 was applied"):
+        env.step(valid("batch", 0))
+    assert env.global_step == 1  # the step happened and is counted; the next one goes on
+    env.reward_fn = lambda s: 0.5
+    assert env.step(valid("batch", 1))[1] == 0.5 and env.global_step == 2
+    assert env.step(valid("batch", 2))[3]  # truncated on schedule: the failed step counted in the episode
+
+
+def test_a_damaged_checkpoint_is_refused_before_the_running_run_changes(tmp_path):
+    env = make()
+    env.reset(seed=0)
+    env.step(valid("batch", 0))
+    env.save_checkpoint(tmp_path / "ck.pt")
+    raw = bytearray((tmp_path / "ck.pt").read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte inside the stored run
+    (tmp_path / "flipped.pt").write_bytes(bytes(raw))
+    state = read_run(tmp_path / "ck.pt")
+    del state["batch_x"]
+    write_run(state, tmp_path / "incomplete.pt")
+    state = read_run(tmp_path / "ck.pt")
+    state["model"]["linear_head.1.weight"] = torch.zeros(3, 3)  # readable, wrong shape
+    write_run(state, tmp_path / "wrong-shape.pt")
+    running = make()
+    running.reset(seed=5)
+    running.step(valid("batch", 1))
+    before = params(running)
+    for name, words in (("flipped.pt", "damaged|cannot read"), ("incomplete.pt", "missing"),
+                        ("wrong-shape.pt", "cannot restore")):
+        with pytest.raises(ValueError, match=words):
+            running.load_checkpoint(tmp_path / name)
+        assert all(torch.equal(a, b) for a, b in zip(params(running), before)), name  # untouched
+        assert running.global_step == 1
+    running.step(valid("batch", 2))  # and it trains on
