@@ -346,20 +346,9 @@ class AgentViT(Agent):
         atomic_torch_save({"format": FORMAT, "agent": self.name, "config": self.config(),
                            "state": self.state_dict()}, path)
 
-    def load(self, path: Union[str, os.PathLike]) -> "AgentViT":
-        """Become the agent `save` wrote: rebuilt from its hyperparameters, then its state
-        restored (on the saved config's device; "auto" moves to the env's at `setup`)."""
-        path = Path(path)
-        try:
-            payload = torch.load(path, map_location="cpu", weights_only=True)
-            name, config, state = payload["agent"], payload["config"], payload["state"]
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
-        self.rebuild(name, config, path)
-        self.load_state_dict(state)
-        return self
+    def read_file(self, path: Path) -> dict:
+        """One ``torch.save`` file (weights, replay, optimiser), read without unpickling code."""
+        return torch.load(path, map_location="cpu", weights_only=True)
 
     def state_dict(self) -> dict:
         k = self.replay_size

@@ -199,15 +199,24 @@ class Agent:
         then the saved state is restored. Returns self."""
         path = Path(path)
         try:
-            payload = json.loads(path.read_text())
+            payload = self.read_file(path)
             name, config, state = payload["agent"], payload["config"], payload["state"]
         except FileNotFoundError:
             raise
         except Exception as e:
             raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
         self.rebuild(name, config, path)
-        self.load_state_dict(state)
+        self.restore(path, state)
         return self
+
+    def read_file(self, path: Path) -> dict:
+        """``{"agent", "config", "state"}`` as ``save`` wrote it (JSON here; agents with
+        another file format override this)."""
+        return json.loads(path.read_text())
+
+    def restore(self, path: Path, state: dict) -> None:
+        """The last step of ``load``, once the constructor has re-run: the saved state."""
+        self.load_state_dict(state)
 
     def rebuild(self, name: str, config: dict, path: Union[str, os.PathLike] = "the file") -> None:
         """Re-run the constructor with a saved `config`, after checking the file's agent

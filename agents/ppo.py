@@ -230,26 +230,20 @@ class PPOAgent(Agent):
             archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
         atomic_write_bytes(path, buf.getvalue())
 
-    def load(self, path: Union[str, os.PathLike]) -> "PPOAgent":
-        """Become the agent `save` wrote: rebuilt from its hyperparameters, then SB3's model
-        loaded (onto the config's device; "auto": CUDA when present)."""
-        path = Path(path)
-        try:
-            with zipfile.ZipFile(path) as archive:
-                header = json.loads(archive.read(ZIP_HEADER))
-            name, config, state = header["agent"], header["config"], header["state"]
-        except FileNotFoundError:
-            raise
-        except Exception as e:
-            raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
-        self.rebuild(name, config, path)
+    def read_file(self, path: Path) -> dict:
+        """The patchenv header inside SB3's zip (name, config, counters)."""
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read(ZIP_HEADER))
+
+    def restore(self, path: Path, state: dict) -> None:
+        """SB3's model from the same zip (onto the config's device; "auto": CUDA when
+        present), then the counters."""
         try:
             with open(path, "rb") as f:
                 self.model = PPO.load(f, device=self.hp.device)
         except Exception as e:
             raise ValueError(f"cannot read PPO agent file {path}: {type(e).__name__}: {e}") from None
         self.load_state_dict(state)
-        return self
 
     def state_dict(self) -> dict:
         return {**super().state_dict(), "action_shape": list(self._action_shape)}
