@@ -71,22 +71,30 @@ def timed(fn: Callable[[], Any], device: Union[str, torch.device], inner: int = 
     return (time.perf_counter() - t0) / inner
 
 
-def mean_std(values: Iterable[Optional[float]]) -> tuple[Optional[float], Optional[float], int]:
-    """Mean, sample standard deviation (0 for one value) and count of the non-None values."""
+def mean_ci(values: Iterable[Optional[float]], level: float = 0.95) -> tuple[Optional[float], Optional[float], int]:
+    """Mean and the half-width of its `level` confidence interval (Student's t over the
+    non-None values; None for fewer than two), and the count."""
     vals = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not vals:
         return None, None, 0
-    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-    return float(np.mean(vals)), std, len(vals)
+    if len(vals) < 2:
+        return vals[0], None, 1
+    from scipy import stats  # scikit-learn's dependency: always installed with it
+
+    half = float(stats.t.ppf(0.5 + level / 2, len(vals) - 1) * np.std(vals, ddof=1) / math.sqrt(len(vals)))
+    return float(np.mean(vals)), half, len(vals)
 
 
-def fmt_mean_std(values: Iterable[Optional[float]], fmt: str = "{:.3f}", scale: float = 1.0) -> str:
-    mean, std, n = mean_std(values)
+def fmt_ci(values: Iterable[Optional[float]], fmt: str = "{:.3f}", scale: float = 1.0, mark_zero: bool = False) -> str:
+    """'mean ± half-width' of the 95% interval; with `mark_zero`, a trailing '*' when the
+    interval excludes 0 (a paired difference distinguishable from none)."""
+    mean, half, n = mean_ci(values)
     if n == 0:
         return "-"
-    if n == 1:
+    if half is None:
         return fmt.format(mean * scale)
-    return f"{fmt.format(mean * scale)} ± {fmt.replace('+', '').format(std * scale)}"
+    star = "*" if mark_zero and abs(mean) > half else ""
+    return f"{fmt.format(mean * scale)} ± {fmt.replace('+', '').format(half * scale)}{star}"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

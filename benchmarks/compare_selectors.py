@@ -51,7 +51,7 @@ import numpy as np
 from tqdm import tqdm
 
 import patchenv  # noqa: F401  (registers the env ids)
-from benchmarks.common import fmt_mean_std, markdown_table, parse_list, pyplot, save_figure, write_csv
+from benchmarks.common import fmt_ci, markdown_table, parse_list, pyplot, save_figure, write_csv
 from patchenv import data as data_mod
 from patchenv import registry
 from patchenv.atomic import atomic_write_json
@@ -59,16 +59,18 @@ from patchenv.env import resolve_device
 from patchenv.interrupt import GracefulInterrupt
 from patchenv.meta import meta_block
 from patchenv.options import DEFAULT_PRESET, add_run_arguments, check_out, clear_out, env_settings
-from patchenv.run import SUMMARY_FIELDS, Budget, RunError, locked, run_training
+from patchenv.run import SUMMARY_FIELDS, Budget, RunError, has_checkpoint, locked, read_progress, run_training
 
 REFERENCE = "all"
 BUDGETS = ("equal-epochs", "equal-time")
 # Scalar per-run fields: the CSV's columns, in order (the JSON adds the per-epoch "curve").
 RUN_FIELDS = ("selector", "seed", "dataset") + SUMMARY_FIELDS + (
-    "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy", "time_to_target_s", "speedup_to_target")
+    "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy", "time_to_target_s", "tokens_to_target",
+    "flops_to_target", "speedup_to_target", "speedup_to_target_flops")
 # Configuration keys that must match for --resume to reuse earlier runs.
-COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device")
-OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "patch_keep_frequency.png", "runs")
+COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device", "protocol")
+OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "accuracy_vs_flops.png", "patch_keep_frequency.png",
+           "runs")
 
 
 # -- configuration ------------------------------------------------------------------------
@@ -81,6 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", "--seed", dest="seeds", default="0", help="comma list of seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the `all` run's under equal-time; default: 3)")
     p.add_argument("--budget", default="equal-epochs", choices=BUDGETS, help="(default: equal-epochs)")
+    p.add_argument("--schedule", default="interleaved", choices=("interleaved", "sequential"),
+                   help="interleaved (default): every run advances one epoch per turn in a shuffled round-robin, "
+                        "so load drift falls on every selector alike (a run's numbers do not change); "
+                        "sequential: one run after another")
     p.add_argument("--target-accuracy", type=float, default=None,
                    help="test accuracy (fraction) for time_to_target_s; default: the `all` run's final, same seed")
     add_run_arguments(p, out_default="results/compare")
@@ -113,7 +119,8 @@ def make_config(args) -> dict:
     env["device"] = str(resolve_device(env.get("device", "auto")))
     return {"dataset": env["dataset"], "preset": preset, "env": env, "epochs": args.epochs,
             "selectors": selectors, "seeds": seeds, "budget": args.budget, "device": env["device"],
-            "target_accuracy": args.target_accuracy, "out": str(args.out)}
+            "target_accuracy": args.target_accuracy, "out": str(args.out), "schedule": args.schedule,
+            "protocol": args.protocol}
 
 
 def run_dir(out: Path, selector: str, seed: int) -> Path:
@@ -136,97 +143,195 @@ def check_selector(cfg: dict, images, spec: str) -> None:
 
 
 # -- one run --------------------------------------------------------------------------------
-def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, args, stop: GracefulInterrupt) -> dict:
+def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, args, stop: GracefulInterrupt,
+            resume: bool, keep_checkpoint: bool, last_turn: bool = True) -> dict:
     """One selector on one seed through the runner; returns its metrics.json content."""
     agent = registry.make_from_spec(selector, seed=seed)
     env = make_env(cfg, images, agent)
     folder = run_dir(Path(cfg["out"]), selector, seed)
-    config = {**{k: cfg[k] for k in ("dataset", "preset", "env")}, "agent": selector, "seed": seed,
+    config = {**{k: cfg[k] for k in ("dataset", "preset", "env", "protocol")}, "agent": selector, "seed": seed,
               "budget": {"epochs": budget.epochs, "seconds": budget.seconds}}
     log_dir = None if args.log_dir is None else Path(args.log_dir) / folder.name
     try:
-        return run_training(env, agent, folder, budget=budget, seed=seed, resume=args.resume, config=config,
-                            masked_eval=selector != REFERENCE, checkpoint_every=args.checkpoint_every,
-                            keep_checkpoint=False, log_dir=log_dir, show_progress=not args.no_progress,
-                            desc=f"  {selector} seed {seed}", stop=stop)
+        return run_training(env, agent, folder, budget=budget, seed=seed, resume=resume, config=config,
+                            masked_eval=selector != REFERENCE and last_turn, checkpoint_every=args.checkpoint_every,
+                            keep_checkpoint=keep_checkpoint, log_dir=log_dir, show_progress=not args.no_progress,
+                            desc=f"  {selector} seed {seed}", stop=stop, protocol=cfg["protocol"])
     finally:
         env.close()
 
 
+def budget_for(cfg: dict, runs: list[dict], selector: str, seed: int, epochs: Optional[int]) -> Budget:
+    """`epochs` (the whole run's when None); under equal-time a selector also stops at the
+    `all` run's training time on the same seed (and may then train more epochs than it)."""
+    if cfg["budget"] == "equal-time" and selector != REFERENCE:
+        ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed)
+        return Budget(epochs=epochs, seconds=ref["train_time_s"])
+    return Budget(epochs=epochs if epochs is not None else cfg["epochs"])
+
+
+def record(cfg: dict, selector: str, seed: int, metrics: dict) -> dict:
+    return {"selector": selector, "seed": seed, "dataset": cfg["dataset"], **metrics["summary"],
+            "curve": metrics["epochs"]}
+
+
+def run_sequential(todo, cfg, images, args, stop, runs, out, meta, bar) -> Optional[tuple]:
+    """One run after another, each to its end; returns the interrupted (selector, seed)."""
+    for seed, selector in todo:
+        metrics = run_one(cfg, images, selector, seed, budget_for(cfg, runs, selector, seed, None), args, stop,
+                          resume=args.resume, keep_checkpoint=False)
+        if metrics["meta"]["status"] != "complete":
+            return selector, seed
+        runs.append(record(cfg, selector, seed, metrics))
+        write_results(out, meta, runs, cfg, "running")
+        bar.update(1)
+    return None
+
+
+def run_interleaved(todo, cfg, images, args, stop, runs, out, meta, bar) -> Optional[tuple]:
+    """Every run advances one epoch per turn, the turns of a round in a shuffled order, so
+    load that comes and goes on the machine falls on every selector alike. Between turns a
+    run waits in its checkpoint (env, agent and every RNG, the global ones included), so
+    its numbers are those it would have had alone."""
+    rng = np.random.default_rng(sum(cfg["seeds"]) + 7919)  # the order of turns, not the runs' draws
+    done_epochs = {}
+    for seed, selector in todo:  # a resumed sweep continues from each run's checkpoint
+        folder = run_dir(out, selector, seed)
+        done_epochs[(seed, selector)] = (len(read_progress(folder)["state"]["history"])
+                                         if args.resume and has_checkpoint(folder) else 0)
+    active = list(todo)
+    cap = cfg["epochs"] if cfg["budget"] == "equal-epochs" else 20 * cfg["epochs"]  # equal-time: up to 20x
+    while active:
+        for i in rng.permutation(len(active)):
+            seed, selector = active[i]
+            epochs = done_epochs[(seed, selector)] + 1
+            budget = budget_for(cfg, runs, selector, seed, epochs)
+            # The masked evaluations are for the final numbers: only on a run's last turn
+            # (under equal-time any turn may be the last).
+            last_turn = epochs >= cap or budget.seconds is not None
+            metrics = run_one(cfg, images, selector, seed, budget, args, stop, resume=True, keep_checkpoint=True,
+                              last_turn=last_turn)
+            if metrics["meta"]["status"] != "complete":
+                return selector, seed
+            done_epochs[(seed, selector)] = epochs
+            summary = metrics["summary"]
+            over = epochs >= cap or (budget.seconds is not None and summary["train_time_s"] >= budget.seconds)
+            if over:
+                folder = run_dir(out, selector, seed)
+                clear_out(folder, ("checkpoints", "progress.json"))  # finished: nothing left to resume
+                runs.append(record(cfg, selector, seed, metrics))
+                write_results(out, meta, runs, cfg, "running")
+                bar.update(1)
+        active = [t for t in active if not any(r["selector"] == t[1] and r["seed"] == t[0] for r in runs)]
+    return None
+
+
 # -- the comparison -----------------------------------------------------------------------
+def curve_key(runs: list[dict]) -> str:
+    """The accuracy the curves, targets and time-to-target use: validation when the runs
+    have it (``--protocol val``), else test (``--protocol paper``)."""
+    has_val = any(p.get("val_accuracy") is not None for r in runs for p in r["curve"])
+    return "val_accuracy" if has_val else "test_accuracy"
+
+
 def fill_relative(runs: list[dict], target: Optional[float]) -> None:
-    """speedup_vs_all, accuracy_delta_vs_all, target and time-to-target, against the `all`
-    run of the same seed (None where there is none)."""
+    """speedup_vs_all, accuracy_delta_vs_all (final test accuracy), the target (the `all`
+    run's final accuracy on the curves' split, same seed, unless given) and the cost to
+    reach it in seconds, tokens and FLOPs, with speed-ups against `all` on the same seed
+    (None where there is none or a run never reached it)."""
+    key = curve_key(runs)
     ref = {r["seed"]: r for r in runs if r["selector"] == REFERENCE}
     for r in runs:
         a = ref.get(r["seed"])
-        tgt = target if target is not None else (a["test_accuracy"] if a else None)
+        tgt = target if target is not None else (a["curve"][-1][key] if a and a["curve"] else None)
         r["target_accuracy"] = tgt
-        r["time_to_target_s"] = _time_to(r["curve"], tgt)
+        reached = _first_reaching(r["curve"], key, tgt)
+        r["time_to_target_s"], r["tokens_to_target"], r["flops_to_target"] = (
+            (reached["train_time_s"], reached["train_tokens"], reached["train_flops"]) if reached else (None,) * 3)
         if a is None:
-            r["speedup_vs_all"] = r["accuracy_delta_vs_all"] = r["speedup_to_target"] = None
+            r["speedup_vs_all"] = r["accuracy_delta_vs_all"] = None
+            r["speedup_to_target"] = r["speedup_to_target_flops"] = None
             continue
         r["speedup_vs_all"] = a["train_time_s"] / r["train_time_s"] if r["train_time_s"] > 0 else None
         r["accuracy_delta_vs_all"] = r["test_accuracy"] - a["test_accuracy"]
-        a_tt = _time_to(a["curve"], tgt)
-        r["speedup_to_target"] = (a_tt / r["time_to_target_s"]
-                                  if a_tt is not None and r["time_to_target_s"] else None)
+        a_reached = _first_reaching(a["curve"], key, tgt)
+        r["speedup_to_target"] = (a_reached["train_time_s"] / r["time_to_target_s"]
+                                  if a_reached and r["time_to_target_s"] else None)
+        r["speedup_to_target_flops"] = (a_reached["train_flops"] / r["flops_to_target"]
+                                        if a_reached and r["flops_to_target"] else None)
 
 
-def _time_to(curve: list[dict], target: Optional[float]) -> Optional[float]:
+def _first_reaching(curve: list[dict], key: str, target: Optional[float]) -> Optional[dict]:
     if target is None:
         return None
     for point in curve:
-        if point["test_accuracy"] >= target - 1e-12:
-            return point["train_time_s"]
+        if point.get(key) is not None and point[key] >= target - 1e-12:
+            return point
     return None
 
 
 def summary_table(runs: list[dict], selectors: list[str]) -> str:
+    """Per selector: mean ± the 95% confidence interval over seeds; the differences against
+    `all` are paired by seed, and a '*' marks those whose interval excludes zero."""
     order = list(dict.fromkeys(selectors + [r["selector"] for r in runs]))
+    key = curve_key(runs)
     rows = []
     for name in order:
         rs = [r for r in runs if r["selector"] == name]
         if not rs:
             continue
 
-        def col(key, fmt="{:.3f}", scale=1.0):
-            return fmt_mean_std([r.get(key) for r in rs], fmt, scale)
+        def col(k, fmt="{:.3f}", scale=1.0, paired=False):
+            return fmt_ci([r.get(k) for r in rs], fmt, scale, mark_zero=paired and name != REFERENCE)
 
-        rows.append([name, len(rs), col("test_accuracy", "{:.2f}", 100), col("test_accuracy_masked", "{:.2f}", 100),
-                     col("test_accuracy_random_masks", "{:.2f}", 100), col("mean_patches_kept", "{:.1f}"), col("train_time_s", "{:.1f}"), col("images_per_s", "{:.0f}"),
-                     col("speedup_vs_all", "{:.2f}"), col("accuracy_delta_vs_all", "{:+.2f}", 100),
+        rows.append([name, len(rs), col("test_accuracy", "{:.2f}", 100),
+                     col("accuracy_delta_vs_all", "{:+.2f}", 100, paired=True),
+                     col("test_accuracy_masked", "{:.2f}", 100), col("test_accuracy_random_masks", "{:.2f}", 100),
+                     col("mean_patches_kept", "{:.1f}"), col("train_time_s", "{:.1f}"),
+                     col("train_flops", "{:.3g}", 1e-12), col("speedup_vs_all", "{:.2f}"),
                      col("time_to_target_s", "{:.1f}"), col("speedup_to_target", "{:.2f}"),
-                     col("agent_overhead_share", "{:.1f}", 100)])
-    header = ["selector", "seeds", "test acc % (all patches)", "test acc % (own masks)", "test acc % (random masks)",
-              "patches kept",
-              "train time s", "images/s", "speed-up vs all", "Δ acc vs all (points)", "time to target s",
-              "speed-up to target", "agent overhead %"]
+                     col("speedup_to_target_flops", "{:.2f}"), col("agent_overhead_share", "{:.1f}", 100)])
+    header = ["selector", "seeds", "test acc % (all patches)", "Δ test acc vs all (points, paired)",
+              "test acc % (own masks)", "test acc % (random masks)", "patches kept", "train time s",
+              "train TFLOPs", "speed-up vs all", f"time to target s ({key.split('_')[0]})", "speed-up to target",
+              "speed-up to target (FLOPs)", "agent overhead %"]
     return markdown_table(header, rows)
 
 
-def plot(runs: list[dict], selectors: list[str], path: Path, title: str) -> None:
+def plot(runs: list[dict], selectors: list[str], path: Path, title: str, x: str = "train_time_s") -> None:
+    """Accuracy (%) on the curves' split against training time (or FLOPs): every seed
+    faintly, the mean across seeds in bold with a band of ± one standard deviation, from
+    the untrained t=0 point (chance accuracy, 1 / classes) on."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    key = curve_key(runs)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     order = list(dict.fromkeys(selectors + [r["selector"] for r in runs]))
     for i, name in enumerate(order):
-        rs = [r for r in runs if r["selector"] == name]
+        rs = [r for r in runs if r["selector"] == name and r["curve"]]
         if not rs:
             continue
         color = f"C{i % 10}"
-        if len(rs) > 1:  # every seed faintly, their mean by evaluation index in bold
-            for r in rs:
-                ax.plot([p["train_time_s"] for p in r["curve"]], [p["test_accuracy"] for p in r["curve"]],
-                        color=color, alpha=0.25, linewidth=1)
-        n = min(len(r["curve"]) for r in rs)
-        t = np.mean([[p["train_time_s"] for p in r["curve"][:n]] for r in rs], axis=0)
-        acc = np.mean([[p["test_accuracy"] for p in r["curve"][:n]] for r in rs], axis=0)
-        ax.plot(t, acc, marker="o", markersize=3, color=color, label=f"{name} (n={len(rs)})")
-    ax.set_xlabel("cumulative training time (s), evaluation excluded")
-    ax.set_ylabel("test accuracy (all patches)")
-    ax.set_title(title)
+        chance = 100.0 / 10  # every data set here has 10 classes
+
+        def series(r):
+            pts = [p for p in r["curve"] if p.get(key) is not None]
+            return [0.0] + [p[x] for p in pts], [chance] + [100 * p[key] for p in pts]
+
+        for r in rs:
+            ax.plot(*series(r), color=color, alpha=0.2, linewidth=0.8)
+        n = min(len(series(r)[0]) for r in rs)
+        xs = np.mean([series(r)[0][:n] for r in rs], axis=0)
+        ys = np.array([series(r)[1][:n] for r in rs])
+        mean, std = ys.mean(axis=0), ys.std(axis=0, ddof=1) if len(rs) > 1 else np.zeros(n)
+        ax.plot(xs, mean, marker="o", markersize=3, color=color, label=f"{name} (mean of {len(rs)} seeds)")
+        ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel("cumulative training time (s), evaluation excluded" if x == "train_time_s"
+                  else "cumulative training FLOPs (forward + backward)")
+    ax.set_ylabel(f"{key.split('_')[0]} accuracy % (all patches)")
+    ax.set_title(title + "\nthin: each seed; bold: mean; band: ± 1 std over seeds; t=0: untrained (chance)",
+                 fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     save_figure(fig, path)
     plt.close(fig)
 
@@ -263,6 +368,8 @@ def write_results(out: Path, meta: dict, runs: list[dict], cfg: dict, status: st
     if runs:
         title = f"{cfg['dataset']}, preset {cfg['preset']}, {cfg['budget']} ({cfg['device']})"
         plot(runs, cfg["selectors"], out / "accuracy_vs_time.png", title)
+        if any(r.get("train_flops") for r in runs):
+            plot(runs, cfg["selectors"], out / "accuracy_vs_flops.png", title, x="train_flops")
         plot_keep_frequency(runs, cfg["selectors"], out / "patch_keep_frequency.png", title)
 
 
@@ -313,7 +420,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], images) -> int:
-    """Every (seed, selector) run not finished yet, one after another, merged into OUT."""
+    """Every (seed, selector) run not finished yet, merged into OUT: interleaved (one epoch
+    per turn, turns in a shuffled round-robin) or one run after another."""
     if args.overwrite:  # the new settings are valid: only now are the old results removed
         clear_out(out, OUTPUTS)
     finished = {(r["selector"], r["seed"]) for r in runs}
@@ -324,27 +432,29 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], images) -> int:
 
     meta = meta_block(cfg["device"], cfg)
     meta["argv"] = list(sys.argv[1:] if argv is None else argv)
-    show = not args.no_progress
+    write_results(out, meta, runs, cfg, "running")  # the folder now says it holds a sweep
     start = time.perf_counter()
+    # Under equal-time the references run first: the others' budget is their time.
+    phases = ([[t for t in todo if t[1] == REFERENCE], [t for t in todo if t[1] != REFERENCE]]
+              if cfg["budget"] == "equal-time" else [todo])
     with GracefulInterrupt(args.stop_after_steps) as stop:
-        for seed, selector in tqdm(todo, desc="runs", unit="run", disable=not show, position=0):
-            budget = Budget(epochs=cfg["epochs"])
-            if cfg["budget"] == "equal-time" and selector != REFERENCE:
-                ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed)
-                budget = Budget(seconds=ref["train_time_s"])
-            metrics = run_one(cfg, images, selector, seed, budget, args, stop)
-            if metrics["meta"]["status"] != "complete":
-                folder = run_dir(out, selector, seed)
-                current = {"selector": selector, "seed": seed, "folder": str(folder)}
-                write_results(out, meta, runs, cfg, "interrupted", current)
-                print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}; the run in "
-                      f"progress is in {folder}. Continue with the same command plus --resume.", file=sys.stderr)
-                return 130
-            runs.append({"selector": selector, "seed": seed, "dataset": cfg["dataset"], **metrics["summary"],
-                         "curve": metrics["epochs"]})
-            write_results(out, meta, runs, cfg, "running" if (seed, selector) != todo[-1] else "complete")
-    if not todo:
-        write_results(out, meta, runs, cfg, "complete")
+        bar = tqdm(total=len(todo), desc="runs", unit="run", disable=args.no_progress, position=0)
+        try:
+            for phase in phases:
+                interrupted = (run_interleaved if cfg["schedule"] == "interleaved" else run_sequential)(
+                    phase, cfg, images, args, stop, runs, out, meta, bar)
+                if interrupted is not None:
+                    selector, seed = interrupted
+                    folder = run_dir(out, selector, seed)
+                    write_results(out, meta, runs, cfg, "interrupted",
+                                  {"selector": selector, "seed": seed, "folder": str(folder)})
+                    print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}; runs in "
+                          f"progress are checkpointed under {out / 'runs'}. Continue with the same command plus "
+                          f"--resume.", file=sys.stderr)
+                    return 130
+        finally:
+            bar.close()
+    write_results(out, meta, runs, cfg, "complete")
 
     elapsed = time.perf_counter() - start
     epochs = f"{cfg['epochs']} epoch" + ("s" if cfg["epochs"] != 1 else "")
@@ -352,8 +462,9 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], images) -> int:
           f"seeds {','.join(map(str, cfg['seeds']))}, device {cfg['device']} ({meta['cpu']}"
           + (f", {meta['gpu']}" if meta["gpu"] else "") + f", {meta['torch_threads']} torch threads)\n")
     print(summary_table(runs, cfg["selectors"]))
-    print(f"\nmean ± std over seeds; accuracy on the test split; training time excludes evaluation. "
-          f"Wall time {elapsed:.0f} s.")
+    print(f"\nmean ± 95% confidence interval over seeds (Student's t); Δ paired by seed, '*' where its interval "
+          f"excludes 0; targets on the {curve_key(runs).split('_')[0]} split; schedule {cfg['schedule']}; "
+          f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'accuracy_vs_time.png'}, "
           f"{out / 'patch_keep_frequency.png'}")
     return 0

@@ -43,7 +43,7 @@ def _run_config(args) -> dict:
     preset = args.preset or DEFAULT_PRESET
     env = env_settings(args, preset)
     return {"agent": agent_spec, "agent_kwargs": agent_kwargs, "dataset": env["dataset"], "preset": preset,
-            "env": env, "seed": 0 if args.seed is None else args.seed}
+            "env": env, "seed": 0 if args.seed is None else args.seed, "protocol": args.protocol}
 
 
 def _resume_config(args, out: Path) -> dict:
@@ -91,15 +91,17 @@ def train(args) -> dict:
                 print(f"resuming {out} at global step {read_progress(out)['state']['total']['steps']}", flush=True)
             show = not args.no_progress
             u = env.unwrapped
+            protocol = config.get("protocol", "val")
+            split = "val" if protocol == "val" and config["env"].get("val_fraction") else "test"
 
             def on_epoch(row: dict) -> None:
                 print_line(f"epoch {row['epoch']:3}/{epochs}  train loss {row['train_loss']:.4f}  "
-                           f"reward {row['mean_reward']:+.3f}  test acc {100 * row['test_accuracy']:.2f}%  "
+                           f"reward {row['mean_reward']:+.3f}  {split} acc {100 * row[split + '_accuracy']:.2f}%  "
                            f"kept {row['mean_patches_kept']:.1f}/{u.num_patches}  time {row['epoch_time_s']:.2f}s", show)
 
             metrics = run_training(env, agent, out, budget=budget, seed=config["seed"], resume=args.resume,
                                    config=config, checkpoint_every=args.checkpoint_every, log_dir=args.log_dir,
-                                   show_progress=show, on_epoch=on_epoch)
+                                   show_progress=show, on_epoch=on_epoch, protocol=protocol)
             if metrics["meta"]["status"] == "complete":
                 agent.save(out / f"agent{agent.save_suffix}")
             else:

@@ -21,11 +21,18 @@ DEFAULT_PRESET = "paper"
 # What a front end uses when the flag is not given (the env's own default is the paper's
 # CIFAR-10, which needs a download): the offline digits.
 FRONT_END_DEFAULTS = {"dataset": "digits"}
+# --protocol val (the default) carves this share of the training set for validation when
+# --val-fraction is not given: per-epoch curves and targets never see the test split.
+DEFAULT_VAL_FRACTION = 0.1
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[str]) -> None:
     """Flags for the env, its preset and the output folder."""
     add_env_arguments(parser, front_end_defaults=FRONT_END_DEFAULTS)
+    parser.add_argument("--protocol", choices=("val", "paper"), default="val",
+                        help="val (default): per-epoch evaluation and targets on a validation split carved from the "
+                             f"training set (--val-fraction, default {DEFAULT_VAL_FRACTION}), the test split once at "
+                             "the end; paper: the notebook's protocol, the test split after every epoch")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="ViT size and batch size (default: %s, slow on a CPU; try small): " % DEFAULT_PRESET
                              + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
@@ -43,9 +50,16 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[
 
 
 def env_settings(args: argparse.Namespace, preset: str) -> dict:
-    """The env's keyword arguments: the preset, then every env flag that was given."""
+    """The env's keyword arguments: the preset, then every env flag that was given, then
+    the validation split the protocol asks for."""
     kwargs = {**FRONT_END_DEFAULTS, **PRESETS[preset]}
     kwargs.update(env_kwargs_from_args(args))
+    protocol = getattr(args, "protocol", "val")
+    if protocol == "paper" and kwargs.get("val_fraction"):
+        raise ValueError("--protocol paper evaluates the test split every epoch and trains on the whole training "
+                         "set: drop --val-fraction, or use --protocol val")
+    if protocol == "val":
+        kwargs.setdefault("val_fraction", DEFAULT_VAL_FRACTION)
     return kwargs
 
 

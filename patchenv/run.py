@@ -60,16 +60,20 @@ from patchenv.selector import PatchSelector
 
 FORMAT = "patchenv-run-v1"
 # One row per evaluation (epoch ends, and the budget's end when it falls inside an epoch).
-# Times, tokens and steps are cumulative over the run; the rest are this epoch's means.
+# Times, tokens, FLOPs and steps are cumulative over the run; the rest are this epoch's
+# means. Per epoch the ViT is evaluated on the validation split (``protocol="val"``, when
+# the env has one: ``val_*``) or on the test split (``protocol="paper"``: ``test_*``);
+# the other split's fields are None there.
 EPOCH_FIELDS = (
-    "epoch", "global_step", "train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s", "tokens",
-    "train_loss", "train_accuracy", "mean_patches_kept", "mean_reward", "episode_return", "diverged_steps",
-    "test_accuracy", "test_loss",
+    "epoch", "global_step", "train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s",
+    "train_tokens", "train_flops", "train_loss", "train_accuracy", "mean_patches_kept", "mean_reward",
+    "episode_return", "diverged_steps", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
 )
+PROTOCOLS = ("val", "paper")
 SUMMARY_FIELDS = (
-    "epochs", "steps", "test_accuracy", "test_loss", "test_accuracy_masked", "test_mean_patches_kept_masked",
+    "epochs", "steps", "val_accuracy", "test_accuracy", "test_loss", "test_accuracy_masked", "test_mean_patches_kept_masked",
     "test_accuracy_random_masks", "mean_patches_kept", "mean_reward", "train_time_s", "images_per_s", "env_step_time_s", "agent_overhead_s",
-    "agent_overhead_share", "tokens", "diverged_steps", "batch_size", "num_patches",
+    "agent_overhead_share", "train_tokens", "train_flops", "diverged_steps", "batch_size", "num_patches",
 )
 
 
@@ -79,14 +83,15 @@ class RunError(ValueError):
 
 @dataclass
 class Budget:
-    """How long to train: whole ``epochs``, or ``seconds`` of training wall-clock."""
+    """How long to train: whole ``epochs``, or ``seconds`` of training wall-clock, or both
+    (whichever comes first)."""
 
     epochs: Optional[int] = None
     seconds: Optional[float] = None
 
     def __post_init__(self):
-        if (self.epochs is None) == (self.seconds is None):
-            raise ValueError("a budget is either epochs or seconds, not both or neither")
+        if self.epochs is None and self.seconds is None:
+            raise ValueError("a budget needs epochs, seconds or both")
         if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.seconds is not None and not self.seconds > 0:
@@ -103,6 +108,7 @@ class Sums:
     accuracy: float = 0.0
     kept: float = 0.0
     tokens: int = 0
+    flops: int = 0
     diverged: int = 0
     episode_returns: list = field(default_factory=list)  # episodes that ended in the stretch
 
@@ -113,6 +119,7 @@ class Sums:
         self.accuracy += info["accuracy"]
         self.kept += info["kept"]
         self.tokens += int(info["tokens"])
+        self.flops += int(info.get("flops", 0))
         self.diverged += bool(info.get("diverged", False))
         if episode_return is not None:
             self.episode_returns.append(episode_return)
@@ -307,7 +314,7 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
                  resume: bool = False, config: Optional[dict] = None, masked_eval: bool = False,
                  checkpoint_every: int = 1, keep_checkpoint: bool = True, log_dir=None,
                  show_progress: bool = True, desc: str = "", stop: Optional[GracefulInterrupt] = None,
-                 on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
+                 on_epoch: Optional[Callable[[dict], None]] = None, protocol: str = "val") -> dict:
     """Train `agent` in `env` (built with ``agent.env_kwargs()``) for `budget`; returns the
     metrics written to ``out/metrics.json``: ``{"meta", "epochs", "partial", "summary"}``
     with ``meta["status"]`` ``complete`` or ``interrupted``.
@@ -317,7 +324,12 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     `config` (JSON-able) goes into the meta block and progress.json. ``stop`` is a
     `GracefulInterrupt` shared by several runs (one is installed otherwise);
     ``on_epoch(record)`` is called after each evaluation. ``keep_checkpoint=False``
-    removes the checkpoint once the run is complete (a sweep of many runs)."""
+    removes the checkpoint once the run is complete (a sweep of many runs).
+    ``protocol="val"`` evaluates the validation split at epoch ends (when the env has one,
+    ``val_fraction > 0``; else the test split) and the test split once at the end;
+    ``"paper"`` evaluates the test split at every epoch end, as the notebook does."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     out = Path(out)
     config = dict(config or {})
     u = env.unwrapped
@@ -344,9 +356,9 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
         return metrics
 
     def done() -> bool:
-        if budget.seconds is not None:
-            return state.time_s >= budget.seconds
-        return u.global_step >= budget.epochs * spe
+        if budget.seconds is not None and state.time_s >= budget.seconds:
+            return True
+        return budget.epochs is not None and u.global_step >= budget.epochs * spe
 
     def on_step(reward: float, info: dict) -> None:
         if log is not None:
@@ -355,10 +367,11 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     recorder = _Recorder(env, state, on_step)
     own_stop = stop is None
     stop = stop or GracefulInterrupt()
-    bar_total = budget.epochs if budget.seconds is None else round(budget.seconds, 1)
-    bar = tqdm(total=bar_total, desc=desc or "epochs", unit="epoch" if budget.seconds is None else "s",
+    bar_total = budget.epochs if budget.epochs is not None else round(budget.seconds, 1)
+    by_epoch = budget.epochs is not None
+    bar = tqdm(total=bar_total, desc=desc or "epochs", unit="epoch" if by_epoch else "s",
                leave=False, disable=not show_progress, dynamic_ncols=True,
-               initial=min(u.global_step // spe, bar_total) if budget.seconds is None else min(round(state.time_s, 1), bar_total))
+               initial=min(u.global_step // spe if by_epoch else round(state.time_s, 1), bar_total))
     if own_stop:
         stop.__enter__()
     try:
@@ -388,15 +401,16 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
             # an epoch ends when the env's step count crosses a multiple of the epoch length.
             epoch_end = u.global_step // spe > epoch_before
             if epoch_end or done():
-                record = _evaluate(u, state, spe)
+                record = _evaluate(u, state, spe, protocol)
                 state.history.append(record)
                 state.epoch = Sums()
                 if log is not None:
                     log.epoch(record)
                 if on_epoch is not None:
                     on_epoch(record)
-                bar.set_postfix(acc=f"{record['test_accuracy']:.3f}", reward=f"{record['mean_reward']:.3f}")
-                bar.update(1 if budget.seconds is None else min(round(state.time_s, 1), bar_total) - bar.n)
+                acc = record["val_accuracy"] if record["val_accuracy"] is not None else record["test_accuracy"]
+                bar.set_postfix(acc=f"{acc:.3f}", reward=f"{record['mean_reward']:.3f}")
+                bar.update(1 if by_epoch else min(round(state.time_s, 1), bar_total) - bar.n)
             if stop.requested:
                 save_checkpoint(out, env, agent, state, config)
                 return write_metrics("interrupted")
@@ -424,8 +438,13 @@ def _partial(state: RunState) -> dict:
             "mean_patches_kept": s.mean("kept"), "mean_reward": s.mean("reward")}
 
 
-def _evaluate(u, state: RunState, spe: int) -> dict:
-    ev = u.evaluate("test")
+def has_val(u) -> bool:
+    return float(getattr(u.config, "val_fraction", 0.0) or 0.0) > 0
+
+
+def _evaluate(u, state: RunState, spe: int, protocol: str) -> dict:
+    split = "val" if protocol == "val" and has_val(u) else "test"
+    ev = u.evaluate(split)
     s = state.epoch
     previous = state.history[-1]["train_time_s"] if state.history else 0.0
     return {
@@ -435,20 +454,26 @@ def _evaluate(u, state: RunState, spe: int) -> dict:
         "epoch_time_s": state.time_s - previous,
         "env_step_time_s": u.train_time_s,
         "agent_overhead_s": state.overhead_s,
-        "tokens": state.total.tokens,
+        "train_tokens": state.total.tokens,
+        "train_flops": state.total.flops,
         "train_loss": s.mean("loss"),
         "train_accuracy": s.mean("accuracy"),
         "mean_patches_kept": s.mean("kept"),
         "mean_reward": s.mean("reward"),
         "episode_return": float(np.mean(s.episode_returns)) if s.episode_returns else None,
         "diverged_steps": s.diverged,
-        "test_accuracy": ev["accuracy"],
-        "test_loss": ev["loss"],
+        "val_accuracy": ev["accuracy"] if split == "val" else None,
+        "val_loss": ev["loss"] if split == "val" else None,
+        "test_accuracy": ev["accuracy"] if split == "test" else None,
+        "test_loss": ev["loss"] if split == "test" else None,
     }
 
 
 def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dict:
     final = state.history[-1] if state.history else {}
+    if final.get("test_accuracy") is None:  # the per-epoch curve used the validation split
+        test = u.evaluate("test")
+        final = {**final, "test_accuracy": test["accuracy"], "test_loss": test["loss"]}
     masked, random_masked, kept_at_test = None, None, []
     if masked_eval:
         def masks(obs):
@@ -463,6 +488,7 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
     return {
         "epochs": final.get("epoch", 0),
         "steps": steps,
+        "val_accuracy": final.get("val_accuracy"),
         "test_accuracy": final.get("test_accuracy"),
         "test_loss": final.get("test_loss"),
         "test_accuracy_masked": None if masked is None else masked["accuracy"],
@@ -475,7 +501,8 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
         "env_step_time_s": u.train_time_s,
         "agent_overhead_s": state.overhead_s,
         "agent_overhead_share": state.overhead_s / t if t > 0 else None,
-        "tokens": state.total.tokens,
+        "train_tokens": state.total.tokens,
+        "train_flops": state.total.flops,
         "diverged_steps": state.total.diverged,
         "batch_size": u.batch_size,
         "num_patches": u.num_patches,

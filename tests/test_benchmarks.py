@@ -12,8 +12,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _compare(out, *extra, selectors="all,random,norm_topk", epochs=1):
+    # The paper's protocol (no validation split) and one run after another, unless a test
+    # asks otherwise: the bookkeeping below counts on 2048 training images.
     argv = ["--dataset", "synthetic", "--epochs", str(epochs), "--preset", "tiny", "--selectors", selectors,
-            "--seeds", "0", "--device", "cpu", "--out", str(out), "--no-progress", *extra]
+            "--seeds", "0", "--device", "cpu", "--out", str(out), "--no-progress", "--protocol", "paper",
+            "--schedule", "sequential", *extra]
     return compare_selectors.main(argv)
 
 
@@ -143,7 +146,7 @@ def test_interrupted_run_resumes_exactly(tmp_path):
         assert resumed["steps"] == ref["steps"] == 256
         assert resumed["test_accuracy"] == ref["test_accuracy"]  # bit-identical continuation on CPU
         assert resumed["test_accuracy_masked"] == ref["test_accuracy_masked"]
-        for key in ("test_accuracy", "train_loss", "mean_reward", "mean_patches_kept", "tokens"):
+        for key in ("test_accuracy", "train_loss", "mean_reward", "mean_patches_kept", "train_tokens"):
             assert [p[key] for p in resumed["curve"]] == [p[key] for p in ref["curve"]], key
     assert not list(cut_dir.glob("runs/*/checkpoints"))
 
@@ -230,3 +233,49 @@ def test_throughput_tiny(tmp_path, capsys):
     paired = [a / b for a, b in zip(rows[("bare", 32)]["times_s"], rows[("bare", 64)]["times_s"])]
     assert r32["value"] == pytest.approx(sorted(paired)[0] / 2 + sorted(paired)[1] / 2)  # median of two
     assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_interleaved_val_protocol_counts_compute_and_matches_sequential(tmp_path):
+    """The issue's acceptance run: digits, tiny, 2 epochs, seeds 0 and 1, all/random/agentvit,
+    interleaved by default, validation curves, tokens and FLOPs; a sequential schedule
+    gives every run the same numbers."""
+    def sweep(out, *extra):
+        return compare_selectors.main(["--dataset", "digits", "--preset", "tiny", "--epochs", "2", "--seeds", "0,1",
+                                       "--selectors", "all,random,agentvit", "--device", "cpu", "--out", str(out),
+                                       "--no-progress", *extra])
+
+    assert sweep(tmp_path / "i") == 0
+    result = _load(tmp_path / "i")
+    assert result["meta"]["config"]["schedule"] == "interleaved" and result["meta"]["status"] == "complete"
+    runs = {(r["selector"], r["seed"]): r for r in result["runs"]}
+    assert len(runs) == 6
+    for r in runs.values():
+        for key in ("train_tokens", "train_flops", "tokens_to_target", "flops_to_target", "speedup_to_target_flops"):
+            assert key in r
+        assert all(0 <= p["val_accuracy"] <= 1 for p in r["curve"]) and len(r["curve"]) == 2
+        assert r["train_tokens"] == r["curve"][-1]["train_tokens"] and r["train_flops"] > 0
+    for seed in (0, 1):
+        assert runs[("random", seed)]["train_flops"] < 0.7 * runs[("all", seed)]["train_flops"]
+        ref = runs[("all", seed)]
+        assert ref["tokens_to_target"] == ref["train_tokens"]  # all reaches its own final at its end
+    assert sweep(tmp_path / "s", "--schedule", "sequential") == 0
+    seq = {(r["selector"], r["seed"]): r for r in _load(tmp_path / "s")["runs"]}
+    for k, r in runs.items():
+        for key in ("test_accuracy", "val_accuracy", "test_accuracy_masked", "train_flops", "train_tokens"):
+            assert seq[k][key] == r[key], (k, key)
+        assert [p["val_accuracy"] for p in seq[k]["curve"]] == [p["val_accuracy"] for p in r["curve"]]
+    assert (tmp_path / "i" / "accuracy_vs_flops.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_an_interrupted_interleaved_sweep_resumes_exactly(tmp_path):
+    args = ["--schedule", "interleaved", "--protocol", "val"]
+    assert _compare(tmp_path / "ref", *args, selectors="all,random", epochs=2) == 0
+    # 115 steps an epoch (10% of 2048 images kept for validation): stop inside round 2
+    assert _compare(tmp_path / "cut", *args, "--stop-after-steps", "300", selectors="all,random", epochs=2) == 130
+    assert _load(tmp_path / "cut")["meta"]["status"] == "interrupted"
+    assert _compare(tmp_path / "cut", *args, "--resume", selectors="all,random", epochs=2) == 0
+    ref = {r["selector"]: r for r in _load(tmp_path / "ref")["runs"]}
+    cut = {r["selector"]: r for r in _load(tmp_path / "cut")["runs"]}
+    for name in ("all", "random"):
+        assert cut[name]["test_accuracy"] == ref[name]["test_accuracy"]
+        assert [p["val_accuracy"] for p in cut[name]["curve"]] == [p["val_accuracy"] for p in ref[name]["curve"]]

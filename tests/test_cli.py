@@ -13,8 +13,9 @@ from patchenv import run as run_mod
 from patchenv.interrupt import GracefulInterrupt
 
 # 2048 synthetic images / batch 64 = 32 steps per epoch with the tiny ViT.
+# --protocol paper: no validation split, so every epoch has the whole 2048 training images.
 BASE = ["train", "--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64", "--device", "cpu",
-        "--no-progress"]
+        "--no-progress", "--protocol", "paper"]
 TIMES = ("train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s")
 
 
@@ -185,7 +186,8 @@ def test_cli_and_compare_selectors_give_the_same_epochs(tmp_path):
     assert run(tmp_path, "--agent", "random:k=24", "--epochs", "1", "--seed", "5", "--preset", "tiny",
                name="cli") == 0
     assert compare_selectors.main(["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64",
-                                   "--device", "cpu", "--selectors", "all,random:k=24", "--seeds", "5",
+                                   "--device", "cpu", "--protocol", "paper",
+                                   "--selectors", "all,random:k=24", "--seeds", "5",
                                    "--epochs", "1", "--out", str(tmp_path / "cmp"), "--no-progress"]) == 0
     runs = json.loads((tmp_path / "cmp" / "results.json").read_text())["runs"]
     curve = next(r["curve"] for r in runs if r["selector"] == "random:k=24")
@@ -240,3 +242,18 @@ def test_a_second_writer_of_the_same_out_is_refused(tmp_path, capsys):
         holder.wait()
     time.sleep(0.1)
     assert run(tmp_path, "--agent", "all", "--epochs", "1") == 0  # free again once the holder is gone
+
+
+def test_the_default_protocol_monitors_a_validation_split(tmp_path, capsys):
+    args = [a for a in BASE if a not in ("--protocol", "paper")]
+    assert cli.main([*args, "--agent", "all", "--epochs", "1", "--out", str(tmp_path / "v")]) == 0
+    assert "val acc" in capsys.readouterr().out
+    m = metrics(tmp_path, "v")
+    (row,) = m["epochs"]
+    assert m["meta"]["config"]["env"]["val_fraction"] == 0.1 and m["meta"]["config"]["protocol"] == "val"
+    assert 0 <= row["val_accuracy"] <= 1 and row["test_accuracy"] is None  # the test split is for the end
+    assert 0 <= m["summary"]["test_accuracy"] <= 1
+    assert row["global_step"] == (2048 - 205) // 64  # 10% of the training images went to validation
+    with pytest.raises(SystemExit):
+        cli.main([*BASE, "--val-fraction", "0.2", "--out", str(tmp_path / "x")])
+    assert "--protocol paper" in capsys.readouterr().err

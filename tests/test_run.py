@@ -51,7 +51,7 @@ def test_records_match_the_steps_summed_by_hand(tmp_path):
     second = m["epochs"][1]
     assert second["mean_reward"] == pytest.approx(np.mean(rewards[spe:]))
     assert second["mean_patches_kept"] == 20.0
-    assert second["tokens"] == sum(tokens) == 2 * spe * 16 * 20
+    assert second["train_tokens"] == sum(tokens) == 2 * spe * 16 * 20
     # one episode per epoch by default: its return is the epoch's summed reward
     assert second["episode_return"] == pytest.approx(sum(rewards[spe:]))
     assert m["summary"]["mean_reward"] == pytest.approx(np.mean(rewards))
