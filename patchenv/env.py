@@ -28,6 +28,7 @@ from patchenv import render as render_mod
 from patchenv.atomic import atomic_torch_save
 from patchenv.config import EnvConfig, check_device
 from patchenv.cuda_graph import GraphedStep
+from patchenv.flops import step_flops
 from patchenv.rewards import StepStats, loss_term, patch_term
 from patchenv.vit import SimpleViT, init_weights
 
@@ -127,7 +128,12 @@ class PatchSelectionEnv(gym.Env):
     Every step: ``loss``, ``accuracy`` (batch, fraction), ``kept`` (mean patches kept per
     image), ``kept_per_image`` (per-image mode), ``tokens`` (real tokens the transformer
     processed), ``padding_tokens`` (filler slots of uneven per-image masks), ``epoch``,
-    ``global_step``, ``loss_term``, ``patch_term``, ``diverged``. No wall-clock values
+    ``global_step``, ``loss_term``, ``patch_term``, ``diverged``, ``flops`` (int: this
+    step's training FLOPs, forward + backward, from the shapes by
+    `patchenv.flops.step_flops`: the embedding of all N patches, the transformer on
+    (B, largest count kept), padding included, the head; matrix products only; the
+    observation's own extra work, e.g. ``obs_type="attention"``, is not training and not
+    counted). No wall-clock values
     (Gymnasium's checker compares the infos of two seeded steps): ``train_time_s`` and
     ``last_step_time_s`` are attributes of the unwrapped env.
 
@@ -157,7 +163,7 @@ class PatchSelectionEnv(gym.Env):
     - v0, checkpoint format v1: the ViT's head is the notebook's (LayerNorm of the token
       mean, no final LayerNorm in the transformer); v0 checkpoints are refused.
     - v0: ``val_fraction`` (a validation split held out of the training set, in the
-      checkpoint's fingerprint when set).
+      checkpoint's fingerprint when set) and ``info["flops"]``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -240,6 +246,7 @@ class PatchSelectionEnv(gym.Env):
         self.last_step_time_s = 0.0
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
         self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
+        self._flops: dict[int, int] = {}  # training FLOPs of a step by sequence length K (step_flops)
         self.render_mode = cfg.render_mode
         self._rendered = None  # (images, keep mask) of the last trained batch, for render()
 
@@ -298,7 +305,11 @@ class PatchSelectionEnv(gym.Env):
         # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
         # masks to the batch's largest count and needs no padding otherwise.
         n_tokens = int(kept_per_image.sum())
-        n_padding = self.batch_size * int(kept_per_image.max()) - n_tokens
+        longest = int(kept_per_image.max())
+        n_padding = self.batch_size * longest - n_tokens
+        flops = self._flops.get(longest)
+        if flops is None:  # host arithmetic on the shapes, once per sequence length
+            flops = self._flops[longest] = step_flops(self.vit_config, self.batch_size, longest)["total"]
         trained_epoch = self.epoch
         self.global_step += 1
         self._episode_step += 1
@@ -339,7 +350,7 @@ class PatchSelectionEnv(gym.Env):
             reward = self.loss_weight * lt + self.patch_weight * pt
         info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": n_tokens, "padding_tokens": n_padding,
                 "epoch": trained_epoch, "global_step": self.global_step, "loss_term": lt, "patch_term": pt,
-                "diverged": diverged}
+                "diverged": diverged, "flops": flops}
         if self.selection == "image":
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info

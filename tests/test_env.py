@@ -207,7 +207,7 @@ def test_spaces(selection, action_shape, obs_type, obs_shape):
         assert o in env.observation_space and np.isfinite(o).all()
     # info: the documented keys, no wall-clock values (those live on the env).
     keys = {"loss", "accuracy", "kept", "tokens", "padding_tokens", "epoch", "global_step", "loss_term",
-            "patch_term", "diverged"} | ({"kept_per_image"} if selection == "image" else set())
+            "patch_term", "diverged", "flops"} | ({"kept_per_image"} if selection == "image" else set())
     assert set(info) == keys
     assert env.unwrapped.train_time_s >= env.unwrapped.last_step_time_s > 0
 
