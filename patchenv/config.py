@@ -33,8 +33,11 @@ AMP_MODES = ("bf16",)
 
 # Field metadata. "run": a saved training run must share the value to be restored (part of
 # the checkpoint's fingerprint); "vit": also a SimpleViT constructor argument; "cli": False
-# for values a command line cannot give (a callable, or what the agent decides).
+# for values a command line cannot give (a callable, or what the agent decides). "run":
+# "if_set": part of the fingerprint only when it differs from the default, so checkpoints
+# saved before the field existed (which all had the default) still load.
 _RUN = {"run": True}
+_RUN_IF_SET = {"run": "if_set"}
 _VIT = {"run": True, "vit": True}
 _NOT_CLI = {"cli": False}
 
@@ -98,6 +101,8 @@ class EnvConfig:
     """replay each training step from a CUDA graph, one per kept count (CUDA only): removes the kernel-launch cost that bounds a small ViT's step on a fast GPU"""
     eval_batch_size: int = 500
     """images per batch of evaluate() with all patches (memory use, not results)"""
+    val_fraction: float = field(default=0.0, metadata=_RUN_IF_SET)
+    """share of the training set held out as a validation split for evaluate("val"), in [0, 1): round(val_fraction * training images), a fixed random subset, the same for every run and seed (patchenv.env.VAL_SPLIT_SEED), removed from the images trained on; 0 = no split (the paper's protocol)"""
     eval_fraction: float = 1.0
     """share of the test split evaluate() uses, in (0, 1]: a fixed random subset, the same for every run and seed (patchenv.env.EVAL_SUBSET_SEED); 1 = the whole split, 0.95 = the notebook's 9,500 CIFAR-10 images"""
     render_mode: Optional[str] = field(default=None, metadata=_NOT_CLI)
@@ -147,6 +152,9 @@ class EnvConfig:
         if not (_is_real(self.eval_fraction) and 0 < self.eval_fraction <= 1):
             raise ValueError(f"eval_fraction must be a number in (0, 1], got {self.eval_fraction!r}")
         self._set("eval_fraction", float(self.eval_fraction))
+        if not (_is_real(self.val_fraction) and 0 <= self.val_fraction < 1):
+            raise ValueError(f"val_fraction must be a number in [0, 1), got {self.val_fraction!r}")
+        self._set("val_fraction", float(self.val_fraction))
         check_device(self.device)
         if self.reward_fn is not None and not callable(self.reward_fn):
             raise ValueError(f"reward_fn must be a callable(StepStats) -> float or None, got {self.reward_fn!r}")
@@ -175,8 +183,11 @@ class EnvConfig:
 
     def fingerprint(self, *, dataset_name: str, image_size: int, num_classes: int, channels: int) -> dict:
         """What a saved training run must share with the env that restores it: the data
-        set's name and the "run" fields (batch size, lr, the ViT's size and geometry)."""
-        run = {f.name: getattr(self, f.name) for f in fields(self) if f.metadata.get("run")}
+        set's name and the "run" fields (batch size, lr, the ViT's size and geometry; the
+        validation split when there is one)."""
+        run = {f.name: getattr(self, f.name) for f in fields(self)
+               if f.metadata.get("run") is True
+               or (f.metadata.get("run") == "if_set" and getattr(self, f.name) != f.default)}
         run["dataset"] = dataset_name  # the name, also when an ImageData was passed
         return {**run, **self.vit_config(image_size=image_size, num_classes=num_classes, channels=channels)}
 

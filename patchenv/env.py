@@ -5,6 +5,7 @@ The contract (spaces, reward, episodes, info) is the class docstring; the settin
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import hashlib
@@ -27,6 +28,7 @@ from patchenv import render as render_mod
 from patchenv.atomic import atomic_torch_save
 from patchenv.config import EnvConfig, check_device
 from patchenv.cuda_graph import GraphedStep
+from patchenv.flops import step_flops
 from patchenv.rewards import StepStats, loss_term, patch_term
 from patchenv.vit import SimpleViT, init_weights
 
@@ -47,6 +49,9 @@ _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
 # Seeds the draw of the test subset that eval_fraction < 1 keeps: a constant, so every run,
 # seed and device evaluates on the same images (a CPU generator, whatever the device).
 EVAL_SUBSET_SEED = 0
+# Seeds the validation split that val_fraction > 0 carves from the training set: a
+# constant, so every run and seed of a data set trains and validates on the same images.
+VAL_SPLIT_SEED = 0
 # v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
 # transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
 CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
@@ -123,7 +128,12 @@ class PatchSelectionEnv(gym.Env):
     Every step: ``loss``, ``accuracy`` (batch, fraction), ``kept`` (mean patches kept per
     image), ``kept_per_image`` (per-image mode), ``tokens`` (real tokens the transformer
     processed), ``padding_tokens`` (filler slots of uneven per-image masks), ``epoch``,
-    ``global_step``, ``loss_term``, ``patch_term``, ``diverged``. No wall-clock values
+    ``global_step``, ``loss_term``, ``patch_term``, ``diverged``, ``flops`` (int: this
+    step's training FLOPs, forward + backward, from the shapes by
+    `patchenv.flops.step_flops`: the embedding of all N patches, the transformer on
+    (B, largest count kept), padding included, the head; matrix products only; the
+    observation's own extra work, e.g. ``obs_type="attention"``, is not training and not
+    counted). No wall-clock values
     (Gymnasium's checker compares the infos of two seeded steps): ``train_time_s`` and
     ``last_step_time_s`` are attributes of the unwrapped env.
 
@@ -138,7 +148,8 @@ class PatchSelectionEnv(gym.Env):
     elsewhere with ``save_checkpoint(path)`` and ``load_checkpoint(path)`` in a new env.
 
     Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
-    split, or on the fixed test subset ``eval_fraction`` keeps), ``save_checkpoint(path)``
+    split, or on the fixed test subset ``eval_fraction`` keeps; ``split="val"``: the
+    validation split ``val_fraction`` holds out of the training set), ``save_checkpoint(path)``
     / ``load_checkpoint(path)`` (the whole training run, continued bit for bit),
     ``pending_images`` and ``attention_state(images)`` for agents.
 
@@ -151,6 +162,8 @@ class PatchSelectionEnv(gym.Env):
     - v0: initial release.
     - v0, checkpoint format v1: the ViT's head is the notebook's (LayerNorm of the token
       mean, no final LayerNorm in the transformer); v0 checkpoints are refused.
+    - v0: ``val_fraction`` (a validation split held out of the training set, in the
+      checkpoint's fingerprint when set) and ``info["flops"]``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -170,11 +183,22 @@ class PatchSelectionEnv(gym.Env):
             cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
         if images.image_size % cfg.patch_size != 0:
             raise ValueError(f"patch_size {cfg.patch_size} must divide the image size {images.image_size}")
+        # The validation split leaves the training set before anything reads it; the
+        # normalisation stays the data set's (its whole training set's mean and std).
+        self.val_fraction = cfg.val_fraction
+        split = val_split(len(images.train_y), cfg.val_fraction)
+        val = None
+        if split is not None:
+            train_idx, val_idx = split
+            val = (images.train_x[val_idx].to(self.device), images.train_y[val_idx].to(self.device))
+            images = dataclasses.replace(images, train_x=images.train_x[train_idx], train_y=images.train_y[train_idx])
         if len(images.train_y) < cfg.batch_size:
+            held = f" after the validation split of {len(val[1])}" if val is not None else ""
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
-                             f"({len(images.train_y)} images)")
+                             f"({len(images.train_y)} images{held})")
         self.dataset_name = images.name
         self.data = images.to(self.device)
+        self._val = val  # (images, labels) on the device, or None
         self._mean = torch.tensor(images.mean, device=self.device).view(1, -1, 1, 1)
         self._std = torch.tensor(images.std, device=self.device).view(1, -1, 1, 1)
 
@@ -222,6 +246,7 @@ class PatchSelectionEnv(gym.Env):
         self.last_step_time_s = 0.0
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
         self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
+        self._flops: dict[int, int] = {}  # training FLOPs of a step by sequence length K (step_flops)
         self.render_mode = cfg.render_mode
         self._rendered = None  # (images, keep mask) of the last trained batch, for render()
 
@@ -280,7 +305,11 @@ class PatchSelectionEnv(gym.Env):
         # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
         # masks to the batch's largest count and needs no padding otherwise.
         n_tokens = int(kept_per_image.sum())
-        n_padding = self.batch_size * int(kept_per_image.max()) - n_tokens
+        longest = int(kept_per_image.max())
+        n_padding = self.batch_size * longest - n_tokens
+        flops = self._flops.get(longest)
+        if flops is None:  # host arithmetic on the shapes, once per sequence length
+            flops = self._flops[longest] = step_flops(self.vit_config, self.batch_size, longest)["total"]
         trained_epoch = self.epoch
         self.global_step += 1
         self._episode_step += 1
@@ -321,7 +350,7 @@ class PatchSelectionEnv(gym.Env):
             reward = self.loss_weight * lt + self.patch_weight * pt
         info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": n_tokens, "padding_tokens": n_padding,
                 "epoch": trained_epoch, "global_step": self.global_step, "loss_term": lt, "patch_term": pt,
-                "diverged": diverged}
+                "diverged": diverged, "flops": flops}
         if self.selection == "image":
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info
@@ -400,13 +429,17 @@ class PatchSelectionEnv(gym.Env):
         (B, N), or a callable ``masks(obs) -> mask`` given this env's observation of each
         evaluation batch (batches of ``batch_size``; an agent's ``act`` fits here). The
         test split is the fixed subset ``eval_fraction`` keeps (all of it by default);
-        ``n`` in the result counts the images evaluated.
+        ``n`` in the result counts the images evaluated. ``"val"``: the validation split
+        (``val_fraction > 0``), whole; ``"train"``: the images trained on (without it).
         Changes no training state and draws no random numbers."""
         if self.model is None:
             raise gym.error.ResetNeeded("call reset() before evaluate(): there is no ViT yet")
-        if split not in ("test", "train"):
-            raise ValueError(f"split must be 'test' or 'train', got {split!r}")
-        xs, ys = (self.data.test_x, self.data.test_y) if split == "test" else (self.data.train_x, self.data.train_y)
+        if split not in ("test", "val", "train"):
+            raise ValueError(f"split must be 'test', 'val' or 'train', got {split!r}")
+        if split == "val" and self._val is None:
+            raise ValueError("split='val' needs a validation split: build the env with val_fraction > 0 (e.g. 0.1)")
+        xs, ys = {"test": (self.data.test_x, self.data.test_y), "train": (self.data.train_x, self.data.train_y),
+                  "val": self._val}[split]
         if split == "test" and self._eval_idx is not None:
             xs, ys = xs[self._eval_idx], ys[self._eval_idx]
         model = self.model
@@ -703,6 +736,21 @@ def eval_subset(n_test: int, fraction: float) -> Optional[torch.Tensor]:
         raise ValueError(f"eval_fraction {fraction} keeps no image of the {n_test}-image test split")
     perm = torch.randperm(n_test, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED))
     return perm[:k].sort().values
+
+
+def val_split(n_train: int, fraction: float) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """(train indices, validation indices), each ascending, CPU, disjoint and together
+    range(n_train): the validation split ``val_fraction`` holds out, round(fraction *
+    n_train) images (Python's round, half to even), the first of a ``torch.randperm``
+    drawn from a CPU generator seeded with `VAL_SPLIT_SEED`; None for fraction 0."""
+    if fraction <= 0.0:
+        return None
+    k = round(fraction * n_train)
+    if not 0 < k < n_train:
+        what = "no image" if k < 1 else "every image"
+        raise ValueError(f"val_fraction {fraction} holds out {what} of the {n_train}-image training set")
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    return perm[k:].sort().values, perm[:k].sort().values
 
 
 def make_optimizer(model: torch.nn.Module, lr: float, capturable: bool = False) -> torch.optim.Optimizer:

@@ -14,6 +14,9 @@ from patchenv.data import synthetic
 # What a saved run had to share before EnvConfig existed (checkpoint format v0, kept in
 # v1): the fingerprint must keep exactly these keys, or the checkpoints stop loading.
 RUN_FIELDS = {"dataset", "batch_size", "lr", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim"}
+# Fields added later that change what a run trains on: in the fingerprint only when they
+# differ from their default, so the checkpoints saved before them (all at the default) load.
+RUN_FIELDS_WHEN_SET = {"val_fraction"}
 DATA_SHAPE = dict(image_size=32, num_classes=10, channels=3)
 # The flags the front ends (patchenv train, compare_selectors) expect.
 FLAGS = ("--batch-size", "--lr", "--dim", "--depth", "--heads", "--dim-head", "--mlp-dim", "--patch-size", "--alpha",
@@ -103,6 +106,15 @@ def test_eval_fraction_is_in_zero_one(value):
     assert EnvConfig().eval_fraction == 1.0 and type(EnvConfig(eval_fraction=1).eval_fraction) is float
 
 
+@pytest.mark.parametrize("value", [-0.1, 1, 1.0, float("nan"), "0.1", True, None])
+def test_val_fraction_is_in_zero_one(value):
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in \[0, 1\)"):
+        EnvConfig(val_fraction=value)
+    assert EnvConfig().val_fraction == 0.0 and type(EnvConfig(val_fraction=0).val_fraction) is float
+    assert EnvConfig(val_fraction=np.float32(0.25)).val_fraction == 0.25
+    assert env_kwargs_from_args(parser().parse_args(["--val-fraction", "0.1"])) == {"val_fraction": 0.1}
+
+
 def test_values_that_need_the_data_set_are_left_to_the_env():
     # n_patch_desired's range needs N; patch_size must divide the image side; CUDA may be absent.
     EnvConfig(n_patch_desired=10_000, patch_size=7, device="cuda:1", dataset=synthetic(n_train=8, n_test=4))
@@ -111,6 +123,8 @@ def test_values_that_need_the_data_set_are_left_to_the_env():
 # -- fingerprint -------------------------------------------------------------------------------
 def test_fingerprint_keys_are_the_checkpoint_formats():
     assert set(fingerprint(EnvConfig())) == RUN_FIELDS | set(DATA_SHAPE)
+    assert set(fingerprint(EnvConfig(val_fraction=0.1))) == RUN_FIELDS | set(DATA_SHAPE) | {"val_fraction"}
+    assert fingerprint(EnvConfig(val_fraction=0.1))["val_fraction"] == 0.1
     assert fingerprint(EnvConfig(dataset=synthetic(n_train=8, n_test=4)), "synthetic")["dataset"] == "synthetic"
 
 
@@ -119,7 +133,8 @@ OTHER_VALUES = dict(dataset="digits", data_root="/elsewhere", download=True, bat
                     depth=2, heads=4, dim_head=32, mlp_dim=128, lr=1e-2, selection="image", obs_type="pooled",
                     alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, device="cpu",
                     reward_fn=lambda stats: 0.0, tensor_obs=True, amp="bf16", compile=True, cuda_graph=True,
-                    eval_batch_size=50, loss_ref_step=50, eval_fraction=0.95, render_mode="rgb_array")
+                    eval_batch_size=50, loss_ref_step=50, eval_fraction=0.95, val_fraction=0.1,
+                    render_mode="rgb_array")
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(EnvConfig)])
@@ -129,7 +144,7 @@ def test_fingerprint_changes_with_run_defining_fields_only(name):
     # The data set enters by name (an ImageData may be passed), so the caller names it.
     names = ("cifar10", "digits") if name == "dataset" else ("cifar10", "cifar10")
     differs = fingerprint(base, names[0]) != fingerprint(changed, names[1])
-    assert differs == (name in RUN_FIELDS), name
+    assert differs == (name in RUN_FIELDS | RUN_FIELDS_WHEN_SET), name
     # The image geometry and the class count are the data's and count as well.
     for key in DATA_SHAPE:
         assert base.fingerprint(dataset_name="cifar10", **{**DATA_SHAPE, key: 1}) != fingerprint(base)

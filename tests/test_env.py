@@ -156,7 +156,7 @@ def test_constructor_arguments_are_the_config_fields():
                  obs_type="pooled", alpha=None,
                  loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
                  tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40, loss_ref_step=3,
-                 eval_fraction=0.5, render_mode=None)
+                 eval_fraction=0.5, val_fraction=0.25, render_mode=None)
     assert set(given) == set(params)
     env = PatchSelectionEnv(**given)
     assert env.config == EnvConfig(**given)
@@ -207,7 +207,7 @@ def test_spaces(selection, action_shape, obs_type, obs_shape):
         assert o in env.observation_space and np.isfinite(o).all()
     # info: the documented keys, no wall-clock values (those live on the env).
     keys = {"loss", "accuracy", "kept", "tokens", "padding_tokens", "epoch", "global_step", "loss_term",
-            "patch_term", "diverged"} | ({"kept_per_image"} if selection == "image" else set())
+            "patch_term", "diverged", "flops"} | ({"kept_per_image"} if selection == "image" else set())
     assert set(info) == keys
     assert env.unwrapped.train_time_s >= env.unwrapped.last_step_time_s > 0
 
@@ -518,6 +518,100 @@ def test_eval_fraction_evaluates_a_fixed_subset_of_the_test_split():
     assert whole.evaluate()["n"] == 40
     with pytest.raises(ValueError, match="keeps no image of the 40-image test split"):
         make(dataset=images, eval_fraction=0.01)
+
+
+def _image_bytes(x):
+    return [bytes(img.numpy().tobytes()) for img in x]
+
+
+def test_val_fraction_holds_out_a_fixed_validation_split():
+    """val_fraction=0.1 of synthetic's 2048 training images: round(204.8) = 205 go to the
+    validation split, the first of randperm(2048) seeded with VAL_SPLIT_SEED, the same
+    whatever the run's seed; the rest, in their order, are the training set. Checked
+    against the original arrays by image bytes (and labels)."""
+    from patchenv.env import VAL_SPLIT_SEED
+
+    images = data.synthetic()  # TINY's data set, by hand: n_train=2048
+    n = len(images.train_y)
+    assert len(set(_image_bytes(images.train_x))) == n  # distinct images: bytes identify them
+    env = make(val_fraction=0.1)
+    val_x, val_y = env._val
+    k = round(0.1 * n)
+    assert k == 205 and len(val_y) == k and len(env.data.train_y) == n - k
+    assert env.steps_per_epoch == (n - k) // B and env.episode_steps == (n - k) // B
+    # Disjoint, and together the original training set, labels following their images.
+    original = dict(zip(_image_bytes(images.train_x), images.train_y.tolist()))
+    train_b, val_b = _image_bytes(env.data.train_x), _image_bytes(val_x)
+    assert not set(train_b) & set(val_b)
+    assert sorted(train_b + val_b) == sorted(original)
+    assert [original[b] for b in train_b] == env.data.train_y.tolist()
+    assert [original[b] for b in val_b] == val_y.tolist()
+    # Which images: the first k of the seeded permutation, kept in the data set's order.
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    torch.testing.assert_close(val_x, images.train_x[perm[:k].sort().values], rtol=0, atol=0)
+    torch.testing.assert_close(env.data.train_x, images.train_x[perm[k:].sort().values], rtol=0, atol=0)
+    # The test split and the normalisation are the data set's.
+    torch.testing.assert_close(env.data.test_x, images.test_x, rtol=0, atol=0)
+    assert env._mean.flatten().tolist() == pytest.approx(images.mean)
+
+    # evaluate("val"): the whole split, unaugmented, by hand.
+    env.reset(seed=0)
+    env.step(np.ones(N))
+    res = env.evaluate(split="val")
+    x = data.normalize(data.to_unit(val_x), env._mean, env._std)
+    with torch.no_grad():
+        logits = env.model(x)
+    assert res["n"] == k == len(val_y)
+    assert res["accuracy"] == float((logits.argmax(-1) == val_y).sum()) / k
+    assert res["loss"] == pytest.approx(float(F.cross_entropy(logits, val_y)), rel=1e-5)
+    assert env.evaluate(split="train")["n"] == n - k and env.evaluate()["n"] == len(images.test_y)
+    # The same split in another env, whatever its reset seed.
+    other = make(val_fraction=0.1)
+    other.reset(seed=9)
+    torch.testing.assert_close(other._val[0], val_x, rtol=0, atol=0)
+    torch.testing.assert_close(other.data.train_x, env.data.train_x, rtol=0, atol=0)
+    other.model.load_state_dict(env.model.state_dict())
+    assert other.evaluate(split="val") == res
+
+
+def test_no_validation_split_by_default():
+    images = data.synthetic(n_train=64, n_test=40)
+    env = make(dataset=images)
+    assert env.config.val_fraction == 0.0 and env._val is None
+    torch.testing.assert_close(env.data.train_x, images.train_x, rtol=0, atol=0)
+    torch.testing.assert_close(env.data.train_y, images.train_y, rtol=0, atol=0)
+    assert env.steps_per_epoch == 64 // B
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="split='val' needs a validation split: .*val_fraction") as e:
+        env.evaluate(split="val")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="'test', 'val' or 'train'"):
+        env.evaluate(split="validation")
+
+
+def test_val_fraction_too_small_or_too_large_for_the_data():
+    images = data.synthetic(n_train=64, n_test=40)
+    with pytest.raises(ValueError, match="val_fraction 0.005 holds out no image of the 64-image training set"):
+        make(dataset=images, val_fraction=0.005)
+    with pytest.raises(ValueError, match="val_fraction 0.999 holds out every image"):
+        make(dataset=images, val_fraction=0.999)
+    # What is left must still fill a batch (B = 16): 64 - round(0.8 * 64) = 13 images.
+    with pytest.raises(ValueError, match=r"batch_size 16 is larger than the training set \(13 images after the "
+                                         r"validation split of 51\)"):
+        make(dataset=images, val_fraction=0.8)
+
+
+def test_val_fraction_is_in_the_checkpoint_fingerprint(tmp_path):
+    images = data.synthetic(n_train=64, n_test=40)
+    env = make(dataset=images, val_fraction=0.25)
+    env.reset(seed=0)
+    env.step(np.ones(N))
+    env.save_checkpoint(tmp_path / "run.pt")
+    with pytest.raises(ValueError, match=r"val_fraction 0.25 \(saved\) != None"):
+        make(dataset=images).load_checkpoint(tmp_path / "run.pt")
+    same = make(dataset=images, val_fraction=0.25)
+    same.load_checkpoint(tmp_path / "run.pt")
+    assert same.evaluate(split="val") == env.evaluate(split="val")
 
 
 def test_evaluate_with_a_callable_selector():
