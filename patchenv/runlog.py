@@ -17,7 +17,7 @@ from typing import Optional
 
 from patchenv.atomic import atomic_write
 
-STEP_FIELDS = ("global_step", "epoch", "reward", "loss", "accuracy", "kept", "tokens", "padding_tokens",
+STEP_FIELDS = ("global_step", "epoch", "reward", "loss", "accuracy", "kept", "tokens", "padding_tokens", "flops",
                "loss_term", "patch_term")
 
 

@@ -27,10 +27,20 @@ def build(spec="random:k=20", seed=0):
     return env, agent
 
 
-def test_budget_is_epochs_or_seconds():
-    for bad in (dict(), dict(epochs=1, seconds=1.0), dict(epochs=0), dict(epochs=1.5), dict(seconds=-1)):
+def test_budget_is_epochs_seconds_or_both():
+    for bad in (dict(), dict(epochs=0), dict(epochs=1.5), dict(seconds=-1), dict(epochs=2, seconds=0)):
         with pytest.raises(ValueError):
             Budget(**bad)
+    Budget(epochs=1, seconds=1.0)  # whichever comes first
+
+
+def test_epochs_and_seconds_stop_at_whichever_comes_first(tmp_path):
+    env, agent = build("all")
+    m = run_training(env, agent, tmp_path / "e", budget=Budget(epochs=1, seconds=1e6), show_progress=False)
+    assert m["summary"]["steps"] == env.unwrapped.steps_per_epoch
+    env, agent = build("all")
+    m = run_training(env, agent, tmp_path / "s", budget=Budget(epochs=50, seconds=0.3), show_progress=False)
+    assert m["summary"]["train_time_s"] >= 0.3 and m["summary"]["steps"] < 50 * env.unwrapped.steps_per_epoch
 
 
 def test_records_match_the_steps_summed_by_hand(tmp_path):
