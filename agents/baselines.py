@@ -36,9 +36,13 @@ class RandomPatches(Agent):
         super().setup(env)
         check_k_fits(self.name, self.k, self.num_patches)
 
+    def current_k(self, n: int) -> int:
+        """Patches to keep at this step (a schedule overrides this)."""
+        return self.k or self.n_patch_desired or n // 2
+
     def act(self, obs, explore: bool = False):
         n = obs.shape[0] if self.selection == "batch" else obs.shape[1]
-        k = self.k or self.n_patch_desired or n // 2
+        k = self.current_k(n)
         rows = 1 if self.selection == "batch" else obs.shape[0]
         order = np.argsort(self._rng.random((rows, n)), axis=1)[:, :k]
         mask = np.zeros((rows, n), dtype=np.int8)

@@ -129,7 +129,9 @@ def run_dir(out: Path, selector: str, seed: int) -> Path:
 
 
 def make_env(cfg: dict, images, agent) -> gym.Env:
-    return gym.make("patchenv/PatchSelection-v0", **{**cfg["env"], "dataset": images, **agent.env_kwargs()})
+    # budget_epochs: the horizon schedules read (under equal-time, the `all` run's epochs)
+    return gym.make("patchenv/PatchSelection-v0", **{**cfg["env"], "dataset": images, "budget_epochs": cfg["epochs"],
+                                                     **agent.env_kwargs()})
 
 
 def check_selector(cfg: dict, images, spec: str) -> None:

@@ -78,7 +78,7 @@ def train(args) -> dict:
         config["epochs"] = epochs
         budget = Budget(epochs=epochs)
         agent = registry.make_from_spec(config["agent"], seed=config["seed"], **config["agent_kwargs"])
-        env_kwargs = {**config["env"], **agent.env_kwargs()}
+        env_kwargs = {**config["env"], "budget_epochs": epochs, **agent.env_kwargs()}
         env = gym.make("patchenv/PatchSelection-v0", **env_kwargs)
         agent.setup(env)  # e.g. random:k above the env's patch count: refused before anything changes
     except ValueError as e:  # bad settings; missing or corrupt data are caught in main

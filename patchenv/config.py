@@ -87,6 +87,8 @@ class EnvConfig:
     """the run's training step (from 1) whose loss is the reward's reference L(ref); earlier steps are their own reference (loss term 1). 1 = the first step; AgentViT sets its `frequency` (the notebook's first rewarded batch)"""
     episode_steps: Optional[int] = None
     """training steps per episode; None = one epoch (training images // batch_size)"""
+    budget_epochs: Optional[float] = field(default=None, metadata=_NOT_CLI)
+    """planned length of the run in epochs: the horizon schedules and progress-aware agents read (env.total_steps); the front ends set it from --epochs; None = unknown"""
     device: str = "auto"
     """where the data, the ViT and its training live: auto (CUDA when present), cpu, cuda or cuda:<index>"""
     reward_fn: Optional[RewardFn] = field(default=None, metadata=_NOT_CLI)
@@ -158,6 +160,9 @@ class EnvConfig:
         check_device(self.device)
         if self.reward_fn is not None and not callable(self.reward_fn):
             raise ValueError(f"reward_fn must be a callable(StepStats) -> float or None, got {self.reward_fn!r}")
+        if self.budget_epochs is not None and (not _is_real(self.budget_epochs) or not self.budget_epochs > 0
+                                               or not math.isfinite(self.budget_epochs)):
+            raise ValueError(f"budget_epochs must be a positive number or None, got {self.budget_epochs!r}")
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
         for name in ("download", "tensor_obs", "compile", "cuda_graph"):

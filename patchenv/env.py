@@ -248,6 +248,9 @@ class PatchSelectionEnv(gym.Env):
         self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
         self._flops: dict[int, int] = {}  # training FLOPs of a step by sequence length K (step_flops)
         self.render_mode = cfg.render_mode
+        # The run's planned length in steps, for schedules and progress (None: unknown).
+        self.total_steps = (None if cfg.budget_epochs is None
+                            else max(1, round(cfg.budget_epochs * self.steps_per_epoch)))
         self._rendered = None  # (images, keep mask) of the last trained batch, for render()
 
     # -- Gymnasium API ----------------------------------------------------------------

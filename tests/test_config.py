@@ -134,7 +134,7 @@ OTHER_VALUES = dict(dataset="digits", data_root="/elsewhere", download=True, bat
                     alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, device="cpu",
                     reward_fn=lambda stats: 0.0, tensor_obs=True, amp="bf16", compile=True, cuda_graph=True,
                     eval_batch_size=50, loss_ref_step=50, eval_fraction=0.95, val_fraction=0.1,
-                    render_mode="rgb_array")
+                    render_mode="rgb_array", budget_epochs=3.0)
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(EnvConfig)])

@@ -156,7 +156,8 @@ def test_constructor_arguments_are_the_config_fields():
                  obs_type="pooled", alpha=None,
                  loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
                  tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40, loss_ref_step=3,
-                 eval_fraction=0.5, val_fraction=0.25, render_mode=None)
+                 eval_fraction=0.5, val_fraction=0.25, render_mode=None,
+                 budget_epochs=None)
     assert set(given) == set(params)
     env = PatchSelectionEnv(**given)
     assert env.config == EnvConfig(**given)
