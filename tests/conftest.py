@@ -3,6 +3,7 @@ import pytest
 import torch
 
 import patchenv  # noqa: F401  (registers the env ids)
+from patchenv import registry
 
 # The acceptance configuration from the issues: small enough for a 2-core CI machine.
 TINY = dict(dataset="synthetic", batch_size=16, patch_size=4, dim=32, depth=2, heads=2,
@@ -21,3 +22,12 @@ def _fixed_threads():
     # slower under load). Bit-exact comparisons also need one fixed thread count.
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def restore_registry():
+    """Agents a test registers in-process are forgotten after it."""
+    saved = dict(registry._REGISTRY)
+    yield
+    registry._REGISTRY.clear()
+    registry._REGISTRY.update(saved)

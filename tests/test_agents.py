@@ -15,7 +15,6 @@ import agents
 from agents.agentvit import AgentViT
 from agents.base import Agent
 from conftest import TINY
-from patchenv import registry
 from patchenv.selector import PatchSelector
 
 SELECTIONS = ("batch", "image")
@@ -36,14 +35,6 @@ def pending_obs(env):
 
 def params(module):
     return [p.detach().clone() for p in module.parameters()]
-
-
-@pytest.fixture
-def restore_registry():
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
 
 
 def supports(name, selection):

@@ -20,14 +20,6 @@ BUILTINS = {"agentvit", "all", "random", "norm_topk", "attention_topk", "ppo", "
 PATCHENV = Path(patchenv.__file__).parent
 
 
-@pytest.fixture
-def restore_registry():
-    saved = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(saved)
-
-
 # -- specs ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("spec,expected", [
     ("random", ("random", {})),
