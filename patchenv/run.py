@@ -40,7 +40,6 @@ import json
 import math
 import random
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -139,12 +138,13 @@ class RunState:
     epoch: Sums = field(default_factory=Sums)  # the unfinished epoch
     total: Sums = field(default_factory=Sums)  # the whole run
     history: list = field(default_factory=list)  # EPOCH_FIELDS rows
-    keep_counts: list = field(default_factory=list)  # per patch position: images trained with it kept
+    keep_counts: Optional[np.ndarray] = None  # per patch position: images trained with it kept
     keep_images: int = 0  # images the counts cover
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunState":
-        return cls(**{**d, "epoch": Sums(**d["epoch"]), "total": Sums(**d["total"])})
+        counts = None if d.get("keep_counts") is None else np.asarray(d["keep_counts"], dtype=np.int64)
+        return cls(**{**d, "epoch": Sums(**d["epoch"]), "total": Sums(**d["total"]), "keep_counts": counts})
 
 
 class _Recorder(gym.Wrapper):
@@ -176,9 +176,9 @@ class _Recorder(gym.Wrapper):
         per_position = mask.reshape(-1, u.num_patches).astype(bool).sum(axis=0)
         if mask.ndim == 1:  # one mask for the whole batch
             per_position = per_position * u.batch_size
-        if not s.keep_counts:
-            s.keep_counts = [0] * u.num_patches
-        s.keep_counts = (np.asarray(s.keep_counts) + per_position).tolist()
+        if s.keep_counts is None:
+            s.keep_counts = np.zeros(u.num_patches, dtype=np.int64)
+        s.keep_counts += per_position  # in place: this runs every step
         s.keep_images += u.batch_size
 
 
@@ -439,7 +439,7 @@ def _partial(state: RunState) -> dict:
 
 
 def has_val(u) -> bool:
-    return float(getattr(u.config, "val_fraction", 0.0) or 0.0) > 0
+    return u.config.val_fraction > 0
 
 
 def _evaluate(u, state: RunState, spe: int, protocol: str) -> dict:
@@ -508,7 +508,7 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
         "num_patches": u.num_patches,
         # per patch position (row-major over the patch grid): the share of training images
         # that kept it
-        "patch_keep_frequency": [c / state.keep_images for c in state.keep_counts] if state.keep_images else None,
+        "patch_keep_frequency": (state.keep_counts / state.keep_images).tolist() if state.keep_images else None,
     }
 
 
@@ -531,4 +531,3 @@ def print_line(text: str, show_progress: bool) -> None:
         tqdm.write(text)
     else:
         print(text, flush=True)
-        sys.stdout.flush()
