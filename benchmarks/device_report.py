@@ -78,18 +78,17 @@ from typing import Any, Callable, Optional
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import agents
+from benchmarks.bare_step import BareStep
+from benchmarks.common import synchronize
 import patchenv  # noqa: F401  (registers the env ids)
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_write_json, atomic_write_text
-from patchenv.cuda_graph import GraphedStep
-from patchenv.env import make_optimizer, resolve_device
+from patchenv.env import resolve_device
 from patchenv.meta import meta_block
 from patchenv.presets import PRESETS
-from patchenv.vit import SimpleViT, init_weights
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 IMAGE_SIZE = 32
@@ -187,6 +186,10 @@ class Context:
         vit.pop("batch_size")
         return vit
 
+    def model_config(self) -> dict:
+        """SimpleViT's arguments for the preset on CIFAR-10-shaped images (the bare step's)."""
+        return dict(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_classes=10, channels=3, **self.vit())
+
 
 def error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}"[:2000]
@@ -230,11 +233,6 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # note: sync
-
-
 class Timer:
     """Seconds per call of `fn` over `inner` back-to-back calls: CUDA events on the GPU
     (the device's own clock, after a sync so the start event is not queued behind earlier
@@ -259,11 +257,6 @@ class Timer:
         return (time.perf_counter() - t0) / inner
 
 
-def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
-                          cache_enabled=cache_enabled)
-
-
 def fixed_mask(n: int, k: int, rng: np.random.Generator) -> np.ndarray:
     """A 0/1 int8 mask (N,) keeping k random patches."""
     mask = np.zeros(n, dtype=np.int8)
@@ -282,9 +275,6 @@ def cifar_shaped(n_train: int, n_test: int = 1000, seed: int = 0) -> data_mod.Im
                               data_mod.CIFAR10_MEAN, data_mod.CIFAR10_STD)
 
 
-MODES = ("eager", "compile", "graph")  # graph: the whole step replayed from a CUDA graph (CUDA only)
-
-
 def make_env(ctx: Context, images: data_mod.ImageData, batch_size: int, precision: str, mode: str, **kwargs):
     """The env on the report's device with the preset ViT; episodes never end on their own."""
     return gym.make(ENV_ID, dataset=images, batch_size=batch_size, patch_size=PATCH_SIZE, device=str(ctx.device),
@@ -299,54 +289,6 @@ def env_step(env, action):
     if terminated or truncated:
         obs, _ = env.reset()
     return obs
-
-
-class BareStep:
-    """The floor env.step is held to: embed, forward on the kept tokens (one shared mask,
-    an index tensor), cross-entropy, backward, fused Adam, on a fixed batch."""
-
-    def __init__(self, ctx: Context, batch_size: int, mode: str, seed: int):
-        dev = ctx.device
-        g = torch.Generator(dev).manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):  # the module's own init would draw from the global RNG
-            self.model = SimpleViT(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, num_classes=10, channels=3,
-                                   **ctx.vit()).to(dev)
-        init_weights(self.model, g)
-        self.model.train()
-        self.optimizer = make_optimizer(self.model, 1e-3, capturable=mode == "graph")
-        # Compiled as the env compiles it, so the two share inductor's cache.
-        self.forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True) if mode == "compile" \
-            else self.model.forward_tokens
-        self.device = dev
-        self.mode = mode
-        self.num_patches = self.model.num_patches
-        self.set_batch(batch_size, seed)
-
-    def set_batch(self, batch_size: int, seed: int) -> None:
-        g = torch.Generator(self.device).manual_seed(seed)
-        self.x = torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE, device=self.device, generator=g)
-        self.y = torch.randint(10, (batch_size,), device=self.device, generator=g)
-        self.graphed = {}  # precision -> GraphedStep (the env's CUDA-graph step), per batch size
-
-    def keep(self, mask: np.ndarray) -> Optional[torch.Tensor]:
-        """The index tensor of a mask, on the device (None: every patch, as the env passes)."""
-        if mask.all():
-            return None
-        return torch.from_numpy(np.flatnonzero(mask)).to(self.device)
-
-    def __call__(self, keep: Optional[torch.Tensor], precision: str) -> None:
-        if self.mode == "graph":
-            if precision not in self.graphed:
-                self.graphed[precision] = GraphedStep(self.model, self.optimizer, self.x, self.y,
-                                                      lambda: autocast(self.device, precision, cache_enabled=False))
-            if self.graphed[precision](self.x, self.y, keep) is not None:
-                return  # replayed (a shape's first call runs eagerly below, as in the env)
-        with autocast(self.device, precision):
-            logits = self.forward_tokens(self.model.embed(self.x), keep)
-            loss = F.cross_entropy(logits.float(), self.y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
 
 
 def paired_stats(num: list[float], den: list[float]) -> dict:
@@ -429,7 +371,7 @@ def section_step_time(ctx: Context, rec: dict, mode: str) -> None:
     rec.update({"mode": mode, "num_patches": n, "ks": ks, "variants": []})
     # One model for every variant: timing does not depend on the weights, and a compiled
     # forward is traced once per precision and mask kind, not per batch size.
-    bare = BareStep(ctx, cfg.batch_sizes[0], mode, cfg.seed)
+    bare = BareStep(ctx.model_config(), cfg.batch_sizes[0], ctx.device, mode, cfg.seed)
     keeps = {k: bare.keep(masks[k]) for k in ks}
     budget_each = cfg.step_budget_s / len(variants)
     compiled_precisions: set = set()
@@ -570,7 +512,7 @@ def time_env_overhead(ctx: Context, images, b: int, mask: np.ndarray, precision:
     env = make_env(ctx, images, b, precision, mode, obs_type="pooled", selection="batch")
     try:
         env.reset(seed=cfg.seed)
-        bare = BareStep(ctx, b, mode, cfg.seed)
+        bare = BareStep(ctx.model_config(), b, ctx.device, mode, cfg.seed)
         keep = bare.keep(mask)
         steps = {"env": lambda: env_step(env, mask), "bare": lambda: bare(keep, precision)}
         timer = Timer(ctx.device)

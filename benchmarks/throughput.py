@@ -34,18 +34,16 @@ from typing import Optional
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 import patchenv  # noqa: F401  (registers the env ids)
+from benchmarks.bare_step import BareStep
 from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
 from patchenv import data as data_mod
-from patchenv import env as env_mod
 from patchenv.atomic import atomic_write_json
 from patchenv.env import resolve_device
 from patchenv.meta import meta_block
 from patchenv.presets import PRESETS
-from patchenv.vit import SimpleViT, init_weights
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 
@@ -90,41 +88,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class BareStep:
-    """A plain masked training step of SimpleViT: what env.step is compared against."""
-
-    def __init__(self, vit: dict, batch_size: int, device: torch.device, amp: Optional[str], compile: bool,
-                 seed: int):
-        g = torch.Generator(device).manual_seed(seed)
-        self.model = SimpleViT(**vit).to(device)
-        init_weights(self.model, g)
-        self.model.train()
-        # The env's own optimiser (same kernel), so the comparison is step against step.
-        make_optimizer = getattr(env_mod, "make_optimizer", None)
-        self.optimizer = make_optimizer(self.model, 1e-3) if make_optimizer else \
-            torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.forward_tokens = torch.compile(self.model.forward_tokens, dynamic=True) if compile \
-            else self.model.forward_tokens
-        n = self.model.num_patches
-        self.x = torch.randn(batch_size, vit["channels"], vit["image_size"], vit["image_size"], device=device,
-                             generator=g)
-        self.y = torch.randint(vit["num_classes"], (batch_size,), device=device, generator=g)
-        self.device, self.amp, self.n = device, amp, n
-        self.keep: dict[int, Optional[torch.Tensor]] = {}
-
-    def set_mask(self, k: int, mask: np.ndarray) -> None:
-        self.keep[k] = None if k == self.n else torch.from_numpy(np.flatnonzero(mask)).to(self.device)
-
-    def step(self, k: int) -> None:
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp == "bf16")
-        with autocast:
-            logits = self.forward_tokens(self.model.embed(self.x), self.keep[k])
-            loss = F.cross_entropy(logits.float(), self.y)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-
-
 def _masks(rng: np.random.Generator, k: int, n: int, b: int, selection: str, uneven: bool) -> np.ndarray:
     """A fixed random mask keeping k patches: (N,) for the batch, (B, N) per image."""
     if selection == "batch":
@@ -166,11 +129,10 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
         masks[name] = {k: _masks(rng, k, n, batch_size, selection, uneven) for k in ks}
         steppers[name] = (lambda env, m: (lambda k: env.step(m[k])))(env, masks[name])
     if "bare" in names:
-        bare = BareStep(vit_config, batch_size, device, cfg["amp"], cfg["compile"], cfg["seed"])
-        batch_mask = {k: _masks(rng, k, n, batch_size, "batch", False) for k in ks}
-        for k in ks:
-            bare.set_mask(k, batch_mask[k])
-        steppers["bare"] = bare.step
+        bare = BareStep(vit_config, batch_size, device, "compile" if cfg["compile"] else "eager", cfg["seed"])
+        keeps = {k: bare.keep(_masks(rng, k, n, batch_size, "batch", False)) for k in ks}
+        precision = "bf16" if cfg["amp"] == "bf16" else "fp32"
+        steppers["bare"] = lambda k: bare(keeps[k], precision)
     names = [name for name in names if name in steppers]
 
     pairs = [(name, k) for name in names for k in ks]

@@ -1,0 +1,71 @@
+"""The bare masked training step every env timing is held against (throughput,
+device_report): embed, forward on the kept tokens of one shared mask (an index tensor),
+cross-entropy, backward and the env's own optimiser, on a fixed random batch, with no
+env around it. ``mode``: "eager", "compile" (``forward_tokens`` compiled as the env
+compiles it, so the two share inductor's cache) or "graph" (the whole step replayed from
+the env's CUDA graphs, `patchenv.cuda_graph`)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from patchenv.cuda_graph import GraphedStep
+from patchenv.env import make_optimizer
+from patchenv.vit import SimpleViT, init_weights
+
+MODES = ("eager", "compile", "graph")
+
+
+def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
+    """bf16 autocast for precision "bf16", none for "fp32" (as the env's amp)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=cache_enabled)
+
+
+class BareStep:
+    def __init__(self, vit: dict, batch_size: int, device: torch.device, mode: str = "eager", seed: int = 0):
+        """`vit`: SimpleViT's keyword arguments (image_size, patch_size, num_classes,
+        channels, dim, depth, heads, dim_head, mlp_dim)."""
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        g = torch.Generator(device).manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # the module's own init would draw from the global RNG
+            self.model = SimpleViT(**vit).to(device)
+        init_weights(self.model, g)
+        self.model.train()
+        self.optimizer = make_optimizer(self.model, 1e-3, capturable=mode == "graph")
+        self.forward_tokens = (torch.compile(self.model.forward_tokens, dynamic=True) if mode == "compile"
+                               else self.model.forward_tokens)
+        self.vit, self.device, self.mode = vit, device, mode
+        self.num_patches = self.model.num_patches
+        self.set_batch(batch_size, seed)
+
+    def set_batch(self, batch_size: int, seed: int) -> None:
+        g = torch.Generator(self.device).manual_seed(seed)
+        side = self.vit["image_size"]
+        self.x = torch.randn(batch_size, self.vit.get("channels", 3), side, side, device=self.device, generator=g)
+        self.y = torch.randint(self.vit["num_classes"], (batch_size,), device=self.device, generator=g)
+        self.graphed = {}  # precision -> GraphedStep (the env's CUDA-graph step), per batch size
+
+    def keep(self, mask: np.ndarray) -> Optional[torch.Tensor]:
+        """The index tensor of a (N,) mask on the device (None: every patch, as the env passes)."""
+        if mask.all():
+            return None
+        return torch.from_numpy(np.flatnonzero(mask)).to(self.device)
+
+    def __call__(self, keep: Optional[torch.Tensor], precision: str = "fp32") -> None:
+        if self.mode == "graph":
+            if precision not in self.graphed:
+                self.graphed[precision] = GraphedStep(self.model, self.optimizer, self.x, self.y,
+                                                      lambda: autocast(self.device, precision, cache_enabled=False))
+            if self.graphed[precision](self.x, self.y, keep) is not None:
+                return  # replayed (a shape's first call runs eagerly below, as in the env)
+        with autocast(self.device, precision):
+            logits = self.forward_tokens(self.model.embed(self.x), keep)
+            loss = F.cross_entropy(logits.float(), self.y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
