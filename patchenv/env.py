@@ -319,7 +319,7 @@ class PatchSelectionEnv(gym.Env):
         if self._loss_ref is None and not diverged and self.global_step >= self.loss_ref_step:
             self._loss_ref = loss_v
         if self.render_mode is not None:
-            self._remember_for_render(keep, kept_per_image)
+            self._remember_for_render(keep)
         self._advance()  # load batch t+1 and its observation with the updated weights
         obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
         if not diverged and not (bool(torch.isfinite(obs).all()) if self.tensor_obs else np.isfinite(obs).all()):
@@ -389,7 +389,7 @@ class PatchSelectionEnv(gym.Env):
         unit = images * self._std + self._mean  # denormalised to [0, 1]
         return render_mod.frame(unit, keep, self.config.patch_size)
 
-    def _remember_for_render(self, keep, kept_per_image) -> None:
+    def _remember_for_render(self, keep) -> None:
         n = min(render_mod.IMAGES, self.batch_size)
         mask = torch.zeros(n, self.num_patches, dtype=torch.bool, device=self.device)
         if keep is None:
