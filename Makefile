@@ -11,7 +11,7 @@ WHEELS := .wheels
 WHEEL_PINS := gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2 wheel==0.45.1
 BENCH_GPU_ARGS ?=
 
-.PHONY: run test venv clean wheels bench-gpu
+.PHONY: run test venv clean wheels bench-gpu bench-fmnist
 
 venv: $(STAMP)
 
@@ -32,6 +32,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m benchmarks.compare_selectors --dataset digits --preset small --epochs 20 --seeds 0,1 \
 		--selectors all,random,agentvit:frequency=6:eps_decay=450,norm_topk --device cpu --out results/digits --resume
+
+# The standard offline comparison to quote (benchmarks/suites.py): Fashion-MNIST from
+# Debian's dataset-fashion-mnist, tiny ViT, 10 epochs, 5 seeds, every built-in selector;
+# about 2 hours on one core. --resume: a second call (or one after Ctrl-C) continues it.
+bench-fmnist: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.compare_selectors --suite fmnist --resume
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -52,6 +52,7 @@ from tqdm import tqdm
 
 import patchenv  # noqa: F401  (registers the env ids)
 from benchmarks.common import fmt_ci, markdown_table, parse_list, pyplot, save_figure, write_csv
+from benchmarks.suites import SUITES
 from patchenv import data as data_mod
 from patchenv import registry
 from patchenv.atomic import atomic_write_json
@@ -90,8 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-accuracy", type=float, default=None,
                    help="test accuracy (fraction) for time_to_target_s; default: the `all` run's final, same seed")
     add_run_arguments(p, out_default="results/compare")
+    p.add_argument("--suite", choices=sorted(SUITES), default=None,
+                   help="a named standard comparison (benchmarks/suites.py): its settings become the defaults, "
+                        "flags given still win; fmnist: " + " ".join(f"{k}={v}" for k, v in SUITES["fmnist"].items()))
     p.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: a simulated Ctrl-C
     return p
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> argparse.Namespace:
+    """Parse twice when a --suite is named: once to find it, then with its settings as defaults."""
+    args = parser.parse_args(argv)
+    if args.suite is not None:
+        parser.set_defaults(**SUITES[args.suite])
+        args = parser.parse_args(argv)
+    return args
 
 
 def make_config(args) -> dict:
@@ -120,7 +133,7 @@ def make_config(args) -> dict:
     return {"dataset": env["dataset"], "preset": preset, "env": env, "epochs": args.epochs,
             "selectors": selectors, "seeds": seeds, "budget": args.budget, "device": env["device"],
             "target_accuracy": args.target_accuracy, "out": str(args.out), "schedule": args.schedule,
-            "protocol": args.protocol}
+            "protocol": args.protocol, "suite": args.suite}
 
 
 def run_dir(out: Path, selector: str, seed: int) -> Path:
@@ -395,7 +408,7 @@ def _load_previous(out: Path, cfg: dict) -> list[dict]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     out = Path(args.out)
     try:
         check_out(out, "results.json", args.resume, args.overwrite)
