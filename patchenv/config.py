@@ -27,8 +27,10 @@ import torch
 from patchenv.data import DATASETS, ImageData
 from patchenv.rewards import RewardFn, weights_from_alpha
 
-SELECTIONS = ("batch", "image")
-OBS_TYPES = ("embeddings", "pooled", "attention")
+from patchenv.selector import SELECTIONS
+
+OBS_TYPES = ("embeddings", "pooled", "attention", "progress")
+REWARDS = ("paper", "progress")
 AMP_MODES = ("bf16",)
 
 # Field metadata. "run": a saved training run must share the value to be restored (part of
@@ -72,9 +74,15 @@ class EnvConfig:
     lr: float = field(default=1e-3, metadata=_RUN)
     """constant Adam learning rate of the ViT (paper: 1e-3)"""
     selection: str = field(default="batch", metadata=_NOT_CLI)
-    """batch: one mask (N,) shared by the batch (the paper); image: one mask per image (B, N)"""
-    obs_type: str = field(default="embeddings", metadata=_NOT_CLI)
-    """embeddings (B, N, D); pooled (N, D), their batch mean; attention (B, N), the paper's state"""
+    """batch: one mask (N,) shared by the batch (the paper); image: one mask per image (B, N); count: Discrete(N), action a keeps a + 1 patches per image, drawn uniformly at random for each image (keep-rate control)"""
+    obs_type: Optional[str] = field(default=None, metadata=_NOT_CLI)
+    """embeddings (B, N, D); pooled (N, D), their batch mean; attention (B, N), the paper's state; progress (PROGRESS_FEATURES,), how far training has got; None = progress for selection="count", else embeddings"""
+    reward: str = field(default="paper", metadata={"choices": REWARDS})
+    """paper: the notebook's loss and patch-count terms (alpha, loss_weight, patch_weight); progress: the held-out probe's loss decrease per unit of compute (patchenv.rewards.progress_reward; needs val_fraction > 0)"""
+    probe_size: int = 128
+    """images in the probe: a fixed batch of the validation split (of the training set when there is none), evaluated with every patch for the progress observation and reward"""
+    probe_every: int = 20
+    """training steps between two evaluations of the probe (when the progress observation or reward needs it)"""
     alpha: Optional[float] = None
     """reward weights (loss_weight, patch_weight) = (alpha, 1 - alpha) (README `alpha`); None = the two weights"""
     loss_weight: float = 1.0
@@ -121,11 +129,18 @@ class EnvConfig:
             raise ValueError(f"data_root must be a path or None, got {self.data_root!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+        if self.obs_type is None:
+            self._set("obs_type", "progress" if self.selection == "count" else "embeddings")
         if self.obs_type not in OBS_TYPES:
-            raise ValueError(f"obs_type must be one of {OBS_TYPES}, got {self.obs_type!r}")
+            raise ValueError(f"obs_type must be one of {OBS_TYPES} or None, got {self.obs_type!r}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward must be one of {REWARDS}, got {self.reward!r}")
+        if self.reward == "progress" and self.reward_fn is not None:
+            raise ValueError("reward='progress' and reward_fn are alternatives: reward_fn replaces the reward")
         if self.amp is not None and self.amp not in AMP_MODES:
             raise ValueError(f"amp must be None or 'bf16', got {self.amp!r}")
-        for name in ("batch_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "eval_batch_size"):
+        for name in ("batch_size", "patch_size", "dim", "depth", "heads", "dim_head", "mlp_dim", "eval_batch_size",
+                     "probe_size", "probe_every"):
             self._set(name, _positive_int(name, getattr(self, name)))
         if self.image_size is not None:  # that patch_size divides it is checked with the data set
             self._set("image_size", _positive_int("image_size", self.image_size, "or None"))

@@ -29,6 +29,7 @@ from patchenv.atomic import atomic_torch_save
 from patchenv.config import EnvConfig, check_device
 from patchenv.cuda_graph import GraphedStep
 from patchenv.flops import step_flops
+from patchenv.progress import PROGRESS_FEATURES, ProgressTracker
 from patchenv.rewards import StepStats, loss_term, patch_term
 from patchenv.vit import SimpleViT, init_weights
 
@@ -52,6 +53,9 @@ EVAL_SUBSET_SEED = 0
 # Seeds the validation split that val_fraction > 0 carves from the training set: a
 # constant, so every run and seed of a data set trains and validates on the same images.
 VAL_SPLIT_SEED = 0
+# Seeds the random patches evaluate() draws for selection="count": evaluation draws none
+# of the run's random numbers, and every evaluation of a count keeps the same patches.
+EVAL_COUNT_SEED = 0
 # v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
 # transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
 CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
@@ -83,11 +87,15 @@ class PatchSelectionEnv(gym.Env):
 
     - ``selection="batch"`` (the paper): ``MultiBinary(N)``, one mask for the whole batch;
     - ``selection="image"``: ``MultiBinary((B, N))``, one mask per image (rows of unequal
-      counts are padded to the largest, hidden from attention and from the pooling).
+      counts are padded to the largest, hidden from attention and from the pooling);
+    - ``selection="count"``: ``Discrete(N)``, keep-rate control: action a keeps a + 1
+      patches of every image, drawn uniformly at random for each image (the env's
+      ``np_random``; equal counts, so no padding).
 
     1 keeps a patch, 0 drops it. numpy arrays, lists and torch tensors of any real dtype
-    are accepted. A mask must keep at least one patch (per image); a bad action raises a
-    ValueError or TypeError saying what was expected and changes nothing.
+    are accepted (a count: an integer, 0-d or one-element array or tensor). A mask must
+    keep at least one patch (per image); a bad action raises a ValueError or TypeError
+    saying what was expected and changes nothing.
 
     ## Observation Space
     ``Box(-inf, inf, float32)`` of shape, by ``obs_type`` (D = embedding width):
@@ -95,7 +103,10 @@ class PatchSelectionEnv(gym.Env):
     - ``"embeddings"`` (default): (B, N, D), patch embeddings plus position embedding;
     - ``"pooled"``: (N, D), their mean over the batch (small enough for SB3);
     - ``"attention"``: (B, N), the paper's state: the first block's attention output on
-      all patches, averaged over D.
+      all patches, averaged over D;
+    - ``"progress"``: (9,), how far training has got (`patchenv.progress`: budget and
+      epoch done, training loss and trend, the held-out probe's loss, accuracy and its
+      change, patches kept so far and last); the default for ``selection="count"``.
 
     numpy by default; with ``tensor_obs=True``, torch tensors on the env's device (a GPU
     agent then makes no host copy).
@@ -108,6 +119,9 @@ class PatchSelectionEnv(gym.Env):
     batch), z* = N - ``n_patch_desired``. The paper's code weighs (1, 20); ``alpha`` sets
     (alpha, 1 - alpha); ``reward_fn`` replaces the formula. AgentViT asks for
     ``loss_ref_step = frequency``, the notebook's reference (its first rewarded batch).
+
+    ``reward="progress"``: the held-out probe's loss decrease per unit of compute, paid on
+    every ``probe_every``-th step, 0 between (`patchenv.progress`); needs ``val_fraction``.
 
     ## Starting State
     ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
@@ -133,7 +147,8 @@ class PatchSelectionEnv(gym.Env):
     `patchenv.flops.step_flops`: the embedding of all N patches, the transformer on
     (B, largest count kept), padding included, the head; matrix products only; the
     observation's own extra work, e.g. ``obs_type="attention"``, is not training and not
-    counted). No wall-clock values
+    counted) plus, on a step that evaluated the probe, the probe's forward FLOPs, also
+    given alone as ``probe_flops`` (0 on other steps). No wall-clock values
     (Gymnasium's checker compares the infos of two seeded steps): ``train_time_s`` and
     ``last_step_time_s`` are attributes of the unwrapped env.
 
@@ -151,7 +166,8 @@ class PatchSelectionEnv(gym.Env):
     split, or on the fixed test subset ``eval_fraction`` keeps; ``split="val"``: the
     validation split ``val_fraction`` holds out of the training set), ``save_checkpoint(path)``
     / ``load_checkpoint(path)`` (the whole training run, continued bit for bit),
-    ``pending_images`` and ``attention_state(images)`` for agents.
+    ``pending_images``, ``attention_state(images)`` and ``patch_credit()`` (each kept
+    token's gradient norm in the last step: which patches the loss cared about) for agents.
 
     ## Arguments
     Keyword only: the fields of `patchenv.config.EnvConfig`, documented there, with the
@@ -164,6 +180,8 @@ class PatchSelectionEnv(gym.Env):
       mean, no final LayerNorm in the transformer); v0 checkpoints are refused.
     - v0: ``val_fraction`` (a validation split held out of the training set, in the
       checkpoint's fingerprint when set) and ``info["flops"]``.
+    - v0: ``selection="count"``, ``obs_type="progress"``, ``reward="progress"`` (with
+      ``probe_size``, ``probe_every``, ``info["probe_flops"]``) and ``patch_credit()``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -186,6 +204,9 @@ class PatchSelectionEnv(gym.Env):
         # The validation split leaves the training set before anything reads it; the
         # normalisation stays the data set's (its whole training set's mean and std).
         self.val_fraction = cfg.val_fraction
+        if cfg.reward == "progress" and cfg.val_fraction <= 0:
+            raise ValueError("reward='progress' measures a held-out probe: build the env with val_fraction > 0 "
+                             "(e.g. 0.1)")
         split = val_split(len(images.train_y), cfg.val_fraction)
         val = None
         if split is not None:
@@ -222,8 +243,10 @@ class PatchSelectionEnv(gym.Env):
         self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
 
         b, d = self.batch_size, cfg.dim
-        self.action_space = spaces.MultiBinary(n) if self.selection == "batch" else spaces.MultiBinary((b, n))
-        obs_shape = {"embeddings": (b, n, d), "pooled": (n, d), "attention": (b, n)}[self.obs_type]
+        self.action_space = {"batch": spaces.MultiBinary(n), "image": spaces.MultiBinary((b, n)),
+                             "count": spaces.Discrete(n)}[self.selection]
+        obs_shape = {"embeddings": (b, n, d), "pooled": (n, d), "attention": (b, n),
+                     "progress": (len(PROGRESS_FEATURES),)}[self.obs_type]
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=obs_shape, dtype=np.float32)
 
         # Run state; created by reset() (or load_checkpoint()).
@@ -252,6 +275,20 @@ class PatchSelectionEnv(gym.Env):
         self.total_steps = (None if cfg.budget_epochs is None
                             else max(1, round(cfg.budget_epochs * self.steps_per_epoch)))
         self._rendered = None  # (images, keep mask) of the last trained batch, for render()
+        # The progress observation and reward: statistics of the run and a held-out probe,
+        # a fixed batch of the validation split (the training set's when there is none),
+        # unaugmented and normalised once.
+        self.reward_kind = cfg.reward
+        self._progress = ProgressTracker(n)
+        self._uses_probe = self.obs_type == "progress" or self.reward_kind == "progress"
+        self._probe = None
+        self._pending_probe_flops = 0  # a probe run by reset(), charged to the next step
+        if self._uses_probe:
+            px, py = self._val if self._val is not None else (self.data.train_x, self.data.train_y)
+            px, py = px[:cfg.probe_size], py[:cfg.probe_size]
+            self._probe = (data_mod.normalize(data_mod.to_unit(px), self._mean, self._std), py)
+            self._probe_flops = step_flops(self.vit_config, len(py), n)["forward"]
+        self._credit: Optional[torch.Tensor] = None  # dL/d(token) of the last step, for patch_credit()
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -266,6 +303,8 @@ class PatchSelectionEnv(gym.Env):
             return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
         self._episode_step = 0
         self._episode_over = False
+        if self.obs_type == "progress":  # a new episode: the share of it done starts again at 0
+            self._obs = self._make_obs(None)
         return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
 
     def step(self, action):
@@ -293,8 +332,10 @@ class PatchSelectionEnv(gym.Env):
                     tokens = model.embed(self._batch_x)
                 logits = self._forward_tokens(tokens, keep)
                 loss = F.cross_entropy(logits.float(), y)
+            tokens.retain_grad()  # the backward pass computes dL/d(token) anyway: keep it for patch_credit()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            self._credit = tokens.grad
             grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
             correct = (logits.argmax(dim=-1) == y).float().mean()
             # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
@@ -318,6 +359,19 @@ class PatchSelectionEnv(gym.Env):
         self._episode_step += 1
         if self._loss_ref is None and not diverged and self.global_step >= self.loss_ref_step:
             self._loss_ref = loss_v
+        # Progress statistics and, every probe_every steps, the probe (with the updated
+        # weights, before the next batch's observation is made from them).
+        flops_all = self._flops.get(self.num_patches)
+        if flops_all is None:
+            flops_all = self._flops[self.num_patches] = step_flops(self.vit_config, self.batch_size,
+                                                                   self.num_patches)["total"]
+        self._progress.after_step(loss_v, float(kept_per_image.mean()), flops + self._pending_probe_flops,
+                                  flops_all + self._pending_probe_flops)
+        probe_flops, self._pending_probe_flops = self._pending_probe_flops, 0
+        progress_reward = 0.0
+        if self._uses_probe and not diverged and self.global_step % self.config.probe_every == 0:
+            progress_reward = self._run_probe()
+            probe_flops += self._probe_flops
         if self.render_mode is not None:
             self._remember_for_render(keep)
         self._advance()  # load batch t+1 and its observation with the updated weights
@@ -349,11 +403,13 @@ class PatchSelectionEnv(gym.Env):
         self._episode_over = terminated or truncated  # settled before a reward_fn can fail
         if self.reward_fn is not None:
             reward = self._custom_reward(stats, diverged)
+        elif self.reward_kind == "progress":
+            reward = progress_reward
         else:
             reward = self.loss_weight * lt + self.patch_weight * pt
         info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": n_tokens, "padding_tokens": n_padding,
                 "epoch": trained_epoch, "global_step": self.global_step, "loss_term": lt, "patch_term": pt,
-                "diverged": diverged, "flops": flops}
+                "diverged": diverged, "flops": flops + probe_flops, "probe_flops": probe_flops}
         if self.selection == "image":
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info
@@ -423,6 +479,36 @@ class PatchSelectionEnv(gym.Env):
         with self._autocast():
             return self.model.attention_state(self.model.embed(images)).float()
 
+    def patch_credit(self) -> torch.Tensor:
+        """Per-patch credit of the last training step, (B, N) float32 on the device: the
+        L2 norm over D of the loss's gradient with respect to each patch token (after the
+        position embedding), which the backward pass computed anyway. A dropped patch
+        gets 0: it did not reach the loss. Large values mark the patches whose content
+        the update depended on (what AgentViT's Q target never sees)."""
+        if self._graphed is not None:
+            raise ValueError("patch_credit() needs the eager training step; this env replays a CUDA graph "
+                             "(cuda_graph=True), which keeps no token gradients")
+        if self._credit is None:
+            raise gym.error.ResetNeeded("patch_credit() describes the last training step: call step() first")
+        # The transformer gathered the kept tokens from the full (B, N, D) embedding, so
+        # the gradient there is already zero at the dropped positions.
+        return self._credit.float().norm(dim=-1)
+
+    @torch.no_grad()
+    def _run_probe(self) -> float:
+        """Evaluate the probe with every patch; record it; returns the progress reward of
+        the interval it closes."""
+        x, y = self._probe
+        model = self.model
+        was_training = model.training
+        model.eval()
+        with self._autocast():
+            logits = model(x)
+        model.train(was_training)
+        loss, acc = torch.stack([F.cross_entropy(logits.float(), y),
+                                 (logits.argmax(-1) == y).float().mean()]).tolist()  # note: one sync
+        return self._progress.after_probe(loss, acc, self._probe_flops)
+
     # -- evaluation ---------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, split: str = "test", masks: Any = None) -> dict:
@@ -451,6 +537,7 @@ class PatchSelectionEnv(gym.Env):
         # With masks, batches have the training shape (B, ...) so an agent's act() fits;
         # the last partial batch is padded with copies of its first image, then cut off.
         bs = self.eval_batch_size if masks is None else self.batch_size
+        count_rng = np.random.default_rng(EVAL_COUNT_SEED)  # the patches a count keeps, not the run's draws
         total_loss = torch.zeros((), device=self.device)
         total_correct = torch.zeros((), device=self.device)
         n = len(ys)
@@ -466,7 +553,7 @@ class PatchSelectionEnv(gym.Env):
                         x = torch.cat([x, x[:1].expand(bs - r, -1, -1, -1)])
                     tokens = model.embed(x)
                     mask = masks(self._make_obs(tokens, for_agent=True)) if callable(masks) else masks
-                    keep, _ = self._parse_action(mask)
+                    keep, _ = self._parse_action(mask, rng=count_rng)
                     logits = model.forward_tokens(tokens, keep)[:r]
             total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
             total_correct += (logits.argmax(-1) == y).sum()
@@ -498,6 +585,8 @@ class PatchSelectionEnv(gym.Env):
             "batch_x": self._batch_x,
             "batch_y": self._batch_y,
             "train_time_s": self.train_time_s,
+            "progress": self._progress.state_dict(),
+            "pending_probe_flops": self._pending_probe_flops,
         }
         payload = io.BytesIO()
         torch.save(state, payload)
@@ -534,8 +623,13 @@ class PatchSelectionEnv(gym.Env):
         # Everything is read into new objects first: a file that fails here leaves the
         # running run as it was.
         parts = self._run_parts(model_seed=None)
+        progress = ProgressTracker(self.num_patches)
         try:
             parts["model"].load_state_dict(state["model"])
+            # Checkpoints from before the progress statistics existed have none: a fresh
+            # tracker (their envs neither observed nor rewarded progress).
+            if "progress" in state:
+                progress.load_state_dict(state["progress"])
             parts["optimizer"].load_state_dict(state["optimizer"])
             np_random = np.random.Generator(np.random.PCG64())
             np_random.bit_generator.state = state["np_random"]
@@ -559,6 +653,9 @@ class PatchSelectionEnv(gym.Env):
         self._batch_x = state["batch_x"].to(self.device)
         self._batch_y = state["batch_y"].to(self.device)
         self.train_time_s = state["train_time_s"]
+        self._progress = progress
+        self._pending_probe_flops = state.get("pending_probe_flops", 0)
+        self._credit = None
         self._restored = True
         self._prepare_observation()
         return self._observation()
@@ -624,6 +721,12 @@ class PatchSelectionEnv(gym.Env):
         self.last_step_time_s = 0.0
         self._perm = torch.randperm(len(self.data.train_y), device=self.device, generator=self._data_gen)
         self._pos = 0
+        self._credit = None
+        self._progress.reset()
+        self._pending_probe_flops = 0
+        if self._uses_probe:  # the untrained ViT's probe: the first observation has one
+            self._run_probe()
+            self._pending_probe_flops = self._probe_flops
         self._load_batch()
 
     def _advance(self) -> None:
@@ -650,7 +753,15 @@ class PatchSelectionEnv(gym.Env):
         self._obs = self._make_obs(self._tokens)
 
     @torch.no_grad()
-    def _make_obs(self, tokens: torch.Tensor, for_agent: bool = False):
+    def _make_obs(self, tokens: Optional[torch.Tensor], for_agent: bool = False):
+        if self.obs_type == "progress":  # the run's statistics; the batch's tokens do not enter
+            budget_done = (self.global_step / self.total_steps if self.total_steps is not None
+                           else self._episode_step / self.episode_steps)
+            obs = torch.from_numpy(self._progress.observation(budget_done, self._pos / self.steps_per_epoch))
+            obs = obs.to(self.device)
+            if for_agent:
+                return obs if self.tensor_obs else obs.cpu().numpy()
+            return obs
         tokens = tokens.detach()
         if self.obs_type == "embeddings":
             obs = tokens
@@ -669,10 +780,13 @@ class PatchSelectionEnv(gym.Env):
             return self._obs
         return self._obs.cpu().numpy()  # note: device-to-host copy (the Gymnasium boundary)
 
-    def _parse_action(self, action):
+    def _parse_action(self, action, rng: Optional[np.random.Generator] = None):
         """Validate an action; return (keep for the ViT, patches kept per image (B,) numpy).
 
-        Raises TypeError/ValueError naming what was expected; nothing is changed."""
+        Raises TypeError/ValueError naming what was expected; nothing is changed. A count
+        (``selection="count"``) draws its patches from `rng` (the env's ``np_random``)."""
+        if self.selection == "count":
+            return self._parse_count(action, self.np_random if rng is None else rng)
         n, b = self.num_patches, self.batch_size
         expected = f"({n},)" if self.selection == "batch" else f"({b}, {n})"
         what = f"a 0/1 mask of shape {expected} (numpy array, list or torch tensor)"
@@ -716,6 +830,34 @@ class PatchSelectionEnv(gym.Env):
             idx = np.argsort(~mask, axis=1, kind="stable")[:, :counts[0]]
             return torch.from_numpy(np.ascontiguousarray(idx)).to(self.device), per_image
         return torch.from_numpy(mask).to(self.device), per_image
+
+
+    def _parse_count(self, action, rng: np.random.Generator):
+        n, b = self.num_patches, self.batch_size
+        what = f"an integer in [0, {n - 1}] (action a keeps a + 1 patches per image)"
+        if isinstance(action, (bool, np.bool_)) or action is None or isinstance(action, (str, bytes, dict)):
+            raise TypeError(f"action must be {what}, got {type(action).__name__}")
+        if isinstance(action, torch.Tensor):
+            a = action.detach().cpu().numpy()
+        else:
+            try:
+                a = np.asarray(action)
+            except Exception as e:
+                raise TypeError(f"action must be {what}; could not convert it ({e})") from None
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"action must be {what}, got dtype {a.dtype}")
+        if a.size != 1 or a.ndim > 1:
+            raise ValueError(f"action must be {what} (a scalar, or an array of one element), got shape {a.shape}")
+        a = int(a.reshape(()))
+        if not 0 <= a < n:
+            raise ValueError(f"action must be {what}, got {a}")
+        k = a + 1
+        per_image = np.full(b, k, dtype=np.int64)
+        if k == n:
+            return None, per_image
+        # k distinct patches per image, uniformly: the first k of a random permutation per row.
+        idx = np.sort(np.argsort(rng.random((b, n)), axis=1)[:, :k], axis=1)
+        return torch.from_numpy(idx).to(self.device), per_image
 
 
 def _signature() -> inspect.Signature:

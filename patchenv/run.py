@@ -172,6 +172,8 @@ class _Recorder(gym.Wrapper):
         """Where the agent keeps patches: per position, how many images kept it (the env
         has validated the action, so it is a 0/1 mask of shape (N,) or (B, N))."""
         u, s = self.env.unwrapped, self._state
+        if u.selection == "count":  # a count, not positions: the env drew them uniformly at random
+            return
         mask = action.detach().cpu().numpy() if isinstance(action, torch.Tensor) else np.asarray(action)
         per_position = mask.reshape(-1, u.num_patches).astype(bool).sum(axis=0)
         if mask.ndim == 1:  # one mask for the whole batch

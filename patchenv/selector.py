@@ -20,8 +20,9 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Protocol, Union, runtime_checkable
 
-#: the ``selection`` values an env understands: one mask per batch, or one per image
-SELECTIONS = ("batch", "image")
+#: the ``selection`` values an env understands: one mask per batch, one per image, or a
+#: count of patches to keep (drawn at random per image)
+SELECTIONS = ("batch", "image", "count")
 
 #: name of the zip member that identifies an agent file stored as a zip archive
 ZIP_HEADER = "patchenv_agent.json"

@@ -21,7 +21,8 @@ DATA_SHAPE = dict(image_size=32, num_classes=10, channels=3)
 # The flags the front ends (patchenv train, compare_selectors) expect.
 FLAGS = ("--batch-size", "--lr", "--dim", "--depth", "--heads", "--dim-head", "--mlp-dim", "--patch-size", "--alpha",
          "--loss-weight", "--patch-weight", "--n-patch-desired", "--episode-steps", "--amp", "--compile",
-         "--eval-batch-size", "--device", "--data-root", "--download", "--dataset")
+         "--eval-batch-size", "--device", "--data-root", "--download", "--dataset", "--reward", "--probe-size",
+         "--probe-every")
 NOT_FLAGS = ("--reward-fn", "--selection", "--obs-type", "--tensor-obs")
 
 
@@ -134,7 +135,7 @@ OTHER_VALUES = dict(dataset="digits", data_root="/elsewhere", download=True, bat
                     alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, device="cpu",
                     reward_fn=lambda stats: 0.0, tensor_obs=True, amp="bf16", compile=True, cuda_graph=True,
                     eval_batch_size=50, loss_ref_step=50, eval_fraction=0.95, val_fraction=0.1,
-                    render_mode="rgb_array", budget_epochs=3.0)
+                    render_mode="rgb_array", budget_epochs=3.0, reward="progress", probe_size=64, probe_every=5)
 
 
 @pytest.mark.parametrize("name", [f.name for f in fields(EnvConfig)])

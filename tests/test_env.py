@@ -157,7 +157,7 @@ def test_constructor_arguments_are_the_config_fields():
                  loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
                  tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40, loss_ref_step=3,
                  eval_fraction=0.5, val_fraction=0.25, render_mode=None,
-                 budget_epochs=None)
+                 budget_epochs=None, reward="progress", probe_size=30, probe_every=4)
     assert set(given) == set(params)
     env = PatchSelectionEnv(**given)
     assert env.config == EnvConfig(**given)
@@ -208,7 +208,7 @@ def test_spaces(selection, action_shape, obs_type, obs_shape):
         assert o in env.observation_space and np.isfinite(o).all()
     # info: the documented keys, no wall-clock values (those live on the env).
     keys = {"loss", "accuracy", "kept", "tokens", "padding_tokens", "epoch", "global_step", "loss_term",
-            "patch_term", "diverged", "flops"} | ({"kept_per_image"} if selection == "image" else set())
+            "patch_term", "diverged", "flops", "probe_flops"} | ({"kept_per_image"} if selection == "image" else set())
     assert set(info) == keys
     assert env.unwrapped.train_time_s >= env.unwrapped.last_step_time_s > 0
 
