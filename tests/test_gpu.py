@@ -243,3 +243,31 @@ def test_cuda_graph_skips_a_non_finite_update_and_resumes_from_a_checkpoint(tmp_
     for i in range(3):
         mask = batch_mask(32, seed=10 + i)
         assert other.step(mask)[4]["loss"] == pytest.approx(eager.step(mask)[4]["loss"], rel=1e-4), i
+
+
+def test_count_selection_progress_reward_and_patch_credit_on_cuda():
+    """Keep-rate control on the GPU: a + 1 patches per image (the per-image credit has
+    exactly that many non-zero entries, on the device), the FLOPs of that sequence length
+    plus the probe's, a probe loss equal to the ViT's on the probe images, finite rewards."""
+    import torch.nn.functional as F
+
+    from patchenv import data as data_mod
+    from patchenv.flops import step_flops
+    from patchenv.progress import PROGRESS_FEATURES
+
+    kw = dict(selection="count", reward="progress", val_fraction=0.2, probe_every=2, probe_size=40, budget_epochs=1)
+    env = make_env(**kw)
+    u = env.unwrapped
+    for t, a in enumerate((3, 63, 20, 9), start=1):
+        obs, reward, _, _, info = env.step(a)
+        assert info["kept"] == a + 1 and np.isfinite(reward)
+        assert info["flops"] - info["probe_flops"] == step_flops(u.vit_config, TINY["batch_size"], a + 1)["total"]
+        credit = u.patch_credit()
+        assert credit.device.type == "cuda" and ((credit > 0).sum(dim=1) == a + 1).all()
+    x, y = u._val[0][:40], u._val[1][:40]
+    with torch.no_grad():
+        u.model.eval()
+        logits = u.model(data_mod.normalize(data_mod.to_unit(x), u._mean, u._std))
+        u.model.train()
+    probe_loss = dict(zip(PROGRESS_FEATURES, obs))["probe_loss"]
+    assert probe_loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-4)

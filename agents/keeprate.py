@@ -1,0 +1,254 @@
+"""keeprate: a learned keep-rate controller, trained once on a cheap proxy run, applied as is.
+
+The paper's agent learns *which* patches to keep while the run it controls trains; this
+one learns *how many* (``selection="count"``: keep-rate control, in the spirit of
+DACBench's learning-rate control), from the env's ``"progress"`` observation (how far the
+run has got, the training loss and its trend, a held-out probe's loss and accuracy,
+patches kept so far; `patchenv.progress`). Which patches: k drawn uniformly at random per
+image by the env, what PatchDropout and the token-count schedules do.
+
+The policy is a Stable-Baselines3 DQN trained on whole training runs of a tiny ViT on
+digits (an episode = one run, a fresh ViT each time) with the ``"progress"`` reward: the
+probe's loss decrease per unit of compute. It picks one of ``levels`` counts
+(N/levels, 2N/levels, ..., N) every ``decide_every`` steps (the probe's interval, so every
+decision is paid by exactly one probe). Because its observation is normalised by the
+run's budget (share done, not steps), the same policy drives a run of any length.
+
+Apply it (no retraining; the packaged policy is ``agents/policies/keeprate-digits.zip``):
+
+    python -m benchmarks.compare_selectors --selectors all,keeprate ...
+    patchenv train --agent keeprate --dataset fashion_mnist ...
+
+Train it again (about 5 minutes on one CPU core; the recipe the packaged file came from):
+
+    python -m agents.keeprate --out agents/policies/keeprate-digits.zip
+
+``train(env, steps)`` only acts: the policy is frozen while it controls a run (learning
+online would need many runs of the run being controlled).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import time
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Optional, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from agents.base import FORMAT, Agent, to_numpy
+from patchenv.atomic import atomic_write_bytes
+from patchenv.selector import ZIP_HEADER
+
+POLICY = Path(__file__).with_name("policies") / "keeprate-digits.zip"
+
+
+def count_for(level: int, levels: int, num_patches: int) -> int:
+    """Patches kept at policy action `level` (0-based): round((level + 1) * N / levels)."""
+    return max(1, min(num_patches, round((level + 1) * num_patches / levels)))
+
+
+@dataclass
+class KeepRateConfig:
+    policy: str = str(POLICY)
+    """the trained policy file (an SB3 DQN zip written by `python -m agents.keeprate`)"""
+    decide_every: int = 20
+    """env steps between two decisions (also the env's probe_every)"""
+    seed: int = 0
+    """unused by the frozen policy (acting is deterministic); kept for the agent contract"""
+
+    def __post_init__(self):
+        if isinstance(self.decide_every, bool) or not isinstance(self.decide_every, (int, np.integer)) \
+                or self.decide_every <= 0:
+            raise ValueError(f"decide_every must be a positive integer, got {self.decide_every!r}")
+        if not isinstance(self.policy, (str, os.PathLike)) or not str(self.policy):
+            raise ValueError(f"policy must be a path to a keeprate policy file, got {self.policy!r}")
+        self.policy = str(self.policy)
+
+
+class KeepRate(Agent):
+    """A trained DQN choosing how many patches to keep (module docstring)."""
+
+    name = "keeprate"
+    obs_types = {"count": "progress"}
+
+    def __init__(self, *, selection: str = "count", **hyperparameters):
+        known = [f.name for f in fields(KeepRateConfig)]
+        unknown = sorted(set(hyperparameters) - set(known))
+        if unknown:
+            raise ValueError(f"unknown argument(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
+        self.hp = KeepRateConfig(**hyperparameters)
+        super().__init__(selection=selection, seed=self.hp.seed)
+        self.model = None  # the SB3 DQN, read from hp.policy at setup
+        self.levels: Optional[int] = None
+        self._steps = 0  # env steps acted on in the run; a decision every decide_every
+        self._action = 0
+
+    def config(self) -> dict:
+        return {"selection": self.selection, **asdict(self.hp)}
+
+    def env_kwargs(self) -> dict:
+        return {**super().env_kwargs(), "probe_every": self.hp.decide_every}
+
+    def setup(self, env) -> None:
+        super().setup(env)
+        if self.model is None:
+            self.model, self.levels = read_policy(self.hp.policy)
+
+    def act(self, obs, explore: bool = False) -> int:
+        if self.model is None:
+            raise RuntimeError("keeprate has no policy yet: call setup(env) (train or evaluate do) first")
+        if self._steps % self.hp.decide_every == 0:
+            level, _ = self.model.predict(to_numpy(obs).astype(np.float32, copy=False), deterministic=True)
+            self._action = count_for(int(level), self.levels, self.num_patches) - 1
+        return self._action
+
+    def update(self, transition) -> None:
+        self._steps += 1  # the policy is frozen; only the decision clock moves
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "steps": self._steps, "action": self._action}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._steps, self._action = int(state.get("steps", 0)), int(state.get("action", 0))
+
+    def stats(self) -> dict[str, float]:
+        return {"kept": float(self._action + 1)}
+
+
+def read_policy(path: Union[str, os.PathLike]):
+    """(SB3 DQN, levels) from a policy file; a one-line ValueError naming the file otherwise."""
+    from stable_baselines3 import DQN
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            header = json.loads(archive.read(ZIP_HEADER))
+        levels = int(header["levels"])
+        with open(path, "rb") as f:
+            model = DQN.load(f, device="cpu")
+    except FileNotFoundError:
+        raise ValueError(f"keeprate policy {path} not found; train one with `python -m agents.keeprate --out {path}`") \
+            from None
+    except Exception as e:
+        raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
+    if model.action_space.n != levels:
+        raise ValueError(f"keeprate policy {path}: {model.action_space.n} actions but {levels} levels in its header")
+    return model, levels
+
+
+# -- training the policy on a proxy task -------------------------------------------------------
+class WholeRuns(gym.Wrapper):
+    """The proxy task as SB3 sees it: one episode = one whole training run (a fresh ViT at
+    every reset), one action = a count level held for `decide_every` env steps, the reward
+    the sum of theirs (one probe each). The env's own epoch-long episodes are stitched
+    together (its reset() without a seed continues the run)."""
+
+    def __init__(self, env: gym.Env, levels: int, decide_every: int):
+        super().__init__(env)
+        self.levels, self.decide_every = levels, decide_every
+        self.action_space = gym.spaces.Discrete(levels)
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        return self.env.reset(seed=seed, options={"new_run": True})
+
+    def step(self, level):
+        u = self.env.unwrapped
+        action = count_for(int(level), self.levels, u.num_patches) - 1
+        total, info = 0.0, {}
+        for _ in range(self.decide_every):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += reward
+            if terminated:
+                return obs, total, True, False, info
+            if u.global_step >= u.total_steps:
+                return obs, total, False, True, info
+            if truncated:  # an epoch ended; the run goes on
+                obs, _ = self.env.reset()
+        return obs, total, False, False, info
+
+
+def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,
+                 dataset: str = "digits", show_progress: bool = True) -> dict:
+    """Train the DQN on `runs` whole runs of the proxy task; save it to `out` (atomically)."""
+    from stable_baselines3 import DQN
+
+    import patchenv  # noqa: F401  (registers the env ids)
+    from patchenv.presets import PRESETS
+
+    env = gym.make("patchenv/PatchSelection-v0", dataset=dataset, **{**PRESETS["tiny"], "batch_size": 32},
+                   device="cpu", val_fraction=0.1, selection="count", reward="progress", budget_epochs=epochs,
+                   probe_every=decide_every)
+    u = env.unwrapped
+    decisions = math.ceil(u.total_steps / decide_every)
+    wrapped = WholeRuns(env, levels, decide_every)
+    model = DQN("MlpPolicy", wrapped, learning_rate=1e-3, buffer_size=20000, learning_starts=2 * decisions,
+                batch_size=64, gamma=0.98, train_freq=1, target_update_interval=4 * decisions,
+                exploration_fraction=0.4, exploration_final_eps=0.05, policy_kwargs=dict(net_arch=[64, 64]),
+                seed=seed, verbose=0, device="cpu")
+    start = time.perf_counter()
+    model.learn(total_timesteps=runs * decisions, progress_bar=show_progress)
+    elapsed = time.perf_counter() - start
+    buf = io.BytesIO()
+    model.save(buf)
+    header = {"format": FORMAT, "agent": KeepRate.name, "levels": levels,
+              "recipe": {"dataset": dataset, "preset": "tiny", "batch_size": 32, "epochs": epochs, "runs": runs,
+                         "levels": levels, "decide_every": decide_every, "seed": seed, "reward": "progress",
+                         "train_time_s": round(elapsed, 1)},
+              "config": {"selection": "count", "policy": str(out), "decide_every": decide_every, "seed": seed},
+              "state": {}}
+    with zipfile.ZipFile(buf, "a") as archive:
+        archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    # What the trained policy does along a fresh run: its count at each decision.
+    counts = rollout_counts(model, wrapped, seed=10_000 + seed)
+    env.close()
+    return {"train_time_s": elapsed, "decisions": runs * decisions, "counts": counts}
+
+
+def rollout_counts(model, wrapped: WholeRuns, seed: int) -> list[int]:
+    obs, _ = wrapped.reset(seed=seed)
+    counts, done = [], False
+    while not done:
+        level, _ = model.predict(obs, deterministic=True)
+        counts.append(count_for(int(level), wrapped.levels, wrapped.env.unwrapped.num_patches))
+        obs, _, terminated, truncated, _ = wrapped.step(level)
+        done = terminated or truncated
+    return counts
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agents.keeprate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(POLICY), help=f"policy file to write (default: {POLICY})")
+    p.add_argument("--runs", type=int, default=60, help="whole proxy training runs to learn from (default: 60)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per proxy run (default: 10)")
+    p.add_argument("--levels", type=int, default=8, help="count levels the policy picks from (default: 8)")
+    p.add_argument("--decide-every", type=int, default=20, help="env steps per decision (default: 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("runs", "epochs", "levels", "decide_every"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    torch.set_num_threads(1)
+    result = train_policy(Path(args.out), runs=args.runs, epochs=args.epochs, levels=args.levels,
+                          decide_every=args.decide_every, seed=args.seed, show_progress=not args.no_progress)
+    print(f"trained on {args.runs} runs ({result['decisions']} decisions) in {result['train_time_s']:.0f} s; "
+          f"saved {args.out}", file=sys.stderr)
+    print(f"counts along a fresh run: {result['counts']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The learned keep-rate controller: its training recipe, its policy file, how it acts."""
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import agents
+from agents.keeprate import POLICY, KeepRate, count_for, read_policy, train_policy
+from conftest import TINY
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("keeprate") / "policy.zip"
+    result = train_policy(path, runs=2, epochs=1, levels=4, decide_every=5, seed=0, dataset="synthetic",
+                          show_progress=False)
+    assert path.is_file() and result["decisions"] == 2 * int(np.ceil(57 / 5))  # 2048 * 0.9 // 32 = 57 steps a run
+    return path
+
+
+def test_count_levels_cover_one_to_n():
+    assert [count_for(i, 8, 64) for i in range(8)] == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert [count_for(i, 3, 64) for i in range(3)] == [21, 43, 64]
+    assert count_for(0, 128, 64) == 1  # never zero patches
+
+
+def test_policy_file_round_trip(policy):
+    model, levels = read_policy(policy)
+    assert levels == 4 and model.action_space.n == 4
+
+
+def test_keeprate_holds_each_decision_for_decide_every_steps(policy):
+    agent = agents.make("keeprate", policy=str(policy), decide_every=5)
+    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+                   **agent.env_kwargs())
+    assert env.unwrapped.selection == "count" and env.unwrapped.config.probe_every == 5
+    kept = []
+    agent.train(env, 15, callback=lambda t: kept.append(t.info["kept"]))
+    assert len(kept) == 15
+    allowed = {count_for(i, 4, 64) for i in range(4)}
+    assert set(kept) <= allowed
+    for window in (kept[0:5], kept[5:10], kept[10:15]):
+        assert len(set(window)) == 1
+    # The decision is the policy's greedy action on the observation at the window's start.
+    obs = env.unwrapped._observation()
+    level, _ = read_policy(policy)[0].predict(obs, deterministic=True)
+    assert agent.act(obs) == count_for(int(level), 4, 64) - 1  # 15 steps done: a new decision
+
+
+def test_keeprate_saves_and_loads_through_its_constructor(policy, tmp_path):
+    agent = agents.make("keeprate", policy=str(policy), decide_every=5)
+    agent._steps, agent._action = 7, 31
+    agent.save(tmp_path / "k.json")
+    same = agents.load(tmp_path / "k.json")
+    assert isinstance(same, KeepRate) and same.config() == agent.config()
+    assert (same._steps, same._action) == (7, 31)
+
+
+def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
+    agent = agents.make("keeprate", policy=str(tmp_path / "none.zip"))
+    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1}, **agent.env_kwargs())
+    with pytest.raises(ValueError, match=r"none\.zip not found.*python -m agents\.keeprate"):
+        agent.setup(env)
+    (tmp_path / "bad.zip").write_text("not a zip")
+    with pytest.raises(ValueError, match=r"cannot read keeprate policy .*bad\.zip"):
+        read_policy(tmp_path / "bad.zip")
+
+
+@pytest.mark.parametrize("bad", [dict(decide_every=0), dict(decide_every=True), dict(policy=""), dict(levels=3),
+                                 dict(selection="batch")])
+def test_bad_arguments_fail_in_the_constructor(bad):
+    with pytest.raises(ValueError):
+        KeepRate(**bad)
+
+
+def test_the_packaged_policy_loads():
+    model, levels = read_policy(POLICY)
+    assert model.observation_space.shape == (9,) and model.action_space.n == levels
