@@ -18,20 +18,25 @@ What is measured, and how:
   agent's own acting and learning, since both are what a user pays for), the device
   synchronised before the clock is read; evaluation and checkpointing are outside it.
   ``env_step_time_s`` is the env's share, ``agent_overhead_s`` the agent's.
-- accuracy: on the test split with all patches after every epoch (the paper's protocol),
-  and at the end also with the selector's own masks (``test_accuracy_masked``) and with
+- accuracy: with all patches after every epoch on the validation split (``--protocol
+  val``, the default; the test split once at the end) or on the test split (``--protocol
+  paper``, the notebook's protocol), and at the end also with the selector's own masks (``test_accuracy_masked``) and with
   random masks drawn as AgentViT explores (``test_accuracy_random_masks``: a uniform
   vector cut at its mean, ~N/2 kept, a fresh draw per batch, seeded by the run's seed),
   the notebook's three columns; `all` gets only the first.
 - ``--budget equal-epochs`` (default): every selector trains ``--epochs`` epochs.
   ``--budget equal-time``: each selector trains until its training time reaches the
   ``all`` run's on the same seed, so "does it save time?" is answered at equal cost.
-- ``time_to_target_s``: training time at the first evaluation whose accuracy reached the
+- ``time_to_target_s`` (and ``tokens_to_target``, ``flops_to_target``): training cost at
+  the first evaluation whose accuracy (validation under ``--protocol val``) reached the
   target (``--target-accuracy``, by default the ``all`` run's final accuracy, same seed).
+- ``--suite fmnist``: the standard offline comparison (`benchmarks.suites`).
 
 Writes ``OUT/results.json`` ({"meta", "runs"}; each run holds its per-epoch ``curve``
 with the runner's field names), ``OUT/results.csv`` (one row per run, the scalar fields)
-and ``OUT/accuracy_vs_time.png``; prints a Markdown table (mean ± std over seeds).
+``OUT/accuracy_vs_time.png``, ``accuracy_vs_flops.png`` and ``patch_keep_frequency.png``;
+prints a Markdown table (mean and 95% confidence interval over seeds, paired differences
+against ``all``).
 Results are written after every finished run. An OUT that holds results needs
 ``--resume`` (skips finished runs, continues the interrupted one from its checkpoint) or
 ``--overwrite`` (starts over). Ctrl-C stops after the current step and checkpoints; a
