@@ -517,11 +517,14 @@ def _summary(u, agent: PatchSelector, state: RunState, masked_eval: bool) -> dic
 def random_masks(u, seed: int) -> Callable:
     """``evaluate``'s masks for the notebook's random-mask column: one exploration-style
     mask per evaluation batch (shared by its images, as the notebook's are), from a
-    generator seeded with `seed`, so a run's number is reproducible."""
+    generator seeded with `seed`, so a run's number is reproducible. A ``selection="count"``
+    env gets the mask's count (its patches are then drawn per image by the env)."""
     rng = np.random.default_rng(seed)
 
     def masks(_obs):
         mask = exploration_mask(rng, u.num_patches)
+        if u.selection == "count":  # a count env takes the mask's count; the env draws the positions
+            return int(mask.sum()) - 1
         return mask if u.selection == "batch" else np.broadcast_to(mask, (u.batch_size, u.num_patches))
 
     return masks

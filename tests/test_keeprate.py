@@ -75,3 +75,19 @@ def test_bad_arguments_fail_in_the_constructor(bad):
 def test_the_packaged_policy_loads():
     model, levels = read_policy(POLICY)
     assert model.observation_space.shape == (9,) and model.action_space.n == levels
+
+
+def test_the_runner_trains_and_evaluates_a_count_agent(policy, tmp_path):
+    from patchenv.run import Budget, run_training
+
+    agent = agents.make("keeprate", policy=str(policy), decide_every=5)
+    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+                   **agent.env_kwargs())
+    metrics = run_training(env, agent, tmp_path / "run", budget=Budget(epochs=1), seed=0, show_progress=False,
+                           masked_eval=True)
+    s = metrics["summary"]
+    steps = env.unwrapped.steps_per_epoch
+    # Tokens counted another way: the counts the policy chose, window by window.
+    assert s["train_tokens"] == pytest.approx(s["mean_patches_kept"] * steps * TINY["batch_size"])
+    assert s["patch_keep_frequency"] is None  # a count has no positions of its own
+    assert s["test_accuracy_masked"] is not None and s["test_accuracy_random_masks"] is not None
