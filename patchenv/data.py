@@ -113,7 +113,7 @@ def load_dataset(name: str, data_root=None, download: bool = False, seed: int = 
     if size == images.image_size:
         return images
     train_x, test_x = _resize(images.train_x, size), _resize(images.test_x, size)
-    mean, std = (images.mean, images.std) if name == "cifar10" else _stats(train_x)
+    mean, std = (images.mean, images.std) if name == "cifar10" else _channel_stats(train_x)
     return ImageData(images.name, train_x, images.train_y, test_x, images.test_y, images.num_classes, mean, std)
 
 
@@ -126,11 +126,6 @@ def _resize(x: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
                            antialias=size < x.shape[-1])
         out[i:i + chunk] = xf.round_().clamp_(0, 255).to(torch.uint8)
     return out
-
-
-def _stats(x: torch.Tensor):
-    xf = x.float() / 255
-    return tuple(xf.mean(dim=(0, 2, 3)).tolist()), tuple(xf.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------------
@@ -249,7 +244,7 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
         return x.expand(-1, channels, -1, -1).contiguous()
 
     train_x, test_x = images(arrays["train_x"]), images(arrays["test_x"])
-    mean, std = _stats(train_x)
+    mean, std = _channel_stats(train_x)
     return ImageData("fashion_mnist", train_x, torch.from_numpy(arrays["train_y"].astype(np.int64)),
                      test_x, torch.from_numpy(arrays["test_y"].astype(np.int64)), 10, mean, std)
 
@@ -371,9 +366,12 @@ def _load_images(paths: list, size: int, chunk: int = 512) -> np.ndarray:
     return out
 
 
-def _channel_stats(x: np.ndarray, chunk: int = 256):
-    """Per-channel mean and std (unbiased) of uint8 (n, C, H, W) images scaled to [0, 1],
-    summed in float64 a chunk at a time (the whole set as floats would not be small)."""
+def _channel_stats(x, chunk: int = 256) -> tuple[tuple, tuple]:
+    """Per-channel mean and std (unbiased, at least 1e-3) of uint8 (n, C, H, W) images
+    (a numpy array or a CPU tensor) scaled to [0, 1], as tuples of floats. Summed in
+    float64 a chunk at a time: the whole set as floats would not be small (Fashion-MNIST's
+    training split is 184M values)."""
+    x = x.numpy() if isinstance(x, torch.Tensor) else x
     total, total_sq = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for i in range(0, len(x), chunk):
         xf = x[i:i + chunk].astype(np.float64) / 255
@@ -382,7 +380,8 @@ def _channel_stats(x: np.ndarray, chunk: int = 256):
     n = x.shape[0] * x.shape[2] * x.shape[3]
     mean = total / n
     var = (total_sq - n * mean * mean) / max(n - 1, 1)
-    return mean, np.sqrt(np.maximum(var, 0)).clip(min=1e-3)
+    std = np.sqrt(np.maximum(var, 0)).clip(min=1e-3)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 _CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y", "mean", "std")
@@ -429,7 +428,7 @@ def _digits(channels: int, image_size: int = 32) -> ImageData:
     perm = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
     n_test = len(y) // 5
     test, train = perm[:n_test], perm[n_test:]
-    mean, std = _stats(x[train])
+    mean, std = _channel_stats(x[train])
     return ImageData("digits", x[train], y[train], x[test], y[test], 10, mean, std)
 
 
@@ -450,7 +449,7 @@ def synthetic(n_train: int = 2048, n_test: int = 512, num_classes: int = 10, see
 
     train_x, train_y = make(n_train)
     test_x, test_y = make(n_test)
-    mean, std = _stats(train_x)
+    mean, std = _channel_stats(train_x)
     return ImageData("synthetic", train_x, train_y, test_x, test_y, num_classes, mean, std)
 
 
