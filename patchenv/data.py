@@ -24,12 +24,13 @@ import hashlib
 import logging
 import os
 import pickle
+import tempfile
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -128,6 +129,38 @@ def _resize(x: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     return out
 
 
+def _root_problem(root: Path) -> str:
+    """Why `root` cannot be a data folder (", ..." to append to a message), or ""."""
+    if root.exists() and not root.is_dir():
+        return f"; the data root {root} is a file, not a folder"
+    blocker = next((p for p in root.parents if p.exists()), None)
+    if not root.exists() and blocker is not None and not blocker.is_dir():
+        return f"; the data root {root} cannot exist: {blocker} is a file"
+    return ""
+
+
+def _download(name: str, root: Path, fetch: Callable[[], Any]) -> None:
+    """Run torchvision's `fetch` of data set `name` into `root`, after checking that `root`
+    is a folder this process can write (before any network traffic); every failure is a
+    DatasetError naming the folder and the cause."""
+    problem = _root_problem(root)
+    if problem:
+        raise DatasetError(f"cannot download {name}{problem}; pass a writable folder as data_root (CLI: --data-root)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):  # a read-only folder or file system fails here
+            pass
+    except OSError as e:
+        raise DatasetError(f"cannot download {name} into {root}: it is not writable ({e.strerror or e}); pass a "
+                           f"writable folder as data_root (CLI: --data-root)") from None
+    try:
+        fetch()
+    except Exception as e:  # no network (URLError), a full disk, a checksum mismatch, a bad archive, ...
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise DatasetError(f"downloading {name} into {root} failed ({type(e).__name__}: {reason}); check the "
+                           f"network and the free space, or put the files there yourself") from None
+
+
 # -- CIFAR-10 ---------------------------------------------------------------------------
 _CIFAR10_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _CIFAR10_TEST = ["test_batch"]
@@ -141,12 +174,13 @@ def _cifar10(root: Path, download: bool) -> ImageData:
             from torchvision.datasets import CIFAR10
         except ImportError as e:  # pragma: no cover
             raise DatasetError("downloading cifar10 needs torchvision: pip install torchvision") from e
-        CIFAR10(str(root), train=True, download=True)  # fetches the archive and checks its md5
+        # fetches the archive and checks its md5
+        _download("cifar10", root, lambda: CIFAR10(str(root), train=True, download=True))
         missing = [f for f in _CIFAR10_TRAIN + _CIFAR10_TEST if not (folder / f).is_file()]
     if missing:
         raise DatasetNotFoundError(
-            f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}). Pass download=True "
-            f"(CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
+            f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}{_root_problem(root)}). Pass "
+            f"download=True (CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
         )
     # The batch files are read here rather than by torchvision's CIFAR10 class: it insists
     # on the archive's md5 sums (also for batches.meta, whose class names we never use),
@@ -222,14 +256,17 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
     if files is None:
         if not download:
             raise DatasetNotFoundError(
-                f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {root / 'FashionMNIST' / 'raw'}. "
-                f"Install it offline with `apt-get install dataset-fashion-mnist`, or pass download=True "
-                f"(CLI: --download) to fetch it with torchvision."
+                f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {root / 'FashionMNIST' / 'raw'}"
+                f"{_root_problem(root)}. Install it offline with `apt-get install dataset-fashion-mnist`, or pass "
+                f"download=True (CLI: --download) to fetch it with torchvision."
             )
         from torchvision.datasets import FashionMNIST
-        for train in (True, False):
-            FashionMNIST(str(root), train=train, download=True)
+        _download("fashion_mnist", root, lambda: [FashionMNIST(str(root), train=train, download=True)
+                                                  for train in (True, False)])
         files = _find_fashion_mnist(root)
+        if files is None:
+            raise DatasetNotFoundError(f"Fashion-MNIST is still missing under {root / 'FashionMNIST' / 'raw'} after "
+                                       f"the download")
     arrays = {k: _read_idx(p) for k, p in files.items()}
     for split in ("train", "test"):  # well-formed IDX files can still disagree with each other
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
@@ -287,11 +324,13 @@ def _imagenette(root: Path, download: bool, image_size: int) -> ImageData:
             from torchvision.datasets import Imagenette
         except ImportError as e:  # pragma: no cover
             raise DatasetError("downloading imagenette needs torchvision: pip install torchvision") from e
-        Imagenette(str(root), split="train", size=sizes[0], download=True)  # fetches the archive, checks its md5
+        # fetches the archive, checks its md5
+        _download("imagenette", root, lambda: Imagenette(str(root), split="train", size=sizes[0], download=True))
         found = [(sizes[0], folders[0])]
     if not found:
         raise DatasetNotFoundError(
-            f"Imagenette not found: none of {', '.join(str(f) for f in folders)} exists. Pass download=True "
+            f"Imagenette not found: none of {', '.join(str(f) for f in folders)} exists{_root_problem(root)}. "
+            f"Pass download=True "
             f"(CLI: --download) to fetch the {sizes[0]} archive with torchvision, or point data_root at a folder "
             f"holding one of {', '.join(IMAGENETTE_ARCHIVES[k][0] for k in IMAGENETTE_ARCHIVES)}/."
         )
