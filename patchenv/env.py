@@ -30,6 +30,7 @@ from patchenv.config import EnvConfig, check_device
 from patchenv.cuda_graph import GraphedStep
 from patchenv.flops import step_flops
 from patchenv.rewards import StepStats, loss_term, patch_term
+from patchenv.tensor_space import TensorBox, refuse_gymnasium_check_env
 from patchenv.vit import SimpleViT, init_weights
 
 
@@ -97,8 +98,12 @@ class PatchSelectionEnv(gym.Env):
     - ``"attention"``: (B, N), the paper's state: the first block's attention output on
       all patches, averaged over D.
 
-    numpy by default; with ``tensor_obs=True``, torch tensors on the env's device (a GPU
-    agent then makes no host copy).
+    numpy by default. ``tensor_obs=True``: float32 torch tensors on the env's device, for
+    agents in the same process (a GPU agent then makes no host copy); read-only (shared
+    with the env). Its space is a `patchenv.tensor_space.TensorBox`. Gymnasium's tools
+    expect numpy: ``check_env`` is refused with a TypeError (check the env built with
+    ``tensor_obs=False``: same dynamics and numbers), an async vector env too; a sync one
+    (``gym.make_vec(..., vectorization_mode="sync")``) stacks the tensors on the device.
 
     ## Rewards
     ``loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)`` (`patchenv.rewards`):
@@ -164,6 +169,7 @@ class PatchSelectionEnv(gym.Env):
       mean, no final LayerNorm in the transformer); v0 checkpoints are refused.
     - v0: ``val_fraction`` (a validation split held out of the training set, in the
       checkpoint's fingerprint when set) and ``info["flops"]``.
+    - v0: with ``tensor_obs=True`` the observation space is a ``TensorBox``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -224,7 +230,8 @@ class PatchSelectionEnv(gym.Env):
         b, d = self.batch_size, cfg.dim
         self.action_space = spaces.MultiBinary(n) if self.selection == "batch" else spaces.MultiBinary((b, n))
         obs_shape = {"embeddings": (b, n, d), "pooled": (n, d), "attention": (b, n)}[self.obs_type]
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=obs_shape, dtype=np.float32)
+        box = dict(low=-np.inf, high=np.inf, shape=obs_shape, dtype=np.float32)
+        self.observation_space = TensorBox(**box, device=self.device) if self.tensor_obs else spaces.Box(**box)
 
         # Run state; created by reset() (or load_checkpoint()).
         self.model: Optional[SimpleViT] = None
@@ -255,6 +262,8 @@ class PatchSelectionEnv(gym.Env):
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if self.tensor_obs:
+            refuse_gymnasium_check_env()  # it cannot compare tensors; a clear refusal instead of its crash
         super().reset(seed=seed)
         options = options or {}
         restored, self._restored = self._restored, False
