@@ -209,6 +209,10 @@ class PatchSelectionEnv(gym.Env):
         self._std = torch.tensor(images.std, device=self.device).view(1, -1, 1, 1)
 
         self.num_patches = n = (images.image_size // cfg.patch_size) ** 2
+        if n < 2:
+            side = images.image_size
+            raise ValueError(f"patch_size {cfg.patch_size} cuts the {side}x{side} images into {n} patch: there is "
+                             f"nothing to choose; use a patch size of at most {side // 2} that divides {side}")
         if not 0 < cfg.n_patch_desired < n:
             raise ValueError(f"n_patch_desired must be an integer in [1, {n - 1}], got {cfg.n_patch_desired!r}")
         self._data_shape = dict(image_size=images.image_size, num_classes=images.num_classes,
@@ -688,10 +692,20 @@ class PatchSelectionEnv(gym.Env):
         if action is None or isinstance(action, (str, bytes, dict)):
             raise TypeError(f"action must be {what}, got {type(action).__name__}")
         if isinstance(action, torch.Tensor):
+            kind = ("meta-device tensor (it holds no values)" if action.is_meta else
+                    "nested tensor" if action.is_nested else
+                    f"quantized tensor ({action.dtype}; call .dequantize() first)" if action.is_quantized else
+                    f"sparse tensor (layout {action.layout}; call .to_dense() first)" if action.layout != torch.strided
+                    else None)
+            if kind is not None:  # none of these converts to numpy
+                raise TypeError(f"action must be {what}, a dense tensor of real dtype; got a {kind}")
             t = action.detach()
             if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
                 t = t.float()  # bfloat16 and float8 have no numpy dtype
             a = t.cpu().numpy()  # note: sync; the mask's length decides the sequence length
+        elif np.ma.is_masked(action):
+            raise TypeError(f"action must be {what}, got a masked array with masked entries (its mask would be "
+                            f"ignored; fill them first, e.g. action.filled(0))")
         else:
             try:
                 a = np.asarray(action)
