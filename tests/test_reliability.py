@@ -452,6 +452,31 @@ def test_render_greys_out_the_dropped_patches_of_the_batch_just_trained():
         make(render_mode="human")
 
 
+def test_record_video_films_an_episode(tmp_path):
+    """Gymnasium's RecordVideo writes an mp4 of render()'s frames: read back, one frame per
+    reset and step, each of render()'s size, at the env's render_fps."""
+    pytest.importorskip("moviepy", reason="RecordVideo writes through moviepy (pip install -e '.[test]')")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="moviepy's ffmpeg reader")
+    from gymnasium.wrappers import RecordVideo
+
+    env = gym.make("patchenv/PatchSelection-v0", render_mode="rgb_array", episode_steps=4,
+                   **{**TINY, "dataset": _SYNTHETIC})
+    env = RecordVideo(env, str(tmp_path / "video"), episode_trigger=lambda episode: True, disable_logger=True)
+    env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(valid("batch", steps))
+        steps, done = steps + 1, terminated or truncated
+    height, width, _ = env.unwrapped.render().shape
+    env.close()
+    (video,) = (tmp_path / "video").glob("*.mp4")
+    assert video.stat().st_size > 0
+    frames = imageio_ffmpeg.read_frames(str(video))
+    meta = next(frames)
+    assert meta["size"] == (width, height) and meta["fps"] == env.unwrapped.metadata["render_fps"]
+    assert sum(1 for _ in frames) == steps + 1 == 5
+
+
 def test_copying_an_env_says_to_use_checkpoints():
     import copy
     import pickle
