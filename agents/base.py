@@ -198,6 +198,10 @@ class Agent:
         """Become the agent saved at `path`: the constructor re-runs with the saved config,
         then the saved state is restored. Returns self."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not an agent file")
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"agent file {path} is empty")
         try:
             payload = self.read_file(path)
             name, config, state = payload["agent"], payload["config"], payload["state"]
