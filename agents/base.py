@@ -80,6 +80,9 @@ class Agent:
     seed: int = 0
     #: seconds of the agent's own work in ``train`` (acting, learning); env steps excluded
     overhead_time_s: float = 0.0
+    #: why a run resumed from this agent's last save would not continue bit for bit; None
+    #: (the default) when its whole state is saved. The runner warns with it on resume.
+    resume_caveat: Optional[str] = None
     #: set by ``setup``
     num_patches: Optional[int] = None
     batch_size: Optional[int] = None

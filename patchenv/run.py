@@ -41,6 +41,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -78,6 +79,11 @@ SUMMARY_FIELDS = (
 
 class RunError(ValueError):
     """A run that cannot start or resume as asked (one-line message; nothing was changed)."""
+
+
+class ResumeNotExactWarning(UserWarning):
+    """A resumed run continues, but its numbers will differ from an uninterrupted run's
+    (the agent's ``resume_caveat`` says why)."""
 
 
 @dataclass
@@ -357,6 +363,10 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     if resume and has_checkpoint(out):
         state = load_checkpoint(out, env, agent)
         resumed = True
+        caveat = getattr(agent, "resume_caveat", None)
+        if caveat:  # an agent that cannot continue bit for bit from this checkpoint says why
+            warnings.warn(f"agent {agent.name!r} resumes {out} at step {u.global_step}, but not bit-exactly: {caveat}",
+                          ResumeNotExactWarning, stacklevel=3)
     else:
         seed_everything(seed)
         env.reset(seed=seed)
