@@ -75,6 +75,7 @@ def _resume_config(args, out: Path) -> tuple[dict, dict]:
 
 
 def _make_agent(spec: str, seed: int, kwargs: dict):
+    """The agent of `spec`; a spec that names a file gets a hint (it is a common slip)."""
     try:
         return registry.make_from_spec(spec, seed=seed, **kwargs)
     except ValueError as e:
@@ -84,7 +85,6 @@ def _make_agent(spec: str, seed: int, kwargs: dict):
         raise
 
 
-
 def train(args) -> dict:
     """Run (or resume) ``patchenv train``; returns the metrics written to metrics.json."""
     import gymnasium as gym
@@ -92,7 +92,6 @@ def train(args) -> dict:
     import patchenv  # noqa: F401  (registers the env ids)
 
     out = Path(args.out or f"runs/{(args.agent or 'all').split(':')[0]}-{args.dataset or 'digits'}")
-    progress = None
     try:
         check_out(out, "metrics.json", args.resume, args.overwrite)
         config, progress = _resume_config(args, out) if args.resume else (_run_config(args), None)

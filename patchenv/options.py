@@ -107,6 +107,7 @@ def out_of_memory(e: BaseException) -> bool:
 
 
 def memory_message(e: BaseException) -> str:
+    """The one-line error for `out_of_memory` settings: torch's first line, what to shrink."""
     first = str(e).splitlines()[0] if str(e) else type(e).__name__
     return (f"not enough memory for these settings ({first}); try a smaller --preset, --batch-size or --image-size "
             f"(a checkpoint already written is kept)")
