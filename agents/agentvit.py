@@ -65,6 +65,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Union
@@ -348,6 +349,8 @@ class AgentViT(Agent):
 
     def read_file(self, path: Path) -> dict:
         """One ``torch.save`` file (weights, replay, optimiser), read without unpickling code."""
+        if not zipfile.is_zipfile(path):  # torch.save writes a zip; torch.load's own complaint spans lines
+            raise ValueError("not a torch.save archive (agentvit saves one .pt file written by torch.save)")
         return torch.load(path, map_location="cpu", weights_only=True)
 
     def state_dict(self) -> dict:

@@ -80,6 +80,9 @@ class Agent:
     seed: int = 0
     #: seconds of the agent's own work in ``train`` (acting, learning); env steps excluded
     overhead_time_s: float = 0.0
+    #: why a run resumed from this agent's last save would not continue bit for bit; None
+    #: (the default) when its whole state is saved. The runner warns with it on resume.
+    resume_caveat: Optional[str] = None
     #: set by ``setup``
     num_patches: Optional[int] = None
     batch_size: Optional[int] = None
@@ -198,6 +201,10 @@ class Agent:
         """Become the agent saved at `path`: the constructor re-runs with the saved config,
         then the saved state is restored. Returns self."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder, not an agent file")
+        if path.is_file() and path.stat().st_size == 0:
+            raise ValueError(f"agent file {path} is empty")
         try:
             payload = self.read_file(path)
             name, config, state = payload["agent"], payload["config"], payload["state"]

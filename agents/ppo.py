@@ -134,6 +134,19 @@ class PPOAgent(Agent):
         self._env = None  # the env the SB3 model is bound to
         self._env_clock: Optional[_EnvClock] = None  # times the env inside the model's wrappers
         self._action_shape: Optional[tuple] = None
+        # Whether the last `train` was stopped inside a rollout (Ctrl-C, a time budget):
+        # SB3 drops a partly collected rollout, so a run resumed from here is not exact.
+        self._rollout_cut = False
+
+    @property
+    def resume_caveat(self) -> Optional[str]:
+        """Why a run resumed from this agent's checkpoint does not continue bit for bit
+        (None when it does: checkpoints at epoch ends fall between whole rollouts)."""
+        if not self._rollout_cut:
+            return None
+        return ("SB3 does not save a partly collected rollout, so the steps of the rollout the interruption cut "
+                "are left out of the next PPO update: from here the policy and its masks differ from an "
+                "uninterrupted run's (the ViT's training run, step and epoch counts continue exactly)")
 
     def config(self) -> dict:
         config = asdict(self.hp)
@@ -176,6 +189,7 @@ class PPOAgent(Agent):
             self.synchronize()
             self.overhead_time_s += (time.perf_counter() - start - (self._env_clock.seconds - env_before)
                                      - counter.callback_s)
+            self._rollout_cut = counter.stopped
         return {"steps": counter.steps, "reward": counter.reward}
 
     def synchronize(self) -> None:
@@ -246,11 +260,12 @@ class PPOAgent(Agent):
         self.load_state_dict(state)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "action_shape": list(self._action_shape)}
+        return {**super().state_dict(), "action_shape": list(self._action_shape), "rollout_cut": self._rollout_cut}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self._action_shape = tuple(state["action_shape"])
+        self._rollout_cut = bool(state.get("rollout_cut", False))
 
 
 class _EnvClock(gym.Wrapper):
@@ -284,6 +299,7 @@ class _StepCallback(BaseCallback):
         self.user_callback = user_callback
         self.steps, self.reward = 0, 0.0
         self.callback_s = 0.0  # time in the user's callback: not the agent's work
+        self.stopped = False  # the user's callback stopped the learning (SB3 then drops the rollout)
 
     def _on_step(self) -> bool:
         loc = self.locals
@@ -299,6 +315,7 @@ class _StepCallback(BaseCallback):
                                 done and not truncated, truncated, info)
         t0 = time.perf_counter()
         try:
-            return self.user_callback(transition) is not False
+            self.stopped = self.user_callback(transition) is False
+            return not self.stopped
         finally:
             self.callback_s += time.perf_counter() - t0

@@ -64,7 +64,8 @@ from patchenv.atomic import atomic_write_json
 from patchenv.env import resolve_device
 from patchenv.interrupt import GracefulInterrupt
 from patchenv.meta import meta_block
-from patchenv.options import DEFAULT_PRESET, add_run_arguments, check_out, clear_out, env_settings
+from patchenv.options import (DEFAULT_PRESET, add_run_arguments, check_out, check_seed, clear_out, env_settings,
+                              memory_message, one_line, out_of_memory)
 from patchenv.run import SUMMARY_FIELDS, Budget, RunError, has_checkpoint, locked, read_progress, run_training
 
 REFERENCE = "all"
@@ -113,7 +114,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> ar
 
 
 def make_config(args) -> dict:
-    """The sweep's configuration, every selector built once to validate it (nothing runs)."""
+    """The sweep's configuration (the selectors are checked by `check_selector`, once the
+    data is loaded; nothing runs)."""
     if args.epochs <= 0:
         raise ValueError(f"--epochs must be positive, got {args.epochs}")
     if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
@@ -121,8 +123,6 @@ def make_config(args) -> dict:
     selectors = parse_list(args.selectors)
     if not selectors:
         raise ValueError("--selectors is empty")
-    for spec in selectors:
-        registry.make_from_spec(spec, seed=0)  # unknown names and bad arguments fail here, before any run
     selectors = [REFERENCE] + [s for s in dict.fromkeys(selectors) if s != REFERENCE]
     try:
         seeds = list(dict.fromkeys(parse_list(args.seeds, int)))
@@ -130,6 +130,8 @@ def make_config(args) -> dict:
         raise ValueError(f"--seeds must be a comma list of integers, got {args.seeds!r}") from None
     if not seeds:
         raise ValueError("--seeds is empty")
+    for seed in seeds:
+        check_seed(seed, "--seeds")
     preset = args.preset or DEFAULT_PRESET
     env = env_settings(args, preset)
     if env["dataset"] not in data_mod.DATASETS:
@@ -420,23 +422,33 @@ def main(argv: Optional[list[str]] = None) -> int:
         cfg = make_config(args)
         runs = _load_previous(out, cfg) if args.resume else []
     except ValueError as e:
-        parser.error(str(e))
+        parser.error(one_line(e))
     try:
         images = data_mod.load_dataset(cfg["dataset"], data_root=cfg["env"].get("data_root"),
                                        download=bool(cfg["env"].get("download")), image_size=cfg["env"].get("image_size"))
-    except data_mod.DatasetError as e:  # missing or corrupt data: the message says what to do
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 1
-    try:
         for spec in cfg["selectors"]:  # each agent against its env (e.g. random:k above N), before any run
-            check_selector(cfg, images, spec)
+            try:
+                check_selector(cfg, images, spec)
+            except ValueError as e:
+                raise ValueError(f"selector {spec!r}: {e}") from None
+    except data_mod.DatasetError as e:  # missing or corrupt data: the message says what to do
+        print(f"{parser.prog}: error: {one_line(e)}", file=sys.stderr)
+        return 1
     except ValueError as e:
-        parser.error(f"selector {spec!r}: {e}")
+        parser.error(one_line(e))
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        parser.error(memory_message(e))
     try:
         with locked(out):  # a second process on the same --out is refused before it deletes or writes
             return sweep(args, argv, cfg, out, runs, images)
     except RunError as e:
-        parser.error(str(e))
+        parser.error(one_line(e))
+    except (MemoryError, RuntimeError) as e:  # the ViTs are built inside the runs
+        if not out_of_memory(e):
+            raise
+        parser.error(memory_message(e))
 
 
 def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], images) -> int:

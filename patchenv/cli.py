@@ -23,10 +23,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from patchenv import registry
-from patchenv.options import DEFAULT_PRESET, add_run_arguments, check_out, clear_out, env_settings, parse_key_values
+from patchenv.options import (DEFAULT_PRESET, SEED_MAX, add_run_arguments, check_out, check_seed, clear_out,
+                              env_settings, memory_message, one_line, out_of_memory, parse_key_values)
 from patchenv.run import Budget, RunError, locked, print_line, read_progress, run_training
 
 # What --resume takes from the saved run (given again, it must be the same).
@@ -46,11 +48,19 @@ def _run_config(args) -> dict:
             "env": env, "seed": 0 if args.seed is None else args.seed, "protocol": args.protocol}
 
 
-def _resume_config(args, out: Path) -> dict:
+def _resume_config(args, out: Path) -> tuple[dict, dict]:
+    """The saved run's configuration (checked against what was given again) and its
+    progress.json, read once."""
     try:
-        saved = read_progress(out)["config"]
+        progress = read_progress(out)
     except RunError as e:
         raise CLIError(f"{e} (start the run without --resume)") from None
+    saved = progress["config"]
+    types = {"agent": str, "agent_kwargs": dict, "dataset": str, "preset": str, "env": dict, "seed": int}
+    wrong = [k for k, t in types.items() if not isinstance(saved.get(k), t)]
+    if wrong:
+        raise CLIError(f"{out / 'progress.json'} is damaged: its configuration lacks {', '.join(wrong)} "
+                       f"(start the run without --resume)")
     given = _run_config(args)
     explicit = {"agent": args.agent is not None or bool(args.agent_arg), "seed": args.seed is not None,
                 "preset": args.preset is not None}
@@ -61,7 +71,18 @@ def _resume_config(args, out: Path) -> dict:
         changed.append("agent_kwargs")
     if changed:
         raise CLIError(f"--resume continues a run with its own settings; it cannot change {', '.join(changed)}")
-    return saved
+    return saved, progress
+
+
+def _make_agent(spec: str, seed: int, kwargs: dict):
+    """The agent of `spec`; a spec that names a file gets a hint (it is a common slip)."""
+    try:
+        return registry.make_from_spec(spec, seed=seed, **kwargs)
+    except ValueError as e:
+        if Path(spec).suffix in (".json", ".pt", ".zip") or Path(spec).exists():
+            raise ValueError(f"{e} (--agent takes a registered agent name, not a saved agent file; continue a run "
+                             f"with --resume --out DIR, or load the file with patchenv.registry.load)") from None
+        raise
 
 
 def train(args) -> dict:
@@ -73,22 +94,28 @@ def train(args) -> dict:
     out = Path(args.out or f"runs/{(args.agent or 'all').split(':')[0]}-{args.dataset or 'digits'}")
     try:
         check_out(out, "metrics.json", args.resume, args.overwrite)
-        config = _resume_config(args, out) if args.resume else _run_config(args)
+        config, progress = _resume_config(args, out) if args.resume else (_run_config(args), None)
         epochs = args.epochs or config.get("epochs") or 1
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"{out / 'progress.json'} is damaged: epochs {epochs!r} (give --epochs)")
         config["epochs"] = epochs
         budget = Budget(epochs=epochs)
-        agent = registry.make_from_spec(config["agent"], seed=config["seed"], **config["agent_kwargs"])
+        agent = _make_agent(config["agent"], config["seed"], config["agent_kwargs"])
         env_kwargs = {**config["env"], "budget_epochs": epochs, **agent.env_kwargs()}
         env = gym.make("patchenv/PatchSelection-v0", **env_kwargs)
         agent.setup(env)  # e.g. random:k above the env's patch count: refused before anything changes
     except ValueError as e:  # bad settings; missing or corrupt data are caught in main
         raise CLIError(str(e)) from None
+    except (MemoryError, RuntimeError) as e:
+        if not out_of_memory(e):
+            raise
+        raise CLIError(memory_message(e)) from None
     try:
         with locked(out):  # a second process on the same --out is refused before it deletes or writes
             if args.overwrite:  # the new settings are valid: only now is the old run removed
                 clear_out(out, ("metrics.json", "progress.json", "checkpoints", f"agent{agent.save_suffix}"))
             if args.resume:
-                print(f"resuming {out} at global step {read_progress(out)['state']['total']['steps']}", flush=True)
+                print(f"resuming {out} at global step {progress['state']['total']['steps']}", flush=True)
             show = not args.no_progress
             u = env.unwrapped
             protocol = config.get("protocol", "val")
@@ -109,6 +136,10 @@ def train(args) -> dict:
                       file=sys.stderr, flush=True)
     except RunError as e:
         raise CLIError(str(e)) from None
+    except (MemoryError, RuntimeError) as e:  # the ViT is built by the first reset, inside the run
+        if not out_of_memory(e):
+            raise
+        raise CLIError(memory_message(e)) from None
     args.out = str(out)
     return metrics
 
@@ -117,6 +148,13 @@ def list_agents() -> int:
     for name in registry.available():
         print(name)
     return 0
+
+
+def _seed(text: str) -> int:
+    try:
+        return check_seed(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, {SEED_MAX}], got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -137,12 +175,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="agent keyword argument, repeatable (same as NAME:KEY=VALUE)")
     t.add_argument("--epochs", type=int, default=None,
                    help="total epochs (default: 1; with --resume: the saved total, or a new one)")
-    t.add_argument("--seed", type=int, default=None, help="seeds the ViT, the data order and the agent (default: 0)")
+    t.add_argument("--seed", type=_seed, default=None,
+                   help=f"seeds the ViT, the data order and the agent, in [0, {SEED_MAX}] (default: 0)")
     add_run_arguments(t, out_default=None)
     t.add_argument("--quiet", dest="no_progress", action="store_true", help=argparse.SUPPRESS)  # old name
     sub.add_parser("agents", help="list the registered agents")
     parser.train_parser = t  # its usage line goes with train's errors
     return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning during a run as one line, like the errors (not Python's two-line form)."""
+    print(f"patchenv train: warning: {one_line(message)}", file=sys.stderr if file is None else file, flush=True)
 
 
 def main(argv=None) -> int:
@@ -157,11 +201,13 @@ def main(argv=None) -> int:
         sub.error(f"--epochs must be at least 1, got {args.epochs}")
     start = time.perf_counter()
     try:
-        metrics = train(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            metrics = train(args)
     except CLIError as e:
-        sub.error(str(e))  # the subcommand's usage line, exit status 2
+        sub.error(one_line(e))  # the subcommand's usage line, exit status 2
     except DatasetError as e:  # missing or corrupt data: the message says what to do
-        print(f"patchenv: error: {e}", file=sys.stderr)
+        print(f"patchenv: error: {one_line(e)}", file=sys.stderr)
         return 1
     if metrics["meta"]["status"] != "complete":
         return 130

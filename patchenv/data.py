@@ -24,12 +24,13 @@ import hashlib
 import logging
 import os
 import pickle
+import tempfile
 import warnings
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -113,7 +114,7 @@ def load_dataset(name: str, data_root=None, download: bool = False, seed: int = 
     if size == images.image_size:
         return images
     train_x, test_x = _resize(images.train_x, size), _resize(images.test_x, size)
-    mean, std = (images.mean, images.std) if name == "cifar10" else _stats(train_x)
+    mean, std = (images.mean, images.std) if name == "cifar10" else _channel_stats(train_x)
     return ImageData(images.name, train_x, images.train_y, test_x, images.test_y, images.num_classes, mean, std)
 
 
@@ -128,9 +129,36 @@ def _resize(x: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
     return out
 
 
-def _stats(x: torch.Tensor):
-    xf = x.float() / 255
-    return tuple(xf.mean(dim=(0, 2, 3)).tolist()), tuple(xf.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+def _root_problem(root: Path) -> str:
+    """Why `root` cannot be a data folder (", ..." to append to a message), or ""."""
+    if root.exists() and not root.is_dir():
+        return f"; the data root {root} is a file, not a folder"
+    blocker = next((p for p in root.parents if p.exists()), None)
+    if not root.exists() and blocker is not None and not blocker.is_dir():
+        return f"; the data root {root} cannot exist: {blocker} is a file"
+    return ""
+
+
+def _download(name: str, root: Path, fetch: Callable[[], Any]) -> None:
+    """Run torchvision's `fetch` of data set `name` into `root`, after checking that `root`
+    is a folder this process can write (before any network traffic); every failure is a
+    DatasetError naming the folder and the cause."""
+    problem = _root_problem(root)
+    if problem:
+        raise DatasetError(f"cannot download {name}{problem}; pass a writable folder as data_root (CLI: --data-root)")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=root):  # a read-only folder or file system fails here
+            pass
+    except OSError as e:
+        raise DatasetError(f"cannot download {name} into {root}: it is not writable ({e.strerror or e}); pass a "
+                           f"writable folder as data_root (CLI: --data-root)") from None
+    try:
+        fetch()
+    except Exception as e:  # no network (URLError), a full disk, a checksum mismatch, a bad archive, ...
+        reason = str(e).splitlines()[0] if str(e) else ""
+        raise DatasetError(f"downloading {name} into {root} failed ({type(e).__name__}: {reason}); check the "
+                           f"network and the free space, or put the files there yourself") from None
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------------
@@ -146,12 +174,13 @@ def _cifar10(root: Path, download: bool) -> ImageData:
             from torchvision.datasets import CIFAR10
         except ImportError as e:  # pragma: no cover
             raise DatasetError("downloading cifar10 needs torchvision: pip install torchvision") from e
-        CIFAR10(str(root), train=True, download=True)  # fetches the archive and checks its md5
+        # fetches the archive and checks its md5
+        _download("cifar10", root, lambda: CIFAR10(str(root), train=True, download=True))
         missing = [f for f in _CIFAR10_TRAIN + _CIFAR10_TEST if not (folder / f).is_file()]
     if missing:
         raise DatasetNotFoundError(
-            f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}). Pass download=True "
-            f"(CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
+            f"CIFAR-10 not found under {folder} (missing {', '.join(missing)}{_root_problem(root)}). Pass "
+            f"download=True (CLI: --download) to fetch it, or point data_root at a folder holding cifar-10-batches-py/."
         )
     # The batch files are read here rather than by torchvision's CIFAR10 class: it insists
     # on the archive's md5 sums (also for batches.meta, whose class names we never use),
@@ -227,14 +256,17 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
     if files is None:
         if not download:
             raise DatasetNotFoundError(
-                f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {root / 'FashionMNIST' / 'raw'}. "
-                f"Install it offline with `apt-get install dataset-fashion-mnist`, or pass download=True "
-                f"(CLI: --download) to fetch it with torchvision."
+                f"Fashion-MNIST not found in {DEBIAN_FASHION_MNIST} or {root / 'FashionMNIST' / 'raw'}"
+                f"{_root_problem(root)}. Install it offline with `apt-get install dataset-fashion-mnist`, or pass "
+                f"download=True (CLI: --download) to fetch it with torchvision."
             )
         from torchvision.datasets import FashionMNIST
-        for train in (True, False):
-            FashionMNIST(str(root), train=train, download=True)
+        _download("fashion_mnist", root, lambda: [FashionMNIST(str(root), train=train, download=True)
+                                                  for train in (True, False)])
         files = _find_fashion_mnist(root)
+        if files is None:
+            raise DatasetNotFoundError(f"Fashion-MNIST is still missing under {root / 'FashionMNIST' / 'raw'} after "
+                                       f"the download")
     arrays = {k: _read_idx(p) for k, p in files.items()}
     for split in ("train", "test"):  # well-formed IDX files can still disagree with each other
         x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
@@ -249,7 +281,7 @@ def _fashion_mnist(root: Path, download: bool, channels: int) -> ImageData:
         return x.expand(-1, channels, -1, -1).contiguous()
 
     train_x, test_x = images(arrays["train_x"]), images(arrays["test_x"])
-    mean, std = _stats(train_x)
+    mean, std = _channel_stats(train_x)
     return ImageData("fashion_mnist", train_x, torch.from_numpy(arrays["train_y"].astype(np.int64)),
                      test_x, torch.from_numpy(arrays["test_y"].astype(np.int64)), 10, mean, std)
 
@@ -292,11 +324,13 @@ def _imagenette(root: Path, download: bool, image_size: int) -> ImageData:
             from torchvision.datasets import Imagenette
         except ImportError as e:  # pragma: no cover
             raise DatasetError("downloading imagenette needs torchvision: pip install torchvision") from e
-        Imagenette(str(root), split="train", size=sizes[0], download=True)  # fetches the archive, checks its md5
+        # fetches the archive, checks its md5
+        _download("imagenette", root, lambda: Imagenette(str(root), split="train", size=sizes[0], download=True))
         found = [(sizes[0], folders[0])]
     if not found:
         raise DatasetNotFoundError(
-            f"Imagenette not found: none of {', '.join(str(f) for f in folders)} exists. Pass download=True "
+            f"Imagenette not found: none of {', '.join(str(f) for f in folders)} exists{_root_problem(root)}. "
+            f"Pass download=True "
             f"(CLI: --download) to fetch the {sizes[0]} archive with torchvision, or point data_root at a folder "
             f"holding one of {', '.join(IMAGENETTE_ARCHIVES[k][0] for k in IMAGENETTE_ARCHIVES)}/."
         )
@@ -371,9 +405,12 @@ def _load_images(paths: list, size: int, chunk: int = 512) -> np.ndarray:
     return out
 
 
-def _channel_stats(x: np.ndarray, chunk: int = 256):
-    """Per-channel mean and std (unbiased) of uint8 (n, C, H, W) images scaled to [0, 1],
-    summed in float64 a chunk at a time (the whole set as floats would not be small)."""
+def _channel_stats(x, chunk: int = 256) -> tuple[tuple, tuple]:
+    """Per-channel mean and std (unbiased, at least 1e-3) of uint8 (n, C, H, W) images
+    (a numpy array or a CPU tensor) scaled to [0, 1], as tuples of floats. Summed in
+    float64 a chunk at a time: the whole set as floats would not be small (Fashion-MNIST's
+    training split is 184M values)."""
+    x = x.numpy() if isinstance(x, torch.Tensor) else x
     total, total_sq = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for i in range(0, len(x), chunk):
         xf = x[i:i + chunk].astype(np.float64) / 255
@@ -382,7 +419,8 @@ def _channel_stats(x: np.ndarray, chunk: int = 256):
     n = x.shape[0] * x.shape[2] * x.shape[3]
     mean = total / n
     var = (total_sq - n * mean * mean) / max(n - 1, 1)
-    return mean, np.sqrt(np.maximum(var, 0)).clip(min=1e-3)
+    std = np.sqrt(np.maximum(var, 0)).clip(min=1e-3)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
 _CACHE_KEYS = ("train_x", "train_y", "test_x", "test_y", "mean", "std")
@@ -429,7 +467,7 @@ def _digits(channels: int, image_size: int = 32) -> ImageData:
     perm = torch.from_numpy(np.random.default_rng(0).permutation(len(y)))
     n_test = len(y) // 5
     test, train = perm[:n_test], perm[n_test:]
-    mean, std = _stats(x[train])
+    mean, std = _channel_stats(x[train])
     return ImageData("digits", x[train], y[train], x[test], y[test], 10, mean, std)
 
 
@@ -450,7 +488,7 @@ def synthetic(n_train: int = 2048, n_test: int = 512, num_classes: int = 10, see
 
     train_x, train_y = make(n_train)
     test_x, test_y = make(n_test)
-    mean, std = _stats(train_x)
+    mean, std = _channel_stats(train_x)
     return ImageData("synthetic", train_x, train_y, test_x, test_y, num_classes, mean, std)
 
 

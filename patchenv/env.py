@@ -31,6 +31,7 @@ from patchenv.cuda_graph import GraphedStep
 from patchenv.flops import step_flops
 from patchenv.progress import PROGRESS_FEATURES, ProgressTracker
 from patchenv.rewards import StepStats, loss_term, patch_term
+from patchenv.tensor_space import TensorBox, refuse_gymnasium_check_env
 from patchenv.vit import SimpleViT, init_weights
 
 
@@ -108,8 +109,12 @@ class PatchSelectionEnv(gym.Env):
       epoch done, training loss and trend, the held-out probe's loss, accuracy and its
       change, patches kept so far and last); the default for ``selection="count"``.
 
-    numpy by default; with ``tensor_obs=True``, torch tensors on the env's device (a GPU
-    agent then makes no host copy).
+    numpy by default. ``tensor_obs=True``: float32 torch tensors on the env's device, for
+    agents in the same process (a GPU agent then makes no host copy); read-only (shared
+    with the env). Its space is a `patchenv.tensor_space.TensorBox`. Gymnasium's tools
+    expect numpy: ``check_env`` is refused with a TypeError (check the env built with
+    ``tensor_obs=False``: same dynamics and numbers), an async vector env too; a sync one
+    (``gym.make_vec(..., vectorization_mode="sync")``) stacks the tensors on the device.
 
     ## Rewards
     ``loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)`` (`patchenv.rewards`):
@@ -182,6 +187,7 @@ class PatchSelectionEnv(gym.Env):
       checkpoint's fingerprint when set) and ``info["flops"]``.
     - v0: ``selection="count"``, ``obs_type="progress"``, ``reward="progress"`` (with
       ``probe_size``, ``probe_every``, ``info["probe_flops"]``) and ``patch_credit()``.
+    - v0: with ``tensor_obs=True`` the observation space is a ``TensorBox``.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
@@ -224,6 +230,10 @@ class PatchSelectionEnv(gym.Env):
         self._std = torch.tensor(images.std, device=self.device).view(1, -1, 1, 1)
 
         self.num_patches = n = (images.image_size // cfg.patch_size) ** 2
+        if n < 2:
+            side = images.image_size
+            raise ValueError(f"patch_size {cfg.patch_size} cuts the {side}x{side} images into {n} patch: there is "
+                             f"nothing to choose; use a patch size of at most {side // 2} that divides {side}")
         if not 0 < cfg.n_patch_desired < n:
             raise ValueError(f"n_patch_desired must be an integer in [1, {n - 1}], got {cfg.n_patch_desired!r}")
         self._data_shape = dict(image_size=images.image_size, num_classes=images.num_classes,
@@ -247,7 +257,8 @@ class PatchSelectionEnv(gym.Env):
                              "count": spaces.Discrete(n)}[self.selection]
         obs_shape = {"embeddings": (b, n, d), "pooled": (n, d), "attention": (b, n),
                      "progress": (len(PROGRESS_FEATURES),)}[self.obs_type]
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=obs_shape, dtype=np.float32)
+        box = dict(low=-np.inf, high=np.inf, shape=obs_shape, dtype=np.float32)
+        self.observation_space = TensorBox(**box, device=self.device) if self.tensor_obs else spaces.Box(**box)
 
         # Run state; created by reset() (or load_checkpoint()).
         self.model: Optional[SimpleViT] = None
@@ -292,6 +303,8 @@ class PatchSelectionEnv(gym.Env):
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if self.tensor_obs:
+            refuse_gymnasium_check_env()  # it cannot compare tensors; a clear refusal instead of its crash
         super().reset(seed=seed)
         options = options or {}
         restored, self._restored = self._restored, False
@@ -793,10 +806,20 @@ class PatchSelectionEnv(gym.Env):
         if action is None or isinstance(action, (str, bytes, dict)):
             raise TypeError(f"action must be {what}, got {type(action).__name__}")
         if isinstance(action, torch.Tensor):
+            kind = ("meta-device tensor (it holds no values)" if action.is_meta else
+                    "nested tensor" if action.is_nested else
+                    f"quantized tensor ({action.dtype}; call .dequantize() first)" if action.is_quantized else
+                    f"sparse tensor (layout {action.layout}; call .to_dense() first)" if action.layout != torch.strided
+                    else None)
+            if kind is not None:  # none of these converts to numpy
+                raise TypeError(f"action must be {what}, a dense tensor of real dtype; got a {kind}")
             t = action.detach()
             if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
                 t = t.float()  # bfloat16 and float8 have no numpy dtype
             a = t.cpu().numpy()  # note: sync; the mask's length decides the sequence length
+        elif np.ma.is_masked(action):
+            raise TypeError(f"action must be {what}, got a masked array with masked entries (its mask would be "
+                            f"ignored; fill them first, e.g. action.filled(0))")
         else:
             try:
                 a = np.asarray(action)

@@ -37,16 +37,80 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[
                         help="ViT size and batch size (default: %s, slow on a CPU; try small): " % DEFAULT_PRESET
                              + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
     out = parser.add_argument_group("output")
-    out.add_argument("--out", default=out_default,
+    out.add_argument("--out", default=out_default, type=folder_path,
                      help="output folder" + (f" (default: {out_default})" if out_default else ""))
     out.add_argument("--resume", action="store_true", help="continue the work saved in --out")
     out.add_argument("--overwrite", action="store_true",
                      help="start over in an --out that holds results (deleted only once the new settings are valid)")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
-    out.add_argument("--log-dir", default=None,
+    out.add_argument("--log-dir", default=None, type=log_folder_path,
                      help="write per-step and per-epoch scalars there (CSV, and TensorBoard when installed)")
-    out.add_argument("--checkpoint-every", type=int, default=1, metavar="EPOCHS",
+    out.add_argument("--checkpoint-every", type=positive_int, default=1, metavar="EPOCHS",
                      help="checkpoint every N epochs (default: 1); always on a clean stop")
+
+
+def folder_path(text: str) -> str:
+    """argparse type of a folder the run creates or reuses: not empty, not under a file
+    (a file at the path itself is refused by `check_out`, which knows what it may hold)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a folder, got an empty path")
+    path = Path(text)
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if not path.exists() and blocker is not None and not blocker.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} cannot be a folder: {blocker} is a file")
+    return text
+
+
+def log_folder_path(text: str) -> str:
+    """argparse type of --log-dir: a folder (new or existing), not a file."""
+    text = folder_path(text)
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; expected a folder")
+    return text
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+# numpy's global generator (seeded by the runner with the run's seed) takes seeds in [0, 2**32).
+SEED_MAX = 2**32 - 1
+
+
+def check_seed(seed, what: str = "--seed") -> int:
+    """A run's seed: an integer in [0, 2**32 - 1], numpy's seed range."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"{what} must be an integer in [0, {SEED_MAX}] (numpy's seed range), got {seed!r}")
+    return seed
+
+
+def one_line(message) -> str:
+    """An error message on one line: messages of other libraries that get embedded may
+    span several (torch's do)."""
+    return " ".join(str(message).split())
+
+
+def out_of_memory(e: BaseException) -> bool:
+    """Settings too large for the machine (a huge --dim or --image-size): torch reports a
+    failed CPU allocation as a RuntimeError, a CUDA one as OutOfMemoryError."""
+    import torch
+
+    return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or (
+        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
+
+
+def memory_message(e: BaseException) -> str:
+    """The one-line error for `out_of_memory` settings: torch's first line, what to shrink."""
+    first = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return (f"not enough memory for these settings ({first}); try a smaller --preset, --batch-size or --image-size "
+            f"(a checkpoint already written is kept)")
 
 
 def env_settings(args: argparse.Namespace, preset: str) -> dict:
@@ -78,6 +142,8 @@ def check_out(out: Path, marker: str, resume: bool, overwrite: bool) -> None:
     with them: results are never deleted silently."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; expected a folder (new or holding earlier results)")
+    if (out / marker).exists() and not (out / marker).is_file():
+        raise ValueError(f"{out / marker} is a folder; it should be this tool's results file: use another --out")
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pick one")
     if (out / marker).exists() and not (resume or overwrite):

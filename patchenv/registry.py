@@ -152,8 +152,12 @@ def make_from_spec(spec: str, *, seed: Optional[int] = None, **overrides) -> Pat
 def _read_header(path: Path) -> tuple[str, dict]:
     """(agent name, constructor config) of a saved agent file, whatever its container
     (see `patchenv.selector`)."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not an agent file")
     if not path.is_file():
         raise FileNotFoundError(f"no agent file at {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"agent file {path} is empty")
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:

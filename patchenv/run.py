@@ -41,6 +41,7 @@ import math
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -78,6 +79,11 @@ SUMMARY_FIELDS = (
 
 class RunError(ValueError):
     """A run that cannot start or resume as asked (one-line message; nothing was changed)."""
+
+
+class ResumeNotExactWarning(UserWarning):
+    """A resumed run continues, but its numbers will differ from an uninterrupted run's
+    (the agent's ``resume_caveat`` says why)."""
 
 
 @dataclass
@@ -214,8 +220,11 @@ def has_checkpoint(out) -> bool:
 
 
 def read_progress(out) -> dict:
-    """progress.json of `out`, checked: it names an existing checkpoint folder."""
+    """progress.json of `out`, checked: it names an existing checkpoint folder of `out`,
+    and holds a configuration and a runner state of the right shape."""
     path = Path(out) / "progress.json"
+    if path.exists() and not path.is_file():
+        raise RunError(f"{path} is a folder; it should be the run's progress file")
     if not path.is_file():
         raise RunError(f"nothing to resume in {out}: no progress.json")
     try:
@@ -224,8 +233,21 @@ def read_progress(out) -> dict:
         raise RunError(f"cannot read {path}: {e}") from None
     if not isinstance(progress, dict) or progress.get("format") != FORMAT:
         raise RunError(f"{path} is not a patchenv run ({FORMAT})")
-    if not (Path(out) / progress.get("checkpoint", "?")).is_dir():
-        raise RunError(f"{path} names checkpoint {progress.get('checkpoint')!r}, which is missing")
+    checkpoint = progress.get("checkpoint")
+    # A checkpoint of this run's own checkpoints/ folder, never a path leading elsewhere.
+    if not (isinstance(checkpoint, str) and checkpoint.startswith("checkpoints/")
+            and Path(checkpoint).name not in ("", ".", "..") and "/" not in checkpoint[len("checkpoints/"):]):
+        raise RunError(f"{path} is damaged: 'checkpoint' should be checkpoints/<folder>, got {checkpoint!r}")
+    if not (Path(out) / checkpoint).is_dir():
+        raise RunError(f"{path} names checkpoint {checkpoint!r}, which is missing")
+    if not isinstance(progress.get("config"), dict):
+        raise RunError(f"{path} is damaged: it holds no run configuration")
+    try:
+        state = RunState.from_dict(progress["state"])
+        if not (isinstance(state.history, list) and all(isinstance(row, dict) for row in state.history)):
+            raise TypeError("its history is not a list of records")
+    except (KeyError, TypeError, ValueError) as e:
+        raise RunError(f"{path} is damaged: its runner state cannot be read ({type(e).__name__}: {e})") from None
     return progress
 
 
@@ -258,10 +280,12 @@ def load_checkpoint(out: Path, env, agent: PatchSelector) -> RunState:
         env.unwrapped.load_checkpoint(folder / "env.pt")
         agent.load(folder / f"agent{agent.save_suffix}")
         rngs = torch.load(folder / "rng.pt", weights_only=False)
+        if not (isinstance(rngs, dict) and {"python", "numpy", "torch"} <= set(rngs)):
+            raise ValueError(f"{folder / 'rng.pt'} holds no python, numpy and torch generator states")
         state = RunState.from_dict(progress["state"])
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as e:
+        set_rng_state(rngs)
+    except Exception as e:  # unpickling a damaged file can raise almost anything
         raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {e}") from None
-    set_rng_state(rngs)
     return state
 
 
@@ -278,8 +302,11 @@ def locked(out):
     if key in _LOCKS:
         yield
         return
-    out.mkdir(parents=True, exist_ok=True)
-    handle = open(out / ".lock", "a")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = open(out / ".lock", "a")
+    except OSError as e:  # a read-only place, a file in the way, ...
+        raise RunError(f"cannot write the output folder {out}: {e.strerror or e} ({e.filename or out})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -338,6 +365,10 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     if resume and has_checkpoint(out):
         state = load_checkpoint(out, env, agent)
         resumed = True
+        caveat = getattr(agent, "resume_caveat", None)
+        if caveat:  # an agent that cannot continue bit for bit from this checkpoint says why
+            warnings.warn(f"agent {agent.name!r} resumes {out} at step {u.global_step}, but not bit-exactly: {caveat}",
+                          ResumeNotExactWarning, stacklevel=3)
     else:
         seed_everything(seed)
         env.reset(seed=seed)
@@ -347,7 +378,10 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     out.mkdir(parents=True, exist_ok=True)
     spe = u.steps_per_epoch
     device = u.device
-    log = RunLog(log_dir, resume_from_step=u.global_step if resumed else None) if log_dir else None
+    try:
+        log = RunLog(log_dir, resume_from_step=u.global_step if resumed else None) if log_dir else None
+    except OSError as e:
+        raise RunError(f"cannot write the log folder {log_dir}: {e.strerror or e} ({e.filename or log_dir})") from None
     meta = meta_block(device, config, "running")
 
     def write_metrics(status: str, summary: Optional[dict] = None) -> dict:

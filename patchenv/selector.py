@@ -13,6 +13,10 @@ constructor without being told which agent it is. Three containers are understoo
 - a ``torch.save`` dict with the same keys, state as tensors (``.pt``, e.g. agentvit);
 - a zip archive with a member ``patchenv_agent.json`` holding ``{"agent", "config", ...}``
   next to whatever else the agent stores (``.zip``, e.g. an SB3 model).
+
+One optional member, read with ``getattr``: ``resume_caveat``, None (or absent) when a
+run resumed from the agent's saved file continues bit for bit, else a sentence saying
+why not; the runner warns with it (`patchenv.run.ResumeNotExactWarning`) on resume.
 """
 from __future__ import annotations
 

@@ -280,3 +280,45 @@ def test_an_interrupted_interleaved_sweep_resumes_exactly(tmp_path):
     for name in ("all", "random"):
         assert cut[name]["test_accuracy"] == ref[name]["test_accuracy"]
         assert [p["val_accuracy"] for p in cut[name]["curve"]] == [p["val_accuracy"] for p in ref[name]["curve"]]
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--seeds", "0,-1"], "--seeds must be an integer in [0, 4294967295]"),
+    (["--seeds", str(2**40)], "--seeds must be an integer in [0, 4294967295]"),
+    (["--out", "{tmp}/afile/results"], "afile is a file"),
+    (["--log-dir", "{tmp}/afile/logs"], "afile is a file"),
+    (["--checkpoint-every", "0"], "integer >= 1"),
+    (["--patch-size", "32"], "nothing to choose"),
+])
+def test_compare_selectors_faults_are_one_line_errors(tmp_path, capsys, extra, words):
+    (tmp_path / "afile").write_text("x")
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    with pytest.raises(SystemExit) as e:
+        _compare(tmp_path / "out", *extra, selectors="all")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if ": error: " in line]
+    assert "Traceback" not in err and len(lines) == 1 and err.strip().splitlines()[-1] == lines[0]
+    assert lines[0].startswith("python -m benchmarks.compare_selectors: error: ") and words in lines[0]
+    assert not (tmp_path / "out" / "results.json").exists() and (tmp_path / "afile").read_text() == "x"
+
+
+def test_each_selector_is_built_once_to_validate_it(tmp_path, monkeypatch):
+    """Start-up builds each selector's agent once (with its env, by check_selector), not a
+    second time in make_config."""
+    from patchenv import registry
+
+    built = []
+    make_from_spec = registry.make_from_spec
+    monkeypatch.setattr(registry, "make_from_spec", lambda spec, **kw: built.append(spec) or make_from_spec(spec, **kw))
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(compare_selectors, "sweep", stop)
+    with pytest.raises(Stop):
+        _compare(tmp_path, selectors="random:k=8,norm_topk,random:k=8")
+    assert built == ["all", "random:k=8", "norm_topk"]

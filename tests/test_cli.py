@@ -257,3 +257,192 @@ def test_the_default_protocol_monitors_a_validation_split(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main([*BASE, "--val-fraction", "0.2", "--out", str(tmp_path / "x")])
     assert "--protocol paper" in capsys.readouterr().err
+
+
+# -- faults a user (or a hostile tester) hits: one line, exit status 2, nothing lost ---------------
+def one_error_line(err: str, prog: str = "patchenv train") -> str:
+    """The error of a refused command: no traceback, exactly one `<prog>: error:` line (after
+    argparse's usage lines, which name the subcommand)."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if ": error: " in line]
+    assert len(errors) == 1 and lines[-1] == errors[0] and errors[0].startswith(f"{prog}: error: "), err
+    return errors[0]
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--out", "{tmp}/afile/sub"], "afile is a file"),
+    (["--log-dir", "{tmp}/afile/logs"], "afile is a file"),
+    (["--log-dir", "{tmp}/afile"], "is a file; expected a folder"),
+    (["--out", ""], "empty path"),
+    (["--out", "   "], "empty path"),
+    (["--checkpoint-every", "0"], "integer >= 1"),
+    (["--seed", "-1"], "[0, 4294967295]"),
+    (["--seed", str(2**40)], "[0, 4294967295]"),
+    (["--seed", "1.5"], "[0, 4294967295]"),
+    (["--patch-size", "32"], "nothing to choose"),
+    (["--agent", "{tmp}/saved/agent.json"], "not a saved agent file"),
+    (["--agent", "random:k=nan"], "k must be an integer"),
+    (["--lr", "inf"], "lr must be a positive number"),
+])
+def test_bad_arguments_are_one_line_errors_that_write_nothing(tmp_path, capsys, extra, words):
+    (tmp_path / "afile").write_text("x")
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    argv = [*BASE, "--epochs", "1", *extra] + ([] if "--out" in extra else ["--out", str(tmp_path / "run")])
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    assert words in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "run").exists() and (tmp_path / "afile").read_text() == "x"
+
+
+def test_settings_too_large_for_memory_are_a_one_line_error(tmp_path, capsys, monkeypatch):
+    """torch reports a failed CPU allocation (a huge --dim, --heads or --image-size) as a
+    RuntimeError; the CLI says what to shrink. Simulated: a real 6 TB request could be
+    granted lazily by an overcommitting kernel."""
+    import patchenv.env
+
+    def huge(**kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
+                           "memory: you tried to allocate 6144000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(patchenv.env, "SimpleViT", huge)
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path, "--agent", "all", "--epochs", "1", "--heads", str(10**9))
+    assert e.value.code == 2
+    assert "not enough memory" in one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_a_data_root_under_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    for download in ([], ["--download"]):
+        code = cli.main(["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "afile" / "sub"), *download,
+                         "--out", str(tmp_path / "x"), "--no-progress"])
+        assert code == 1  # data errors keep exit status 1 (test_missing_dataset_says_download)
+        line = one_error_line(capsys.readouterr().err, prog="patchenv")
+        assert "afile is a file" in line and ("cannot download" in line) == bool(download)
+    assert (tmp_path / "afile").read_text() == "x" and not (tmp_path / "x" / "metrics.json").exists()
+
+
+def test_a_read_only_data_root_with_download_is_refused_before_any_download(tmp_path, capsys, monkeypatch):
+    import os
+    import tempfile
+
+    import torchvision.datasets
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("the download was attempted")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", no_network)
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anywhere: simulate the file system's refusal
+        def read_only(*args, **kwargs):
+            raise PermissionError(13, "Permission denied")
+
+        monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    try:
+        code = cli.main(["train", "--dataset", "cifar10", "--data-root", str(root), "--download",
+                         "--out", str(tmp_path / "x"), "--no-progress"])
+    finally:
+        root.chmod(0o755)
+    assert code == 1
+    line = one_error_line(capsys.readouterr().err, prog="patchenv")
+    assert "not writable" in line and str(root) in line and list(root.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """One finished 1-epoch run of random:k=16 (its checkpoint kept), copied by each test."""
+    base = tmp_path_factory.mktemp("finished") / "run"
+    assert cli.main([*BASE, "--agent", "random:k=16", "--epochs", "1", "--out", str(base)]) == 0
+    return base
+
+
+def _progress(run_dir):
+    return json.loads((run_dir / "progress.json").read_text())
+
+
+def _rewrite_progress(run_dir, change):
+    progress = _progress(run_dir)
+    change(progress)
+    (run_dir / "progress.json").write_text(json.dumps(progress))
+
+
+def _folder_instead(path):
+    path.unlink()
+    path.mkdir()
+
+
+DAMAGE = {  # what a crash, a full disk or a curious user can leave in a run folder -> words of the error
+    "agent file not JSON": (lambda d, ck: (ck / "agent.json").write_text("not json{"), "agent.json"),
+    "agent file empty": (lambda d, ck: (ck / "agent.json").write_text(""), "agent.json is empty"),
+    "agent file a folder": (lambda d, ck: _folder_instead(ck / "agent.json"), "agent.json is a folder"),
+    "rng file garbage": (lambda d, ck: (ck / "rng.pt").write_bytes(b"garbage"), "UnpicklingError"),
+    "rng file of something else": (lambda d, ck: __import__("torch").save({"x": 1}, ck / "rng.pt"),
+                                   "rng.pt holds no python, numpy and torch"),
+    "env checkpoint a folder": (lambda d, ck: _folder_instead(ck / "env.pt"), "env.pt"),
+    "progress empty": (lambda d, ck: (d / "progress.json").write_text(""), "progress.json"),
+    "progress a folder": (lambda d, ck: _folder_instead(d / "progress.json"), "progress.json is a folder"),
+    "progress without config": (lambda d, ck: _rewrite_progress(d, lambda p: p.pop("config")),
+                                "holds no run configuration"),
+    "progress config without env": (lambda d, ck: _rewrite_progress(d, lambda p: p["config"].pop("env")), "lacks"),
+    "progress state garbage": (lambda d, ck: _rewrite_progress(d, lambda p: p.update(state={"x": 1})),
+                               "runner state cannot be read"),
+    "progress pointing outside": (lambda d, ck: _rewrite_progress(d, lambda p: p.update(checkpoint="../../x")),
+                                  "checkpoints/<folder>"),
+    "metrics a folder": (lambda d, ck: _folder_instead(d / "metrics.json"), "metrics.json is a folder"),
+    "lock a folder": (lambda d, ck: ((d / ".lock").unlink(missing_ok=True), (d / ".lock").mkdir()), ".lock"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_a_damaged_run_folder_is_a_one_line_error_naming_the_file(tmp_path, capsys, finished_run, damage):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    checkpoint = run_dir / _progress(run_dir)["checkpoint"]
+    mutate, words = DAMAGE[damage]
+    mutate(run_dir, checkpoint)
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as e:
+        run(tmp_path, "--resume", "--epochs", "2")
+    assert e.value.code == 2
+    assert words in one_error_line(capsys.readouterr().err)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files  # nothing changed
+
+
+def test_ppo_resume_mid_rollout_warns_once_and_is_close_but_not_exact(tmp_path, monkeypatch, capsys):
+    """The documented exception to exact resume (README, "One runner"): SB3 drops a partly
+    collected rollout, so a PPO run interrupted inside one continues and completes with the
+    same steps and epochs, warns once that it is not bit-exact, and its numbers are close
+    to, but not those of, the uninterrupted run. Resumed from an epoch-end checkpoint
+    (between whole rollouts) it is exact, and says nothing."""
+    assert run(tmp_path, "--agent", "ppo", "--epochs", "2", name="straight") == 0
+    straight = metrics(tmp_path, "straight")["epochs"]
+
+    interrupt_after(monkeypatch, 5)  # inside the first rollout (32 steps, one per epoch)
+    assert run(tmp_path, "--agent", "ppo", "--epochs", "2", name="cut") == 130
+    monkeypatch.setattr(run_mod, "GracefulInterrupt", GracefulInterrupt)
+    capsys.readouterr()
+    assert run(tmp_path, "--resume", name="cut") == 0
+    err = capsys.readouterr().err
+    warnings_ = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings_) == 1 and warnings_[0].startswith("patchenv train: warning: agent 'ppo' resumes")
+    assert "not bit-exactly" in warnings_[0] and "Traceback" not in err
+    cut = metrics(tmp_path, "cut")
+    assert cut["meta"]["status"] == "complete"
+    assert [row["global_step"] for row in cut["epochs"]] == [row["global_step"] for row in straight] == [32, 64]
+    assert comparable(cut["epochs"]) != comparable(straight)  # not promised bit-exact, and it is not
+    for got, want in zip(cut["epochs"], straight):  # but the same run, give or take the policy's masks
+        assert got["train_loss"] == pytest.approx(want["train_loss"], rel=0.3)
+        assert abs(got["mean_patches_kept"] - want["mean_patches_kept"]) < 8
+
+    assert run(tmp_path, "--agent", "ppo", "--epochs", "1", name="whole") == 0
+    capsys.readouterr()
+    assert run(tmp_path, "--resume", "--epochs", "2", name="whole") == 0
+    assert "warning" not in capsys.readouterr().err
+    assert comparable(metrics(tmp_path, "whole")["epochs"]) == comparable(straight)  # bit-identical on CPU

@@ -133,6 +133,51 @@ def test_cifar10_corrupt_file_is_named(tmp_path, damage):
     assert e.value.__cause__ is None and e.value.__suppress_context__  # no raw unpickling traceback
 
 
+@pytest.mark.parametrize("name,dataset_kwargs", [("cifar10", {}), ("fashion_mnist", {}), ("imagenette", {})])
+def test_a_data_root_that_is_or_lies_under_a_file_is_named(tmp_path, no_debian_fmnist, name, dataset_kwargs):
+    (tmp_path / "afile").write_text("x")
+    for root, why in ((tmp_path / "afile", "is a file, not a folder"), (tmp_path / "afile" / "sub", "afile is a file")):
+        with pytest.raises(data.DatasetNotFoundError, match=why):
+            data.load_dataset(name, data_root=root)
+        with pytest.raises(data.DatasetError, match=f"cannot download {name}.*{why}") as e:
+            data.load_dataset(name, data_root=root, download=True)  # refused before any network traffic
+        assert "\n" not in str(e.value)
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_failed_download_is_a_dataset_error_naming_the_folder(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def unreachable(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", unreachable)
+    with pytest.raises(data.DatasetError, match="downloading cifar10 into .* failed \\(URLError") as e:
+        data.load_dataset("cifar10", data_root=tmp_path / "new", download=True)
+    assert str(tmp_path / "new") in str(e.value) and "network" in str(e.value)
+    assert (tmp_path / "new").is_dir()  # the folder it was going to write
+
+
+def test_channel_stats_match_a_direct_float64_computation():
+    """One helper for every data set's normalisation: per-channel mean and unbiased std of
+    the images in [0, 1], summed in chunks, against numpy's over the whole array at once;
+    a flat channel's std is floored at 1e-3 (normalising would divide by zero)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(1000, 3, 8, 8), dtype=np.uint8)
+    x[:, 2] = 7  # a constant channel
+    mean, std = data._channel_stats(x, chunk=64)
+    xf = x.astype(np.float64) / 255
+    np.testing.assert_allclose(mean, xf.mean(axis=(0, 2, 3)), rtol=1e-12)
+    np.testing.assert_allclose(std[:2], xf[:, :2].transpose(1, 0, 2, 3).reshape(2, -1).std(axis=1, ddof=1),
+                               rtol=1e-9)
+    assert std[2] == 1e-3 and isinstance(mean, tuple) and isinstance(mean[0], float)
+    assert data._channel_stats(torch.from_numpy(x), chunk=64) == (mean, std)  # a CPU tensor: the same numbers
+    d = data.synthetic(n_train=64, n_test=8)
+    assert (d.mean, d.std) == data._channel_stats(d.train_x)
+
+
 # -- Fashion-MNIST ----------------------------------------------------------------------
 @pytest.mark.parametrize("gz", [True, False], ids=["gz", "raw"])
 def test_fashion_mnist_idx_files(tmp_path, no_debian_fmnist, offline, gz):

@@ -240,6 +240,66 @@ def test_tensor_obs_on_the_device():
     np.testing.assert_array_equal(t.step(np.ones(N))[0].numpy(), n.step(np.ones(N))[0])
 
 
+def test_tensor_obs_gymnasium_check_env_refuses_in_one_line():
+    """Gymnasium's check_env compares observations as numpy; a tensor_obs env refuses it
+    clearly (before Gymnasium's own comparison would fail), through wrappers too. Its
+    numpy twin (tensor_obs=False) is the one check_env passes (test_gymnasium_check_env)."""
+    for env in (make(tensor_obs=True, obs_type="pooled"),
+                gym.make("patchenv/PatchSelection-v0", tensor_obs=True, obs_type="pooled", **TINY)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the unbounded Box's warnings, not under test here
+            with pytest.raises(TypeError, match="tensor_obs=False") as e:
+                check_env(env, skip_render_check=True)
+        assert "check_env" in str(e.value) and "\n" not in str(e.value)
+    obs, _ = env.reset(seed=0)  # outside the checker the env works as before
+    assert isinstance(obs, torch.Tensor)
+
+
+def test_tensor_obs_space_holds_tensors():
+    env = make(tensor_obs=True, obs_type="pooled")
+    space = env.observation_space
+    obs, _ = env.reset(seed=0)
+    assert obs in space and obs.numpy() in space  # numpy is still checked as Box checks it
+    assert torch.full((N, D), float("nan")) not in space
+    assert obs.double() not in space and obs[:-1] not in space
+    sample = space.sample()
+    assert isinstance(sample, torch.Tensor) and sample.device == env.device and sample in space
+
+
+def test_tensor_obs_sync_vector_env_stacks_tensors_like_the_numpy_one():
+    """make_vec(sync) of tensor_obs envs: (num_envs, N, D) tensors on the device, equal
+    to the numpy vector env's observations step by step, across an autoreset."""
+    kwargs = dict(TINY, obs_type="pooled", episode_steps=2)
+    tv = gym.make_vec("patchenv/PatchSelection-v0", num_envs=2, vectorization_mode="sync", tensor_obs=True, **kwargs)
+    nv = gym.make_vec("patchenv/PatchSelection-v0", num_envs=2, vectorization_mode="sync", **kwargs)
+    obs_t, _ = tv.reset(seed=[3, 4])
+    obs_n, _ = nv.reset(seed=[3, 4])
+    assert isinstance(obs_t, torch.Tensor) and obs_t.shape == (2, N, D) and obs_t.device == torch.device("cpu")
+    assert obs_t in tv.observation_space and tv.observation_space.shape == (2, N, D)
+    np.testing.assert_array_equal(obs_t.numpy(), obs_n)
+    assert not np.array_equal(obs_n[0], obs_n[1])  # two runs, two seeds
+    rng = np.random.default_rng(0)
+    for _ in range(4):  # episode_steps=2: both sub-envs autoreset on the way
+        action = (rng.random((2, N)) < 0.5).astype(np.int8)
+        action[:, 0] = 1
+        t, n = tv.step(action), nv.step(action)
+        assert isinstance(t[0], torch.Tensor)
+        np.testing.assert_array_equal(t[0].numpy(), n[0])
+        for got, want in zip(t[1:4], n[1:4]):
+            np.testing.assert_array_equal(got, want)
+    tv.close()
+    nv.close()
+
+
+def test_tensor_obs_async_vector_env_is_refused_in_one_line():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="vectorization_mode='sync'") as e:
+            gym.make_vec("patchenv/PatchSelection-v0", num_envs=2, vectorization_mode="async", tensor_obs=True,
+                         obs_type="pooled", **TINY)
+    assert "tensor_obs=False" in str(e.value) and "\n" not in str(e.value)
+
+
 # -- seeding and episodes ------------------------------------------------------------------------
 @pytest.mark.parametrize("selection,obs_type", [("batch", "embeddings"), ("image", "attention")])
 def test_same_seed_same_rollout_different_seed_differs(selection, obs_type):

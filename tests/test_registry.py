@@ -175,3 +175,20 @@ def test_load_reads_the_agent_from_the_file(tmp_path):
     (tmp_path / "other.json").write_text('{"agent": "no_such_agent", "config": {}, "state": {}}')
     with pytest.raises(ValueError, match="unknown agent 'no_such_agent'"):
         registry.load(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize("name,suffix", [("random", ".json"), ("agentvit", ".pt"), ("ppo", ".zip")])
+@pytest.mark.parametrize("damage", ["not-the-format", "empty", "folder", "broken-zip"])
+def test_a_damaged_agent_file_is_a_one_line_value_error_naming_it(tmp_path, name, suffix, damage):
+    """Through the registry (which reads the name from the file) and through the agent's own
+    load: a ValueError naming the file, on one line, whatever the damage."""
+    path = tmp_path / f"agent{suffix}"
+    if damage == "folder":
+        path.mkdir()
+    else:
+        path.write_bytes({"not-the-format": b"not json{", "empty": b"",
+                          "broken-zip": b"PK\x03\x04" + b"\x00" * 40}[damage])
+    for load in (registry.load, agents.make(name).load):
+        with pytest.raises(ValueError) as e:
+            load(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value), str(e.value)

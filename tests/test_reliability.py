@@ -3,6 +3,7 @@ import hashlib
 import io
 import math
 import os
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -65,6 +66,13 @@ def _with(value, selection="batch", dtype=np.float64):
     return a
 
 
+def _quietly(make):
+    """Build a test tensor without torch's beta, prototype and deprecation warnings."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return make()
+
+
 BAD_BATCH = {
     "short": (_ones(N - 1), ValueError),
     "long": (_ones(N + 1), ValueError),
@@ -92,6 +100,14 @@ BAD_BATCH = {
     "torch-two": (torch.full((N,), 2), ValueError),
     "torch-nan": (torch.from_numpy(_with(np.nan)), ValueError),
     "torch-keeps-none": (torch.zeros(N, dtype=torch.bool), ValueError),
+    # tensors that hold no plain values: named, with the expected shape, never a torch error
+    "torch-meta": (torch.ones(N, device="meta"), TypeError),
+    "torch-sparse": (torch.ones(N).to_sparse(), TypeError),
+    "torch-sparse-csr": (_quietly(lambda: torch.ones(1, N).to_sparse_csr()), TypeError),
+    "torch-quantized": (_quietly(lambda: torch.quantize_per_tensor(torch.ones(N), 1.0, 0, torch.quint8)), TypeError),
+    "torch-nested": (_quietly(lambda: torch.nested.nested_tensor([torch.ones(N // 2)] * 2)), TypeError),
+    "torch-nested-jagged": (torch.nested.nested_tensor([torch.ones(N // 2)] * 2, layout=torch.jagged), TypeError),
+    "masked-array": (np.ma.masked_array(_ones(N), mask=np.arange(N) == 3), TypeError),
 }
 BAD_IMAGE = {
     "batch-shape": (_ones(N), ValueError),
@@ -106,6 +122,8 @@ BAD_IMAGE = {
     "all-rows-keep-none": (np.zeros((B, N), np.int8), ValueError),
     "None": (None, TypeError),
     "torch-row-keeps-none": (torch.ones(B, N).index_fill_(0, torch.tensor([4]), 0), ValueError),
+    "torch-meta": (torch.ones(B, N, device="meta"), TypeError),
+    "torch-sparse": (torch.ones(B, N).to_sparse(), TypeError),
 }
 
 
@@ -119,6 +137,13 @@ def _check_message(selection, name, err):
             assert "4" in msg
     else:
         assert ("(64,)" if selection == "batch" else "(16, 64)") in msg, msg  # names the expected shape
+    assert "\n" not in msg
+    what = {"torch-meta": "meta-device", "torch-sparse": "sparse", "torch-sparse-csr": "sparse",
+            "torch-quantized": "quantized", "torch-nested": "nested", "torch-nested-jagged": "nested",
+            "masked-array": "masked"}.get(name)
+    if what is not None:
+        assert what in msg, msg
+        assert name == "masked-array" or "dense tensor of real dtype" in msg, msg
 
 
 @pytest.mark.parametrize("selection,cases", [("batch", BAD_BATCH), ("image", BAD_IMAGE)])
@@ -204,7 +229,7 @@ def test_constructor_errors_name_the_choices():
              (dict(device="tpu"), "cpu"), (dict(n_patch_desired=64), "63"), (dict(n_patch_desired=0), "63"),
              (dict(batch_size=5000), "5000"), (dict(patch_size=5), "patch_size"), (dict(dim=0), "dim"),
              (dict(lr=-1.0), "lr"), (dict(alpha=1.5), "alpha"), (dict(episode_steps=0), "episode_steps"),
-             (dict(amp="fp8"), "bf16")]
+             (dict(amp="fp8"), "bf16"), (dict(patch_size=32), "1 patch: there is nothing to choose")]
     for kwargs, word in cases:
         with pytest.raises(ValueError, match=word):
             make(**kwargs)
@@ -425,6 +450,31 @@ def test_render_greys_out_the_dropped_patches_of_the_batch_just_trained():
     np.testing.assert_array_equal(frame[:, :128], (want * 255).round().astype(np.uint8))
     with pytest.raises(ValueError, match="render_mode"):
         make(render_mode="human")
+
+
+def test_record_video_films_an_episode(tmp_path):
+    """Gymnasium's RecordVideo writes an mp4 of render()'s frames: read back, one frame per
+    reset and step, each of render()'s size, at the env's render_fps."""
+    pytest.importorskip("moviepy", reason="RecordVideo writes through moviepy (pip install -e '.[test]')")
+    imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="moviepy's ffmpeg reader")
+    from gymnasium.wrappers import RecordVideo
+
+    env = gym.make("patchenv/PatchSelection-v0", render_mode="rgb_array", episode_steps=4,
+                   **{**TINY, "dataset": _SYNTHETIC})
+    env = RecordVideo(env, str(tmp_path / "video"), episode_trigger=lambda episode: True, disable_logger=True)
+    env.reset(seed=0)
+    steps, done = 0, False
+    while not done:
+        _, _, terminated, truncated, _ = env.step(valid("batch", steps))
+        steps, done = steps + 1, terminated or truncated
+    height, width, _ = env.unwrapped.render().shape
+    env.close()
+    (video,) = (tmp_path / "video").glob("*.mp4")
+    assert video.stat().st_size > 0
+    frames = imageio_ffmpeg.read_frames(str(video))
+    meta = next(frames)
+    assert meta["size"] == (width, height) and meta["fps"] == env.unwrapped.metadata["render_fps"]
+    assert sum(1 for _ in frames) == steps + 1 == 5
 
 
 def test_copying_an_env_says_to_use_checkpoints():
