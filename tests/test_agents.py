@@ -17,7 +17,7 @@ from agents.base import Agent
 from conftest import TINY
 from patchenv.selector import PatchSelector
 
-SELECTIONS = ("batch", "image")
+SELECTIONS = ("batch", "image", "count")
 
 
 def make_env(agent, **overrides):
@@ -137,7 +137,7 @@ def test_k_above_the_envs_patch_count_is_refused_at_setup(name):
 
 def test_selection_seed_and_unknown_arguments_are_checked():
     for name in agents.available():
-        with pytest.raises(ValueError, match=r"selection must be one of \('batch', 'image'\)"):
+        with pytest.raises(ValueError, match=r"selection must be one of \('batch', 'image', 'count'\)"):
             agents.make(name, selection="pixel")
         for seed in (-1, "a", 1.5):
             with pytest.raises(ValueError, match="seed must be an integer >= 0"):

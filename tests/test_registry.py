@@ -16,7 +16,7 @@ from agents.base import Agent
 from patchenv import registry
 from patchenv.selector import PatchSelector
 
-BUILTINS = {"agentvit", "all", "random", "norm_topk", "attention_topk", "ppo", "grow", "cosine"}
+BUILTINS = {"agentvit", "all", "random", "norm_topk", "attention_topk", "ppo", "grow", "cosine", "keeprate"}
 PATCHENV = Path(patchenv.__file__).parent
 
 
