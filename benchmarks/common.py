@@ -85,15 +85,16 @@ def mean_ci(values: Iterable[Optional[float]], level: float = 0.95) -> tuple[Opt
     return float(np.mean(vals)), half, len(vals)
 
 
-def fmt_ci(values: Iterable[Optional[float]], fmt: str = "{:.3f}", scale: float = 1.0, mark_zero: bool = False) -> str:
-    """'mean ± half-width' of the 95% interval; with `mark_zero`, a trailing '*' when the
-    interval excludes 0 (a paired difference distinguishable from none)."""
+def fmt_ci(values: Iterable[Optional[float]], fmt: str = "{:.3f}", scale: float = 1.0,
+           null: Optional[float] = None) -> str:
+    """'mean ± half-width' of the 95% interval; with a `null` value (0 for a paired
+    difference, 1 for a ratio), a trailing '*' when the interval excludes it."""
     mean, half, n = mean_ci(values)
     if n == 0:
         return "-"
     if half is None:
         return fmt.format(mean * scale)
-    star = "*" if mark_zero and abs(mean) > half else ""
+    star = "*" if null is not None and abs(mean - null) > half else ""
     return f"{fmt.format(mean * scale)} ± {fmt.replace('+', '').format(half * scale)}{star}"
 
 

@@ -73,7 +73,7 @@ BUDGETS = ("equal-epochs", "equal-time")
 # Scalar per-run fields: the CSV's columns, in order (the JSON adds the per-epoch "curve").
 RUN_FIELDS = ("selector", "seed", "dataset") + SUMMARY_FIELDS + (
     "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy", "time_to_target_s", "tokens_to_target",
-    "flops_to_target", "speedup_to_target", "speedup_to_target_flops")
+    "flops_to_target", "speedup_to_target", "speedup_to_target_flops", "accuracy_delta_at_equal_flops")
 # Configuration keys that must match for --resume to reuse earlier runs.
 COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device", "protocol")
 OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "accuracy_vs_flops.png", "patch_keep_frequency.png",
@@ -281,6 +281,21 @@ def fill_relative(runs: list[dict], target: Optional[float]) -> None:
                                   if a_reached and r["time_to_target_s"] else None)
         r["speedup_to_target_flops"] = (a_reached["train_flops"] / r["flops_to_target"]
                                         if a_reached and r["flops_to_target"] else None)
+        r["accuracy_delta_at_equal_flops"] = _delta_at_equal_flops(r, a, key)
+
+
+def _delta_at_equal_flops(run: dict, ref: dict, key: str) -> Optional[float]:
+    """The run's final accuracy (on the curves' split) minus the reference's at the same
+    training FLOPs: the reference's curve interpolated linearly in FLOPs between its
+    evaluations, held at its first (last) value before (after) them. Before its first
+    evaluation the reference is credited with its first epoch's accuracy, which can only
+    favour it. None without the data."""
+    pts = [(p["train_flops"], p[key]) for p in ref["curve"] if p.get(key) is not None and p.get("train_flops")]
+    mine = [p for p in run["curve"] if p.get(key) is not None and p.get("train_flops")]
+    if not pts or not mine:
+        return None
+    xs, ys = zip(*pts)
+    return float(mine[-1][key] - np.interp(mine[-1]["train_flops"], xs, ys))
 
 
 def _first_reaching(curve: list[dict], key: str, target: Optional[float]) -> Optional[dict]:
@@ -294,7 +309,8 @@ def _first_reaching(curve: list[dict], key: str, target: Optional[float]) -> Opt
 
 def summary_table(runs: list[dict], selectors: list[str]) -> str:
     """Per selector: mean ± the 95% confidence interval over seeds; the differences against
-    `all` are paired by seed, and a '*' marks those whose interval excludes zero."""
+    `all` are paired by seed, and a '*' marks those whose interval excludes zero (one for
+    the speed-ups, taken over the seeds that reached the target)."""
     order = list(dict.fromkeys(selectors + [r["selector"] for r in runs]))
     key = curve_key(runs)
     rows = []
@@ -303,20 +319,24 @@ def summary_table(runs: list[dict], selectors: list[str]) -> str:
         if not rs:
             continue
 
-        def col(k, fmt="{:.3f}", scale=1.0, paired=False):
-            return fmt_ci([r.get(k) for r in rs], fmt, scale, mark_zero=paired and name != REFERENCE)
+        def col(k, fmt="{:.3f}", scale=1.0, null=None):
+            return fmt_ci([r.get(k) for r in rs], fmt, scale, null=None if name == REFERENCE else null)
 
         rows.append([name, len(rs), col("test_accuracy", "{:.2f}", 100),
-                     col("accuracy_delta_vs_all", "{:+.2f}", 100, paired=True),
+                     col("accuracy_delta_vs_all", "{:+.2f}", 100, null=0.0),
                      col("test_accuracy_masked", "{:.2f}", 100), col("test_accuracy_random_masks", "{:.2f}", 100),
                      col("mean_patches_kept", "{:.1f}"), col("train_time_s", "{:.1f}"),
                      col("train_flops", "{:.3g}", 1e-12), col("speedup_vs_all", "{:.2f}"),
-                     col("time_to_target_s", "{:.1f}"), col("speedup_to_target", "{:.2f}"),
-                     col("speedup_to_target_flops", "{:.2f}"), col("agent_overhead_share", "{:.1f}", 100)])
+                     f"{sum(r.get('flops_to_target') is not None for r in rs)}/{len(rs)}",
+                     col("time_to_target_s", "{:.1f}"), col("speedup_to_target", "{:.2f}", null=1.0),
+                     col("speedup_to_target_flops", "{:.2f}", null=1.0),
+                     col("accuracy_delta_at_equal_flops", "{:+.2f}", 100, null=0.0),
+                     col("agent_overhead_share", "{:.1f}", 100)])
     header = ["selector", "seeds", "test acc % (all patches)", "Δ test acc vs all (points, paired)",
               "test acc % (own masks)", "test acc % (random masks)", "patches kept", "train time s",
-              "train TFLOPs", "speed-up vs all", f"time to target s ({key.split('_')[0]})", "speed-up to target",
-              "speed-up to target (FLOPs)", "agent overhead %"]
+              "train TFLOPs", "speed-up vs all", "reached target", f"time to target s ({key.split('_')[0]})",
+              "speed-up to target", "speed-up to target (FLOPs)",
+              f"Δ {key.split('_')[0]} acc at equal FLOPs (points, paired)", "agent overhead %"]
     return markdown_table(header, rows)
 
 
@@ -494,8 +514,9 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], images) -> int:
           f"seeds {','.join(map(str, cfg['seeds']))}, device {cfg['device']} ({meta['cpu']}"
           + (f", {meta['gpu']}" if meta["gpu"] else "") + f", {meta['torch_threads']} torch threads)\n")
     print(summary_table(runs, cfg["selectors"]))
-    print(f"\nmean ± 95% confidence interval over seeds (Student's t); Δ paired by seed, '*' where its interval "
-          f"excludes 0; targets on the {curve_key(runs).split('_')[0]} split; schedule {cfg['schedule']}; "
+    print(f"\nmean ± 95% confidence interval over seeds (Student's t); Δ and speed-ups paired by seed against all, "
+          f"'*' where the interval excludes 0 (Δ) or 1 (speed-ups, over the seeds that reached the target); "
+          f"targets on the {curve_key(runs).split('_')[0]} split; schedule {cfg['schedule']}; "
           f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
     print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'accuracy_vs_time.png'}, "
           f"{out / 'patch_keep_frequency.png'}")

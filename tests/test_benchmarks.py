@@ -322,3 +322,22 @@ def test_each_selector_is_built_once_to_validate_it(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         _compare(tmp_path, selectors="random:k=8,norm_topk,random:k=8")
     assert built == ["all", "random:k=8", "norm_topk"]
+
+
+def test_accuracy_at_equal_flops_interpolates_the_reference_curve():
+    from benchmarks.compare_selectors import fill_relative
+
+    ref = {"selector": "all", "seed": 0, "train_time_s": 4.0, "test_accuracy": 0.8,
+           "curve": [{"train_flops": 100, "train_time_s": 2.0, "train_tokens": 1, "val_accuracy": 0.5},
+                     {"train_flops": 200, "train_time_s": 4.0, "train_tokens": 2, "val_accuracy": 0.7}]}
+    cheap = {"selector": "random", "seed": 0, "train_time_s": 2.0, "test_accuracy": 0.75,
+             "curve": [{"train_flops": 60, "train_time_s": 1.0, "train_tokens": 1, "val_accuracy": 0.45},
+                       {"train_flops": 150, "train_time_s": 2.0, "train_tokens": 2, "val_accuracy": 0.66}]}
+    tiny = dict(cheap, seed=0, selector="tiny", curve=[dict(cheap["curve"][0], train_flops=50)])
+    runs = [ref, cheap, tiny]
+    fill_relative(runs, None)
+    # At 150 FLOPs the reference is halfway between 0.5 and 0.7: 0.6; below its first point it holds 0.5.
+    assert cheap["accuracy_delta_at_equal_flops"] == pytest.approx(0.66 - 0.6)
+    assert tiny["accuracy_delta_at_equal_flops"] == pytest.approx(0.45 - 0.5)
+    assert ref["accuracy_delta_at_equal_flops"] == pytest.approx(0.0)
+    assert cheap["flops_to_target"] is None and cheap["speedup_to_target_flops"] is None  # never reached 0.7
