@@ -8,20 +8,28 @@ patches kept so far; `patchenv.progress`). Which patches: k drawn uniformly at r
 image by the env, what PatchDropout and the token-count schedules do.
 
 The policy is a Stable-Baselines3 DQN trained on whole training runs of a tiny ViT on
-digits (an episode = one run, a fresh ViT each time) with the ``"progress"`` reward: the
-probe's loss decrease per unit of compute. It picks one of ``levels`` counts
+digits (an episode = one run, a fresh ViT each time). It picks one of ``levels`` counts
 (N/levels, 2N/levels, ..., N) every ``decide_every`` steps (the probe's interval, so every
-decision is paid by exactly one probe). Because its observation is normalised by the
-run's budget (share done, not steps), the same policy drives a run of any length.
+decision sees a fresh probe). Because its observation is normalised by the run's budget
+(share done, not steps), the same policy drives a run of any length. Two objectives, one
+packaged policy each (``keeprate:objective=...``):
 
-Apply it (no retraining; the packaged policy is ``agents/policies/keeprate-digits.zip``):
+- ``progress`` (default): the env's ``reward="progress"``, the probe's loss decrease per
+  unit of compute. Greedy per-FLOP efficiency: the policy learns to keep few patches.
+- ``target``: what the benchmarks score, the compute to reach the accuracy plain training
+  reaches. The target is the probe accuracy at the end of all-patch proxy runs; every
+  decision costs its FLOPs (1 with every patch), the episode ends when the probe reaches
+  the target, and missing it by the budget's end costs another whole run.
 
-    python -m benchmarks.compare_selectors --selectors all,keeprate ...
+Apply it (no retraining; the packaged policies are
+``agents/policies/keeprate-{progress,target}-digits.zip``):
+
+    python -m benchmarks.compare_selectors --selectors all,keeprate,keeprate:objective=target ...
     patchenv train --agent keeprate --dataset fashion_mnist ...
 
-Train it again (about 5 minutes on one CPU core; the recipe the packaged file came from):
+Train one again (about 6 minutes on one CPU core; the recipe the packaged files came from):
 
-    python -m agents.keeprate --out agents/policies/keeprate-digits.zip
+    python -m agents.keeprate --objective progress   # or target; --out FILE to write elsewhere
 
 ``train(env, steps)`` only acts: the policy is frozen while it controls a run (learning
 online would need many runs of the run being controlled).
@@ -46,9 +54,19 @@ import torch
 
 from agents.base import FORMAT, Agent, to_numpy
 from patchenv.atomic import atomic_write_bytes
+from patchenv.flops import step_flops
+from patchenv.progress import PROGRESS_FEATURES
 from patchenv.selector import ZIP_HEADER
 
-POLICY = Path(__file__).with_name("policies") / "keeprate-digits.zip"
+_PROBE_ACCURACY = PROGRESS_FEATURES.index("probe_accuracy")
+
+POLICIES = Path(__file__).with_name("policies")
+OBJECTIVES = ("progress", "target")
+
+
+def packaged_policy(objective: str) -> Path:
+    """The shipped policy trained for `objective` (see the module docstring)."""
+    return POLICIES / f"keeprate-{objective}-digits.zip"
 
 
 def count_for(level: int, levels: int, num_patches: int) -> int:
@@ -58,8 +76,10 @@ def count_for(level: int, levels: int, num_patches: int) -> int:
 
 @dataclass
 class KeepRateConfig:
-    policy: str = str(POLICY)
-    """the trained policy file (an SB3 DQN zip written by `python -m agents.keeprate`)"""
+    objective: str = "progress"
+    """which packaged policy to use: "progress" (trained on the env's progress reward) or "target" (trained to reach the all-patch run's accuracy with the least compute)"""
+    policy: Optional[str] = None
+    """a trained policy file (an SB3 DQN zip written by `python -m agents.keeprate`); None = the packaged one for `objective`"""
     decide_every: int = 20
     """env steps between two decisions (also the env's probe_every)"""
     seed: int = 0
@@ -69,9 +89,16 @@ class KeepRateConfig:
         if isinstance(self.decide_every, bool) or not isinstance(self.decide_every, (int, np.integer)) \
                 or self.decide_every <= 0:
             raise ValueError(f"decide_every must be a positive integer, got {self.decide_every!r}")
-        if not isinstance(self.policy, (str, os.PathLike)) or not str(self.policy):
-            raise ValueError(f"policy must be a path to a keeprate policy file, got {self.policy!r}")
-        self.policy = str(self.policy)
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.policy is not None:
+            if not isinstance(self.policy, (str, os.PathLike)) or not str(self.policy):
+                raise ValueError(f"policy must be a path to a keeprate policy file or None, got {self.policy!r}")
+            self.policy = str(self.policy)
+
+    @property
+    def policy_path(self) -> Path:
+        return Path(self.policy) if self.policy is not None else packaged_policy(self.objective)
 
 
 class KeepRate(Agent):
@@ -101,7 +128,7 @@ class KeepRate(Agent):
     def setup(self, env) -> None:
         super().setup(env)
         if self.model is None:
-            self.model, self.levels = read_policy(self.hp.policy)
+            self.model, self.levels = read_policy(self.hp.policy_path)
 
     def act(self, obs, explore: bool = False) -> int:
         if self.model is None:
@@ -153,10 +180,13 @@ class WholeRuns(gym.Wrapper):
     the sum of theirs (one probe each). The env's own epoch-long episodes are stitched
     together (its reset() without a seed continues the run)."""
 
-    def __init__(self, env: gym.Env, levels: int, decide_every: int):
+    def __init__(self, env: gym.Env, levels: int, decide_every: int, target: Optional[float] = None):
         super().__init__(env)
-        self.levels, self.decide_every = levels, decide_every
+        self.levels, self.decide_every, self.target = levels, decide_every, target
         self.action_space = gym.spaces.Discrete(levels)
+        u = env.unwrapped
+        self._full_step = step_flops(u.vit_config, u.batch_size, u.num_patches)["total"]
+        self._decisions = math.ceil(u.total_steps / decide_every)
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
         return self.env.reset(seed=seed, options={"new_run": True})
@@ -164,21 +194,52 @@ class WholeRuns(gym.Wrapper):
     def step(self, level):
         u = self.env.unwrapped
         action = count_for(int(level), self.levels, u.num_patches) - 1
-        total, info = 0.0, {}
+        total, flops, info = 0.0, 0, {}
+        ended = None
         for _ in range(self.decide_every):
             obs, reward, terminated, truncated, info = self.env.step(action)
             total += reward
+            flops += info["flops"]
             if terminated:
-                return obs, total, True, False, info
+                ended = (True, False)
+                break
             if u.global_step >= u.total_steps:
-                return obs, total, False, True, info
+                ended = (False, True)
+                break
             if truncated:  # an epoch ended; the run goes on
                 obs, _ = self.env.reset()
-        return obs, total, False, False, info
+        if self.target is None:  # objective "progress": the env's reward
+            return (obs, total, *(ended or (False, False)), info)
+        # Objective "target": pay the compute (1 per decision with every patch); the run
+        # ends once the probe reaches the target; missing it by the budget's end costs a
+        # whole run more.
+        reward = -flops / (self.decide_every * self._full_step)
+        if obs[_PROBE_ACCURACY] >= self.target:
+            return obs, reward, True, False, info
+        if ended is not None:
+            return obs, reward - (self._decisions if ended[1] else 0.0), *ended, info
+        return obs, reward, False, False, info
+
+
+def all_patch_probe_accuracy(env: gym.Env, seeds=(1000, 1001)) -> float:
+    """The probe accuracy at the end of whole all-patch runs (mean over `seeds`): the
+    target of the "target" objective, what plain training reaches in the budget."""
+    u, final = env.unwrapped, []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        while u.global_step < u.total_steps:
+            obs, _, terminated, truncated, _ = env.step(u.num_patches - 1)
+            if terminated:
+                break
+            if truncated:
+                obs, _ = env.reset()
+        # the probe runs every probe_every steps: the last one is at most that old
+        final.append(float(obs[_PROBE_ACCURACY]))
+    return float(np.mean(final))
 
 
 def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,
-                 dataset: str = "digits", show_progress: bool = True) -> dict:
+                 dataset: str = "digits", objective: str = "progress", show_progress: bool = True) -> dict:
     """Train the DQN on `runs` whole runs of the proxy task; save it to `out` (atomically)."""
     from stable_baselines3 import DQN
 
@@ -190,9 +251,10 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
                    probe_every=decide_every)
     u = env.unwrapped
     decisions = math.ceil(u.total_steps / decide_every)
-    wrapped = WholeRuns(env, levels, decide_every)
+    target = all_patch_probe_accuracy(env) if objective == "target" else None
+    wrapped = WholeRuns(env, levels, decide_every, target)
     model = DQN("MlpPolicy", wrapped, learning_rate=1e-3, buffer_size=20000, learning_starts=2 * decisions,
-                batch_size=64, gamma=0.98, train_freq=1, target_update_interval=4 * decisions,
+                batch_size=64, gamma=0.98 if objective == "progress" else 0.995, train_freq=1, target_update_interval=4 * decisions,
                 exploration_fraction=0.4, exploration_final_eps=0.05, policy_kwargs=dict(net_arch=[64, 64]),
                 seed=seed, verbose=0, device="cpu")
     start = time.perf_counter()
@@ -202,9 +264,10 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     model.save(buf)
     header = {"format": FORMAT, "agent": KeepRate.name, "levels": levels,
               "recipe": {"dataset": dataset, "preset": "tiny", "batch_size": 32, "epochs": epochs, "runs": runs,
-                         "levels": levels, "decide_every": decide_every, "seed": seed, "reward": "progress",
-                         "train_time_s": round(elapsed, 1)},
-              "config": {"selection": "count", "policy": str(out), "decide_every": decide_every, "seed": seed},
+                         "levels": levels, "decide_every": decide_every, "seed": seed, "objective": objective,
+                         "target": target, "train_time_s": round(elapsed, 1)},
+              "config": {"selection": "count", "objective": objective, "policy": str(out),
+                         "decide_every": decide_every, "seed": seed},
               "state": {}}
     with zipfile.ZipFile(buf, "a") as archive:
         archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
@@ -213,7 +276,7 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     # What the trained policy does along a fresh run: its count at each decision.
     counts = rollout_counts(model, wrapped, seed=10_000 + seed)
     env.close()
-    return {"train_time_s": elapsed, "decisions": runs * decisions, "counts": counts}
+    return {"train_time_s": elapsed, "decisions": runs * decisions, "counts": counts, "target": target}
 
 
 def rollout_counts(model, wrapped: WholeRuns, seed: int) -> list[int]:
@@ -230,7 +293,12 @@ def rollout_counts(model, wrapped: WholeRuns, seed: int) -> list[int]:
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.keeprate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=str(POLICY), help=f"policy file to write (default: {POLICY})")
+    p.add_argument("--objective", choices=OBJECTIVES, default="progress",
+                   help="progress: the env's reward (probe loss decrease per unit of compute); target: the compute "
+                        "to reach the all-patch run's final probe accuracy (default: progress)")
+    p.add_argument("--out", default=None,
+                   help="policy file to write (default: the packaged one for --objective, "
+                        f"{packaged_policy('OBJECTIVE')})")
     p.add_argument("--runs", type=int, default=60, help="whole proxy training runs to learn from (default: 60)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per proxy run (default: 10)")
     p.add_argument("--levels", type=int, default=8, help="count levels the policy picks from (default: 8)")
@@ -242,10 +310,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     torch.set_num_threads(1)
-    result = train_policy(Path(args.out), runs=args.runs, epochs=args.epochs, levels=args.levels,
+    out = Path(args.out) if args.out else packaged_policy(args.objective)
+    result = train_policy(out, runs=args.runs, epochs=args.epochs, levels=args.levels, objective=args.objective,
                           decide_every=args.decide_every, seed=args.seed, show_progress=not args.no_progress)
-    print(f"trained on {args.runs} runs ({result['decisions']} decisions) in {result['train_time_s']:.0f} s; "
-          f"saved {args.out}", file=sys.stderr)
+    target = "" if result["target"] is None else f" (target probe accuracy {result['target']:.4f})"
+    print(f"trained on {args.runs} runs ({result['decisions']} decisions) in {result['train_time_s']:.0f} s{target}; "
+          f"saved {out}", file=sys.stderr)
     print(f"counts along a fresh run: {result['counts']}", file=sys.stderr)
     return 0
 

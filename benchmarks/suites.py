@@ -8,8 +8,8 @@ wins (``--suite fmnist --seeds 0,1`` runs two of its seeds, ``--resume`` continu
 ``dataset-fashion-mnist``), the ``tiny`` ViT at batch 64 (64 patches of 4x4 on the 28x28
 images padded to 32), 10 epochs (about 15 s an epoch for ``all`` on one core of the
 project's 2-core machine, where its validation accuracy has flattened), 5 seeds, a 10%
-validation split for curves and targets, every built-in selector (``keeprate`` with its
-packaged policy, trained on digits: the suite is also its transfer test). ``agentvit`` runs the
+validation split for curves and targets, every built-in selector (``keeprate`` with both
+packaged policies, trained on digits: the suite is also their transfer test). ``agentvit`` runs the
 paper's schedule scaled to this run: CIFAR-10 has 391 batches an epoch, rewarded every 50th
 (7 per epoch) with eps decaying over 20000 of 39100 iterations (0.51 of the run); here an
 epoch has 844 batches, so every 108th batch and eps_decay 4300 of 8440 iterations.
@@ -22,6 +22,7 @@ SUITES: dict[str, dict] = {
         selectors=",".join([
             "all", "random", "random:selection=image", "grow", "cosine",
             "agentvit:frequency=108:eps_decay=4300", "norm_topk", "attention_topk", "ppo", "keeprate",
+            "keeprate:objective=target",
         ]),
         device="cpu", out="results/fmnist"),
 }

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import agents
-from agents.keeprate import POLICY, KeepRate, count_for, read_policy, train_policy
+from agents.keeprate import KeepRate, WholeRuns, count_for, packaged_policy, read_policy, train_policy
 from conftest import TINY
 
 
@@ -66,15 +66,35 @@ def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [dict(decide_every=0), dict(decide_every=True), dict(policy=""), dict(levels=3),
-                                 dict(selection="batch")])
+                                 dict(selection="batch"), dict(objective="fast")])
 def test_bad_arguments_fail_in_the_constructor(bad):
     with pytest.raises(ValueError):
         KeepRate(**bad)
 
 
-def test_the_packaged_policy_loads():
-    model, levels = read_policy(POLICY)
+@pytest.mark.parametrize("objective", ["progress", "target"])
+def test_the_packaged_policies_load(objective):
+    model, levels = read_policy(packaged_policy(objective))
     assert model.observation_space.shape == (9,) and model.action_space.n == levels
+    assert KeepRate(objective=objective).hp.policy_path == packaged_policy(objective)
+
+
+def test_the_target_objective_pays_compute_and_ends_at_the_target():
+    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+                   selection="count", probe_every=5)
+    u = env.unwrapped
+    wrapped = WholeRuns(env, levels=4, decide_every=5, target=2.0)  # unreachable: runs to the budget's end
+    wrapped.reset(seed=0)
+    _, r, terminated, truncated, info = wrapped.step(1)  # 32 of 64 patches
+    from patchenv.flops import step_flops
+    full, half = (step_flops(u.vit_config, TINY["batch_size"], k)["total"] for k in (64, 32))
+    # the first step also carries the probe run at reset; the fifth, its own probe
+    probe = step_flops(u.vit_config, min(128, len(u._val[1])), 64)["forward"]
+    assert r == pytest.approx(-(5 * half + 2 * probe) / (5 * full))
+    assert not terminated and not truncated
+    reached = WholeRuns(env, levels=4, decide_every=5, target=0.0)  # any probe reaches it
+    reached.reset(seed=0)
+    assert reached.step(3)[2] is True
 
 
 def test_the_runner_trains_and_evaluates_a_count_agent(policy, tmp_path):
