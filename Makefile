@@ -29,9 +29,12 @@ $(STAMP): pyproject.toml
 # agentvit keeps the paper's schedule relative to the run: CIFAR-10 has 390 batches an
 # epoch, rewarded every 50th (7 per epoch), eps decaying over 20000 of ~39000 iterations;
 # digits at batch 32 has 44, so every 6th batch and eps_decay 450 of ~880 iterations.
+# --cpus-per-run 2: each run on two torch threads, as the README's table was measured (a
+# run's thread count is --cpus-per-run, default 1, so its numbers do not depend on the machine).
 run: $(STAMP)
 	$(PY) -m benchmarks.compare_selectors --dataset digits --preset small --epochs 20 --seeds 0,1 \
-		--selectors all,random,agentvit:frequency=6:eps_decay=450,norm_topk --device cpu --out results/digits --resume
+		--selectors all,random,agentvit:frequency=6:eps_decay=450,norm_topk --device cpu --cpus-per-run 2 \
+		--out results/digits --resume
 
 # The standard offline comparison to quote (benchmarks/suites.py): Fashion-MNIST from
 # Debian's dataset-fashion-mnist, tiny ViT, 10 epochs, 5 seeds, every built-in selector;
