@@ -138,6 +138,7 @@ class Cluster:
         finished one is merged into OUT at once. Returns the first unfinished run when the
         sweep was interrupted (Ctrl-C: `stop`); raises TrialsFailed when trials failed for
         good."""
+        import ray
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback
 
@@ -146,26 +147,29 @@ class Cluster:
         done = set()
         cluster = self
 
+        def merge(i: int, result: dict) -> None:
+            """Trial i's finished run into the results, once."""
+            if i in done or "metrics" not in result:  # a trial stopped by Ctrl-C reported nothing
+                return
+            point, seed, selector = phase[i]
+            runs.append(cs.record(point, selector, seed, json.loads(result["metrics"])))
+            if failures.get(i):
+                cluster.retried.append({**where(jobs[i]), "failures": failures[i],
+                                        "resumed_from_step": result["resumed_from_step"]})
+            meta["ray"] = cluster.describe()
+            cs.write_results(out, meta, runs, cfg, "running")
+            done.add(i)
+            bar.update(1)
+
         class Collect(tune.Callback):
-            """Runs in this process: merges each finished trial's run into the results."""
+            """Merges each finished trial's run into the results as it ends (Tune runs its
+            callbacks in this process, except through Ray Client)."""
 
             def on_trial_recover(self, iteration, trials, trial, **info):
                 failures[trial.config["index"]] = failures.get(trial.config["index"], 0) + 1
 
             def on_trial_complete(self, iteration, trials, trial, **info):
-                i = trial.config["index"]
-                point, seed, selector = phase[i]
-                result = trial.last_result
-                if "metrics" not in result:  # stopped by Ctrl-C before its run finished
-                    return
-                runs.append(cs.record(point, selector, seed, json.loads(result["metrics"])))
-                if failures.get(i):
-                    cluster.retried.append({**where(jobs[i]), "failures": failures[i],
-                                            "resumed_from_step": result["resumed_from_step"]})
-                meta["ray"] = cluster.describe()
-                cs.write_results(out, meta, runs, cfg, "running")
-                done.add(i)
-                bar.update(1)
+                merge(trial.config["index"], trial.last_result)
 
         class Interrupted(tune.Stopper):
             """Ctrl-C (the sweep's handler): stop every trial; each run keeps its last epoch
@@ -177,19 +181,31 @@ class Cluster:
             def stop_all(self):
                 return stop.requested
 
+        # Through Ray Client (ray://) Tune runs on the cluster, its callbacks and stopper
+        # with it: there the results are merged once fit() returns, and Ctrl-C ends the
+        # connection.
+        client = ray.util.client.ray.is_connected()
         trainable = tune.with_resources(tune.with_parameters(trial, jobs=jobs),
                                         {"cpu": cfg["cpus_per_run"], "gpu": cfg["gpus_per_run"]})
-        name = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{'references' if all(j['selector'] == cs.REFERENCE for j in jobs) else 'runs'}"
+        kind = "references" if all(j["selector"] == cs.REFERENCE for j in jobs) else "runs"
+        name = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{kind}"
         tuner = tune.Tuner(
             trainable,
             param_space={"index": tune.grid_search(list(range(len(jobs))))},
-            tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=lambda t: trial_name(jobs[t.config["index"]]),
+            # reuse_actors: a worker process runs trial after trial (as the local backend
+            # runs every run in one process), saving its start-up (seconds: torch's import)
+            tune_config=tune.TuneConfig(reuse_actors=True,
+                                        trial_name_creator=lambda t: trial_name(jobs[t.config["index"]]),
                                         trial_dirname_creator=lambda t: f"{t.config['index']:04d}-"
                                         + cs._safe(trial_name(jobs[t.config["index"]]), "._-=,")),
             run_config=tune.RunConfig(name=name, storage_path=str(out.resolve() / "ray"), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=cfg["max_failures"]),
-                                      callbacks=[Collect(), JsonLoggerCallback()], stop=Interrupted()))
+                                      callbacks=[JsonLoggerCallback()] + ([] if client else [Collect()]),
+                                      stop=None if client else Interrupted()))
         grid = tuner.fit()
+        for result in grid:
+            if result.error is None and result.metrics:
+                merge(result.config["index"], result.metrics)
         missing = [i for i in range(len(jobs)) if i not in done]
         if stop.requested and missing:
             return phase[missing[0]]
@@ -213,17 +229,17 @@ def connected(cfg: dict, args) -> Iterator[Cluster]:
     import ray
 
     if ray.is_initialized():
-        yield Cluster(ray.get_runtime_context().gcs_address)
+        yield Cluster("already connected")
         return
     init(address=args.ray_address, num_cpus=args.ray_num_cpus)
     try:
-        cluster = Cluster(args.ray_address or f"local ({ray.get_runtime_context().gcs_address})")
+        cluster = Cluster(args.ray_address or "local")
         need = {"CPU": cfg["cpus_per_run"], "GPU": cfg["gpus_per_run"]}
         have = ray.cluster_resources()
         short = [f"{need[k]:g} {k}" for k in need if need[k] > have.get(k, 0)]
         if short and args.ray_address is None:  # a cluster may scale up; this machine will not
             raise RunError(f"a trial needs {' and '.join(short)} but the local Ray has "
-                             f"{have.get('CPU', 0):g} CPU and {have.get('GPU', 0):g} GPU")
+                           f"{have.get('CPU', 0):g} CPU and {have.get('GPU', 0):g} GPU")
         yield cluster
     finally:
         ray.shutdown()
