@@ -594,7 +594,8 @@ def plot(runs: list[dict], selectors: list[str], path: Path, title: str, x: str 
         rs = [r for r in runs if series_name(r) == name and r["curve"]]
         if not rs:
             continue
-        color = f"C{i % 10}"
+        # matplotlib's 10 default colours would repeat beyond 10 selectors: tab20 then
+        color = f"C{i}" if len(order) <= 10 else plt.get_cmap("tab20")(i % 20)
         chance = 100.0 / 10  # every data set here has 10 classes
 
         def series(r):
