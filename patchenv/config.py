@@ -78,7 +78,7 @@ class EnvConfig:
     obs_type: Optional[str] = field(default=None, metadata=_NOT_CLI)
     """embeddings (B, N, D); pooled (N, D), their batch mean; attention (B, N), the paper's state; progress (PROGRESS_FEATURES,), how far training has got; None = progress for selection="count", else embeddings"""
     reward: str = field(default="paper", metadata={"choices": REWARDS})
-    """paper: the notebook's loss and patch-count terms (alpha, loss_weight, patch_weight); progress: the held-out probe's loss decrease per unit of compute (patchenv.rewards.progress_reward; needs val_fraction > 0)"""
+    """paper: the notebook's loss and patch-count terms (alpha, loss_weight, patch_weight); progress: the probe's loss decrease per unit of compute (patchenv.progress; the probe is held out when val_fraction > 0, else a fixed training batch, with a warning)"""
     probe_size: int = 128
     """images in the probe: a fixed batch of the validation split (of the training set when there is none), evaluated with every patch for the progress observation and reward"""
     probe_every: int = 20

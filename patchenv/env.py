@@ -139,7 +139,9 @@ class PatchSelectionEnv(gym.Env):
     ``loss_ref_step = frequency``, the notebook's reference (its first rewarded batch).
 
     ``reward="progress"``: the held-out probe's loss decrease per unit of compute, paid on
-    every ``probe_every``-th step, 0 between (`patchenv.progress`); needs ``val_fraction``.
+    every ``probe_every``-th step, 0 between (`patchenv.progress`). The probe is held out
+    with ``val_fraction > 0``; without a validation split it is a fixed batch of training
+    images (a warning says so).
 
     ## Starting State
     ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
@@ -224,8 +226,8 @@ class PatchSelectionEnv(gym.Env):
         # normalisation stays the data set's (its whole training set's mean and std).
         self.val_fraction = cfg.val_fraction
         if cfg.reward == "progress" and cfg.val_fraction <= 0:
-            raise ValueError("reward='progress' measures a held-out probe: build the env with val_fraction > 0 "
-                             "(e.g. 0.1)")
+            gym.logger.warn("reward='progress' without a validation split: its probe is a fixed batch of training "
+                            "images, not held out; build the env with val_fraction > 0 (e.g. 0.1) for a held-out probe")
         split = val_split(len(images.train_y), cfg.val_fraction)
         val = None
         if split is not None:

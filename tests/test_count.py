@@ -123,9 +123,13 @@ def test_progress_reward_is_probe_improvement_per_compute():
         prev_loss, spent, spent_all = loss, 0, 0
 
 
-def test_progress_reward_needs_a_validation_split_and_excludes_reward_fn():
-    with pytest.raises(ValueError, match="val_fraction > 0"):
-        gym.make(ID, **{**COUNT, "val_fraction": 0.0, "reward": "progress"})
+def test_progress_reward_without_a_split_warns_and_excludes_reward_fn():
+    # Without a split the probe is a training batch: it still works, with a warning.
+    with pytest.warns(UserWarning, match="not held out.*val_fraction > 0"):
+        env = gym.make(ID, **{**COUNT, "val_fraction": 0.0, "reward": "progress"})
+    env.reset(seed=0)
+    rewards = [env.step(5)[1] for _ in range(6)]
+    assert all(np.isfinite(rewards)) and any(r != 0 for r in rewards)
     with pytest.raises(ValueError, match="alternatives"):
         make(reward="progress", reward_fn=lambda s: 0.0)
     with pytest.raises(ValueError, match="reward must be one of"):
