@@ -221,18 +221,17 @@ class WholeRuns(gym.Wrapper):
         return obs, reward, False, False, info
 
 
-def all_patch_probe_accuracy(env: gym.Env, seeds=(1000, 1001)) -> float:
+def all_patch_probe_accuracy(runs: WholeRuns, seeds=(1000, 1001)) -> float:
     """The probe accuracy at the end of whole all-patch runs (mean over `seeds`): the
-    target of the "target" objective, what plain training reaches in the budget."""
-    u, final = env.unwrapped, []
+    target of the "target" objective, what plain training reaches in the budget.
+    `runs` must have no target (it then ends each run at the budget's end)."""
+    final = []
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
-        while u.global_step < u.total_steps:
-            obs, _, terminated, truncated, _ = env.step(u.num_patches - 1)
-            if terminated:
-                break
-            if truncated:
-                obs, _ = env.reset()
+        obs, _ = runs.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = runs.step(runs.levels - 1)  # the top level keeps every patch
+            done = terminated or truncated
         # the probe runs every probe_every steps: the last one is at most that old
         final.append(float(obs[_PROBE_ACCURACY]))
     return float(np.mean(final))
@@ -251,7 +250,7 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
                    probe_every=decide_every)
     u = env.unwrapped
     decisions = math.ceil(u.total_steps / decide_every)
-    target = all_patch_probe_accuracy(env) if objective == "target" else None
+    target = all_patch_probe_accuracy(WholeRuns(env, levels, decide_every)) if objective == "target" else None
     wrapped = WholeRuns(env, levels, decide_every, target)
     model = DQN("MlpPolicy", wrapped, learning_rate=1e-3, buffer_size=20000, learning_starts=2 * decisions,
                 batch_size=64, gamma=0.98 if objective == "progress" else 0.995, train_freq=1, target_update_interval=4 * decisions,

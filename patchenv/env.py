@@ -379,9 +379,8 @@ class PatchSelectionEnv(gym.Env):
         n_tokens = int(kept_per_image.sum())
         longest = int(kept_per_image.max())
         n_padding = self.batch_size * longest - n_tokens
-        flops = self._flops.get(longest)
-        if flops is None:  # host arithmetic on the shapes, once per sequence length
-            flops = self._flops[longest] = step_flops(self.vit_config, self.batch_size, longest)["total"]
+        flops = self._train_flops(longest)
+        kept = float(kept_per_image.mean())
         trained_epoch = self.epoch
         self.global_step += 1
         self._episode_step += 1
@@ -389,12 +388,8 @@ class PatchSelectionEnv(gym.Env):
             self._loss_ref = loss_v
         # Progress statistics and, every probe_every steps, the probe (with the updated
         # weights, before the next batch's observation is made from them).
-        flops_all = self._flops.get(self.num_patches)
-        if flops_all is None:
-            flops_all = self._flops[self.num_patches] = step_flops(self.vit_config, self.batch_size,
-                                                                   self.num_patches)["total"]
-        self._progress.after_step(loss_v, float(kept_per_image.mean()), flops + self._pending_probe_flops,
-                                  flops_all + self._pending_probe_flops)
+        self._progress.after_step(loss_v, kept, flops + self._pending_probe_flops,
+                                  self._train_flops(self.num_patches) + self._pending_probe_flops)
         probe_flops, self._pending_probe_flops = self._pending_probe_flops, 0
         progress_reward = 0.0
         if self._uses_probe and not diverged and self.global_step % self.config.probe_every == 0:
@@ -416,7 +411,6 @@ class PatchSelectionEnv(gym.Env):
         self.last_step_time_s = time.perf_counter() - t0
         self.train_time_s += self.last_step_time_s
 
-        kept = float(kept_per_image.mean())
         # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
         loss_ref = self._loss_ref if self._loss_ref is not None else loss_v
         lt = loss_term(loss_v, loss_ref)
@@ -441,6 +435,14 @@ class PatchSelectionEnv(gym.Env):
         if self.selection == "image":
             info["kept_per_image"] = kept_per_image.copy()
         return obs, float(reward), terminated, truncated, info
+
+    def _train_flops(self, seq_len: int) -> int:
+        """Training FLOPs of one step on (B, seq_len) tokens (`step_flops`): host
+        arithmetic on the shapes, cached per sequence length."""
+        flops = self._flops.get(seq_len)
+        if flops is None:
+            flops = self._flops[seq_len] = step_flops(self.vit_config, self.batch_size, seq_len)["total"]
+        return flops
 
     def _custom_reward(self, stats: StepStats, diverged: bool) -> float:
         """``reward_fn(stats)``, checked. It runs after the training step: when it fails,
