@@ -383,6 +383,7 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     except OSError as e:
         raise RunError(f"cannot write the log folder {log_dir}: {e.strerror or e} ({e.filename or log_dir})") from None
     meta = meta_block(device, config, "running")
+    meta["eval_split"] = eval_split(u, protocol)
 
     def write_metrics(status: str, summary: Optional[dict] = None) -> dict:
         meta.update(status=status)
@@ -474,12 +475,15 @@ def _partial(state: RunState) -> dict:
             "mean_patches_kept": s.mean("kept"), "mean_reward": s.mean("reward")}
 
 
-def has_val(u) -> bool:
-    return u.config.val_fraction > 0
+def eval_split(u, protocol: str) -> str:
+    """The split a run evaluates after every epoch, decided here only: the validation split
+    under ``protocol="val"`` when the env has one (``val_fraction > 0``), else the test
+    split. Recorded in ``meta["eval_split"]``."""
+    return "val" if protocol == "val" and u.config.val_fraction > 0 else "test"
 
 
 def _evaluate(u, state: RunState, spe: int, protocol: str) -> dict:
-    split = "val" if protocol == "val" and has_val(u) else "test"
+    split = eval_split(u, protocol)
     ev = u.evaluate(split)
     s = state.epoch
     previous = state.history[-1]["train_time_s"] if state.history else 0.0
