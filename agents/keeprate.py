@@ -4,7 +4,7 @@ The paper's agent learns *which* patches to keep while the run it controls train
 one learns *how many* (``selection="count"``: keep-rate control, in the spirit of
 DACBench's learning-rate control), from the env's ``"progress"`` observation (how far the
 run has got, the training loss and its trend, a held-out probe's loss and accuracy,
-patches kept so far; `patchenv.progress`). Which patches: k drawn uniformly at random per
+patches kept so far; `patchenv.env.progress`). Which patches: k drawn uniformly at random per
 image by the env, what PatchDropout and the token-count schedules do.
 
 The policy is a Stable-Baselines3 DQN trained on whole training runs of a tiny ViT on
@@ -54,8 +54,8 @@ import torch
 
 from agents.base import FORMAT, Agent, to_numpy
 from patchenv.atomic import atomic_write_bytes
-from patchenv.flops import step_flops
-from patchenv.progress import PROGRESS_FEATURES
+from patchenv.model.flops import step_flops
+from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.selector import ZIP_HEADER
 
 _PROBE_ACCURACY = PROGRESS_FEATURES.index("probe_accuracy")
@@ -243,7 +243,7 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     from stable_baselines3 import DQN
 
     import patchenv  # noqa: F401  (registers the env ids)
-    from patchenv.presets import PRESETS
+    from patchenv.env.presets import PRESETS
 
     env = gym.make("patchenv/PatchSelection-v0", dataset=dataset, **{**PRESETS["tiny"], "batch_size": 32},
                    device="cpu", val_fraction=0.1, selection="count", reward="progress", budget_epochs=epochs,

@@ -3,7 +3,7 @@ device_report): embed, forward on the kept tokens of one shared mask (an index t
 cross-entropy, backward and the env's own optimiser, on a fixed random batch, with no
 env around it. ``mode``: "eager", "compile" (``forward_tokens`` compiled as the env
 compiles it, so the two share inductor's cache) or "graph" (the whole step replayed from
-the env's CUDA graphs, `patchenv.cuda_graph`)."""
+the env's CUDA graphs, `patchenv.model.cuda_graph`)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -12,9 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from patchenv.cuda_graph import GraphedStep
-from patchenv.env import make_optimizer
-from patchenv.vit import SimpleViT, init_weights
+from patchenv.model.cuda_graph import GraphedStep
+from patchenv.model.training import make_optimizer
+from patchenv.model.vit import SimpleViT, init_weights
 
 MODES = ("eager", "compile", "graph")
 

@@ -1,6 +1,6 @@
 """Pieces the benchmarks share: list parsing, CSV and figure files, timing, statistics.
 
-The ``meta`` block every result file carries lives in `patchenv.meta`; JSON results are
+The ``meta`` block every result file carries lives in `patchenv.run.meta`; JSON results are
 written with `patchenv.atomic.atomic_write_json`.
 """
 from __future__ import annotations

@@ -79,13 +79,14 @@ from benchmarks.suites import SUITES
 from patchenv import data as data_mod
 from patchenv import registry
 from patchenv.atomic import atomic_write_json
-from patchenv.config import EnvConfig
+from patchenv.env.config import EnvConfig
 from patchenv.env import resolve_device
-from patchenv.interrupt import GracefulInterrupt
-from patchenv.meta import meta_block
-from patchenv.options import (DEFAULT_PRESET, add_run_arguments, check_out, check_seed, clear_out, env_settings,
-                              memory_message, one_line, out_of_memory)
-from patchenv.run import SUMMARY_FIELDS, Budget, RunError, has_checkpoint, locked, read_progress, run_training
+from patchenv.run.interrupt import GracefulInterrupt
+from patchenv.run.meta import meta_block
+from patchenv.checks import check_seed, memory_message, one_line, out_of_memory
+from patchenv.cli.options import DEFAULT_PRESET, add_run_arguments, check_out, env_settings
+from patchenv.run import (SUMMARY_FIELDS, Budget, RunError, clear_out, has_checkpoint, locked, read_progress,
+                          run_training)
 
 REFERENCE = "all"
 BUDGETS = ("equal-epochs", "equal-time")

@@ -87,8 +87,8 @@ import patchenv  # noqa: F401  (registers the env ids)
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_write_json, atomic_write_text
 from patchenv.env import resolve_device
-from patchenv.meta import meta_block
-from patchenv.presets import PRESETS
+from patchenv.run.meta import meta_block
+from patchenv.env.presets import PRESETS
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 IMAGE_SIZE = 32
@@ -101,7 +101,7 @@ class ReportConfig:
     """What one report measures; `full_config` and `quick_config` are the two sizes."""
 
     preset: str = "paper"
-    """ViT size from patchenv.presets.PRESETS (its batch size is not used)"""
+    """ViT size from patchenv.env.presets.PRESETS (its batch size is not used)"""
     batch_sizes: tuple = (128, 512)
     """batch sizes of the bare-step timing; the first is the one the r32 target reads"""
     ks: tuple = (64, 48, 32, 16, 8)
@@ -724,7 +724,7 @@ def evaluate_targets(report: dict) -> list[dict]:
 
 # -- the report ---------------------------------------------------------------------------------
 def device_meta(ctx: Context, argv: list[str]) -> dict:
-    """The common meta block (`patchenv.meta`) plus the GPU's properties."""
+    """The common meta block (`patchenv.run.meta`) plus the GPU's properties."""
     dev = ctx.device
     meta = meta_block(dev, asdict(ctx.cfg))
     gpu = None

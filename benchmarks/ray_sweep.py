@@ -44,8 +44,8 @@ import torch
 from benchmarks import compare_selectors as cs
 from patchenv import data as data_mod
 from patchenv.atomic import jsonable
-from patchenv.interrupt import GracefulInterrupt
-from patchenv.meta import git_commit
+from patchenv.run.interrupt import GracefulInterrupt
+from patchenv.run.meta import git_commit
 from patchenv.run import Budget, RunError, has_checkpoint, read_progress
 
 # No usage report; Tune's automatic per-trial loggers off (the CSV and TensorBoard ones

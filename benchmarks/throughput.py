@@ -42,8 +42,8 @@ from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, t
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_write_json
 from patchenv.env import resolve_device
-from patchenv.meta import meta_block
-from patchenv.presets import PRESETS
+from patchenv.run.meta import meta_block
+from patchenv.env.presets import PRESETS
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 

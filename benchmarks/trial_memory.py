@@ -48,7 +48,7 @@ def child(preset: str, dataset: str, device: str, selector: str) -> dict:
 
     from benchmarks import compare_selectors as cs
     from patchenv import data as data_mod
-    from patchenv.interrupt import GracefulInterrupt
+    from patchenv.run.interrupt import GracefulInterrupt
     from patchenv.run import Budget
 
     after_imports = peak_rss_mib()
@@ -125,7 +125,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         p.error(f"--device: expected cpu or cuda, got {args.device!r}")
 
     from patchenv.atomic import atomic_write_json
-    from patchenv.meta import meta_block
+    from patchenv.run.meta import meta_block
 
     rows = []
     for preset in presets:

@@ -11,9 +11,9 @@ Importing the package registers the environments:
 """
 from gymnasium.envs.registration import register
 
-from patchenv.env import PatchSelectionEnv
+from patchenv.env import EnvConfig, PatchSelectionEnv
 
-__all__ = ["PatchSelectionEnv"]
+__all__ = ["EnvConfig", "PatchSelectionEnv"]
 __version__ = "0.1.0"
 
 _ENTRY = "patchenv.env:PatchSelectionEnv"

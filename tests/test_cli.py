@@ -9,8 +9,8 @@ import pytest
 import agents
 from benchmarks import compare_selectors
 from patchenv import cli
-from patchenv import run as run_mod
-from patchenv.interrupt import GracefulInterrupt
+from patchenv.run import loop as run_loop
+from patchenv.run.interrupt import GracefulInterrupt
 
 # 2048 synthetic images / batch 64 = 32 steps per epoch with the tiny ViT.
 # --protocol paper: no validation split, so every epoch has the whole 2048 training images.
@@ -33,7 +33,7 @@ def comparable(rows):
 
 def interrupt_after(monkeypatch, steps):
     """The runner's Ctrl-C handler, pressed after `steps` env steps (a step boundary)."""
-    monkeypatch.setattr(run_mod, "GracefulInterrupt", functools.partial(GracefulInterrupt, after_steps=steps))
+    monkeypatch.setattr(run_loop, "GracefulInterrupt", functools.partial(GracefulInterrupt, after_steps=steps))
 
 
 def test_one_tiny_epoch_writes_metrics_and_agent(tmp_path, capsys):
@@ -139,7 +139,7 @@ def test_agentvit_interrupted_then_resumed_equals_an_uninterrupted_run(tmp_path,
     assert m["partial"]["steps"] == 8
     assert (tmp_path / "cut" / "checkpoints" / "step-000000040" / "agent.pt").exists()
 
-    monkeypatch.setattr(run_mod, "GracefulInterrupt", GracefulInterrupt)
+    monkeypatch.setattr(run_loop, "GracefulInterrupt", GracefulInterrupt)
     assert cli.main(["train", "--resume", "--out", str(tmp_path / "cut"), "--no-progress"]) == 0
     resumed, straight = metrics(tmp_path, "cut"), metrics(tmp_path, "straight")
     assert resumed["meta"]["status"] == "complete"
@@ -152,7 +152,7 @@ def test_ctrl_c_stops_ppo_after_the_step_and_resume_extends_the_run(tmp_path, mo
     assert run(tmp_path, "--agent", "ppo", "--epochs", "1") == 130
     m = metrics(tmp_path)
     assert m["meta"]["status"] == "interrupted" and m["partial"]["steps"] == 5
-    monkeypatch.setattr(run_mod, "GracefulInterrupt", GracefulInterrupt)
+    monkeypatch.setattr(run_loop, "GracefulInterrupt", GracefulInterrupt)
     assert run(tmp_path, "--resume", "--epochs", "2") == 0  # a new total with --epochs
     m = metrics(tmp_path)
     assert m["meta"]["status"] == "complete" and [row["global_step"] for row in m["epochs"]] == [32, 64]
@@ -300,13 +300,13 @@ def test_settings_too_large_for_memory_are_a_one_line_error(tmp_path, capsys, mo
     """torch reports a failed CPU allocation (a huge --dim, --heads or --image-size) as a
     RuntimeError; the CLI says what to shrink. Simulated: a real 6 TB request could be
     granted lazily by an overcommitting kernel."""
-    import patchenv.env
+    import patchenv.model.training
 
     def huge(**kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate "
                            "memory: you tried to allocate 6144000000000 bytes. Error code 12 (Cannot allocate memory)")
 
-    monkeypatch.setattr(patchenv.env, "SimpleViT", huge)
+    monkeypatch.setattr(patchenv.model.training, "SimpleViT", huge)
     with pytest.raises(SystemExit) as e:
         run(tmp_path, "--agent", "all", "--epochs", "1", "--heads", str(10**9))
     assert e.value.code == 2
@@ -426,7 +426,7 @@ def test_ppo_resume_mid_rollout_warns_once_and_is_close_but_not_exact(tmp_path, 
 
     interrupt_after(monkeypatch, 5)  # inside the first rollout (32 steps, one per epoch)
     assert run(tmp_path, "--agent", "ppo", "--epochs", "2", name="cut") == 130
-    monkeypatch.setattr(run_mod, "GracefulInterrupt", GracefulInterrupt)
+    monkeypatch.setattr(run_loop, "GracefulInterrupt", GracefulInterrupt)
     capsys.readouterr()
     assert run(tmp_path, "--resume", name="cut") == 0
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pytest
 
-from patchenv.config import EnvConfig, add_env_arguments, env_kwargs_from_args, field_docs
+from patchenv.env.config import EnvConfig, add_env_arguments, env_kwargs_from_args, field_docs
 from patchenv.data import synthetic
 
 # What a saved run had to share before EnvConfig existed (checkpoint format v0, kept in

@@ -12,8 +12,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from conftest import TINY
 from patchenv import data as data_mod
-from patchenv.flops import step_flops
-from patchenv.progress import PROGRESS_FEATURES
+from patchenv.model.flops import step_flops
+from patchenv.env.progress import PROGRESS_FEATURES
 
 ID = "patchenv/PatchSelection-v0"
 COUNT = dict(TINY, selection="count", val_fraction=0.2, budget_epochs=2, probe_every=3, probe_size=40)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from patchenv import data
+from patchenv.data import fashion_mnist, images
 from patchenv.env import PatchSelectionEnv
 
 CIFAR_TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
@@ -53,7 +54,7 @@ def write_fashion_mnist(folder, n_train=20, n_test=8, seed=0, gz=True):
               "train_y": rng.integers(0, 10, n_train, dtype=np.uint8),
               "test_x": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
               "test_y": rng.integers(0, 10, n_test, dtype=np.uint8)}
-    for key, stem in data._FMNIST_FILES.items():
+    for key, stem in fashion_mnist._FMNIST_FILES.items():
         raw = _idx_bytes(arrays[key])
         if gz:
             with gzip.open(folder / (stem + ".gz"), "wb") as f:
@@ -65,7 +66,7 @@ def write_fashion_mnist(folder, n_train=20, n_test=8, seed=0, gz=True):
 
 @pytest.fixture
 def no_debian_fmnist(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-such-debian-folder")
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "no-such-debian-folder")
 
 
 @pytest.fixture
@@ -167,15 +168,15 @@ def test_channel_stats_match_a_direct_float64_computation():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(1000, 3, 8, 8), dtype=np.uint8)
     x[:, 2] = 7  # a constant channel
-    mean, std = data._channel_stats(x, chunk=64)
+    mean, std = images.channel_stats(x, chunk=64)
     xf = x.astype(np.float64) / 255
     np.testing.assert_allclose(mean, xf.mean(axis=(0, 2, 3)), rtol=1e-12)
     np.testing.assert_allclose(std[:2], xf[:, :2].transpose(1, 0, 2, 3).reshape(2, -1).std(axis=1, ddof=1),
                                rtol=1e-9)
     assert std[2] == 1e-3 and isinstance(mean, tuple) and isinstance(mean[0], float)
-    assert data._channel_stats(torch.from_numpy(x), chunk=64) == (mean, std)  # a CPU tensor: the same numbers
+    assert images.channel_stats(torch.from_numpy(x), chunk=64) == (mean, std)  # a CPU tensor: the same numbers
     d = data.synthetic(n_train=64, n_test=8)
-    assert (d.mean, d.std) == data._channel_stats(d.train_x)
+    assert (d.mean, d.std) == images.channel_stats(d.train_x)
 
 
 # -- Fashion-MNIST ----------------------------------------------------------------------
@@ -200,7 +201,7 @@ def test_fashion_mnist_found_in_debian_folder_first(tmp_path, monkeypatch):
     debian = tmp_path / "debian"
     arrays = write_fashion_mnist(debian, n_train=12, seed=1)
     write_fashion_mnist(tmp_path / "root" / "FashionMNIST" / "raw", n_train=20, seed=2)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", debian)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", debian)
     d = data.load_dataset("fashion_mnist", data_root=tmp_path / "root")
     np.testing.assert_array_equal(d.train_y.numpy(), arrays["train_y"])
 

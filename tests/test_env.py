@@ -16,7 +16,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from conftest import TINY
 from patchenv import data
-from patchenv.config import EnvConfig
+from patchenv.data import digits, fashion_mnist
+from patchenv.env.config import EnvConfig
 from patchenv.env import PatchSelectionEnv
 from patchenv.wrappers import FlattenMultiBinaryAction
 from test_data import write_cifar10, write_fashion_mnist
@@ -78,8 +79,8 @@ def id_kwargs(tmp_path, monkeypatch):
     written in their own formats, digits cached (scikit-learn's loader is the slow part)."""
     write_cifar10(tmp_path, n_per_file=8)
     write_fashion_mnist(tmp_path / "FashionMNIST" / "raw", n_train=40, n_test=8)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
-    monkeypatch.setattr(data, "_digits", _cached_digits)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    monkeypatch.setattr(digits, "load", _cached_digits)
     tiny = {k: v for k, v in TINY.items() if k != "dataset"}
     return {
         "patchenv/PatchSelection-v0": dict(TINY),
@@ -89,7 +90,7 @@ def id_kwargs(tmp_path, monkeypatch):
     }
 
 
-_cached_digits = functools.lru_cache(data._digits)
+_cached_digits = functools.lru_cache(digits.load)
 
 
 # -- registration and the checkers ----------------------------------------------------------
@@ -548,7 +549,7 @@ def test_eval_fraction_evaluates_a_fixed_subset_of_the_test_split():
     """eval_fraction=0.75 of 40 test images: the 30 that randperm(40) from a generator
     seeded with EVAL_SUBSET_SEED puts first, the same in every run, seed and env; the
     numbers are the model's on those images, by hand. The train split stays whole."""
-    from patchenv.env import EVAL_SUBSET_SEED
+    from patchenv.data.splits import EVAL_SUBSET_SEED
 
     images = data.synthetic(n_train=64, n_test=40)
     env = make(dataset=images, eval_fraction=0.75)
@@ -590,7 +591,7 @@ def test_val_fraction_holds_out_a_fixed_validation_split():
     validation split, the first of randperm(2048) seeded with VAL_SPLIT_SEED, the same
     whatever the run's seed; the rest, in their order, are the training set. Checked
     against the original arrays by image bytes (and labels)."""
-    from patchenv.env import VAL_SPLIT_SEED
+    from patchenv.data.splits import VAL_SPLIT_SEED
 
     images = data.synthetic()  # TINY's data set, by hand: n_train=2048
     n = len(images.train_y)
@@ -722,7 +723,7 @@ def test_digits_trains_a_step_and_evaluates_offline(monkeypatch):
         raise AssertionError("the network was used")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(data, "_digits", _cached_digits)
+    monkeypatch.setattr(digits, "load", _cached_digits)
     tiny = {k: v for k, v in TINY.items() if k != "dataset"}
     env = gym.make("patchenv/Digits-v0", **tiny, obs_type="pooled")
     obs, _ = env.reset(seed=0)

@@ -15,8 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from conftest import TINY
 from patchenv.env import PatchSelectionEnv
-from patchenv.flops import PARTS, step_flops
-from patchenv.vit import SimpleViT
+from patchenv.model.flops import PARTS, step_flops
+from patchenv.model.vit import SimpleViT
 
 VIT = dict(image_size=32, patch_size=4, num_classes=10, channels=3, dim=32, depth=2, heads=2, dim_head=16,
            mlp_dim=64)

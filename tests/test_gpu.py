@@ -14,7 +14,7 @@ import torch
 
 import agents
 from conftest import TINY
-from patchenv.vit import SimpleViT, init_weights
+from patchenv.model.vit import SimpleViT, init_weights
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
@@ -252,8 +252,8 @@ def test_count_selection_progress_reward_and_patch_credit_on_cuda():
     import torch.nn.functional as F
 
     from patchenv import data as data_mod
-    from patchenv.flops import step_flops
-    from patchenv.progress import PROGRESS_FEATURES
+    from patchenv.model.flops import step_flops
+    from patchenv.env.progress import PROGRESS_FEATURES
 
     kw = dict(selection="count", reward="progress", val_fraction=0.2, probe_every=2, probe_size=40, budget_epochs=1)
     env = make_env(**kw)

@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from patchenv import data
-from patchenv.config import EnvConfig, add_env_arguments
+from patchenv.data import imagenette, images
+from patchenv.env.config import EnvConfig, add_env_arguments
 from test_data import write_cifar10
 
 TINY_VIT = dict(device="cpu", batch_size=4, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
@@ -26,9 +27,9 @@ def write_imagenette(root, size="160px", n_train=3, n_val=2, side=24):
     *.JPEG: every image a centred side x side square of its class's colour on a black
     frame, landscape (2:1) or portrait (1:2) in turn, so only a centre crop is all colour.
     Returns the archive folder."""
-    folder = root / data.IMAGENETTE_ARCHIVES[size][0]
+    folder = root / imagenette.IMAGENETTE_ARCHIVES[size][0]
     for split, n in (("train", n_train), ("val", n_val)):
-        for label, wnid in enumerate(data.IMAGENETTE_WNIDS):
+        for label, wnid in enumerate(imagenette.IMAGENETTE_WNIDS):
             class_dir = folder / split / wnid
             class_dir.mkdir(parents=True)
             for i in range(n):
@@ -67,12 +68,12 @@ def test_layout_labels_and_centre_crop(tmp_path, offline):
 
 
 def test_default_size_is_64_and_every_archive_is_found(tmp_path):
-    for size in data.IMAGENETTE_ARCHIVES:
+    for size in imagenette.IMAGENETTE_ARCHIVES:
         root = tmp_path / size
         write_imagenette(root, size=size, n_train=1, n_val=1)
         d = data.load_dataset("imagenette", data_root=root)
         assert d.train_x.shape == (10, 3, 64, 64)
-        assert (root / f"{data.IMAGENETTE_ARCHIVES[size][0]}-64px.npz").is_file()
+        assert (root / f"{imagenette.IMAGENETTE_ARCHIVES[size][0]}-64px.npz").is_file()
     # With several archives on disk, the smallest that needs no upsampling is read.
     root = tmp_path / "both"
     write_imagenette(root, size="320px", n_train=2, n_val=1)
@@ -91,7 +92,7 @@ def test_cache_written_atomically_and_reused(tmp_path, monkeypatch):
 
     def no_decoding(path, size):
         raise AssertionError("decoded an image although the cache is valid")
-    monkeypatch.setattr(data, "_load_image", no_decoding)
+    monkeypatch.setattr(imagenette, "_load_image", no_decoding)
     second = data.load_dataset("imagenette", data_root=tmp_path, image_size=32)
     for key in ("train_x", "train_y", "test_x", "test_y"):
         assert torch.equal(getattr(first, key), getattr(second, key)), key
@@ -99,9 +100,9 @@ def test_cache_written_atomically_and_reused(tmp_path, monkeypatch):
     monkeypatch.undo()
 
     # Other files (one removed) make the cache stale: it is rebuilt.
-    (folder / "train" / data.IMAGENETTE_WNIDS[0] / f"{data.IMAGENETTE_WNIDS[0]}_00001.JPEG").unlink()
+    (folder / "train" / imagenette.IMAGENETTE_WNIDS[0] / f"{imagenette.IMAGENETTE_WNIDS[0]}_00001.JPEG").unlink()
     assert len(data.load_dataset("imagenette", data_root=tmp_path, image_size=32).train_y) == 19
-    monkeypatch.setattr(data, "_load_image", no_decoding)
+    monkeypatch.setattr(imagenette, "_load_image", no_decoding)
     assert len(data.load_dataset("imagenette", data_root=tmp_path, image_size=32).train_y) == 19
     monkeypatch.undo()
     # A damaged cache is rebuilt with a warning, not an error.
@@ -143,7 +144,7 @@ def test_download_fetches_the_smallest_fitting_archive(tmp_path, monkeypatch):
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
 def test_corrupt_jpeg_is_named(tmp_path, damage):
     folder = write_imagenette(tmp_path, n_train=2, n_val=1)
-    path = folder / "val" / data.IMAGENETTE_WNIDS[4] / f"{data.IMAGENETTE_WNIDS[4]}_00000.JPEG"
+    path = folder / "val" / imagenette.IMAGENETTE_WNIDS[4] / f"{imagenette.IMAGENETTE_WNIDS[4]}_00000.JPEG"
     raw = path.read_bytes()
     path.write_bytes({"garbage": b"not a jpeg" * 50, "truncated": raw[: len(raw) // 2], "empty": b""}[damage])
     with pytest.raises(data.DatasetCorruptError) as e:
@@ -154,7 +155,7 @@ def test_corrupt_jpeg_is_named(tmp_path, damage):
 
 def test_incomplete_folder_is_named(tmp_path):
     folder = write_imagenette(tmp_path, n_train=1, n_val=1)
-    missing = folder / "val" / data.IMAGENETTE_WNIDS[9]
+    missing = folder / "val" / imagenette.IMAGENETTE_WNIDS[9]
     for f in missing.iterdir():
         f.unlink()
     with pytest.raises(data.DatasetCorruptError, match=str(missing)):
@@ -194,13 +195,13 @@ def test_image_size_none_keeps_the_other_sets_as_they_were(tmp_path):
     big = data.load_dataset("cifar10", data_root=tmp_path, image_size=64)
     assert big.train_x.shape == (40, 3, 64, 64) and big.train_x.dtype == torch.uint8
     assert torch.equal(big.train_y, native.train_y) and big.mean == data.CIFAR10_MEAN
-    assert torch.equal(big.train_x, data._resize(native.train_x, 64))
+    assert torch.equal(big.train_x, images.resize(native.train_x, 64))
     # _resize: flat images stay flat; halving a linear ramp averages neighbouring pixels
     # (bilinear, antialiased: weights 1/8, 3/8, 3/8, 1/8), exact away from the border.
     flat = torch.full((2, 3, 32, 32), 77, dtype=torch.uint8)
-    assert bool((data._resize(flat, 64) == 77).all()) and bool((data._resize(flat, 16) == 77).all())
+    assert bool((images.resize(flat, 64) == 77).all()) and bool((images.resize(flat, 16) == 77).all())
     ramp = (torch.arange(32) * 8).to(torch.uint8).expand(1, 3, 32, 32)
-    half = data._resize(ramp, 16)
+    half = images.resize(ramp, 16)
     assert half[0, 0, 0, 1:-1].tolist() == [16 * i + 4 for i in range(1, 15)]  # (8*2i + 8*(2i+1)) / 2
     for bad in (0, -8, 2.5, True):
         with pytest.raises(ValueError, match="image_size"):
@@ -227,6 +228,6 @@ def test_names_match_torchvision():
 
     from torchvision.datasets import Imagenette
 
-    assert data.IMAGENETTE_WNIDS == tuple(sorted(Imagenette._WNID_TO_CLASS))  # its label order
-    assert {k: folder for k, (folder, _) in data.IMAGENETTE_ARCHIVES.items()} == \
+    assert imagenette.IMAGENETTE_WNIDS == tuple(sorted(Imagenette._WNID_TO_CLASS))  # its label order
+    assert {k: folder for k, (folder, _) in imagenette.IMAGENETTE_ARCHIVES.items()} == \
         {k: Path(url).stem for k, (url, _) in Imagenette._ARCHIVES.items()}  # where its archives unpack

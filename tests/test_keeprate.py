@@ -86,7 +86,7 @@ def test_the_target_objective_pays_compute_and_ends_at_the_target():
     wrapped = WholeRuns(env, levels=4, decide_every=5, target=2.0)  # unreachable: runs to the budget's end
     wrapped.reset(seed=0)
     _, r, terminated, truncated, info = wrapped.step(1)  # 32 of 64 patches
-    from patchenv.flops import step_flops
+    from patchenv.model.flops import step_flops
     full, half = (step_flops(u.vit_config, TINY["batch_size"], k)["total"] for k in (64, 32))
     # the first step also carries the probe run at reset; the fifth, its own probe
     probe = step_flops(u.vit_config, min(128, len(u._val[1])), 64)["forward"]

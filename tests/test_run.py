@@ -1,4 +1,4 @@
-"""The one runner (patchenv/run.py): budgets, records computed another way, checkpoint
+"""The one runner (patchenv/run/): budgets, records computed another way, checkpoint
 commits, exact resume with a random agent, and the layer rule (patchenv imports no agents)."""
 import ast
 import json
@@ -13,7 +13,9 @@ import torch
 
 from conftest import TINY
 from patchenv import run as run_mod
-from patchenv.interrupt import GracefulInterrupt
+from patchenv.run import checkpoints as run_checkpoints
+from patchenv.run import records as run_records
+from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.masks import exploration_mask
 from patchenv.registry import make_from_spec
 from patchenv.run import Budget, run_training
@@ -85,8 +87,8 @@ def test_a_stop_on_an_epoch_end_never_overwrites_the_checkpoint(tmp_path, monkey
     assert json.loads((tmp_path / "progress.json").read_text())["checkpoint"] == f"checkpoints/step-{spe:09d}"
     # A second save at the same step (e.g. a stop landing where an epoch-end save was just
     # made) writes a new folder; the old one goes only once progress.json names the new.
-    state = run_mod.load_checkpoint(tmp_path, env, agent)
-    run_mod.save_checkpoint(tmp_path, env, agent, state, {})
+    state = run_checkpoints.load_checkpoint(tmp_path, env, agent)
+    run_checkpoints.save_checkpoint(tmp_path, env, agent, state, {})
     progress = json.loads((tmp_path / "progress.json").read_text())
     folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert folders == [pathlib.Path(progress["checkpoint"]).name]  # one, complete, named by progress.json
@@ -154,12 +156,12 @@ def test_random_mask_accuracy_per_image_env_uses_one_mask_per_batch(tmp_path):
     env, agent = build("random:k=20:selection=image")
     m = run_training(env, agent, tmp_path, budget=Budget(epochs=1), seed=7, masked_eval=True, show_progress=False)
     u = env.unwrapped
-    draws = run_mod.random_masks(u, 7)
+    draws = run_records.random_masks(u, 7)
     rng = np.random.default_rng(7)
     for _ in range(3):
         mask = draws(None)
         assert mask.shape == (u.batch_size, 64) and (mask == exploration_mask(rng, 64)).all()
-    by_batch_masks = u.evaluate("test", masks=run_mod.random_masks(u, 7))["accuracy"]
+    by_batch_masks = u.evaluate("test", masks=run_records.random_masks(u, 7))["accuracy"]
     assert m["summary"]["test_accuracy_random_masks"] == by_batch_masks
 
 

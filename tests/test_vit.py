@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from patchenv.vit import SimpleViT, init_weights, posemb_sincos_2d, select_tokens
+from patchenv.model.vit import SimpleViT, init_weights, posemb_sincos_2d, select_tokens
 
 N = 64  # 32x32 images, 4x4 patches
 

@@ -1,7 +1,7 @@
 """The command-line vocabulary every front end shares (``patchenv train``,
 ``compare_selectors``, sweeps): the same flag for the same thing everywhere.
 
-- env settings: ``--preset`` plus one flag per `patchenv.config.EnvConfig` field
+- env settings: ``--preset`` plus one flag per `patchenv.env.config.EnvConfig` field
   (``--dataset``, ``--batch-size``, ``--lr``, ``--alpha``, ``--n-patch-desired``, ...);
   a flag given overrides the preset;
 - the agent: ``NAME[:key=value...]`` specs (`patchenv.registry.parse_spec`);
@@ -14,8 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Optional
 
-from patchenv.config import add_env_arguments, env_kwargs_from_args
-from patchenv.presets import PRESETS
+from patchenv.env.config import add_env_arguments, env_kwargs_from_args
+from patchenv.env.presets import PRESETS
 
 DEFAULT_PRESET = "paper"
 # What a front end uses when the flag is not given (the env's own default is the paper's
@@ -80,39 +80,6 @@ def positive_int(text: str) -> int:
     return value
 
 
-# numpy's global generator (seeded by the runner with the run's seed) takes seeds in [0, 2**32).
-SEED_MAX = 2**32 - 1
-
-
-def check_seed(seed, what: str = "--seed") -> int:
-    """A run's seed: an integer in [0, 2**32 - 1], numpy's seed range."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
-        raise ValueError(f"{what} must be an integer in [0, {SEED_MAX}] (numpy's seed range), got {seed!r}")
-    return seed
-
-
-def one_line(message) -> str:
-    """An error message on one line: messages of other libraries that get embedded may
-    span several (torch's do)."""
-    return " ".join(str(message).split())
-
-
-def out_of_memory(e: BaseException) -> bool:
-    """Settings too large for the machine (a huge --dim or --image-size): torch reports a
-    failed CPU allocation as a RuntimeError, a CUDA one as OutOfMemoryError."""
-    import torch
-
-    return isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) or (
-        isinstance(e, RuntimeError) and "can't allocate memory" in str(e))
-
-
-def memory_message(e: BaseException) -> str:
-    """The one-line error for `out_of_memory` settings: torch's first line, what to shrink."""
-    first = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return (f"not enough memory for these settings ({first}); try a smaller --preset, --batch-size or --image-size "
-            f"(a checkpoint already written is kept)")
-
-
 def env_settings(args: argparse.Namespace, preset: str) -> dict:
     """The env's keyword arguments: the preset, then every env flag that was given, then
     the validation split the protocol asks for."""
@@ -149,15 +116,3 @@ def check_out(out: Path, marker: str, resume: bool, overwrite: bool) -> None:
     if (out / marker).exists() and not (resume or overwrite):
         raise ValueError(f"{out} already holds results ({marker}); pass --resume to continue, --overwrite to "
                          f"start over, or another --out")
-
-
-def clear_out(out: Path, names) -> None:
-    """--overwrite, once the new settings are known to be valid: remove the old results."""
-    import shutil
-
-    for name in names:
-        path = out / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()

@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from patchenv.model.keep import Keep
+
 IMAGES = 4  # images per frame
 SCALE = 4  # pixels per image pixel: a 32x32 image is drawn 128x128
 GAP = 2  # grey pixels between images
@@ -30,3 +32,10 @@ def frame(images: torch.Tensor, keep: Optional[torch.Tensor], patch_size: int) -
     gap = np.full((h * SCALE, GAP, 3), GREY, dtype=np.float32)
     row = np.concatenate([part for t in tiles for part in (t, gap)][:-1], axis=1)
     return (row * 255).round().astype(np.uint8)
+
+
+def remember(batch: torch.Tensor, keep: Keep) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the next ``render()`` draws of a step: the first `IMAGES` images of the batch
+    it trained on and their (n, N) keep mask (on the host)."""
+    n = min(IMAGES, len(batch))
+    return batch[:n].clone(), torch.from_numpy(np.ascontiguousarray(keep.mask[:n]))

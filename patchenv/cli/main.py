@@ -27,9 +27,9 @@ import warnings
 from pathlib import Path
 
 from patchenv import registry
-from patchenv.options import (DEFAULT_PRESET, SEED_MAX, add_run_arguments, check_out, check_seed, clear_out,
-                              env_settings, memory_message, one_line, out_of_memory, parse_key_values)
-from patchenv.run import Budget, RunError, locked, print_line, read_progress, run_training
+from patchenv.checks import SEED_MAX, check_seed, one_line, out_of_memory_as
+from patchenv.cli.options import DEFAULT_PRESET, add_run_arguments, check_out, env_settings, parse_key_values
+from patchenv.run import Budget, RunError, eval_split, print_line, read_progress, run_training
 
 # What --resume takes from the saved run (given again, it must be the same).
 RUN_KEYS = ("agent", "dataset", "preset", "env", "seed")
@@ -93,53 +93,42 @@ def train(args) -> dict:
 
     out = Path(args.out or f"runs/{(args.agent or 'all').split(':')[0]}-{args.dataset or 'digits'}")
     try:
-        check_out(out, "metrics.json", args.resume, args.overwrite)
-        config, progress = _resume_config(args, out) if args.resume else (_run_config(args), None)
-        epochs = args.epochs or config.get("epochs") or 1
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"{out / 'progress.json'} is damaged: epochs {epochs!r} (give --epochs)")
-        config["epochs"] = epochs
-        budget = Budget(epochs=epochs)
-        agent = _make_agent(config["agent"], config["seed"], config["agent_kwargs"])
-        env_kwargs = {**config["env"], "budget_epochs": epochs, **agent.env_kwargs()}
-        env = gym.make("patchenv/PatchSelection-v0", **env_kwargs)
-        agent.setup(env)  # e.g. random:k above the env's patch count: refused before anything changes
+        with out_of_memory_as(CLIError):
+            check_out(out, "metrics.json", args.resume, args.overwrite)
+            config, progress = _resume_config(args, out) if args.resume else (_run_config(args), None)
+            epochs = args.epochs or config.get("epochs") or 1
+            if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+                raise ValueError(f"{out / 'progress.json'} is damaged: epochs {epochs!r} (give --epochs)")
+            config["epochs"] = epochs
+            agent = _make_agent(config["agent"], config["seed"], config["agent_kwargs"])
+            env = gym.make("patchenv/PatchSelection-v0", **{**config["env"], "budget_epochs": epochs,
+                                                            **agent.env_kwargs()})
     except ValueError as e:  # bad settings; missing or corrupt data are caught in main
         raise CLIError(str(e)) from None
-    except (MemoryError, RuntimeError) as e:
-        if not out_of_memory(e):
-            raise
-        raise CLIError(memory_message(e)) from None
     try:
-        with locked(out):  # a second process on the same --out is refused before it deletes or writes
-            if args.overwrite:  # the new settings are valid: only now is the old run removed
-                clear_out(out, ("metrics.json", "progress.json", "checkpoints", f"agent{agent.save_suffix}"))
+        with out_of_memory_as(CLIError):  # the ViT is built by the first reset, inside the run
             if args.resume:
                 print(f"resuming {out} at global step {progress['state']['total']['steps']}", flush=True)
             show = not args.no_progress
             u = env.unwrapped
-            protocol = config.get("protocol", "val")
-            split = "val" if protocol == "val" and config["env"].get("val_fraction") else "test"
+            split = eval_split(u, config.get("protocol", "val"))
 
             def on_epoch(row: dict) -> None:
                 print_line(f"epoch {row['epoch']:3}/{epochs}  train loss {row['train_loss']:.4f}  "
                            f"reward {row['mean_reward']:+.3f}  {split} acc {100 * row[split + '_accuracy']:.2f}%  "
                            f"kept {row['mean_patches_kept']:.1f}/{u.num_patches}  time {row['epoch_time_s']:.2f}s", show)
 
-            metrics = run_training(env, agent, out, budget=budget, seed=config["seed"], resume=args.resume,
-                                   config=config, checkpoint_every=args.checkpoint_every, log_dir=args.log_dir,
-                                   show_progress=show, on_epoch=on_epoch, protocol=protocol)
-            if metrics["meta"]["status"] == "complete":
-                agent.save(out / f"agent{agent.save_suffix}")
-            else:
+            # The runner holds --out's lock from here on, checks the agent against the env
+            # before it deletes anything (--overwrite) and saves the trained agent.
+            metrics = run_training(env, agent, out, budget=Budget(epochs=epochs), seed=config["seed"],
+                                   resume=args.resume, config=config, checkpoint_every=args.checkpoint_every,
+                                   log_dir=args.log_dir, show_progress=show, on_epoch=on_epoch,
+                                   protocol=config.get("protocol", "val"), overwrite=args.overwrite, save_agent=True)
+            if metrics["meta"]["status"] != "complete":
                 print(f"interrupted at step {u.global_step}; continue with: patchenv train --resume --out {out}",
                       file=sys.stderr, flush=True)
-    except RunError as e:
+    except RunError as e:  # the agent does not fit the env, another writer holds --out, a damaged checkpoint
         raise CLIError(str(e)) from None
-    except (MemoryError, RuntimeError) as e:  # the ViT is built by the first reset, inside the run
-        if not out_of_memory(e):
-            raise
-        raise CLIError(memory_message(e)) from None
     args.out = str(out)
     return metrics
 

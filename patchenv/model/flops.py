@@ -1,7 +1,7 @@
 """FLOPs of one SimpleViT training step, from the shapes alone (no device work).
 
 `step_flops(vit_config, batch_size, seq_len)` counts the forward and backward FLOPs of
-one training step of `patchenv.vit.SimpleViT` (``forward_tokens(embed(x), keep)``, the
+one training step of `patchenv.model.vit.SimpleViT` (``forward_tokens(embed(x), keep)``, the
 cross-entropy loss, ``backward()``) on a batch of B images whose transformer ran on a
 (B, K) token sequence. K is the sequence length the transformer really processed: the
 patches kept (a shared mask, or per-image masks with equal counts), or, for per-image

@@ -56,3 +56,24 @@ def weights_from_alpha(alpha: float) -> tuple[float, float]:
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     return float(alpha), 1.0 - float(alpha)
+
+
+def checked_reward(reward_fn: RewardFn, stats: StepStats, diverged: bool, global_step: int) -> float:
+    """``reward_fn(stats)``, checked. It runs after the training step: when it fails, the
+    step has been applied and the env is consistent (counters, pending batch, episode
+    state), so the caller gets the error and the next ``step`` goes on."""
+    try:
+        value = reward_fn(stats)
+    except Exception as e:
+        raise RuntimeError(f"reward_fn raised {type(e).__name__}: {e} (the training step {global_step} "
+                           f"was applied; the env is consistent and the next step() continues)") from e
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"reward_fn must return a real number, got {type(value).__name__} (the training step "
+                        f"{global_step} was applied)")
+    value = float(value)
+    if not math.isfinite(value):
+        if diverged:
+            return 0.0  # a diverged step may give a non-finite reward; it ends the episode anyway
+        raise ValueError(f"reward_fn must return a finite number, got {value} (the training step "
+                         f"{global_step} was applied)")
+    return value

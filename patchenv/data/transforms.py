@@ -1,0 +1,37 @@
+"""Batches on the device (airbench's way): uint8 to float, normalisation, and the paper's
+augmentation (random crop with 4-pixel padding, horizontal flip) as batched tensor ops."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def to_unit(x_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float32 in [0, 1] (torchvision's ToTensor)."""
+    return x_uint8.float().div_(255)
+
+
+def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """float (B, C, H, W) in [0, 1] -> normalised; mean/std shaped (1, C, 1, 1)."""
+    return (x - mean) / std
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Random crop with `pad`-pixel zero padding and random horizontal flip, batched.
+
+    x is (B, C, H, W) in [0, 1], before normalisation, so the padding is black as in the
+    paper's torchvision pipeline (RandomCrop, flip, ToTensor, Normalize). One gather does
+    crop and flip."""
+    b, c, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
+    flip = torch.rand(b, device=dev, generator=generator) < 0.5
+    ar_h = torch.arange(h, device=dev)
+    ar_w = torch.arange(w, device=dev)
+    cols = torch.where(flip[:, None], ar_w.flip(0)[None], ar_w[None]) + dx[:, None]  # (B, W)
+    rows = ar_h[None] + dy[:, None]  # (B, H)
+    bi = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()

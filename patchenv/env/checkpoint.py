@@ -1,0 +1,147 @@
+"""The env's whole training run on disk: ``save_checkpoint`` / ``load_checkpoint``.
+
+One file holds the ViT, the optimiser, every generator, the data order and position, the
+pending batch, the reward reference and the counters, with a SHA-256 of its contents, so a
+run continues bit for bit (same device type) and a damaged file is refused, not loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from patchenv.atomic import atomic_torch_save
+from patchenv.env.batches import prepare_observation
+from patchenv.env.progress import ProgressTracker
+from patchenv.env.training_run import install_run, run_parts
+
+# v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
+# transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
+CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
+_OLD_CHECKPOINT_FORMATS = {
+    "patchenv-checkpoint-v0": "its ViT has the newer vit-pytorch head (a LayerNorm on every token before pooling), "
+                              "not the notebook's (LayerNorm after pooling) that this patchenv trains",
+}
+
+
+def fingerprint(env) -> dict:
+    """The settings a checkpoint must agree with to be loaded."""
+    return env.config.fingerprint(dataset_name=env.dataset_name, **env._data_shape)
+
+
+def save(env, path: Union[str, os.PathLike]) -> None:
+    """Save the whole training run (ViT, optimiser, every RNG, data order and position,
+    pending batch, reward reference, counters). Written atomically: temp file + rename."""
+    if env.model is None:
+        raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "config": fingerprint(env),
+        "model": env.model.state_dict(),
+        "optimizer": env.optimizer.state_dict(),
+        "np_random": env.np_random.bit_generator.state,
+        "np_random_seed": getattr(env, "_np_random_seed", None),
+        "data_gen": env._data_gen.get_state(),
+        "perm": env._perm,
+        "pos": env._pos,
+        "epoch": env.epoch,
+        "global_step": env.global_step,
+        "episode_step": env._episode_step,
+        "episode_over": env._episode_over,
+        "loss_ref": env._loss_ref,
+        "batch_x": env._batch_x,
+        "batch_y": env._batch_y,
+        "train_time_s": env.train_time_s,
+        "progress": env._progress.state_dict(),
+        "pending_probe_flops": env._pending_probe_flops,
+    }
+    payload = io.BytesIO()
+    torch.save(state, payload)
+    payload = payload.getvalue()
+    # The checksum covers the whole run: a file damaged on disk is refused, not loaded.
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
+                       "payload": payload}, path)
+
+def load(env, path: Union[str, os.PathLike]):
+    """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
+    observation. The env must be built with the same configuration."""
+    path = Path(path)
+    try:
+        wrapper = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    if isinstance(wrapper, dict) and wrapper.get("format") in _OLD_CHECKPOINT_FORMATS:
+        raise ValueError(f"{path} is a {wrapper['format']} checkpoint: "
+                         f"{_OLD_CHECKPOINT_FORMATS[wrapper['format']]}; start a new run")
+    if not isinstance(wrapper, dict) or wrapper.get("format") != CHECKPOINT_FORMAT \
+            or not isinstance(wrapper.get("payload"), bytes):
+        raise ValueError(f"{path} is not a patchenv checkpoint ({CHECKPOINT_FORMAT})")
+    if hashlib.sha256(wrapper["payload"]).hexdigest() != wrapper.get("sha256"):
+        raise ValueError(f"checkpoint {path} is damaged: its contents do not match their checksum")
+    try:
+        state = torch.load(io.BytesIO(wrapper["payload"]), map_location=env.device, weights_only=False)
+        saved, ours = state["config"], fingerprint(env)
+    except Exception as e:
+        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    if saved != ours:
+        diff = ", ".join(f"{k} {saved.get(k)!r} (saved) != {ours.get(k)!r}"
+                         for k in sorted(saved.keys() | ours.keys()) if saved.get(k) != ours.get(k))
+        raise ValueError(f"checkpoint {path} was saved by an env with another configuration: {diff}")
+    # Everything is read into new objects first: a file that fails here leaves the
+    # running run as it was.
+    parts = run_parts(env, model_seed=None)
+    progress = ProgressTracker(env.num_patches)
+    try:
+        parts["model"].load_state_dict(state["model"])
+        # Checkpoints from before the progress statistics existed have none: a fresh
+        # tracker (their envs neither observed nor rewarded progress).
+        if "progress" in state:
+            progress.load_state_dict(state["progress"])
+        parts["optimizer"].load_state_dict(state["optimizer"])
+        np_random = np.random.Generator(np.random.PCG64())
+        np_random.bit_generator.state = state["np_random"]
+        missing = {"np_random_seed", "data_gen", "perm", "pos", "epoch", "global_step", "episode_step",
+                   "episode_over", "loss_ref", "batch_x", "batch_y", "train_time_s"} - set(state)
+        if missing:
+            raise KeyError(f"missing {sorted(missing)}")
+    except Exception as e:
+        raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {e}") from None
+    install_run(env, parts)
+    env._np_random = np_random
+    env._np_random_seed = state["np_random_seed"]
+    _restore_data_gen(env, state["data_gen"].cpu())  # generator states are CPU byte tensors
+    env._perm = state["perm"].to(env.device)
+    env._pos = state["pos"]
+    env.epoch = state["epoch"]
+    env.global_step = state["global_step"]
+    env._episode_step = state["episode_step"]
+    env._episode_over = state["episode_over"]
+    env._loss_ref = state["loss_ref"]
+    env._batch_x = state["batch_x"].to(env.device)
+    env._batch_y = state["batch_y"].to(env.device)
+    env.train_time_s = state["train_time_s"]
+    env._progress = progress
+    env._pending_probe_flops = state.get("pending_probe_flops", 0)
+    env._credit = None
+    env._restored = True
+    prepare_observation(env)
+    return env._observation()
+
+def _restore_data_gen(env, saved: torch.Tensor) -> None:
+    """The data order's generator from a checkpoint. CPU and CUDA generators keep
+    different states (5056 vs 16 bytes), so a run moved to the other device type is
+    reseeded from a hash of the saved state: deterministic, and the pending batch is
+    the saved one, but later epochs' order and crops differ from the original
+    device's. On the same device type the run continues exactly."""
+    try:
+        env._data_gen.set_state(saved)
+    except RuntimeError:
+        digest = hashlib.sha256(saved.numpy().tobytes()).digest()
+        env._data_gen.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+

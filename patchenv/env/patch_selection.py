@@ -1,0 +1,445 @@
+"""PatchSelectionEnv: an RL agent picks which image patches a ViT trains on.
+
+The contract (spaces, reward, episodes, info) is the class docstring; the settings are
+`patchenv.env.config.EnvConfig`'s fields. The class is the Gymnasium face; its parts live
+beside it: `action` (parsing), `batches` (data order and observations), `training_run`
+(a fresh ViT and optimiser), `evaluation`, `checkpoint`, `rewards`, `progress`, `render`.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import time
+from dataclasses import fields
+from typing import Any, Callable, Optional, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from patchenv.data import ImageData, load_dataset
+from patchenv.data.splits import eval_subset, hold_out_validation
+from patchenv.env import checkpoint
+from patchenv.env import render as render_mod
+from patchenv.env.action import parse_action
+from patchenv.env.batches import advance, make_obs, probe_data, run_probe
+from patchenv.env.config import EnvConfig, keyword_signature
+from patchenv.env.device import resolve_device
+from patchenv.env.evaluation import evaluate
+from patchenv.env.progress import ProgressTracker
+from patchenv.env.rewards import StepStats, checked_reward, loss_term, patch_term
+from patchenv.env.spaces import action_space, observation_space, refuse_gymnasium_check_env
+from patchenv.env.training_run import new_run
+from patchenv.model.cuda_graph import GraphedStep
+from patchenv.model.flops import step_flops
+from patchenv.model.keep import Keep
+from patchenv.model.training import autocast, train_step
+from patchenv.model.vit import SimpleViT
+
+_ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
+
+
+class PatchSelectionEnv(gym.Env):
+    """An RL agent picks which image patches a Vision Transformer trains on.
+
+    ## Description
+    A SimpleViT (`patchenv/model/vit.py`; the paper's: dim 128, depth 6, 16 heads, 4x4 patches,
+    N = 64 on 32x32 images) really trains while the agent chooses, batch by batch, which
+    of its N patches it sees. One `step` is one optimisation step of the ViT:
+
+    1. the observation describes batch t, computed from the ViT's current weights;
+    2. ``step(mask)`` trains on batch t with only the kept patches (dropped tokens are
+       removed from the sequence, not zeroed, so the step really is cheaper), computes the
+       reward, loads batch t+1 and returns its observation.
+
+    The patch embedding that built the observation of batch t keeps its autograd graph
+    and the training step reuses it, so no forward work is done twice. The data set sits
+    on the device; shuffling and augmentation run there as batched tensor ops.
+
+    ## Action Space
+    With N patches per image and B images per batch:
+
+    - ``selection="batch"`` (the paper): ``MultiBinary(N)``, one mask for the whole batch;
+    - ``selection="image"``: ``MultiBinary((B, N))``, one mask per image (rows of unequal
+      counts are padded to the largest, hidden from attention and from the pooling);
+    - ``selection="count"``: ``Discrete(N)``, keep-rate control: action a keeps a + 1
+      patches of every image, drawn uniformly at random for each image (the env's
+      ``np_random``; equal counts, so no padding).
+
+    1 keeps a patch, 0 drops it. numpy arrays, lists and torch tensors of any real dtype
+    are accepted (a count: an integer, 0-d or one-element array or tensor). A mask must
+    keep at least one patch (per image); a bad action raises a ValueError or TypeError
+    saying what was expected and changes nothing.
+
+    ## Observation Space
+    ``Box(-inf, inf, float32)`` of shape, by ``obs_type`` (D = embedding width):
+
+    - ``"embeddings"`` (default): (B, N, D), patch embeddings plus position embedding;
+    - ``"pooled"``: (N, D), their mean over the batch (small enough for SB3);
+    - ``"attention"``: (B, N), the paper's state: the first block's attention output on
+      all patches, averaged over D;
+    - ``"progress"``: (9,), how far training has got (`patchenv.env.progress`: budget and
+      epoch done, training loss and trend, the held-out probe's loss, accuracy and its
+      change, patches kept so far and last); the default for ``selection="count"``.
+
+    numpy by default. ``tensor_obs=True``: float32 torch tensors on the env's device, for
+    agents in the same process (a GPU agent then makes no host copy); read-only (shared
+    with the env). Its space is a `patchenv.env.spaces.TensorBox`. Gymnasium's tools
+    expect numpy: ``check_env`` is refused with a TypeError (check the env built with
+    ``tensor_obs=False``: same dynamics and numbers), an async vector env too; a sync one
+    (``gym.make_vec(..., vectorization_mode="sync")``) stacks the tensors on the device.
+
+    ## Rewards
+    ``loss_weight * L(ref) / L(t) + patch_weight * (-|z - z*| / z*)`` (`patchenv.env.rewards`):
+    L(t) is this step's training loss, L(ref) the training loss of the run's step
+    ``loss_ref_step`` (counted from 1; default 1, the run's first step; the steps before it
+    are their own reference, loss term 1), z the dropped patches per image (mean over the
+    batch), z* = N - ``n_patch_desired``. The paper's code weighs (1, 20); ``alpha`` sets
+    (alpha, 1 - alpha); ``reward_fn`` replaces the formula. AgentViT asks for
+    ``loss_ref_step = frequency``, the notebook's reference (its first rewarded batch).
+
+    ``reward="progress"``: the held-out probe's loss decrease per unit of compute, paid on
+    every ``probe_every``-th step, 0 between (`patchenv.env.progress`). The probe is held out
+    with ``val_fraction > 0``; without a validation split it is a fixed batch of training
+    images (a warning says so).
+
+    ## Starting State
+    ``reset(seed=s)`` starts a fresh training run: a new ViT, Adam optimiser and data
+    order, all drawn from s. ``reset()`` without a seed continues the same run where it
+    stopped (the next epoch, by default); ``reset(options={"new_run": True})`` forces a
+    fresh run. The first observation describes the run's first pending batch. After
+    ``load_checkpoint`` the next ``reset()`` without a seed continues the saved episode
+    (same step count, so it truncates where the uninterrupted run did).
+
+    ## Episode End
+    - Truncation: after ``episode_steps`` steps (default one epoch; the last incomplete
+      batch of an epoch is dropped).
+    - Termination: a non-finite loss or gradient (that update is not applied), or a finite
+      update after which the next observation is not finite (weights that overflow, e.g.
+      from a huge lr; that observation is returned as zeros). ``info["diverged"]`` is True.
+
+    ## Info
+    Every step: ``loss``, ``accuracy`` (batch, fraction), ``kept`` (mean patches kept per
+    image), ``kept_per_image`` (per-image mode), ``tokens`` (real tokens the transformer
+    processed), ``padding_tokens`` (filler slots of uneven per-image masks), ``epoch``,
+    ``global_step``, ``loss_term``, ``patch_term``, ``diverged``, ``flops`` (int: this
+    step's training FLOPs, forward + backward, from the shapes by
+    `patchenv.model.flops.step_flops`: the embedding of all N patches, the transformer on
+    (B, largest count kept), padding included, the head; matrix products only; the
+    observation's own extra work, e.g. ``obs_type="attention"``, is not training and not
+    counted) plus, on a step that evaluated the probe, the probe's forward FLOPs, also
+    given alone as ``probe_flops`` (0 on other steps). No wall-clock values
+    (Gymnasium's checker compares the infos of two seeded steps): ``train_time_s`` and
+    ``last_step_time_s`` are attributes of the unwrapped env.
+
+    ## Rendering
+    ``render_mode="rgb_array"``: ``render()`` returns a uint8 (H, W, 3) frame of the first
+    images of the batch just trained (before any step: the pending batch), denormalised,
+    with the patches the last action dropped greyed out (`patchenv.env.render`).
+
+    ## Copying
+    The env holds a live training run (a ViT, its optimiser, device tensors, an autograd
+    graph), so ``pickle`` and ``copy.deepcopy`` refuse with a TypeError: continue a run
+    elsewhere with ``save_checkpoint(path)`` and ``load_checkpoint(path)`` in a new env.
+
+    Beside the Gymnasium API: ``evaluate(split, masks)`` (loss and accuracy on a whole
+    split, or on the fixed test subset ``eval_fraction`` keeps; ``split="val"``: the
+    validation split ``val_fraction`` holds out of the training set), ``save_checkpoint(path)``
+    / ``load_checkpoint(path)`` (the whole training run, continued bit for bit),
+    ``pending_images``, ``attention_state(images)`` and ``patch_credit()`` (each kept
+    token's gradient norm in the last step: which patches the loss cared about) for agents.
+
+    ## Arguments
+    Keyword only: the fields of `patchenv.env.config.EnvConfig`, documented there, with the
+    paper's CIFAR-10 setup as defaults; the env keeps them as ``env.config``. E.g.
+    ``gymnasium.make("patchenv/Digits-v0", batch_size=32, selection="image")``.
+
+    ## Version History
+    - v0: the current release. Since the first release, still under v0 (docs/env.md lists
+      them): the notebook's ViT head (checkpoint format v1; v0 checkpoints are refused),
+      ``val_fraction`` and ``info["flops"]``, ``selection="count"`` with the progress
+      observation and reward, and the ``TensorBox`` of ``tensor_obs=True``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, **kwargs: Any):
+        unknown = [name for name in kwargs if name not in _ARGUMENTS]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], _ARGUMENTS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; expected names among {sorted(_ARGUMENTS)}"
+            raise TypeError(f"PatchSelectionEnv got an unexpected keyword argument {unknown[0]!r}{hint}")
+        self.config = cfg = EnvConfig(**kwargs)
+        self.device = resolve_device(cfg.device)
+        if cfg.cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph=True needs a CUDA device; this env runs on {self.device}")
+
+        images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
+            cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
+        if images.image_size % cfg.patch_size != 0:
+            raise ValueError(f"patch_size {cfg.patch_size} must divide the image size {images.image_size}")
+        # The validation split leaves the training set before anything reads it; the
+        # normalisation stays the data set's (its whole training set's mean and std).
+        self.val_fraction = cfg.val_fraction
+        if cfg.reward == "progress" and cfg.val_fraction <= 0:
+            gym.logger.warn("reward='progress' without a validation split: its probe is a fixed batch of training "
+                            "images, not held out; build the env with val_fraction > 0 (e.g. 0.1) for a held-out probe")
+        images, val = hold_out_validation(images, cfg.val_fraction)
+        val = None if val is None else (val[0].to(self.device), val[1].to(self.device))
+        if len(images.train_y) < cfg.batch_size:
+            held = f" after the validation split of {len(val[1])}" if val is not None else ""
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
+                             f"({len(images.train_y)} images{held})")
+        self.dataset_name = images.name
+        self.data = images.to(self.device)
+        self._val = val  # (images, labels) on the device, or None
+        self._mean = torch.tensor(images.mean, device=self.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(images.std, device=self.device).view(1, -1, 1, 1)
+
+        self.num_patches = n = (images.image_size // cfg.patch_size) ** 2
+        if n < 2:
+            side = images.image_size
+            raise ValueError(f"patch_size {cfg.patch_size} cuts the {side}x{side} images into {n} patch: there is "
+                             f"nothing to choose; use a patch size of at most {side // 2} that divides {side}")
+        if not 0 < cfg.n_patch_desired < n:
+            raise ValueError(f"n_patch_desired must be an integer in [1, {n - 1}], got {cfg.n_patch_desired!r}")
+        self._data_shape = dict(image_size=images.image_size, num_classes=images.num_classes,
+                                channels=images.channels)
+        self.vit_config = cfg.vit_config(**self._data_shape)
+        # The settings agents and front ends read, from the (frozen) config.
+        self.batch_size, self.lr, self.n_patch_desired = cfg.batch_size, cfg.lr, cfg.n_patch_desired
+        self.selection, self.obs_type, self.tensor_obs = cfg.selection, cfg.obs_type, cfg.tensor_obs
+        self.amp, self.compile, self.eval_batch_size = cfg.amp, cfg.compile, cfg.eval_batch_size
+        self.alpha, self.reward_fn, self.loss_ref_step = cfg.alpha, cfg.reward_fn, cfg.loss_ref_step
+        self.loss_weight, self.patch_weight = cfg.reward_weights
+        self.steps_per_epoch = len(images.train_y) // self.batch_size  # last partial batch dropped
+        self.eval_fraction = cfg.eval_fraction
+        self._eval_idx = eval_subset(len(images.test_y), cfg.eval_fraction)
+        if self._eval_idx is not None:
+            self._eval_idx = self._eval_idx.to(self.device)
+        self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
+
+        self.action_space = action_space(self.selection, self.batch_size, n)
+        self.observation_space = observation_space(self.obs_type, self.batch_size, n, cfg.dim,
+                                                   self.device if self.tensor_obs else None)
+
+        # Run state; created by reset() (or load_checkpoint()).
+        self.model: Optional[SimpleViT] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._forward_tokens: Optional[Callable] = None
+        self._data_gen: Optional[torch.Generator] = None
+        self._perm: Optional[torch.Tensor] = None
+        self._pos = 0  # index of the pending batch within the epoch
+        self.epoch = 0
+        self.global_step = 0
+        self._episode_step = 0
+        self._episode_over = False
+        self._loss_ref: Optional[float] = None
+        self._batch_x: Optional[torch.Tensor] = None
+        self._batch_y: Optional[torch.Tensor] = None
+        self._tokens: Optional[torch.Tensor] = None
+        self._obs: Optional[torch.Tensor] = None
+        self.train_time_s = 0.0  # cumulative wall-clock of step() in this run (evaluation excluded)
+        self.last_step_time_s = 0.0
+        self._restored = False  # set by load_checkpoint: the next reset() continues its episode
+        self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
+        self._flops: dict[int, int] = {}  # training FLOPs of a step by sequence length K (step_flops)
+        self.render_mode = cfg.render_mode
+        # The run's planned length in steps, for schedules and progress (None: unknown).
+        self.total_steps = (None if cfg.budget_epochs is None
+                            else max(1, round(cfg.budget_epochs * self.steps_per_epoch)))
+        self._rendered = None  # (images, keep mask) of the last trained batch, for render()
+        # The progress observation and reward: statistics of the run and a held-out probe.
+        self.reward_kind = cfg.reward
+        self._progress = ProgressTracker(n)
+        self._uses_probe = self.obs_type == "progress" or self.reward_kind == "progress"
+        self._probe = None
+        self._pending_probe_flops = 0  # a probe run by reset(), charged to the next step
+        if self._uses_probe:
+            self._probe = probe_data(self, cfg.probe_size)
+            self._probe_flops = step_flops(self.vit_config, len(self._probe[1]), n)["forward"]
+        self._credit: Optional[torch.Tensor] = None  # dL/d(token) of the last step, for patch_credit()
+        self.last_keep: Optional[Keep] = None  # the last step's action, parsed (records and render)
+
+    # -- Gymnasium API ----------------------------------------------------------------
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        if self.tensor_obs:
+            refuse_gymnasium_check_env()  # it cannot compare tensors; a clear refusal instead of its crash
+        super().reset(seed=seed)
+        options = options or {}
+        restored, self._restored = self._restored, False
+        if seed is not None or self.model is None or options.get("new_run", False):
+            new_run(self)
+        elif restored and not self._episode_over:
+            # The first reset after load_checkpoint continues the saved episode, so that a
+            # resumed run truncates where the uninterrupted one did (exact resume).
+            return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
+        self._episode_step = 0
+        self._episode_over = False
+        if self.obs_type == "progress":  # a new episode: the share of it done starts again at 0
+            self._obs = make_obs(self, None)
+        return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
+
+    def step(self, action):
+        if self.model is None:
+            raise gym.error.ResetNeeded("call reset() before step(): there is no training run yet")
+        if self._episode_over:
+            raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before step()")
+        # Validated and parsed once, before anything changes.
+        keep = parse_action(action, self.selection, self.num_patches, self.batch_size, self.device, self.np_random)
+        # No sync here: the previous step ended with one, and a torch mask was synchronised
+        # by parse_action (its length decides the sequence length).
+        t0 = time.perf_counter()
+        # With CUDA graphs the observation's embedding carries no autograd graph.
+        tokens = self._tokens if self._tokens.requires_grad else None
+        result = train_step(self.model, self.optimizer, self._batch_x, self._batch_y, keep.index, self.amp,
+                            tokens=tokens, forward_tokens=self._forward_tokens, graphed=self._graphed)
+        loss_v, acc_v, diverged = result.loss, result.accuracy, result.diverged
+        if result.token_grad is not None:
+            self._credit = result.token_grad
+        self.last_keep = keep
+        # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
+        # masks to the batch's largest count and needs no padding otherwise.
+        flops = self._train_flops(keep.longest)
+        kept = keep.kept
+        trained_epoch = self.epoch
+        self.global_step += 1
+        self._episode_step += 1
+        if self._loss_ref is None and not diverged and self.global_step >= self.loss_ref_step:
+            self._loss_ref = loss_v
+        # Progress statistics and, every probe_every steps, the probe (with the updated
+        # weights, before the next batch's observation is made from them).
+        self._progress.after_step(loss_v, kept, flops + self._pending_probe_flops,
+                                  self._train_flops(self.num_patches) + self._pending_probe_flops)
+        probe_flops, self._pending_probe_flops = self._pending_probe_flops, 0
+        progress_reward = 0.0
+        if self._uses_probe and not diverged and self.global_step % self.config.probe_every == 0:
+            progress_reward = run_probe(self)
+            probe_flops += self._probe_flops
+        if self.render_mode is not None:
+            self._rendered = render_mod.remember(self._batch_x, keep)
+        advance(self)  # load batch t+1 and its observation with the updated weights
+        obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
+        if not diverged and not (bool(torch.isfinite(obs).all()) if self.tensor_obs else np.isfinite(obs).all()):
+            # A finite update can still leave weights that overflow (a huge lr): the next
+            # observation is not finite and the run cannot go on. End the episode and hand
+            # out zeros so the observation stays in its space. (numpy: no extra sync.)
+            diverged = True
+            self._obs = torch.zeros_like(self._obs)
+            obs = self._observation()
+        if self.tensor_obs and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
+        self.last_step_time_s = time.perf_counter() - t0
+        self.train_time_s += self.last_step_time_s
+
+        # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
+        loss_ref = self._loss_ref if self._loss_ref is not None else loss_v
+        lt = loss_term(loss_v, loss_ref)
+        pt = patch_term(kept, self.num_patches, self.n_patch_desired)
+        stats = StepStats(loss=loss_v, loss_ref=loss_ref,
+                          accuracy=acc_v, kept=kept,
+                          kept_per_image=keep.per_image if self.selection == "image" else None,
+                          num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
+                          loss_term=lt, patch_term=pt)
+        terminated = diverged
+        truncated = (not terminated) and self._episode_step >= self.episode_steps
+        self._episode_over = terminated or truncated  # settled before a reward_fn can fail
+        if self.reward_fn is not None:
+            reward = checked_reward(self.reward_fn, stats, diverged, self.global_step)
+        elif self.reward_kind == "progress":
+            reward = progress_reward
+        else:
+            reward = self.loss_weight * lt + self.patch_weight * pt
+        info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": keep.tokens, "padding_tokens": keep.padding,
+                "epoch": trained_epoch, "global_step": self.global_step, "loss_term": lt, "patch_term": pt,
+                "diverged": diverged, "flops": flops + probe_flops, "probe_flops": probe_flops}
+        if self.selection == "image":
+            info["kept_per_image"] = keep.per_image.copy()
+        return obs, float(reward), terminated, truncated, info
+
+    def _train_flops(self, seq_len: int) -> int:
+        """Training FLOPs of one step on (B, seq_len) tokens (`step_flops`): host
+        arithmetic on the shapes, cached per sequence length."""
+        flops = self._flops.get(seq_len)
+        if flops is None:
+            flops = self._flops[seq_len] = step_flops(self.vit_config, self.batch_size, seq_len)["total"]
+        return flops
+
+    # -- rendering and copying ------------------------------------------------------------
+    def render(self):
+        if self.render_mode is None:
+            gym.logger.warn("render() was called without a render_mode; build the env with render_mode='rgb_array'")
+            return None
+        if self.model is None:
+            raise gym.error.ResetNeeded("call reset() before render(): there is no batch yet")
+        images, keep = self._rendered if self._rendered is not None else (self._batch_x[:render_mod.IMAGES], None)
+        unit = images * self._std + self._mean  # denormalised to [0, 1]
+        return render_mod.frame(unit, keep, self.config.patch_size)
+
+    def __getstate__(self):
+        raise TypeError("a PatchSelectionEnv holds a live training run and cannot be pickled or deep-copied; "
+                        "use env.unwrapped.save_checkpoint(path) and load_checkpoint(path) in a new env")
+
+    # -- what agents may read between steps -------------------------------------------------
+    @property
+    def pending_images(self) -> torch.Tensor:
+        """The augmented, normalised batch the next ``step`` trains on, (B, C, H, W)."""
+        if self._batch_x is None:
+            raise gym.error.ResetNeeded("call reset() first: there is no pending batch")
+        return self._batch_x
+
+    @torch.no_grad()
+    def attention_state(self, images: torch.Tensor) -> torch.Tensor:
+        """The paper's state (B, N) of `images` under the ViT's current weights, on the
+        device. AgentViT's s' is this, for the images just trained on."""
+        if self.model is None:
+            raise gym.error.ResetNeeded("call reset() first: there is no ViT yet")
+        with autocast(self.device, self.amp):
+            return self.model.attention_state(self.model.embed(images)).float()
+
+    def patch_credit(self) -> torch.Tensor:
+        """Per-patch credit of the last training step, (B, N) float32 on the device: the
+        L2 norm over D of the loss's gradient with respect to each patch token (after the
+        position embedding), which the backward pass computed anyway. A dropped patch
+        gets 0: it did not reach the loss. Large values mark the patches whose content
+        the update depended on (what AgentViT's Q target never sees)."""
+        if self._graphed is not None:
+            raise ValueError("patch_credit() needs the eager training step; this env replays a CUDA graph "
+                             "(cuda_graph=True), which keeps no token gradients")
+        if self._credit is None:
+            raise gym.error.ResetNeeded("patch_credit() describes the last training step: call step() first")
+        # The transformer gathered the kept tokens from the full (B, N, D) embedding, so
+        # the gradient there is already zero at the dropped positions.
+        return self._credit.float().norm(dim=-1)
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, split: str = "test", masks: Any = None) -> dict:
+        """Loss and accuracy of the current ViT on a whole split, unaugmented.
+
+        masks=None uses every patch (the paper's protocol). Otherwise a fixed mask (N,) or
+        (B, N), or a callable ``masks(obs) -> mask`` given this env's observation of each
+        evaluation batch (batches of ``batch_size``; an agent's ``act`` fits here). The
+        test split is the fixed subset ``eval_fraction`` keeps (all of it by default);
+        ``n`` in the result counts the images evaluated. ``"val"``: the validation split
+        (``val_fraction > 0``), whole; ``"train"``: the images trained on (without it).
+        Changes no training state and draws no random numbers."""
+        return evaluate(self, split, masks)
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def save_checkpoint(self, path: Union[str, os.PathLike]) -> None:
+        """Save the whole training run (ViT, optimiser, every RNG, data order and position,
+        pending batch, reward reference, counters). Written atomically: temp file + rename."""
+        checkpoint.save(self, path)
+
+    def load_checkpoint(self, path: Union[str, os.PathLike]):
+        """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
+        observation. The env must be built with the same configuration."""
+        return checkpoint.load(self, path)
+
+    def _observation(self):
+        if self.tensor_obs:
+            return self._obs
+        return self._obs.cpu().numpy()  # note: device-to-host copy (the Gymnasium boundary)
+
+
+PatchSelectionEnv.__init__.__signature__ = keyword_signature()

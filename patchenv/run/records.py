@@ -1,0 +1,198 @@
+"""What a run records: the per-epoch rows (`EPOCH_FIELDS`) and the final `summary`
+(`SUMMARY_FIELDS`), the same field names everywhere; the budget; the runner's own state
+(sums of the steps, history), saved beside each checkpoint."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from patchenv.arrays import to_numpy
+from patchenv.masks import exploration_mask
+from patchenv.run.protocol import RunnableEnv
+from patchenv.selector import PatchSelector
+
+# One row per evaluation (epoch ends, and the budget's end when it falls inside an epoch).
+# Times, tokens, FLOPs and steps are cumulative over the run; the rest are this epoch's
+# means. Per epoch the ViT is evaluated on the validation split (``protocol="val"``, when
+# the env has one: ``val_*``) or on the test split (``protocol="paper"``: ``test_*``);
+# the other split's fields are None there.
+EPOCH_FIELDS = (
+    "epoch", "global_step", "train_time_s", "epoch_time_s", "env_step_time_s", "agent_overhead_s",
+    "train_tokens", "train_flops", "train_loss", "train_accuracy", "mean_patches_kept", "mean_reward",
+    "episode_return", "diverged_steps", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
+)
+PROTOCOLS = ("val", "paper")
+SUMMARY_FIELDS = (
+    "epochs", "steps", "val_accuracy", "test_accuracy", "test_loss", "test_accuracy_masked", "test_mean_patches_kept_masked",
+    "test_accuracy_random_masks", "mean_patches_kept", "mean_reward", "train_time_s", "images_per_s", "env_step_time_s", "agent_overhead_s",
+    "agent_overhead_share", "train_tokens", "train_flops", "diverged_steps", "batch_size", "num_patches",
+)
+
+
+@dataclass
+class Budget:
+    """How long to train: whole ``epochs``, or ``seconds`` of training wall-clock, or both
+    (whichever comes first)."""
+
+    epochs: Optional[int] = None
+    seconds: Optional[float] = None
+
+    def __post_init__(self):
+        if self.epochs is None and self.seconds is None:
+            raise ValueError("a budget needs epochs, seconds or both")
+        if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise ValueError(f"seconds must be positive, got {self.seconds!r}")
+
+
+@dataclass
+class Sums:
+    """Per-step sums over a stretch of steps (one epoch, or the whole run)."""
+
+    steps: int = 0
+    reward: float = 0.0
+    loss: float = 0.0
+    accuracy: float = 0.0
+    kept: float = 0.0
+    tokens: int = 0
+    flops: int = 0
+    diverged: int = 0
+    episode_returns: list = field(default_factory=list)  # episodes that ended in the stretch
+
+    def add(self, reward: float, info: dict, episode_return: Optional[float]) -> None:
+        self.steps += 1
+        self.reward += reward
+        self.loss += info["loss"] if math.isfinite(info["loss"]) else 0.0
+        self.accuracy += info["accuracy"]
+        self.kept += info["kept"]
+        self.tokens += int(info["tokens"])
+        self.flops += int(info.get("flops", 0))
+        self.diverged += bool(info.get("diverged", False))
+        if episode_return is not None:
+            self.episode_returns.append(episode_return)
+
+    def mean(self, key: str) -> Optional[float]:
+        return getattr(self, key) / self.steps if self.steps else None
+
+
+@dataclass
+class RunState:
+    """The runner's own progress; saved in progress.json beside each checkpoint."""
+
+    seed: int
+    time_s: float = 0.0  # training wall-clock so far
+    overhead_s: float = 0.0  # the agent's overhead_time_s so far
+    episode_return: float = 0.0  # running return of the episode in progress
+    epoch: Sums = field(default_factory=Sums)  # the unfinished epoch
+    total: Sums = field(default_factory=Sums)  # the whole run
+    history: list = field(default_factory=list)  # EPOCH_FIELDS rows
+    keep_counts: Optional[np.ndarray] = None  # per patch position: images trained with it kept
+    keep_images: int = 0  # images the counts cover
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        counts = None if d.get("keep_counts") is None else np.asarray(d["keep_counts"], dtype=np.int64)
+        return cls(**{**d, "epoch": Sums(**d["epoch"]), "total": Sums(**d["total"]), "keep_counts": counts})
+
+
+def partial(state: RunState) -> dict:
+    s = state.epoch
+    return {"steps": s.steps, "train_time_s": state.time_s, "train_loss": s.mean("loss"),
+            "mean_patches_kept": s.mean("kept"), "mean_reward": s.mean("reward")}
+
+
+def eval_split(u: RunnableEnv, protocol: str) -> str:
+    """The split a run evaluates after every epoch, decided here only: the validation split
+    under ``protocol="val"`` when the env has one (``val_fraction > 0``), else the test
+    split. Recorded in ``meta["eval_split"]``."""
+    return "val" if protocol == "val" and u.config.val_fraction > 0 else "test"
+
+
+def epoch_record(u: RunnableEnv, state: RunState, spe: int, protocol: str) -> dict:
+    split = eval_split(u, protocol)
+    ev = u.evaluate(split)
+    s = state.epoch
+    previous = state.history[-1]["train_time_s"] if state.history else 0.0
+    return {
+        "epoch": u.global_step // spe if u.global_step % spe == 0 else round(u.global_step / spe, 4),
+        "global_step": u.global_step,
+        "train_time_s": state.time_s,
+        "epoch_time_s": state.time_s - previous,
+        "env_step_time_s": u.train_time_s,
+        "agent_overhead_s": state.overhead_s,
+        "train_tokens": state.total.tokens,
+        "train_flops": state.total.flops,
+        "train_loss": s.mean("loss"),
+        "train_accuracy": s.mean("accuracy"),
+        "mean_patches_kept": s.mean("kept"),
+        "mean_reward": s.mean("reward"),
+        "episode_return": float(np.mean(s.episode_returns)) if s.episode_returns else None,
+        "diverged_steps": s.diverged,
+        "val_accuracy": ev["accuracy"] if split == "val" else None,
+        "val_loss": ev["loss"] if split == "val" else None,
+        "test_accuracy": ev["accuracy"] if split == "test" else None,
+        "test_loss": ev["loss"] if split == "test" else None,
+    }
+
+
+def summary(u: RunnableEnv, agent: PatchSelector, state: RunState, masked_eval: bool) -> dict:
+    final = state.history[-1] if state.history else {}
+    if final.get("test_accuracy") is None:  # the per-epoch curve used the validation split
+        test = u.evaluate("test")
+        final = {**final, "test_accuracy": test["accuracy"], "test_loss": test["loss"]}
+    masked, random_masked, kept_at_test = None, None, []
+    if masked_eval:
+        def masks(obs):
+            mask = agent.act(obs)
+            mask = to_numpy(mask)
+            kept_at_test.append(float(mask.sum(axis=-1).mean()))
+            return mask
+
+        masked = u.evaluate("test", masks=masks)
+        random_masked = u.evaluate("test", masks=random_masks(u, state.seed))
+    t, steps = state.time_s, state.total.steps
+    return {
+        "epochs": final.get("epoch", 0),
+        "steps": steps,
+        "val_accuracy": final.get("val_accuracy"),
+        "test_accuracy": final.get("test_accuracy"),
+        "test_loss": final.get("test_loss"),
+        "test_accuracy_masked": None if masked is None else masked["accuracy"],
+        "test_mean_patches_kept_masked": float(np.mean(kept_at_test)) if kept_at_test else None,
+        "test_accuracy_random_masks": None if random_masked is None else random_masked["accuracy"],
+        "mean_patches_kept": state.total.mean("kept"),
+        "mean_reward": state.total.mean("reward"),
+        "train_time_s": t,
+        "images_per_s": steps * u.batch_size / t if t > 0 else None,
+        "env_step_time_s": u.train_time_s,
+        "agent_overhead_s": state.overhead_s,
+        "agent_overhead_share": state.overhead_s / t if t > 0 else None,
+        "train_tokens": state.total.tokens,
+        "train_flops": state.total.flops,
+        "diverged_steps": state.total.diverged,
+        "batch_size": u.batch_size,
+        "num_patches": u.num_patches,
+        # per patch position (row-major over the patch grid): the share of training images
+        # that kept it
+        "patch_keep_frequency": (state.keep_counts / state.keep_images).tolist() if state.keep_images else None,
+    }
+
+
+def random_masks(u: RunnableEnv, seed: int) -> Callable:
+    """``evaluate``'s masks for the notebook's random-mask column: one exploration-style
+    mask per evaluation batch (shared by its images, as the notebook's are), from a
+    generator seeded with `seed`, so a run's number is reproducible. A ``selection="count"``
+    env gets the mask's count (its patches are then drawn per image by the env)."""
+    rng = np.random.default_rng(seed)
+
+    def masks(_obs):
+        mask = exploration_mask(rng, u.num_patches)
+        if u.selection == "count":  # a count env takes the mask's count; the env draws the positions
+            return int(mask.sum()) - 1
+        return mask if u.selection == "batch" else np.broadcast_to(mask, (u.batch_size, u.num_patches))
+
+    return masks
