@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, Union
 
 import numpy as np
-import torch
 
 from patchenv.atomic import atomic_write_text
+from patchenv.checks import check_seed
 from patchenv.selector import SELECTIONS, Transition
 
 FORMAT = "patchenv-agent-v1"
@@ -36,12 +36,6 @@ def check_selection(selection, supported=SELECTIONS, agent: str = "agent") -> st
         raise ValueError(f"agent {agent!r} supports selection {', '.join(map(repr, supported))} only, "
                          f"got {selection!r}")
     return selection
-
-
-def check_seed(seed) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
 
 
 def check_k(k) -> Optional[int]:
@@ -234,10 +228,6 @@ class Agent:
             type(self).__init__(self, **config)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: its config does not build agent {self.name!r}: {e}") from None
-
-
-def to_numpy(obs) -> np.ndarray:
-    return obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
 
 
 def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:

@@ -52,7 +52,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.base import FORMAT, Agent, to_numpy
+from agents.base import FORMAT, Agent
+from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
 from patchenv.flops import step_flops
 from patchenv.progress import PROGRESS_FEATURES

@@ -45,7 +45,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents.base import FORMAT, Agent, to_numpy
+from agents.base import FORMAT, Agent
+from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
 from patchenv.selector import ZIP_HEADER, Transition
 from patchenv.wrappers import FlattenMultiBinaryAction, NonEmptyMask, ensure_nonempty

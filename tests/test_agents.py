@@ -139,9 +139,10 @@ def test_selection_seed_and_unknown_arguments_are_checked():
     for name in agents.available():
         with pytest.raises(ValueError, match=r"selection must be one of \('batch', 'image', 'count'\)"):
             agents.make(name, selection="pixel")
-        for seed in (-1, "a", 1.5):
-            with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        for seed in (-1, "a", 1.5, True, 2**32):
+            with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 4294967295\] \(numpy's seed range\)"):
                 agents.make(name, seed=seed)
+        assert agents.make(name, seed=2**32 - 1).seed == 2**32 - 1  # the top of numpy's range
         with pytest.raises(ValueError, match=f"agent '{name}'.*not_an_argument"):
             agents.make(name, not_an_argument=1)
     with pytest.raises(ValueError, match="supports selection 'batch' only"):
