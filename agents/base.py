@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -36,6 +37,20 @@ def check_selection(selection, supported=SELECTIONS, agent: str = "agent") -> st
         raise ValueError(f"agent {agent!r} supports selection {', '.join(map(repr, supported))} only, "
                          f"got {selection!r}")
     return selection
+
+
+C = TypeVar("C")
+
+
+def build_config(config_class: type[C], kwargs: dict) -> C:
+    """An agent's hyperparameter dataclass built from its constructor's keyword arguments.
+    A name that is not one of the dataclass's fields is a one-line ValueError listing them
+    (``agents.make`` puts ``agent 'NAME': `` in front); the dataclass checks the values."""
+    known = [f.name for f in fields(config_class)]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
+    return config_class(**kwargs)
 
 
 def check_k(k) -> Optional[int]:
