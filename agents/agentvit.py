@@ -66,7 +66,7 @@ import math
 import os
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -75,7 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from agents.base import FORMAT, Agent
+from agents.base import FORMAT, Agent, build_config
 from patchenv.atomic import atomic_torch_save
 from patchenv.masks import exploration_mask
 from patchenv.selector import Transition
@@ -162,11 +162,7 @@ class AgentViT(Agent):
     save_suffix = ".pt"
 
     def __init__(self, **hyperparameters):
-        known = [f.name for f in fields(AgentViTConfig)]
-        unknown = sorted(set(hyperparameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
-        self.hp = AgentViTConfig(**hyperparameters)
+        self.hp = build_config(AgentViTConfig, hyperparameters)
         super().__init__(selection=self.hp.selection, seed=self.hp.seed)
         self.device: Optional[torch.device] = None
         self.q_network: Optional[nn.Module] = None

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Union
+from typing import Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import numpy as np
-import torch
 
 from patchenv.atomic import atomic_write_text
+from patchenv.checks import check_seed
 from patchenv.selector import SELECTIONS, Transition
 
 FORMAT = "patchenv-agent-v1"
@@ -38,10 +39,18 @@ def check_selection(selection, supported=SELECTIONS, agent: str = "agent") -> st
     return selection
 
 
-def check_seed(seed) -> int:
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
-    return int(seed)
+C = TypeVar("C")
+
+
+def build_config(config_class: type[C], kwargs: dict) -> C:
+    """An agent's hyperparameter dataclass built from its constructor's keyword arguments.
+    A name that is not one of the dataclass's fields is a one-line ValueError listing them
+    (``agents.make`` puts ``agent 'NAME': `` in front); the dataclass checks the values."""
+    known = [f.name for f in fields(config_class)]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
+    return config_class(**kwargs)
 
 
 def check_k(k) -> Optional[int]:
@@ -234,10 +243,6 @@ class Agent:
             type(self).__init__(self, **config)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: its config does not build agent {self.name!r}: {e}") from None
-
-
-def to_numpy(obs) -> np.ndarray:
-    return obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
 
 
 def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:

@@ -14,7 +14,8 @@ from typing import Optional
 
 import numpy as np
 
-from agents.base import Agent, check_k, check_k_fits, to_numpy, topk_mask
+from agents.base import Agent, check_k, check_k_fits, topk_mask
+from patchenv.arrays import to_numpy
 
 
 class _TopK(Agent):

@@ -44,7 +44,7 @@ import os
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -52,7 +52,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.base import FORMAT, Agent, to_numpy
+from agents.base import FORMAT, Agent, build_config
+from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
 from patchenv.model.flops import step_flops
 from patchenv.env.progress import PROGRESS_FEATURES
@@ -108,11 +109,7 @@ class KeepRate(Agent):
     obs_types = {"count": "progress"}
 
     def __init__(self, *, selection: str = "count", **hyperparameters):
-        known = [f.name for f in fields(KeepRateConfig)]
-        unknown = sorted(set(hyperparameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown argument(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
-        self.hp = KeepRateConfig(**hyperparameters)
+        self.hp = build_config(KeepRateConfig, hyperparameters)
         super().__init__(selection=selection, seed=self.hp.seed)
         self.model = None  # the SB3 DQN, read from hp.policy at setup
         self.levels: Optional[int] = None

@@ -33,7 +33,7 @@ import os
 import time
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -45,7 +45,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
-from agents.base import FORMAT, Agent, to_numpy
+from agents.base import FORMAT, Agent, build_config
+from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
 from patchenv.selector import ZIP_HEADER, Transition
 from patchenv.wrappers import FlattenMultiBinaryAction, NonEmptyMask, ensure_nonempty
@@ -124,11 +125,7 @@ class PPOAgent(Agent):
     save_suffix = ".zip"
 
     def __init__(self, **hyperparameters):
-        known = [f.name for f in fields(PPOConfig)]
-        unknown = sorted(set(hyperparameters) - set(known))
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {', '.join(unknown)}; expected some of {', '.join(known)}")
-        self.hp = PPOConfig(**hyperparameters)
+        self.hp = build_config(PPOConfig, hyperparameters)
         super().__init__(selection=self.hp.selection, seed=self.hp.seed)
         self.model = None
         self._env = None  # the env the SB3 model is bound to

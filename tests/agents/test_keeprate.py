@@ -65,10 +65,16 @@ def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
         read_policy(tmp_path / "bad.zip")
 
 
-@pytest.mark.parametrize("bad", [dict(decide_every=0), dict(decide_every=True), dict(policy=""), dict(levels=3),
-                                 dict(selection="batch"), dict(objective="fast")])
-def test_bad_arguments_fail_in_the_constructor(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("bad,message", [
+    (dict(decide_every=0), "decide_every must be a positive integer, got 0"),
+    (dict(decide_every=True), "decide_every must be a positive integer, got True"),
+    (dict(policy=""), "policy must be a path to a keeprate policy file or None, got ''"),
+    (dict(levels=3), r"unknown hyperparameter\(s\) levels; expected some of objective, policy, decide_every, seed$"),
+    (dict(selection="batch"), "agent 'keeprate' supports selection 'count' only, got 'batch'"),
+    (dict(objective="fast"), r"objective must be one of \('progress', 'target'\), got 'fast'"),
+])
+def test_bad_arguments_fail_in_the_constructor(bad, message):
+    with pytest.raises(ValueError, match=message):
         KeepRate(**bad)
 
 

@@ -1,200 +1,17 @@
-"""Agents: every registered agent and selection on a tiny budget, save/load through the
-constructor, argument checks, AgentViT against hand-computed values, PPO's step budget,
-and an in-process agent. The registry itself: tests/test_registry.py."""
-import json
+"""agents/agentvit.py: the paper's DQN against hand-computed values: hyperparameters,
+networks, epsilon, the action, the TD loss, clipping, the replay, s', the reward's
+reference and save/load."""
 import math
-import time
-from types import SimpleNamespace
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import agents
+from agent_envs import make_env, params, pending_obs
 from agents.agentvit import AgentViT
-from agents.base import Agent
 from conftest import TINY
-from patchenv.selector import PatchSelector
 
-SELECTIONS = ("batch", "image", "count")
-
-
-def make_env(agent, **overrides):
-    # budget_epochs: the horizon schedule agents (grow, cosine) read from the env
-    kwargs = {**TINY, "budget_epochs": 1, **agent.env_kwargs(), **overrides}
-    # The passive checker only warns about torch observations.
-    env = gym.make("patchenv/PatchSelection-v0", disable_env_checker=bool(kwargs.get("tensor_obs")), **kwargs)
-    env.reset(seed=0)
-    return env
-
-
-def pending_obs(env):
-    return env.reset()[0]  # reset() without a seed continues the run: the pending batch
-
-
-def params(module):
-    return [p.detach().clone() for p in module.parameters()]
-
-
-def supports(name, selection):
-    try:
-        agents.make(name, selection=selection)
-    except ValueError:
-        return False
-    return True
-
-
-# -- every agent ----------------------------------------------------------------------------------
-CASES = [(n, s) for n in agents.available() for s in SELECTIONS if supports(n, s)]
-
-
-def test_every_agent_has_a_selection_and_image_is_covered():
-    assert {n for n, _ in CASES} == set(agents.available())
-    assert {n for n, s in CASES if s == "image"} >= {"all", "random", "norm_topk", "attention_topk", "ppo"}
-
-
-@pytest.mark.parametrize("name,selection", CASES)
-def test_agent_trains_acts_saves_and_loads(name, selection, tmp_path):
-    agent = agents.make(name, selection=selection, seed=1)
-    assert isinstance(agent, PatchSelector)
-    assert (agent.name, agent.selection, agent.seed) == (name, selection, 1)
-    assert agent.obs_type == type(agent).obs_types[selection]
-    env = make_env(agent)
-    before = env.unwrapped.global_step
-    agent.train(env, steps=32)
-    assert env.unwrapped.global_step - before == 32  # about `steps`, not a default PPO rollout
-    assert agent.overhead_time_s > 0
-    assert all(isinstance(v, (int, float)) for v in agent.stats().values())
-    obs = pending_obs(env)
-    action = agent.act(obs)
-    assert env.action_space.contains(action), (name, action)
-    assert env.action_space.contains(agent.act(obs, explore=True))
-
-    path = tmp_path / f"agent{agent.save_suffix}"
-    agent.save(path)
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # one file, no temp file left behind
-    loaded, via_make = agents.load(path), agents.make(name).load(path)
-    for other in (loaded, via_make):
-        assert type(other) is type(agent)
-        assert other.config() == agent.config() and other.config()["seed"] == 1
-        assert (other.selection, other.obs_type, other.env_kwargs()) == (
-            agent.selection, agent.obs_type, agent.env_kwargs())
-        other.setup(env)
-    # Stochastic agents save their generator state: the loaded copies draw what the
-    # original would have drawn next, several steps running.
-    for _ in range(3):
-        expected = agent.act(obs)
-        assert np.array_equal(loaded.act(obs), expected) and np.array_equal(via_make.act(obs), expected)
-    env.step(loaded.act(obs))  # the loaded agent's action is accepted by the env
-
-
-def test_required_agents_are_registered():
-    assert {"agentvit", "all", "random", "ppo"} <= set(agents.available())
-    assert len(set(agents.available()) - {"agentvit", "all", "random", "ppo"}) >= 1  # a heuristic
-
-
-@pytest.mark.parametrize("name", ["all", "random", "norm_topk"])
-def test_make_then_load_of_an_image_agent_comes_back_per_image(name, tmp_path):
-    # The constructor re-runs with the saved config: obs_type follows the saved selection.
-    saved = agents.make(name, selection="image", seed=4)
-    path = tmp_path / "agent.json"
-    saved.save(path)
-    assert json.loads(path.read_text())["config"] == saved.config()
-    for loaded in (agents.make(name).load(path), agents.load(path)):
-        assert loaded.selection == "image" and loaded.seed == 4
-        assert loaded.obs_type == saved.obs_type != agents.make(name).obs_type
-        assert loaded.env_kwargs() == saved.env_kwargs()
-
-
-def test_load_refuses_another_agents_file(tmp_path):
-    agents.make("random", k=3).save(tmp_path / "r.json")
-    with pytest.raises(ValueError, match="holds agent 'random', not 'all'") as e:
-        agents.make("all").load(tmp_path / "r.json")
-    assert "\n" not in str(e.value)
-    with pytest.raises(ValueError, match="cannot read agent file"):
-        (tmp_path / "bad.json").write_text("{not json")
-        agents.make("random").load(tmp_path / "bad.json")
-
-
-@pytest.mark.parametrize("k", [0, -3, 1.5, "x", True])
-@pytest.mark.parametrize("name", ["random", "norm_topk", "attention_topk"])
-def test_k_is_checked_at_construction(name, k):
-    with pytest.raises(ValueError, match=r"k must be an integer in \[1, N\]") as e:
-        agents.make(name, k=k)
-    assert name in str(e.value) and "\n" not in str(e.value)
-
-
-@pytest.mark.parametrize("name", ["random", "norm_topk", "attention_topk"])
-def test_k_above_the_envs_patch_count_is_refused_at_setup(name):
-    agent = agents.make(name, k=65)  # N is unknown until an env is
-    env = SimpleNamespace(unwrapped=SimpleNamespace(num_patches=64, batch_size=16, n_patch_desired=30,
-                                                    **agent.env_kwargs()))
-    with pytest.raises(ValueError, match=r"k=65 is outside \[1, 64\]"):
-        agent.setup(env)
-    agents.make(name, k=64).setup(env)
-
-
-def test_selection_seed_and_unknown_arguments_are_checked():
-    for name in agents.available():
-        with pytest.raises(ValueError, match=r"selection must be one of \('batch', 'image', 'count'\)"):
-            agents.make(name, selection="pixel")
-        for seed in (-1, "a", 1.5):
-            with pytest.raises(ValueError, match="seed must be an integer >= 0"):
-                agents.make(name, seed=seed)
-        with pytest.raises(ValueError, match=f"agent '{name}'.*not_an_argument"):
-            agents.make(name, not_an_argument=1)
-    with pytest.raises(ValueError, match="supports selection 'batch' only"):
-        agents.make("agentvit", selection="image")
-    with pytest.raises(ValueError, match="n_steps must be a positive integer"):
-        agents.make("ppo", n_steps=0)
-
-
-class _SlowAct(Agent):
-    def act(self, obs, explore=False):
-        time.sleep(0.005)
-        return np.ones(obs.shape[0], dtype=np.int8)
-
-
-def test_default_loop_counts_the_agents_time_only():
-    agent = _SlowAct(seed=0)
-    env = make_env(agent)
-    u = env.unwrapped
-    train_before = u.train_time_s
-    t0 = time.perf_counter()
-    agent.train(env, steps=4, callback=lambda tr: time.sleep(0.02))  # a slow logger: not the agent's time
-    wall = time.perf_counter() - t0
-    assert agent.overhead_time_s >= 0.02  # the four acts
-    # the callbacks (0.08 s) and the env steps are left out
-    assert agent.overhead_time_s <= wall - 0.08 - (u.train_time_s - train_before) + 1e-3
-
-
-def test_third_party_agent_is_found_by_make(restore_registry, tmp_path):
-    @agents.register("test_left_half")
-    class LeftHalf(Agent):
-        def act(self, obs, explore=False):
-            mask = np.zeros(obs.shape[0], dtype=np.int8)
-            mask[: obs.shape[0] // 2] = 1
-            return mask
-
-    assert "test_left_half" in agents.available()
-    agent = agents.make("test_left_half", seed=2)
-    assert isinstance(agent, LeftHalf) and agent.name == "test_left_half" and agent.obs_type == "pooled"
-    env = make_env(agent)
-    kept = []
-    agent.train(env, steps=3, callback=lambda tr: kept.append(tr.info["kept"]))
-    assert kept == [32.0, 32.0, 32.0]
-    agent.save(tmp_path / "a.json")
-    loaded = agents.load(tmp_path / "a.json")
-    assert isinstance(loaded, LeftHalf) and loaded.seed == 2 and loaded.overhead_time_s == agent.overhead_time_s
-
-
-def test_unknown_agent_lists_the_choices():
-    with pytest.raises(ValueError, match="agentvit"):
-        agents.make("no_such_agent")
-
-
-# -- AgentViT ---------------------------------------------------------------------------------------
 def test_agentvit_accepts_the_readme_hyperparameters():
     agent = agents.make("agentvit", buffer_size=64, buffer_batch_size=8, gamma=0.95, eps_start=1, eps_end=0.01,
                         eps_decay=20000, eta=0.01, tau=0.1, update_every=2, frequency=50)
@@ -204,9 +21,9 @@ def test_agentvit_accepts_the_readme_hyperparameters():
     assert agent.hp == agents.make("agentvit").hp  # the defaults are the paper's values
     assert agent.obs_type == "attention" and agent.selection == "batch"
     assert agent.env_kwargs()["tensor_obs"] is True
-    with pytest.raises(ValueError, match="not_a_hyperparameter"):
+    with pytest.raises(ValueError, match=r"unknown hyperparameter\(s\) not_a_hyperparameter; expected some of buffer_size"):
         agents.make("agentvit", not_a_hyperparameter=1)
-    with pytest.raises(ValueError, match="buffer_batch_size"):
+    with pytest.raises(ValueError, match=r"buffer_batch_size \(8\) cannot exceed buffer_size \(4\)"):
         agents.make("agentvit", buffer_size=4, buffer_batch_size=8)
 
 
@@ -423,39 +240,3 @@ def test_agentvit_save_load_restores_everything(tmp_path):
     with pytest.raises(ValueError, match="cannot read agent file"):
         (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
         agents.make("agentvit").load(tmp_path / "bad.pt")
-
-
-# -- PPO --------------------------------------------------------------------------------------------
-def test_ppo_extractor_works_per_patch_and_budget_is_respected():
-    agent = agents.make("ppo", n_steps=2048)
-    env = make_env(agent)
-    agent.train(env, steps=20)
-    assert env.unwrapped.global_step == 20 and agent.model.n_steps == 20  # not a 2048-step rollout
-    extractor = agent.model.policy.features_extractor
-    assert type(extractor).__name__ == "PatchFeatures"
-    first = extractor.per_item[0]
-    assert first.in_features == TINY["dim"]  # a shared MLP over each patch's D-vector, not N * D inputs
-    assert extractor.features_dim == 64 * agent.hp.item_features + agent.hp.item_features
-    overhead, vit, t0 = agent.overhead_time_s, env.unwrapped.train_time_s, time.perf_counter()
-    agent.train(env, steps=12, callback=lambda tr: time.sleep(0.01))  # the same model carries on, shorter rollout
-    wall = time.perf_counter() - t0
-    assert env.unwrapped.global_step == 32 and agent.model.num_timesteps == 32
-    # overhead_time_s leaves out the env's steps and the callback (0.12 s)
-    assert 0 < agent.overhead_time_s - overhead <= wall - 0.12 - (env.unwrapped.train_time_s - vit) + 1e-3
-
-
-def test_ppo_per_image_selection_through_the_flatten_wrapper():
-    agent = agents.make("ppo", selection="image")
-    env = make_env(agent)
-    assert env.action_space.shape == (TINY["batch_size"], 64)
-    agent.train(env, steps=16)
-    action = agent.act(pending_obs(env))
-    assert action.shape == (TINY["batch_size"], 64) and env.action_space.contains(action)
-
-
-def test_nonempty_mask_wrapper():
-    from patchenv.wrappers import ensure_nonempty
-
-    assert ensure_nonempty(np.zeros(4)).tolist() == [1, 1, 1, 1]
-    assert ensure_nonempty(np.array([[0, 1], [0, 0]])).tolist() == [[0, 1], [1, 1]]
-    assert ensure_nonempty(np.array([0.0, 2.0])).tolist() == [0.0, 2.0]  # bad values still reach the env

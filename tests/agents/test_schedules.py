@@ -53,8 +53,13 @@ def test_schedules_need_the_runs_length_and_check_their_arguments():
     env = gym.make("patchenv/PatchSelection-v0", **{**TINY, **agent.env_kwargs()})  # no budget_epochs
     with pytest.raises(ValueError, match="budget_epochs"):
         agent.setup(env)
-    for bad in (dict(k0=0), dict(k0=20, k_end=10), dict(fraction=0), dict(fraction=1.5), dict(k0=None)):
-        with pytest.raises(ValueError):
+    for bad, message in ((dict(k0=0), r"k must be an integer in \[1, N\].*got 0"),
+                         (dict(k0=20, k_end=10), "k_end must be at least k0=20, got 10"),
+                         (dict(fraction=0), r"fraction must be a number in \(0, 1\], got 0"),
+                         (dict(fraction=1.5), r"fraction must be a number in \(0, 1\], got 1.5"),
+                         (dict(fraction=True), r"fraction must be a number in \(0, 1\], got True"),
+                         (dict(k0=None), r"k0 must be an integer in \[1, N\], got None")):
+        with pytest.raises(ValueError, match=f"^agent 'grow': {message}"):
             agents.make("grow", **bad)
     with pytest.raises(ValueError, match="outside"):
         agent = agents.make("cosine", k0=100)
