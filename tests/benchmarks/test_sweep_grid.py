@@ -5,6 +5,7 @@ import json
 import pytest
 
 from benchmarks import compare_selectors
+from benchmarks.sweep import plan
 
 
 def _compare(out, *extra, selectors="all,random", epochs=1):
@@ -17,7 +18,7 @@ def _config(*argv):
     parser = compare_selectors.build_parser()
     args = compare_selectors.parse_args(parser, ["--device", "cpu", *argv])
     cfg = compare_selectors.make_config(args)
-    return cfg, compare_selectors.grid_points(cfg, args)
+    return cfg, plan.grid_points(cfg, args)
 
 
 def test_a_grid_point_is_its_own_comparison(tmp_path, capsys):
