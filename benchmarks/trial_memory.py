@@ -5,7 +5,7 @@ numbers to size ``--cpus-per-run`` / ``--gpus-per-run`` (and how many trials fit
 
 Each preset runs in a fresh interpreter, as a Ray trial runs in its own worker process:
 the imports, the data set, then one epoch of the `all` selector (every patch: the largest
-sequence, so the most activation memory) through `compare_selectors.run_one`, the very
+sequence, so the most activation memory) through `benchmarks.sweep.local.run_one`, the very
 code a trial runs: env and ViT, optimiser, training steps, the epoch's checkpoint, the
 evaluations. Reported per preset:
 
@@ -47,6 +47,7 @@ def child(preset: str, dataset: str, device: str, selector: str) -> dict:
     import torch
 
     from benchmarks import compare_selectors as cs
+    from benchmarks.sweep.local import RunOptions, run_one
     from patchenv import data as data_mod
     from patchenv.run.interrupt import GracefulInterrupt
     from patchenv.run import Budget
@@ -60,8 +61,8 @@ def child(preset: str, dataset: str, device: str, selector: str) -> dict:
         torch.set_num_threads(cfg["threads"])
         images = data_mod.load_dataset(cfg["dataset"], image_size=cfg["env"].get("image_size"))
         start = time.perf_counter()
-        metrics = cs.run_one(cfg, images, selector, 0, Budget(epochs=1), args, GracefulInterrupt(), resume=False,
-                             keep_checkpoint=True)
+        metrics = run_one(cfg, images, selector, 0, Budget(epochs=1), RunOptions.from_args(args),
+                          GracefulInterrupt(), resume=False, keep_checkpoint=True)
         seconds = time.perf_counter() - start
     result = {"preset": preset, "dataset": dataset, "device": cfg["device"], "selector": selector,
               "batch_size": metrics["summary"]["batch_size"], "steps": metrics["summary"]["steps"],

@@ -5,9 +5,12 @@ import json
 
 import pytest
 
-from benchmarks import compare_selectors, ray_sweep
+from benchmarks import compare_selectors
+from benchmarks.sweep import plan, ray_backend
+from benchmarks.sweep.results import RUN_FIELDS
+from patchenv.run import Budget
 
-ray_sweep.prepare_environment()  # before Ray is imported: it reads these settings once
+ray_backend.prepare_environment()  # before Ray is imported: it reads these settings once
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.tune")
 
@@ -20,7 +23,7 @@ CURVE = ("val_accuracy", "val_loss", "train_loss", "train_accuracy", "mean_rewar
 @pytest.fixture(scope="module", autouse=True)
 def local_ray(tmp_path_factory):
     # A short folder: Ray's sockets live in it, and a Unix socket path has ~107 characters.
-    ray_sweep.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("r")))
+    ray_backend.init(num_cpus=2, temp_dir=str(tmp_path_factory.mktemp("r")))
     yield
     ray.shutdown()
 
@@ -63,7 +66,7 @@ def test_ray_gives_the_local_numbers(tmp_path, capsys):
                                                                       ("random", 1)]
     _assert_same_runs(_runs(tmp_path / "ray"), _runs(tmp_path / "local"))
     rows = (tmp_path / "ray" / "results.csv").read_text().splitlines()
-    assert rows[0].split(",") == list(compare_selectors.RUN_FIELDS) and len(rows) == 5
+    assert rows[0].split(",") == list(RUN_FIELDS) and len(rows) == 5
     assert (tmp_path / "ray" / "accuracy_vs_time.png").is_file()
     for name in ("all-seed0", "random-seed1"):  # the runner's own files, in the same folders as local's
         own = json.loads((tmp_path / "ray" / "runs" / name / "metrics.json").read_text())
@@ -81,12 +84,12 @@ def test_a_run_finished_but_not_reported_is_not_run_again(tmp_path):
     args = compare_selectors.parse_args(parser, ["--dataset", "synthetic", "--preset", "tiny", "--epochs", "1",
                                                  "--device", "cpu", "--out", str(tmp_path)])
     cfg = compare_selectors.make_config(args)
-    folder = compare_selectors.run_dir(tmp_path, "all", 0)
-    config = compare_selectors.run_config(cfg, "all", 0, compare_selectors.Budget(epochs=1))
-    metrics = ray_sweep._finished_before(folder, config)
+    folder = plan.run_dir(tmp_path, "all", 0)
+    config = plan.run_config(cfg, "all", 0, Budget(epochs=1))
+    metrics = ray_backend.finished_before(folder, config)
     assert metrics == json.loads((folder / "metrics.json").read_text())
-    assert ray_sweep._finished_before(folder, compare_selectors.run_config(
-        cfg, "all", 0, compare_selectors.Budget(epochs=2))) is None  # another budget: run it
+    assert ray_backend.finished_before(folder, plan.run_config(
+        cfg, "all", 0, Budget(epochs=2))) is None  # another budget: run it
 
 
 # The fault tests' sweep: two epochs of `all` at two grid points (so a grid crosses Ray too).

@@ -1,12 +1,11 @@
-"""compare_selectors --grid (local backend) and the scale-out flags that need no Ray."""
+"""compare_selectors --grid (local backend): grid points as their own comparisons, keys checked as flags."""
 import csv
 import json
-import sys
 
 import pytest
-import torch
 
 from benchmarks import compare_selectors
+from benchmarks.sweep import plan
 
 
 def _compare(out, *extra, selectors="all,random", epochs=1):
@@ -19,7 +18,7 @@ def _config(*argv):
     parser = compare_selectors.build_parser()
     args = compare_selectors.parse_args(parser, ["--device", "cpu", *argv])
     cfg = compare_selectors.make_config(args)
-    return cfg, compare_selectors.grid_points(cfg, args)
+    return cfg, plan.grid_points(cfg, args)
 
 
 def test_a_grid_point_is_its_own_comparison(tmp_path, capsys):
@@ -98,34 +97,3 @@ def test_resume_refuses_other_grid_keys(tmp_path, capsys):
     with pytest.raises(SystemExit):
         _compare(tmp_path, "--resume", "--grid", "alpha=0.5", selectors="all")
     assert "grid keys" in capsys.readouterr().err
-
-
-def test_cpus_per_run_sets_the_runs_torch_threads(tmp_path):
-    torch.set_num_threads(1)
-    assert _compare(tmp_path, "--cpus-per-run", "2", selectors="all") == 0
-    meta = json.loads((tmp_path / "results.json").read_text())["meta"]
-    assert meta["torch_threads"] == 2 and meta["config"]["cpus_per_run"] == 2
-    assert json.loads((tmp_path / "runs" / "all-seed0" / "metrics.json").read_text())["meta"]["torch_threads"] == 2
-    assert torch.get_num_threads() == 1  # the caller's count is back
-
-
-@pytest.mark.parametrize("extra, expected", [
-    (("--gpus-per-run", "1"), "--gpus-per-run only apply to --backend ray"),
-    (("--ray-address", "auto"), "--ray-address only apply to --backend ray"),
-    (("--cpus-per-run", "0"), "--cpus-per-run must be positive"),
-])
-def test_ray_flags_need_the_ray_backend(tmp_path, capsys, extra, expected):
-    with pytest.raises(SystemExit) as e:
-        _compare(tmp_path, *extra)
-    assert e.value.code == 2 and expected in capsys.readouterr().err
-
-
-def test_backend_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
-    monkeypatch.setitem(sys.modules, "ray.tune", None)
-    with pytest.raises(SystemExit) as e:
-        _compare(tmp_path, "--backend", "ray")
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == 'python -m benchmarks.compare_selectors: error: --backend ray needs Ray: pip install -e ".[ray]"'
-    assert not tmp_path.joinpath("results.json").exists()

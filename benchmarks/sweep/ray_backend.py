@@ -5,7 +5,7 @@ trial, so a sweep spreads over the cores of one machine or the nodes of a cluste
     python -m benchmarks.compare_selectors --backend ray --ray-address auto ...        # this node's cluster
     python -m benchmarks.compare_selectors --backend ray --gpus-per-run 0.25 --device cuda ...  # 4 runs a GPU
 
-No second runner: a trial calls `compare_selectors.run_one` (hence `patchenv.run.run_training`)
+No second runner: a trial calls `benchmarks.sweep.local.run_one` (hence `patchenv.run.run_training`)
 on the run's folder ``OUT/runs/...``, with ``resume=True``: a trial whose worker died
 (killed, out of memory, a lost node) is started again by Tune (``--max-failures`` times)
 and continues from the run's last epoch checkpoint, not from scratch. The finished run's
@@ -26,7 +26,6 @@ run folders and their checkpoints are how a retried trial resumes on another nod
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -41,7 +40,9 @@ from typing import Iterator, Optional
 
 import torch
 
-from benchmarks import compare_selectors as cs
+from benchmarks.sweep.local import RunOptions, run_one
+from benchmarks.sweep.plan import REFERENCE, budget_for, images_key, run_config, run_dir, safe_name
+from benchmarks.sweep.results import Results
 from patchenv import data as data_mod
 from patchenv.atomic import jsonable
 from patchenv.run.interrupt import GracefulInterrupt
@@ -132,8 +133,8 @@ class Cluster:
                 "nodes": sum(1 for n in ray.nodes() if n.get("Alive")),
                 "cpus": resources.get("CPU", 0), "gpus": resources.get("GPU", 0), "retried": self.retried}
 
-    def run(self, phase: list, cfg: dict, args, runs: list, out: Path, meta: dict, bar,
-            stop: GracefulInterrupt) -> Optional[tuple]:
+    def run(self, phase: list, results: Results, options: RunOptions, stop: GracefulInterrupt,
+            die_marker: Optional[str] = None) -> Optional[tuple]:
         """One phase of (point, seed, selector) runs as Tune trials side by side; every
         finished one is merged into OUT at once. Returns the first unfinished run when the
         sweep was interrupted (Ctrl-C: `stop`); raises TrialsFailed when trials failed for
@@ -142,7 +143,8 @@ class Cluster:
         from ray import tune
         from ray.tune.logger import JsonLoggerCallback
 
-        jobs = [job(point, seed, selector, cfg, args, runs, out) for point, seed, selector in phase]
+        cfg, out = results.cfg, results.out
+        jobs = [job(point, seed, selector, results, options, die_marker) for point, seed, selector in phase]
         failures = {}
         done = set()
         cluster = self
@@ -152,14 +154,12 @@ class Cluster:
             if i in done or "metrics" not in result:  # a trial stopped by Ctrl-C reported nothing
                 return
             point, seed, selector = phase[i]
-            runs.append(cs.record(point, selector, seed, json.loads(result["metrics"])))
             if failures.get(i):
                 cluster.retried.append({**where(jobs[i]), "failures": failures[i],
                                         "resumed_from_step": result["resumed_from_step"]})
-            meta["ray"] = cluster.describe()
-            cs.write_results(out, meta, runs, cfg, "running")
+            results.meta["ray"] = cluster.describe()
+            results.add(point, selector, seed, json.loads(result["metrics"]))
             done.add(i)
-            bar.update(1)
 
         class Collect(tune.Callback):
             """Merges each finished trial's run into the results as it ends (Tune runs its
@@ -187,7 +187,7 @@ class Cluster:
         client = ray.util.client.ray.is_connected()
         trainable = tune.with_resources(tune.with_parameters(trial, jobs=jobs),
                                         {"cpu": cfg["cpus_per_run"], "gpu": cfg["gpus_per_run"]})
-        kind = "references" if all(j["selector"] == cs.REFERENCE for j in jobs) else "runs"
+        kind = "references" if all(j["selector"] == REFERENCE for j in jobs) else "runs"
         name = f"{datetime.now().strftime('%Y%m%d-%H%M%S')}-{kind}"
         tuner = tune.Tuner(
             trainable,
@@ -197,7 +197,7 @@ class Cluster:
             tune_config=tune.TuneConfig(reuse_actors=True,
                                         trial_name_creator=lambda t: trial_name(jobs[t.config["index"]]),
                                         trial_dirname_creator=lambda t: f"{t.config['index']:04d}-"
-                                        + cs._safe(trial_name(jobs[t.config["index"]]), "._-=,")),
+                                        + safe_name(trial_name(jobs[t.config["index"]]), "._-=,")),
             run_config=tune.RunConfig(name=name, storage_path=str(out.resolve() / "ray"), verbose=0,
                                       failure_config=tune.FailureConfig(max_failures=cfg["max_failures"]),
                                       callbacks=[JsonLoggerCallback()] + ([] if client else [Collect()]),
@@ -222,22 +222,23 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def connected(cfg: dict, args) -> Iterator[Cluster]:
+def connected(cfg: dict, num_cpus: Optional[int] = None) -> Iterator[Cluster]:
     """Ray for the sweep: the one this process already started (a program or test that
-    called `init` itself keeps it), else a private one or the --ray-address cluster, shut
-    down (disconnected) afterwards."""
+    called `init` itself keeps it), else a private one of `num_cpus` CPUs or the
+    ``cfg["ray_address"]`` cluster, shut down (disconnected) afterwards."""
     import ray
 
     if ray.is_initialized():
         yield Cluster("already connected")
         return
-    init(address=args.ray_address, num_cpus=args.ray_num_cpus)
+    address = cfg["ray_address"]
+    init(address=address, num_cpus=num_cpus)
     try:
-        cluster = Cluster(args.ray_address or "local")
+        cluster = Cluster(address or "local")
         need = {"CPU": cfg["cpus_per_run"], "GPU": cfg["gpus_per_run"]}
         have = ray.cluster_resources()
         short = [f"{need[k]:g} {k}" for k in need if need[k] > have.get(k, 0)]
-        if short and args.ray_address is None:  # a cluster may scale up; this machine will not
+        if short and address is None:  # a cluster may scale up; this machine will not
             raise RunError(f"a trial needs {' and '.join(short)} but the local Ray has "
                            f"{have.get('CPU', 0):g} CPU and {have.get('GPU', 0):g} GPU")
         yield cluster
@@ -245,19 +246,19 @@ def connected(cfg: dict, args) -> Iterator[Cluster]:
         ray.shutdown()
 
 
-def job(point: dict, seed: int, selector: str, cfg: dict, args, runs: list, out: Path) -> dict:
+def job(point: dict, seed: int, selector: str, results: Results, options: RunOptions,
+        die_marker: Optional[str]) -> dict:
     """What a trial needs to run one run, JSON-able; paths absolute (a trial's working
     folder is its own)."""
-    budget = cs.budget_for(point, runs, selector, seed, None)
+    budget = budget_for(point, results.runs, selector, seed, None)
     env = dict(point["env"])
     if env.get("data_root") is not None:
         env["data_root"] = str(Path(env["data_root"]).resolve())
-    marker = args.die_once_after_checkpoint
-    return {"point": {**point, "env": env, "out": str(out.resolve())}, "selector": selector, "seed": seed,
-            "budget": {"epochs": budget.epochs, "seconds": budget.seconds}, "threads": cfg["threads"],
-            "checkpoint_every": args.checkpoint_every,
-            "log_dir": None if args.log_dir is None else str(Path(args.log_dir).resolve()),
-            "die_marker": None if marker is None else str(Path(marker).resolve())}
+    return {"point": {**point, "env": env, "out": str(results.out.resolve())}, "selector": selector, "seed": seed,
+            "budget": {"epochs": budget.epochs, "seconds": budget.seconds}, "threads": results.cfg["threads"],
+            "checkpoint_every": options.checkpoint_every,
+            "log_dir": None if options.log_dir is None else str(Path(options.log_dir).resolve()),
+            "die_marker": None if die_marker is None else str(Path(die_marker).resolve())}
 
 
 def where(job: dict) -> dict:
@@ -273,7 +274,7 @@ def trial_name(job: dict) -> str:
 
 # -- inside a trial (a Ray worker) -----------------------------------------------------------
 def trial(config: dict, jobs: list) -> None:
-    """Tune's trainable: run ``jobs[config["index"]]`` through `compare_selectors.run_one`,
+    """Tune's trainable: run ``jobs[config["index"]]`` through `local.run_one`,
     resuming its folder's checkpoint when an earlier attempt left one, and report the
     metrics."""
     from ray import tune
@@ -281,25 +282,25 @@ def trial(config: dict, jobs: list) -> None:
     job = jobs[config["index"]]
     torch.set_num_threads(job["threads"])  # as the local backend; Ray's OMP_NUM_THREADS is not what torch uses
     point = job["point"]
-    folder = cs.run_dir(Path(point["out"]), job["selector"], job["seed"], point.get("setting"))
+    folder = run_dir(Path(point["out"]), job["selector"], job["seed"], point.get("setting"))
     resumed_from = read_progress(folder)["state"]["total"]["steps"] if has_checkpoint(folder) else 0
-    args = argparse.Namespace(log_dir=job["log_dir"], checkpoint_every=job["checkpoint_every"], no_progress=True)
+    options = RunOptions(checkpoint_every=job["checkpoint_every"], log_dir=job["log_dir"], show_progress=False)
     # Outside the main thread GracefulInterrupt installs no handler: Tune ends a trial by
     # ending its worker, and the run's last epoch checkpoint stays for the next attempt.
     stop = GracefulInterrupt()
     budget = Budget(**job["budget"])
-    metrics = _finished_before(folder, cs.run_config(point, job["selector"], job["seed"], budget))
+    metrics = finished_before(folder, run_config(point, job["selector"], job["seed"], budget))
     if metrics is None:
         on_epoch = None if job["die_marker"] is None else _die_once(Path(job["die_marker"]), folder)
-        metrics = cs.run_one(point, _images(cs.images_key(point)), job["selector"], job["seed"], budget, args, stop,
-                             resume=True, keep_checkpoint=False, on_epoch=on_epoch)
+        metrics = run_one(point, _images(images_key(point)), job["selector"], job["seed"], budget, options, stop,
+                          resume=True, keep_checkpoint=False, on_epoch=on_epoch)
     if metrics["meta"]["status"] != "complete":
         raise RuntimeError(f"{trial_name(job)} stopped before its budget (status {metrics['meta']['status']})")
     tune.report({"metrics": json.dumps(jsonable(metrics)), "resumed_from_step": resumed_from,
                  "finished_at": time.time()})
 
 
-def _finished_before(folder: Path, config: dict) -> Optional[dict]:
+def finished_before(folder: Path, config: dict) -> Optional[dict]:
     """The run's metrics when an earlier attempt finished it (with this configuration) but
     could not report it: its worker died, or the sweep was stopped, just after."""
     path = folder / "metrics.json"

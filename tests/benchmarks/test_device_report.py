@@ -1,19 +1,24 @@
-"""benchmarks/device_report.py on the CPU at smoke-test size: every section runs (the gpu
-tests skip), and the JSON has the structure the GPU run will be read with."""
+"""python -m benchmarks.device_report on the CPU at smoke-test size: every section runs (the gpu
+tests skip), and the JSON has the structure the GPU run will be read with. The formulas
+(ratios, targets, JUnit counts) are checked on hand-made inputs in test_device_timing.py and
+test_device_targets.py."""
 import json
 import math
 
 import pytest
 
 from benchmarks import device_report
+from benchmarks.device.sections import SECTIONS as SECTION_LIST
 
-SECTIONS = [name for name, _ in device_report.SECTIONS]
+SECTIONS = [name for name, _ in SECTION_LIST]
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("device")
-    assert device_report.main(["--device", "cpu", "--quick", "--out", str(out), "--no-progress"]) == 0
+    # a generous budget: on a loaded 2-core machine the quick sizes can outlast the default 110 s
+    argv = ["--device", "cpu", "--quick", "--out", str(out), "--no-progress", "--budget-s", "600"]
+    assert device_report.main(argv) == 0
     return out, json.loads((out / "device_report.json").read_text())
 
 
@@ -62,7 +67,6 @@ def test_step_time_ratios(report):
         assert full["ratio_to_full"] == 1.0  # a paired ratio of the full step to itself
         for row in v["rows"]:
             assert positive(row["median_s"]) and positive(row["ratio_to_full"]) and positive(row["images_per_s"])
-            assert row["images_per_s"] == pytest.approx(v["batch_size"] / row["median_s"])
             assert len(row["times_s"]) == v["repeats"] >= 3
 
 
@@ -90,7 +94,6 @@ def test_targets_are_booleans_and_markdown_is_written(report):
     assert len(targets) == 4
     for t in targets:
         assert isinstance(t["pass"], bool) and t["measured"] is True and positive(t["value"])
-        assert t["pass"] == (t["value"] <= t["target"] if t["op"] == "<=" else t["value"] < t["target"])
     md = (out / "device_report.md").read_text()
     assert "## Targets" in md and "## Bare training step, batch 16" in md and "fp32 eager" in md
     assert md.count("PASS") + md.count("FAIL") >= 4

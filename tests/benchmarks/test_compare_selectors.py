@@ -1,12 +1,13 @@
-"""Smoke and bookkeeping tests of the benchmarks at the tiny preset on synthetic data."""
+"""python -m benchmarks.compare_selectors end to end (local backend) at the tiny preset on synthetic
+data: the files, their fields, resume, interruption, budgets, one-line errors."""
 import csv
 import json
 import math
 
 import pytest
 
-from benchmarks import compare_selectors, throughput
-from benchmarks.compare_selectors import RUN_FIELDS
+from benchmarks import compare_selectors
+from benchmarks.sweep.results import RUN_FIELDS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -207,35 +208,6 @@ def test_compare_selectors_has_the_notebooks_three_columns(tmp_path, capsys):
     assert {r["selector"]: r["test_accuracy_random_masks"] for r in _csv_rows(tmp_path)}["random:k=20"] == repr(got)
 
 
-def test_throughput_tiny(tmp_path, capsys):
-    argv = ["--preset", "tiny", "--batch-sizes", "16", "--repeats", "2", "--warmup", "1", "--min-time", "0",
-            "--device", "cpu", "--out", str(tmp_path), "--no-progress"]
-    assert throughput.main(argv) == 0
-    printed = capsys.readouterr().out
-    assert "r32 = bare(32) / bare(64)" in printed and ("PASS" in printed or "FAIL" in printed)
-    result = json.loads((tmp_path / "throughput.json").read_text())
-    assert result["meta"]["versions"]["torch"] and result["meta"]["config"]["preset"] == "tiny"
-    (block,) = result["results"]
-    assert block["batch_size"] == 16 and block["num_patches"] == 64
-    rows = {(r["variant"], r["k"]): r for r in block["rows"]}
-    assert set(rows) == {(v, k) for v in throughput.VARIANTS for k in (64, 48, 32, 16, 8)}
-    for (variant, k), r in rows.items():
-        assert r["ideal"] == k / 64
-        assert len(r["times_s"]) == 2 and r["median_s"] > 0
-        assert r["overhead_vs_bare"] == pytest.approx(r["median_s"] / rows[("bare", k)]["median_s"])
-        if k == 64:
-            assert r["ratio_to_full"] == 1.0
-    names = [a["name"] for a in block["acceptance"]]
-    assert names[0] == "r32 = bare(32) / bare(64)" and len(names) == 4
-    for a in block["acceptance"]:
-        assert a["pass"] == (a["value"] <= a["target"])
-    r32 = block["acceptance"][0]
-    assert r32["ratio_of_medians"] == pytest.approx(rows[("bare", 32)]["median_s"] / rows[("bare", 64)]["median_s"])
-    paired = [a / b for a, b in zip(rows[("bare", 32)]["times_s"], rows[("bare", 64)]["times_s"])]
-    assert r32["value"] == pytest.approx(sorted(paired)[0] / 2 + sorted(paired)[1] / 2)  # median of two
-    assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
-
-
 def test_interleaved_val_protocol_counts_compute_and_matches_sequential(tmp_path):
     """The issue's acceptance run: digits, tiny, 2 epochs, seeds 0 and 1, all/random/agentvit,
     interleaved by default, validation curves, tokens and FLOPs; a sequential schedule
@@ -322,22 +294,3 @@ def test_each_selector_is_built_once_to_validate_it(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         _compare(tmp_path, selectors="random:k=8,norm_topk,random:k=8")
     assert built == ["all", "random:k=8", "norm_topk"]
-
-
-def test_accuracy_at_equal_flops_interpolates_the_reference_curve():
-    from benchmarks.compare_selectors import fill_relative
-
-    ref = {"selector": "all", "seed": 0, "train_time_s": 4.0, "test_accuracy": 0.8,
-           "curve": [{"train_flops": 100, "train_time_s": 2.0, "train_tokens": 1, "val_accuracy": 0.5},
-                     {"train_flops": 200, "train_time_s": 4.0, "train_tokens": 2, "val_accuracy": 0.7}]}
-    cheap = {"selector": "random", "seed": 0, "train_time_s": 2.0, "test_accuracy": 0.75,
-             "curve": [{"train_flops": 60, "train_time_s": 1.0, "train_tokens": 1, "val_accuracy": 0.45},
-                       {"train_flops": 150, "train_time_s": 2.0, "train_tokens": 2, "val_accuracy": 0.66}]}
-    tiny = dict(cheap, seed=0, selector="tiny", curve=[dict(cheap["curve"][0], train_flops=50)])
-    runs = [ref, cheap, tiny]
-    fill_relative(runs, None)
-    # At 150 FLOPs the reference is halfway between 0.5 and 0.7: 0.6; below its first point it holds 0.5.
-    assert cheap["accuracy_delta_at_equal_flops"] == pytest.approx(0.66 - 0.6)
-    assert tiny["accuracy_delta_at_equal_flops"] == pytest.approx(0.45 - 0.5)
-    assert ref["accuracy_delta_at_equal_flops"] == pytest.approx(0.0)
-    assert cheap["flops_to_target"] is None and cheap["speedup_to_target_flops"] is None  # never reached 0.7

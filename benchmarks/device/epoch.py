@@ -1,0 +1,118 @@
+"""Section 5, ``epoch``: one CIFAR-10-sized epoch through the env per selector and variant,
+and the data pipeline's share of it."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import agents
+from benchmarks.common import synchronize
+from benchmarks.device.attempts import attempt, release_memory
+from benchmarks.device.context import Context, env_step, make_env
+from patchenv import data as data_mod
+
+
+def epoch_data(ctx: Context) -> tuple[data_mod.ImageData, str]:
+    cfg = ctx.cfg
+    if cfg.use_cifar10:
+        try:
+            images = data_mod.load_dataset("cifar10")
+            return images, f"cifar10 ({len(images.train_y)} training images, from disk)"
+        except data_mod.DatasetError as e:  # not on disk (no network on a lent GPU)
+            reason = str(e).split(" (")[0]
+            return ctx.random_images(), f"random images of CIFAR-10's shape; {reason}"
+    return ctx.random_images(), "random images of CIFAR-10's shape"
+
+
+def time_data_pipeline(ctx: Context, images: data_mod.ImageData, b: int, steps: int) -> dict:
+    """The env's batch loading alone, `steps` batches: index the device-resident uint8
+    set by a device randperm, to float, crop + flip, normalise (the env's _load_batch)."""
+    dev = ctx.device
+    x_all, y_all = images.train_x.to(dev), images.train_y.to(dev)
+    mean = torch.tensor(images.mean, device=dev).view(1, -1, 1, 1)
+    std = torch.tensor(images.std, device=dev).view(1, -1, 1, 1)
+    gen = torch.Generator(dev).manual_seed(ctx.cfg.seed)
+
+    def epoch():
+        perm = torch.randperm(len(y_all), device=dev, generator=gen)
+        for pos in range(steps):
+            idx = perm[pos * b:(pos + 1) * b]
+            x = data_mod.augment(data_mod.to_unit(x_all[idx]), gen)
+            batch = (data_mod.normalize(x, mean, std), y_all[idx])
+        return batch
+
+    epoch()  # warm-up (allocator, kernels)
+    times = []
+    for _ in range(3):
+        synchronize(dev)
+        t0 = time.perf_counter()
+        epoch()
+        synchronize(dev)
+        times.append(time.perf_counter() - t0)
+    return {"steps": steps, "median_s": float(np.median(times)), "times_s": times}
+
+
+def section_epoch(ctx: Context, rec: dict) -> None:
+    cfg = ctx.cfg
+    images, source = epoch_data(ctx)
+    b = cfg.epoch_batch
+    steps = len(images.train_y) // b
+    rec.update({"data": source, "images": len(images.train_y), "batch_size": b, "steps_per_epoch": steps,
+                "random_k": cfg.random_k, "runs": []})
+    rec["data_pipeline"] = {}
+    attempt(rec["data_pipeline"], lambda: rec["data_pipeline"].update(time_data_pipeline(ctx, images, b, steps)))
+    variants = [("fp32", "eager")] + ([("fp32", "graph"), ("bf16", "graph")] if ctx.cuda else []) \
+        + [("bf16", "compile" if cfg.compile else "eager")]
+    selectors = [("all", {}), ("random", {"k": cfg.random_k, "seed": cfg.seed})]
+    runs = [(p, m, s, kw) for p, m in variants for s, kw in selectors]
+    for precision, mode, selector, kw in tqdm(runs, desc="epochs", disable=not ctx.show, leave=False):
+        run = {"selector": selector if not kw else f"{selector}:k={kw['k']}", "precision": precision,
+               "mode": mode, "compiled": mode == "compile", "variant": f"{precision} {mode}"}
+        rec["runs"].append(run)
+        need = (cfg.compile_reserve_s if mode == "compile" else 10.0)
+        if ctx.remaining() < need:
+            run["skipped"] = f"{ctx.remaining():.0f} s of the run's budget left, {need:.0f} s needed"
+            continue
+        attempt(run, lambda: epoch_run(ctx, images, b, precision, mode, selector, kw, run))
+        pipeline = rec["data_pipeline"].get("median_s")
+        if pipeline is not None and run.get("wall_s"):
+            run["data_pipeline_share"] = pipeline / run["wall_s"]
+    if not any("wall_s" in r for r in rec["runs"]):
+        raise RuntimeError("no epoch was measured: " + "; ".join(r.get("error", r.get("skipped", "?"))
+                                                                 for r in rec["runs"]))
+
+
+def epoch_run(ctx: Context, images, b: int, precision: str, mode: str, selector: str, kw: dict,
+              run: dict) -> None:
+    cfg = ctx.cfg
+    release_memory()  # the last run's env must be gone before the peak-memory counter restarts
+    agent = agents.make(selector, **kw)
+    env = make_env(ctx, images, b, precision, mode, **agent.env_kwargs())
+    try:
+        agent.setup(env)
+        u = env.unwrapped
+        obs, _ = env.reset(seed=cfg.seed)
+        t0 = time.perf_counter()
+        for _ in range(cfg.warmup):
+            obs = env_step(env, agent.act(obs))
+        synchronize(ctx.device)
+        run["warmup_s"] = time.perf_counter() - t0  # with compile: mostly compiling
+        if ctx.cuda:
+            torch.cuda.reset_peak_memory_stats(ctx.device)
+        train0 = u.train_time_s
+        steps = u.steps_per_epoch
+        synchronize(ctx.device)
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            obs = env_step(env, agent.act(obs))
+        synchronize(ctx.device)
+        wall = time.perf_counter() - t0
+        run.update({"steps": steps, "wall_s": wall, "env_train_time_s": u.train_time_s - train0,
+                    "step_ms": 1e3 * wall / steps, "images_per_s": steps * b / wall})
+        if ctx.cuda:
+            run["peak_memory_mb"] = torch.cuda.max_memory_allocated(ctx.device) / 2**20
+    finally:
+        env.close()

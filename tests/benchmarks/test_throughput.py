@@ -1,0 +1,37 @@
+"""python -m benchmarks.throughput at the tiny preset: the variants, the paired ratios, the acceptance rows."""
+import json
+
+import pytest
+
+from benchmarks import throughput
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_throughput_tiny(tmp_path, capsys):
+    argv = ["--preset", "tiny", "--batch-sizes", "16", "--repeats", "2", "--warmup", "1", "--min-time", "0",
+            "--device", "cpu", "--out", str(tmp_path), "--no-progress"]
+    assert throughput.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "r32 = bare(32) / bare(64)" in printed and ("PASS" in printed or "FAIL" in printed)
+    result = json.loads((tmp_path / "throughput.json").read_text())
+    assert result["meta"]["versions"]["torch"] and result["meta"]["config"]["preset"] == "tiny"
+    (block,) = result["results"]
+    assert block["batch_size"] == 16 and block["num_patches"] == 64
+    rows = {(r["variant"], r["k"]): r for r in block["rows"]}
+    assert set(rows) == {(v, k) for v in throughput.VARIANTS for k in (64, 48, 32, 16, 8)}
+    for (variant, k), r in rows.items():
+        assert r["ideal"] == k / 64
+        assert len(r["times_s"]) == 2 and r["median_s"] > 0
+        assert r["overhead_vs_bare"] == pytest.approx(r["median_s"] / rows[("bare", k)]["median_s"])
+        if k == 64:
+            assert r["ratio_to_full"] == 1.0
+    names = [a["name"] for a in block["acceptance"]]
+    assert names[0] == "r32 = bare(32) / bare(64)" and len(names) == 4
+    for a in block["acceptance"]:
+        assert a["pass"] == (a["value"] <= a["target"])
+    r32 = block["acceptance"][0]
+    assert r32["ratio_of_medians"] == pytest.approx(rows[("bare", 32)]["median_s"] / rows[("bare", 64)]["median_s"])
+    paired = [a / b for a, b in zip(rows[("bare", 32)]["times_s"], rows[("bare", 64)]["times_s"])]
+    assert r32["value"] == pytest.approx(sorted(paired)[0] / 2 + sorted(paired)[1] / 2)  # median of two
+    assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
