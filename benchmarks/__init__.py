@@ -11,6 +11,6 @@
 
 Shared by them: `bare_step` (the bare training step the env's step is compared with) and
 `common` (list parsing, CSV and figure files, timing, confidence intervals, Markdown
-tables). Every script writes JSON with a ``meta`` block (`patchenv.meta`: hardware,
+tables). Every script writes JSON with a ``meta`` block (`patchenv.run.meta`: hardware,
 library versions, configuration, date) and prints a Markdown table.
 """

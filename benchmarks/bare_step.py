@@ -13,16 +13,15 @@ import torch
 import torch.nn.functional as F
 
 from patchenv.model.cuda_graph import GraphedStep
-from patchenv.model.training import make_optimizer
-from patchenv.model.vit import SimpleViT, init_weights
+from patchenv.model.training import autocast as model_autocast
+from patchenv.model.training import make_optimizer, new_model
 
 MODES = ("eager", "compile", "graph")
 
 
 def autocast(device: torch.device, precision: str, cache_enabled: bool = True):
-    """bf16 autocast for precision "bf16", none for "fp32" (as the env's amp)."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16",
-                          cache_enabled=cache_enabled)
+    """The env's autocast (`patchenv.model.training.autocast`) for precision "bf16" or "fp32"."""
+    return model_autocast(device, "bf16" if precision == "bf16" else None, cache_enabled)
 
 
 class BareStep:
@@ -31,10 +30,7 @@ class BareStep:
         channels, dim, depth, heads, dim_head, mlp_dim)."""
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        g = torch.Generator(device).manual_seed(seed)
-        with torch.random.fork_rng(devices=[]):  # the module's own init would draw from the global RNG
-            self.model = SimpleViT(**vit).to(device)
-        init_weights(self.model, g)
+        self.model = new_model(vit, device, seed)  # the env's model and optimiser, built the env's way
         self.model.train()
         self.optimizer = make_optimizer(self.model, 1e-3, capturable=mode == "graph")
         self.forward_tokens = (torch.compile(self.model.forward_tokens, dynamic=True) if mode == "compile"

@@ -76,10 +76,10 @@ from benchmarks.sweep.results import OUTPUTS, Results, fill_eval_split, load_pre
 from benchmarks.sweep.stats import curve_key, summary_table
 from patchenv import data as data_mod
 from patchenv.checks import one_line, out_of_memory_as
-from patchenv.interrupt import GracefulInterrupt
-from patchenv.meta import meta_block
-from patchenv.options import add_run_arguments, check_out, clear_out
-from patchenv.run import RunError, locked
+from patchenv.run.interrupt import GracefulInterrupt
+from patchenv.run.meta import meta_block
+from patchenv.cli.options import add_run_arguments, check_out
+from patchenv.run import RunError, clear_out, locked
 
 
 class SettingsTooLarge(Exception):

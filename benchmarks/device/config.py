@@ -18,7 +18,7 @@ class ReportConfig:
     """What one report measures; `full_config` and `quick_config` are the two sizes."""
 
     preset: str = "paper"
-    """ViT size from patchenv.presets.PRESETS (its batch size is not used)"""
+    """ViT size from patchenv.env.presets.PRESETS (its batch size is not used)"""
     batch_sizes: tuple = (128, 512)
     """batch sizes of the bare-step timing; the first is the one the r32 target reads"""
     ks: tuple = (64, 48, 32, 16, 8)

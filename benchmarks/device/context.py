@@ -13,7 +13,7 @@ import torch
 import patchenv  # noqa: F401  (registers the env ids)
 from benchmarks.device.config import ENV_ID, IMAGE_SIZE, PATCH_SIZE, ReportConfig
 from patchenv import data as data_mod
-from patchenv.presets import PRESETS
+from patchenv.env.presets import PRESETS
 
 
 @dataclass

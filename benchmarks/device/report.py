@@ -10,11 +10,11 @@ from benchmarks.device.context import Context
 from benchmarks.device.markdown import markdown
 from benchmarks.device.targets import evaluate_targets
 from patchenv.atomic import atomic_write_json, atomic_write_text
-from patchenv.meta import meta_block
+from patchenv.run.meta import meta_block
 
 
 def device_meta(ctx: Context, argv: list[str]) -> dict:
-    """The common meta block (`patchenv.meta`) plus the GPU's properties."""
+    """The common meta block (`patchenv.run.meta`) plus the GPU's properties."""
     dev = ctx.device
     meta = meta_block(dev, asdict(ctx.cfg))
     gpu = None

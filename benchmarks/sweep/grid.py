@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 
 from benchmarks.common import parse_list
-from patchenv.config import EnvConfig
+from patchenv.env.config import EnvConfig
 
 # --grid keys besides the env's own flags (EnvConfig fields).
 GRID_EXTRA_KEYS = ("preset",)

@@ -13,8 +13,8 @@ import numpy as np
 from benchmarks.sweep.plan import REFERENCE, budget_for, finished, images_key, run_config, run_dir
 from benchmarks.sweep.results import Results
 from patchenv import registry
-from patchenv.interrupt import GracefulInterrupt
-from patchenv.options import clear_out
+from patchenv.run.interrupt import GracefulInterrupt
+from patchenv.run import clear_out
 from patchenv.run import Budget, has_checkpoint, read_progress, run_training
 
 

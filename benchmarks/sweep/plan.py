@@ -19,7 +19,7 @@ from benchmarks.sweep.grid import parse_grid
 from patchenv import data as data_mod
 from patchenv.checks import check_seed
 from patchenv.env import resolve_device
-from patchenv.options import DEFAULT_PRESET, env_settings
+from patchenv.cli.options import DEFAULT_PRESET, env_settings
 from patchenv.run import Budget
 
 REFERENCE = "all"
