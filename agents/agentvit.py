@@ -222,7 +222,7 @@ class AgentViT(Agent):
         if self.hp.learning_starts is None and self.learning_starts is None:
             self.learning_starts = u.steps_per_epoch  # the paper: nothing stored in epoch 1
         if self.hp.frequency > u.steps_per_epoch and not getattr(self, "_warned_frequency", False):
-            self._warned_frequency = True  # setup runs at every train() call; say it once
+            self._warned_frequency = True  # say it once, whatever env it is set up for
             warnings.warn(f"frequency={self.hp.frequency} exceeds the {u.steps_per_epoch} batches of an epoch: "
                           "as in the paper (the count restarts every epoch), the agent will never learn", stacklevel=2)
 

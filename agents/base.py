@@ -14,6 +14,7 @@ override ``train``.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -74,8 +75,9 @@ class Agent:
 
     Subclasses implement ``act``; learning agents implement ``update``; an agent that
     reads another observation, or supports one selection only, overrides ``obs_types``.
-    ``setup(env)`` is called once an env is known (by ``train``, and by the runner before
-    evaluating) to read N, B and the env's target count.
+    ``setup(env)`` is called once an env is known, to read N, B and the env's target
+    count: by the runner before the run, else by the first ``train`` (``setup_once``: an
+    agent set up for an env is not set up again for it, whatever wraps it).
     """
 
     name: str = "agent"
@@ -93,6 +95,7 @@ class Agent:
     #: (the default) when its whole state is saved. The runner warns with it on resume.
     resume_caveat: Optional[str] = None
     #: set by ``setup``
+    _set_up_for: Any = None  # the unwrapped env the last setup succeeded for
     num_patches: Optional[int] = None
     batch_size: Optional[int] = None
     n_patch_desired: Optional[int] = None
@@ -115,6 +118,17 @@ class Agent:
     def env_kwargs(self) -> dict:
         """Keyword arguments the env needs to produce what this agent consumes."""
         return {"obs_type": self.obs_type, "selection": self.selection}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "setup" in cls.__dict__:
+            cls.setup = _remembers_env(cls.__dict__["setup"])
+
+    def setup_once(self, env) -> None:
+        """``setup(env)`` unless this agent is set up for this env already (``train`` runs
+        every epoch; the env's settings do not change between them)."""
+        if self._set_up_for is not env.unwrapped:
+            self.setup(env)
 
     def setup(self, env) -> None:
         u = env.unwrapped
@@ -156,7 +170,7 @@ class Agent:
 
         total_reward, done_steps = 0.0, 0
         try:
-            self.setup(env)
+            self.setup_once(env)
             obs = self.prepare_obs(not_agent(env.reset)[0])
             for _ in range(int(steps)):
                 action = self.act(obs, explore=True)
@@ -243,6 +257,25 @@ class Agent:
             type(self).__init__(self, **config)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{path}: its config does not build agent {self.name!r}: {e}") from None
+
+
+
+def _remembers_env(setup: Callable) -> Callable:
+    """`setup` that records the env it succeeded for (a failure forgets any), so that
+    ``setup_once`` knows; nested ``super().setup`` calls are recorded by the outermost."""
+    @functools.wraps(setup)
+    def wrapper(self, env) -> None:
+        try:
+            setup(self, env)
+        except BaseException:
+            self._set_up_for = None
+            raise
+        self._set_up_for = env.unwrapped
+
+    return wrapper
+
+
+Agent.setup = _remembers_env(Agent.setup)
 
 
 def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:

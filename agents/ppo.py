@@ -167,7 +167,7 @@ class PPOAgent(Agent):
         if steps <= 0:
             return {"steps": 0, "reward": 0.0}
         start = time.perf_counter()
-        self.setup(env)
+        self.setup_once(env)
         self._action_shape = tuple(env.action_space.shape)
         rollouts = math.ceil(steps / self.hp.n_steps)
         rollout_len = math.ceil(steps / rollouts)

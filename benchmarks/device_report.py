@@ -13,7 +13,7 @@ Sections, in the order they run (each has its own duration in the JSON; a failur
 say torch.compile, is recorded with its error text and the others still run: on a lent
 GPU there is one try):
 
-1. ``gpu_tests``: ``pytest -m gpu tests/test_gpu.py`` in a subprocess (training step,
+1. ``gpu_tests``: ``pytest -m gpu tests/model/test_gpu.py`` in a subprocess (training step,
    per-image masks against the CPU, checkpoints across devices, bf16, compile, agentvit on
    the GPU); pass/fail/skip counts and each failure's short text. On a CPU they all skip.
 2. ``step_time``: a bare training step (embed, forward on the kept tokens of one shared

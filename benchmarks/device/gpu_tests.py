@@ -1,4 +1,4 @@
-"""Section 1, ``gpu_tests``: ``pytest -m gpu tests/test_gpu.py`` in a subprocess, its JUnit
+"""Section 1, ``gpu_tests``: ``pytest -m gpu tests/model/test_gpu.py`` in a subprocess, its JUnit
 XML read back into counts and each failure's short text."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from benchmarks.device.context import Context
 
 
 def section_gpu_tests(ctx: Context, rec: dict) -> None:
-    test_file = ROOT / "tests" / "test_gpu.py"
+    test_file = ROOT / "tests" / "model" / "test_gpu.py"
     if not test_file.is_file():
         raise FileNotFoundError(f"{test_file} not found: run the report from a checkout of the project")
     with tempfile.TemporaryDirectory() as tmp:  # pytest's XML is read here, not kept

@@ -41,7 +41,7 @@ def markdown(report: dict) -> str:
     tests = s.get("gpu_tests", {})
     if "counts" in tests:
         c = tests["counts"]
-        out += ["## CUDA tests (`pytest -m gpu tests/test_gpu.py`)", "",
+        out += ["## CUDA tests (`pytest -m gpu tests/model/test_gpu.py`)", "",
                 f"{c['passed']} passed, {c['failed']} failed, {c['error']} errors, {c['skipped']} skipped.", ""]
         out += [f"- FAILED {f}" for f in tests["failures"]] + ([""] if tests["failures"] else [])
     out += _step_tables(s)

@@ -26,7 +26,7 @@ Backward = 2 x forward: every product's input gradient and weight gradient (or, 
 Q K^T and A V, the gradients of both operands) cost one product each. That holds for the
 patch embedding too: its input, the LayerNorm of the patches, carries a learnt weight,
 so its gradient is computed. FlopCounterMode counts exactly this; the tests check it
-(tests/test_flops.py). It has no formula for the fused CPU attention kernel
+(tests/model/test_flops.py). It has no formula for the fused CPU attention kernel
 (``_scaled_dot_product_flash_attention_for_cpu``, torch 2.x) and counts nothing for it,
 so the tests run attention on SDPA's math backend (two batched products, counted), and
 check separately that on the default backend it misses exactly the Q K^T and A V parts.

@@ -10,6 +10,7 @@ import pytest
 
 from patchenv.env.config import EnvConfig, add_env_arguments, env_kwargs_from_args, field_docs
 from patchenv.data import synthetic
+from patchenv.env import PatchSelectionEnv
 
 # What a saved run had to share before EnvConfig existed (checkpoint format v0, kept in
 # v1): the fingerprint must keep exactly these keys, or the checkpoints stop loading.
@@ -117,8 +118,16 @@ def test_val_fraction_is_in_zero_one(value):
 
 
 def test_values_that_need_the_data_set_are_left_to_the_env():
-    # n_patch_desired's range needs N; patch_size must divide the image side; CUDA may be absent.
-    EnvConfig(n_patch_desired=10_000, patch_size=7, device="cuda:1", dataset=synthetic(n_train=8, n_test=4))
+    """n_patch_desired's range needs N and patch_size must divide the image side: the config
+    keeps them as given and the env, which knows the images, refuses them."""
+    images = synthetic(n_train=8, n_test=4)
+    cfg = EnvConfig(n_patch_desired=10_000, patch_size=7, device="cuda:1", dataset=images)
+    assert (cfg.n_patch_desired, cfg.patch_size, cfg.device) == (10_000, 7, "cuda:1")
+    small = dict(dataset=images, batch_size=4, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=32, device="cpu")
+    with pytest.raises(ValueError, match="patch_size 7 must divide the image size 32"):
+        PatchSelectionEnv(**small, patch_size=7)
+    with pytest.raises(ValueError, match=r"n_patch_desired must be an integer in \[1, 63\], got 10000"):
+        PatchSelectionEnv(**small, n_patch_desired=10_000)
 
 
 # -- fingerprint -------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import TINY
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = textwrap.dedent("""
     import json, sys

@@ -1,7 +1,7 @@
 """The CUDA path: a training step, per-image masks, checkpoints across devices, bf16,
 torch.compile and AgentViT, all on the GPU. Marked ``gpu`` and skipped without CUDA, so a
 plain ``pytest`` on a CPU machine runs none of them; on a GPU machine
-``pytest -m gpu tests/test_gpu.py`` (or ``python -m benchmarks.device_report``) runs them.
+``pytest -m gpu tests/model/test_gpu.py`` (or ``python -m benchmarks.device_report``) runs them.
 
 Tolerances: CPU and GPU kernels sum in different orders, so fp32 results agree to about
 1e-6 relative on this tiny ViT; the bounds below leave two orders of magnitude of room

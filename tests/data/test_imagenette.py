@@ -13,7 +13,7 @@ from PIL import Image
 from patchenv import data
 from patchenv.data import imagenette, images
 from patchenv.env.config import EnvConfig, add_env_arguments
-from test_data import write_cifar10
+from datasets_on_disk import write_cifar10
 
 TINY_VIT = dict(device="cpu", batch_size=4, dim=32, depth=1, heads=2, dim_head=16, mlp_dim=64)
 
