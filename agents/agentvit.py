@@ -20,7 +20,7 @@ values clipped to +-100; every ``update_every`` optimisation steps a soft update
 when full, a uniformly random one is evicted. Nothing is learned before
 ``buffer_batch_size`` transitions are stored.
 
-The paper's quirks, kept on purpose (AGENTVIT.md "Known weaknesses" 1-5; the project's
+The paper's quirks, kept on purpose (docs/AGENTVIT.md "Known weaknesses" 1-5; the project's
 improved agents are where they get fixed, not here):
 1. the Q target ignores the action: every patch's value regresses toward the same scalar
    reward, so no patch gets credit for its own effect;

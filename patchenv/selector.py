@@ -53,9 +53,10 @@ class PatchSelector(Protocol):
     name: str
     """the registry name; written into saved files"""
     obs_type: str
-    """the observation ``act`` reads: "embeddings", "pooled" or "attention" (follows `selection`)"""
+    """the observation ``act`` reads: "embeddings", "pooled", "attention" or "progress" (follows `selection`)"""
     selection: str
-    """"batch" (one mask per batch) or "image" (one per image)"""
+    """one of `SELECTIONS`: "batch" (one mask per batch), "image" (one per image) or "count"
+    (how many patches every image keeps, drawn at random per image)"""
     seed: int
     """seeds everything random the agent does (initialisation, exploration, sampling)"""
     save_suffix: str
@@ -68,11 +69,13 @@ class PatchSelector(Protocol):
         ...
 
     def setup(self, env) -> None:
-        """Read the env's sizes (N, B, target count); raise ValueError if they do not fit."""
+        """Read the env's sizes (N, B, target count); raise ValueError if they do not fit.
+        The runner calls it once per run, before the first step."""
         ...
 
     def act(self, obs, explore: bool = False):
-        """An observation -> a keep-mask the env's action space contains."""
+        """An observation -> an action the env's action space contains (a keep-mask, or a
+        count for ``selection="count"``)."""
         ...
 
     def train(self, env, steps: int, callback: Optional[Callable[[Transition], Any]] = None) -> dict:

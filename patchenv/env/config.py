@@ -47,7 +47,7 @@ _NOT_CLI = {"cli": False}
 @dataclass(frozen=True)
 class EnvConfig:
     """Settings of `PatchSelectionEnv` (its keyword arguments); defaults are the paper's
-    CIFAR-10 setup (AGENTVIT.md). Frozen: an env reads its settings from here."""
+    CIFAR-10 setup (docs/AGENTVIT.md). Frozen: an env reads its settings from here."""
 
     dataset: Union[str, ImageData] = field(default="cifar10", metadata={**_RUN, "choices": DATASETS})
     """data set: cifar10 (the paper), fashion_mnist, imagenette, digits (offline), synthetic (tests), or a loaded ImageData"""

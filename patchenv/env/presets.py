@@ -1,6 +1,6 @@
 """Named ViT sizes (and batch sizes) shared by the CLI and the comparison scripts.
 
-``paper`` is AgentViT's CIFAR-10 setup (AGENTVIT.md); ``small`` fits a CPU budget of
+``paper`` is AgentViT's CIFAR-10 setup (docs/AGENTVIT.md); ``small`` fits a CPU budget of
 minutes on digits; ``tiny`` is for smoke tests.
 """
 PRESETS: dict[str, dict[str, int]] = {

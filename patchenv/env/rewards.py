@@ -1,4 +1,4 @@
-"""The reward, AgentViT's (AGENTVIT.md), and the hook to plug in another.
+"""The reward, AgentViT's (docs/AGENTVIT.md), and the hook to plug in another.
 
 R = loss_weight * L(ref) / L(t)  +  patch_weight * (-|z - z*| / z*)
 

@@ -1,7 +1,7 @@
 """SimpleViT (Beyer et al. 2022, as in lucidrains/vit-pytorch) with real patch dropping.
 
 The AgentViT paper trains this model on CIFAR-10 (32x32 images, 4x4 patches, N = 64
-tokens), in the version its notebook uses (AGENTVIT.md): the transformer ends without a
+tokens), in the version its notebook uses (docs/AGENTVIT.md): the transformer ends without a
 LayerNorm, and the head is mean over tokens -> LayerNorm(dim) -> Linear(dim -> classes).
 (Newer vit-pytorch versions put a LayerNorm on every token at the end of the transformer,
 then pool: the same parameter count, different logits.) Dropped patches are *removed from the token sequence* before the transformer

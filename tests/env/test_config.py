@@ -40,7 +40,7 @@ def test_defaults_are_the_papers():
     cfg = EnvConfig()
     paper = dict(dataset="cifar10", batch_size=128, patch_size=4, dim=128, depth=6, heads=16, dim_head=64,
                  mlp_dim=512, lr=1e-3, n_patch_desired=30, loss_weight=1.0, patch_weight=20.0, selection="batch",
-                 alpha=None)  # AGENTVIT.md
+                 alpha=None)  # docs/AGENTVIT.md
     assert {k: getattr(cfg, k) for k in paper} == paper
     assert cfg.reward_weights == (1.0, 20.0)
     assert EnvConfig(alpha=0.3).reward_weights == pytest.approx((0.3, 0.7))

@@ -108,7 +108,7 @@ def test_ids_registered_with_their_datasets(id_kwargs):
     defaults = {name: p.default for name, p in inspect.signature(PatchSelectionEnv).parameters.items()}
     paper = dict(dataset="cifar10", batch_size=128, patch_size=4, dim=128, depth=6, heads=16, dim_head=64,
                  mlp_dim=512, lr=1e-3, loss_weight=1.0, patch_weight=20.0, n_patch_desired=30, selection="batch")
-    assert {k: defaults[k] for k in paper} == paper  # AGENTVIT.md
+    assert {k: defaults[k] for k in paper} == paper  # docs/AGENTVIT.md
 
 
 @pytest.mark.parametrize("obs_type", OBS_TYPES)

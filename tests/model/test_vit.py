@@ -326,7 +326,7 @@ def test_paper_config_parameter_count():
     expected = embedding + depth * (attention + feedforward) + head
     assert expected == 3_947_242
     assert sum(p.numel() for p in model.parameters()) == expected
-    assert abs(expected - 3.95e6) < 0.01e6  # "about 3.95M" (AGENTVIT.md)
+    assert abs(expected - 3.95e6) < 0.01e6  # "about 3.95M" (docs/AGENTVIT.md)
     # The position embedding is fixed, not learned.
     assert not any("pos" in name for name, _ in model.named_parameters())
 
