@@ -75,6 +75,7 @@ from benchmarks.sweep.local import RunOptions, check_selector, run_interleaved, 
 from benchmarks.sweep.results import OUTPUTS, Results, fill_eval_split, load_previous
 from benchmarks.sweep.stats import curve_key, summary_table
 from patchenv import data as data_mod
+from patchenv import registry
 from patchenv.checks import one_line, out_of_memory_as
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run.meta import meta_block
@@ -163,6 +164,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error('--backend ray needs Ray: pip install -e ".[ray]"')
     out = Path(args.out)
     try:
+        registry.import_plugins(args.plugin)  # agents of the user's own, before any name is resolved
         check_out(out, "results.json", args.resume, args.overwrite)
         cfg = make_config(args)
         points = plan.grid_points(cfg, args)

@@ -6,30 +6,74 @@ Agents are found two ways, neither of which imports the ``agents`` package here:
 - the ``patchenv.agents`` entry-point group (pyproject.toml), for the built-in agents and
   third-party packages: ``available()`` lists them without importing anything, and
   ``make(name)`` imports only the module of the agent asked for;
-- ``@register("name")`` on a class or factory defined in the running process.
+- ``@register("name")`` on a class or factory defined in the running process; a module or
+  script that registers agents this way reaches the front ends as a plug-in:
+  ``--plugin MODULE`` (or ``--plugin path/to/file.py``), or the environment variable
+  ``PATCHENV_PLUGINS`` (comma-separated; worker processes inherit it), imported before any
+  agent name is resolved (`import_plugins`).
 
 A name registered in-process wins over an entry point of the same name only if both are
 the same object; otherwise ``register`` refuses it.
 """
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import inspect
 import json
 import os
+import sys
 import zipfile
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional, Union
 
 from patchenv.selector import ZIP_HEADER, PatchSelector
 
-__all__ = ["available", "load", "make", "make_from_spec", "parse_spec", "register"]
+__all__ = ["available", "import_plugins", "load", "make", "make_from_spec", "parse_spec", "register"]
 
 GROUP = "patchenv.agents"
+PLUGINS_VAR = "PATCHENV_PLUGINS"
+PLUGIN_HINT = (f"an agent of your own: --plugin MODULE_OR_FILE.py (or {PLUGINS_VAR}=MODULE) to import the module "
+               f"that registers it with @register, or an entry point in the {GROUP!r} group")
 SPEC_FORM = "NAME[:key=value...] (values read as JSON where they parse, else as strings)"
 
 _REGISTRY: dict[str, Callable[..., PatchSelector]] = {}  # in-process and already-loaded entry points
+_IMPORTED: set[str] = set()  # plug-ins imported so far
+
+
+def import_plugins(modules: Optional[Iterable[str]] = ()) -> None:
+    """Import plug-in modules (names, or paths of .py files) that register agents, and those
+    named in ``$PATCHENV_PLUGINS``; each once. Names given here are added to the variable,
+    so processes started from this one (sweep workers) import them too. A plug-in that
+    cannot be imported is a one-line ValueError."""
+    given = [m.strip() for m in modules or () if m and m.strip()]
+    if given:
+        known = [m for m in os.environ.get(PLUGINS_VAR, "").split(",") if m.strip()]
+        os.environ[PLUGINS_VAR] = ",".join(dict.fromkeys(known + [str(Path(m).resolve()) if m.endswith(".py")
+                                                                   else m for m in given]))
+    for module in [m.strip() for m in os.environ.get(PLUGINS_VAR, "").split(",") if m.strip()]:
+        if module not in _IMPORTED:
+            _import_plugin(module)
+            _IMPORTED.add(module)
+
+
+def _import_plugin(module: str) -> None:
+    try:
+        if module.endswith(".py"):
+            spec = importlib.util.spec_from_file_location(Path(module).stem, module)
+            if spec is None or not Path(module).is_file():
+                raise ImportError(f"no such file: {module}")
+            plugin = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = plugin  # its classes pickle and print under their module's name
+            spec.loader.exec_module(plugin)
+        else:
+            if os.getcwd() not in sys.path:  # a module beside the user, as `python -m` would find it
+                sys.path.append(os.getcwd())
+            importlib.import_module(module)
+    except Exception as e:  # a plug-in's own error: say which plug-in
+        raise ValueError(f"cannot import the agent plug-in {module!r}: {type(e).__name__}: {e}") from None
 
 
 @lru_cache(maxsize=1)
@@ -73,17 +117,20 @@ def register(name: str):
 
 
 def available() -> list[str]:
-    """Every agent name: entry points and in-process registrations (nothing is imported)."""
+    """Every agent name: entry points and in-process registrations, the plug-ins' included
+    (no agent module is imported)."""
+    import_plugins()
     return sorted(set(_REGISTRY) | set(_entry_points()))
 
 
 def _factory(name: str):
+    import_plugins()
     factory = _REGISTRY.get(name)
     if factory is not None:
         return factory
     ep = _entry_points().get(name)
     if ep is None:
-        raise ValueError(f"unknown agent {name!r}; available: {', '.join(available())}")
+        raise ValueError(f"unknown agent {name!r}; available: {', '.join(available())}; {PLUGIN_HINT}")
     try:
         factory = ep.load()
     except ImportError as e:

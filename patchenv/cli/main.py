@@ -95,6 +95,7 @@ def train(args) -> dict:
     try:
         with out_of_memory_as(CLIError):
             check_out(out, "metrics.json", args.resume, args.overwrite)
+            registry.import_plugins(args.plugin)  # agents of the user's own, before any name is resolved
             config, progress = _resume_config(args, out) if args.resume else (_run_config(args), None)
             epochs = args.epochs or config.get("epochs") or 1
             if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -184,7 +185,11 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "agents":
-        return list_agents()
+        try:
+            return list_agents()
+        except ValueError as e:  # a plug-in named in $PATCHENV_PLUGINS that cannot be imported
+            print(f"patchenv: error: {one_line(e)}", file=sys.stderr)
+            return 2
     sub = parser.train_parser
     if args.epochs is not None and args.epochs < 1:
         sub.error(f"--epochs must be at least 1, got {args.epochs}")

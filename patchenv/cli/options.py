@@ -36,6 +36,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="ViT size and batch size (default: %s, slow on a CPU; try small): " % DEFAULT_PRESET
                              + "; ".join(f"{k}: {v}" for k, v in PRESETS.items()))
+    parser.add_argument("--plugin", action="append", default=None, metavar="MODULE_OR_FILE.py",
+                        help="import this module (or .py file) first, so the agents it registers with "
+                             "@patchenv.registry.register can be named; repeatable (also: $PATCHENV_PLUGINS, "
+                             "comma-separated)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=out_default, type=folder_path,
                      help="output folder" + (f" (default: {out_default})" if out_default else ""))

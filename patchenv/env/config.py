@@ -331,7 +331,8 @@ def env_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def keyword_signature() -> inspect.Signature:
-    """``PatchSelectionEnv(**kwargs)`` as it is called: EnvConfig's fields as keyword-only
-    parameters with their defaults, for help(), inspect and editors."""
+    """``PatchSelectionEnv(**kwargs)`` as it is called: ``preset`` and EnvConfig's fields as
+    keyword-only parameters with their defaults, for help(), inspect and editors."""
     params = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in inspect.signature(EnvConfig).parameters.values()]
-    return inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *params])
+    preset = inspect.Parameter("preset", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Optional[str]")
+    return inspect.Signature([inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), preset, *params])

@@ -25,6 +25,7 @@ from patchenv.env.action import parse_action
 from patchenv.env.batches import advance, make_obs, probe_data, run_probe
 from patchenv.env.config import EnvConfig, keyword_signature
 from patchenv.env.device import resolve_device
+from patchenv.env.presets import with_preset
 from patchenv.env.evaluation import evaluate
 from patchenv.env.progress import ProgressTracker
 from patchenv.env.rewards import StepStats, checked_reward, loss_term, patch_term
@@ -152,7 +153,9 @@ class PatchSelectionEnv(gym.Env):
     ## Arguments
     Keyword only: the fields of `patchenv.env.config.EnvConfig`, documented there, with the
     paper's CIFAR-10 setup as defaults; the env keeps them as ``env.config``. E.g.
-    ``gymnasium.make("patchenv/Digits-v0", batch_size=32, selection="image")``.
+    ``gymnasium.make("patchenv/Digits-v0", batch_size=32, selection="image")``. ``preset``
+    (`patchenv.env.presets`: "tiny", "small" or "paper") names a ViT and batch size, and the
+    keywords given win over it: ``gymnasium.make("patchenv/Digits-v0", preset="tiny", dim=64)``.
 
     ## Version History
     - v0: the current release. Since the first release, still under v0 (docs/env.md lists
@@ -163,7 +166,8 @@ class PatchSelectionEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
 
-    def __init__(self, **kwargs: Any):
+    def __init__(self, *, preset: Optional[str] = None, **kwargs: Any):
+        kwargs = with_preset(preset, kwargs)
         unknown = [name for name in kwargs if name not in _ARGUMENTS]
         if unknown:
             close = difflib.get_close_matches(unknown[0], _ARGUMENTS, n=1)
@@ -365,7 +369,6 @@ class PatchSelectionEnv(gym.Env):
             flops = self._flops[seq_len] = step_flops(self.vit_config, self.batch_size, seq_len)["total"]
         return flops
 
-    # -- rendering and copying ------------------------------------------------------------
     def render(self):
         if self.render_mode is None:
             gym.logger.warn("render() was called without a render_mode; build the env with render_mode='rgb_array'")
@@ -412,7 +415,6 @@ class PatchSelectionEnv(gym.Env):
         # the gradient there is already zero at the dropped positions.
         return self._credit.float().norm(dim=-1)
 
-    # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, split: str = "test", masks: Any = None) -> dict:
         """Loss and accuracy of the current ViT on a whole split, unaugmented.
 

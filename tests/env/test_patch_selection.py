@@ -149,7 +149,8 @@ def test_flatten_wrapper_passes_the_same_mask():
 def test_constructor_arguments_are_the_config_fields():
     """PatchSelectionEnv(**kwargs) takes exactly EnvConfig's fields, keyword only, with
     its defaults; each one is accepted and lands in env.config."""
-    params = inspect.signature(PatchSelectionEnv).parameters
+    params = dict(inspect.signature(PatchSelectionEnv).parameters)
+    assert params.pop("preset").default is None  # a name for some of the fields, not a field
     assert list(params) == [f.name for f in fields(EnvConfig)]
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params.values())
     assert {n: p.default for n, p in params.items()} == {f.name: f.default for f in fields(EnvConfig)}
@@ -176,6 +177,15 @@ def test_constructor_arguments_are_the_config_fields():
     assert env.model is None and env.optimizer is None  # a run starts at reset()
     env.reset(seed=0)
     assert isinstance(env.optimizer, torch.optim.Adam) and env.optimizer.param_groups[0]["lr"] == 1e-3
+
+
+def test_a_preset_fills_in_the_fields_not_given():
+    env = gym.make("patchenv/PatchSelection-v0", preset="tiny", dataset="synthetic", device="cpu", dim=64)
+    cfg = env.unwrapped.config
+    assert (cfg.dim, cfg.depth, cfg.heads, cfg.dim_head, cfg.mlp_dim, cfg.batch_size) == (64, 2, 2, 16, 64, 16)
+    assert cfg.dataset == "synthetic"
+    with pytest.raises(ValueError, match=r"preset must be one of \['paper', 'small', 'tiny'\] or None, got 'huge'"):
+        gym.make("patchenv/Digits-v0", preset="huge")
 
 
 def test_bad_arguments_give_one_line_errors():
