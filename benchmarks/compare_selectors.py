@@ -266,7 +266,7 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], points: list[dict]
                 print(f"\ninterrupted: {len(runs)} finished run(s) saved in {out / 'results.json'}; runs in "
                       f"progress are checkpointed under {out / 'runs'}. Continue with the same command plus "
                       f"--resume.", file=sys.stderr)
-                return 130
+                return stop.exit_status  # 130 after Ctrl-C, 143 after SIGTERM
     if cfg["backend"] == "ray":  # trials finish in any order: the rows in the plan's order
         rank = {(p.get("setting"), seed, s): i for i, (p, seed, s) in enumerate(planned)}
         runs.sort(key=lambda r: rank.get((r.get("setting"), r["seed"], r["selector"]), len(rank)))
@@ -290,8 +290,7 @@ def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Pat
           f"'*' where the interval excludes 0 (Δ) or 1 (speed-ups, over the seeds that reached the target); "
           f"targets on the {curve_key(runs).split('_')[0]} split; schedule {cfg['schedule']}{backend}; "
           f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
-    print(f"results: {out / 'results.json'}, {out / 'results.csv'}, {out / 'accuracy_vs_time.png'}, "
-          f"{out / 'patch_keep_frequency.png'}")
+    print("results: " + ", ".join(str(out / name) for name in OUTPUTS if (out / name).is_file()))
 
 
 if __name__ == "__main__":

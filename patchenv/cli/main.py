@@ -14,6 +14,8 @@ all patches, patches kept, epoch time), and writes into ``--out``:
 
 Ctrl-C once: the run stops after the current step, checkpoints and exits (status 130);
 twice: it stops at once, and ``--resume`` restarts from the last complete checkpoint.
+SIGTERM (a cluster scheduler's stop: Slurm preemption, Kubernetes eviction) does the same,
+exit status 143.
 
     patchenv train --agent random:k=16 --dataset digits --preset small --epochs 5 --device cpu
     patchenv agents            # the registered agents
@@ -204,7 +206,7 @@ def main(argv=None) -> int:
         print(f"patchenv: error: {one_line(e)}", file=sys.stderr)
         return 1
     if metrics["meta"]["status"] != "complete":
-        return 130
+        return metrics["meta"].get("exit_status", 130)  # 130 after Ctrl-C, 143 after SIGTERM
     print(f"done in {time.perf_counter() - start:.1f}s; results in {args.out}", flush=True)
     return 0
 

@@ -131,6 +131,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
 
     def write_metrics(status: str, final: Optional[dict] = None) -> dict:
         meta.update(status=status)
+        if status == "interrupted":  # the front ends exit with 128 + its number (130 Ctrl-C, 143 SIGTERM)
+            meta["exit_status"] = stop.exit_status
         metrics = {"meta": meta, "epochs": state.history,
                    "partial": partial(state) if state.epoch.steps else None, "summary": final}
         atomic_write_json(out / "metrics.json", metrics)
