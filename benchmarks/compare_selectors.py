@@ -267,9 +267,10 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], points: list[dict]
                       f"progress are checkpointed under {out / 'runs'}. Continue with the same command plus "
                       f"--resume.", file=sys.stderr)
                 return stop.exit_status  # 130 after Ctrl-C, 143 after SIGTERM
-    if cfg["backend"] == "ray":  # trials finish in any order: the rows in the plan's order
-        rank = {(p.get("setting"), seed, s): i for i, (p, seed, s) in enumerate(planned)}
-        runs.sort(key=lambda r: rank.get((r.get("setting"), r["seed"], r["selector"]), len(rank)))
+    # Rows in the plan's order, whatever order the runs finished in (Ray's trials, a resumed
+    # sweep's kept runs, the interleaved turns).
+    rank = {(p.get("setting"), seed, s): i for i, (p, seed, s) in enumerate(planned)}
+    runs.sort(key=lambda r: rank.get((r.get("setting"), r["seed"], r["selector"]), len(rank)))
     results.write("complete")
     report(cfg, points, meta, runs, out, time.perf_counter() - start, ray=cluster is not None)
     return 0

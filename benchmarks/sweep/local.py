@@ -53,7 +53,7 @@ def check_selector(cfg: dict, images, spec: str) -> None:
 
 def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, options: RunOptions,
             stop: GracefulInterrupt, resume: bool, keep_checkpoint: bool, last_turn: bool = True,
-            on_epoch: Optional[Callable[[dict], None]] = None) -> dict:
+            on_epoch: Optional[Callable[[dict], None]] = None, pause_at_epochs: bool = False) -> dict:
     """One selector on one seed (at `cfg`'s grid point, if any) through the runner; returns
     its metrics.json content. Both backends run this (Ray inside a trial)."""
     agent = registry.make_from_spec(selector, seed=seed)
@@ -68,7 +68,7 @@ def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, options
                             masked_eval=selector != REFERENCE and last_turn,
                             checkpoint_every=options.checkpoint_every, keep_checkpoint=keep_checkpoint,
                             log_dir=log_dir, show_progress=options.show_progress, desc=desc, stop=stop,
-                            protocol=cfg["protocol"], on_epoch=on_epoch)
+                            protocol=cfg["protocol"], on_epoch=on_epoch, pause_at_epochs=pause_at_epochs)
     finally:
         env.close()
 
@@ -111,9 +111,11 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
             # The masked evaluations are for the final numbers: only on a run's last turn
             # (under equal-time any turn may be the last).
             last_turn = epochs >= cap or budget.seconds is not None
+            # A turn that is not the run's end leaves it paused (a seconds budget that runs
+            # out completes it).
             metrics = run_one(point, images[images_key(point)], selector, seed, budget, options, stop, resume=True,
-                              keep_checkpoint=True, last_turn=last_turn)
-            if metrics["meta"]["status"] != "complete":
+                              keep_checkpoint=True, last_turn=last_turn, pause_at_epochs=epochs < cap)
+            if metrics["meta"]["status"] not in ("paused", "complete"):
                 return point, seed, selector
             done_epochs[key] = epochs
             summary = metrics["summary"]

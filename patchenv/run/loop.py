@@ -69,7 +69,7 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
                  checkpoint_every: int = 1, keep_checkpoint: bool = True, log_dir=None,
                  show_progress: bool = True, desc: str = "", stop: Optional[GracefulInterrupt] = None,
                  on_epoch: Optional[Callable[[dict], None]] = None, protocol: str = "val",
-                 overwrite: bool = False, save_agent: bool = False) -> dict:
+                 overwrite: bool = False, save_agent: bool = False, pause_at_epochs: bool = False) -> dict:
     """Train `agent` in `env` (built with ``agent.env_kwargs()``) for `budget`; returns the
     metrics written to ``out/metrics.json``: ``{"meta", "epochs", "partial", "summary"}``
     with ``meta["status"]`` ``complete`` or ``interrupted``.
@@ -85,7 +85,9 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     ``"paper"`` evaluates the test split at every epoch end, as the notebook does.
     ``overwrite=True`` removes the results of an earlier run in `out` once `agent` has
     passed ``setup`` (a bad agent deletes nothing); ``save_agent=True`` writes the trained
-    agent to ``out/agent<save_suffix>`` when the run completes."""
+    agent to ``out/agent<save_suffix>`` when the run completes. ``pause_at_epochs=True``: the
+    epoch budget is a turn of a longer run (an interleaved sweep), so reaching it leaves
+    ``status: "paused"`` (the seconds budget, when it ends the run, still completes it)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     out = Path(out)
@@ -93,13 +95,13 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
         return _run(env, agent, out, budget=budget, seed=seed, resume=resume, config=dict(config or {}),
                     masked_eval=masked_eval, checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint,
                     log_dir=log_dir, show_progress=show_progress, desc=desc, stop=stop, on_epoch=on_epoch,
-                    protocol=protocol, overwrite=overwrite, save_agent=save_agent)
+                    protocol=protocol, overwrite=overwrite, save_agent=save_agent, pause_at_epochs=pause_at_epochs)
 
 
 def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed: int, resume: bool, config: dict,
          masked_eval: bool, checkpoint_every: int, keep_checkpoint: bool, log_dir, show_progress: bool, desc: str,
          stop: Optional[GracefulInterrupt], on_epoch: Optional[Callable[[dict], None]], protocol: str,
-         overwrite: bool, save_agent: bool) -> dict:
+         overwrite: bool, save_agent: bool, pause_at_epochs: bool) -> dict:
     """`run_training`'s work, with the folder's lock held."""
     u: RunnableEnv = env.unwrapped
     if resume and has_checkpoint(out):
@@ -207,7 +209,9 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         if own_stop:
             stop.__exit__(None, None, None)
 
-    metrics = write_metrics("complete", summary(u, agent, state, masked_eval))
+    by_seconds = budget.seconds is not None and state.time_s >= budget.seconds
+    metrics = write_metrics("paused" if pause_at_epochs and not by_seconds else "complete",
+                            summary(u, agent, state, masked_eval))
     if save_agent:
         agent.save(out / f"agent{agent.save_suffix}")
     if not keep_checkpoint:

@@ -18,7 +18,9 @@ from typing import Optional, Union
 
 import torch
 
-STATUSES = ("running", "interrupted", "complete")
+# paused: a run that reached the end of its turn in an interleaved sweep and waits in its
+# checkpoint for the next; complete: the run's whole budget is done.
+STATUSES = ("running", "paused", "interrupted", "complete")
 
 
 def cpu_model() -> str:
