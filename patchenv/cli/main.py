@@ -126,7 +126,8 @@ def train(args) -> dict:
             metrics = run_training(env, agent, out, budget=Budget(epochs=epochs), seed=config["seed"],
                                    resume=args.resume, config=config, checkpoint_every=args.checkpoint_every,
                                    log_dir=args.log_dir, show_progress=show, on_epoch=on_epoch,
-                                   protocol=config.get("protocol", "val"), overwrite=args.overwrite, save_agent=True)
+                                   protocol=config.get("protocol", "val"), overwrite=args.overwrite, save_agent=True,
+                                   masked_eval=agent.name != "all")  # every patch is what `all` keeps anyway
             if metrics["meta"]["status"] != "complete":
                 print(f"interrupted at step {u.global_step}; continue with: patchenv train --resume --out {out}",
                       file=sys.stderr, flush=True)
@@ -207,8 +208,25 @@ def main(argv=None) -> int:
         return 1
     if metrics["meta"]["status"] != "complete":
         return metrics["meta"].get("exit_status", 130)  # 130 after Ctrl-C, 143 after SIGTERM
-    print(f"done in {time.perf_counter() - start:.1f}s; results in {args.out}", flush=True)
+    print(result_lines(metrics, Path(args.out), args.log_dir, time.perf_counter() - start), flush=True)
     return 0
+
+
+def result_lines(metrics: dict, out: Path, log_dir, seconds: float) -> str:
+    """What the run was for, said at its end: the test accuracy with every patch and with the
+    agent's own masks, and where every file is."""
+    s = metrics["summary"]
+    own = ("" if s.get("test_accuracy_masked") is None else
+           f"; with the agent's masks {100 * s['test_accuracy_masked']:.2f}% "
+           f"({s['test_mean_patches_kept_masked']:.1f} of {s['num_patches']} patches)")
+    files = [out / name for name in ("metrics.json", "progress.json") if (out / name).is_file()]
+    files += sorted(out.glob("agent.*"))
+    lines = [f"test accuracy {100 * s['test_accuracy']:.2f}% with every patch{own}; trained on "
+             f"{s['mean_patches_kept']:.1f} patches per image on average",
+             f"done in {seconds:.1f}s; results: " + ", ".join(map(str, files))]
+    if log_dir:
+        lines.append(f"logs: {log_dir} (steps.csv, epochs.csv; tensorboard --logdir {log_dir})")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

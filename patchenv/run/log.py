@@ -2,7 +2,8 @@
 
 ``RunLog(log_dir)`` writes ``steps.csv`` (one row per env step: reward, loss, accuracy,
 patches kept, tokens and the agent's own ``stats()``, e.g. AgentViT's epsilon) and
-``epochs.csv`` (one row per evaluation), and the same scalars to TensorBoard event files
+``epochs.csv`` (one row per evaluation, ``record`` "epoch", and at the end one row
+``record`` "final" with the test accuracies the run trains for), and the same scalars to TensorBoard event files
 in ``log_dir`` (``tensorboard --logdir DIR``) when the optional ``tensorboard`` package
 is installed (``pip install -e ".[log]"``). A resumed run first drops the rows past its
 checkpoint, so the logs never hold a step twice.
@@ -19,6 +20,9 @@ from patchenv.atomic import atomic_write
 
 STEP_FIELDS = ("global_step", "epoch", "reward", "loss", "accuracy", "kept", "tokens", "padding_tokens", "flops",
                "loss_term", "patch_term")
+# What the final record holds: the summary's test numbers (`patchenv.run.records.SUMMARY_FIELDS`).
+FINAL_FIELDS = ("test_accuracy", "test_loss", "test_accuracy_masked", "test_mean_patches_kept_masked",
+                "test_accuracy_random_masks")
 
 
 class RunLog:
@@ -36,8 +40,10 @@ class RunLog:
             print(f"--log-dir: tensorboard is not installed (pip install tensorboard); writing CSV only to "
                   f"{self.dir}", file=sys.stderr)
         else:
-            # purge_step hides events a crashed run wrote past its checkpoint.
-            self._writer = SummaryWriter(str(self.dir), purge_step=resume_from_step)
+            # purge_step hides the events a stopped run wrote past its checkpoint: those of
+            # steps after it (the checkpoint's own step was logged before it was saved).
+            self._writer = SummaryWriter(str(self.dir),
+                                         purge_step=None if resume_from_step is None else resume_from_step + 1)
 
     def step(self, info: dict, reward: float, agent_stats: dict) -> None:
         row = {"global_step": info["global_step"], "epoch": info["epoch"], "reward": reward,
@@ -50,11 +56,23 @@ class RunLog:
                     self._writer.add_scalar(key if "/" in key else f"train/{key}", value, row["global_step"])
 
     def epoch(self, record: dict) -> None:
-        self._append("epochs.csv", record)
+        # The final record's columns exist from the first row on (empty in epoch rows).
+        self._append("epochs.csv", {"record": "epoch", **record, **{k: None for k in FINAL_FIELDS if k not in record}})
+        self._scalars("epoch", record, record["global_step"])
+
+    def final(self, summary: dict, global_step: int) -> None:
+        """The run's result, once at its end: the test accuracies (all patches, the agent's
+        masks, random masks) and loss, as a last ``record: final`` row and ``final/*`` scalars."""
+        row = {k: summary.get(k) for k in FINAL_FIELDS}
+        self._append("epochs.csv", {"record": "final", "epoch": summary.get("epochs"), "global_step": global_step,
+                                    **row})
+        self._scalars("final", row, global_step)
+
+    def _scalars(self, group: str, values: dict, global_step: int) -> None:
         if self._writer is not None:
-            for key, value in record.items():
+            for key, value in values.items():
                 if key not in ("global_step", "epoch") and _is_number(value):
-                    self._writer.add_scalar(f"epoch/{key}", value, record["global_step"])
+                    self._writer.add_scalar(f"{group}/{key}", value, global_step)
         self.flush()
 
     def flush(self) -> None:

@@ -202,6 +202,11 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
             if epoch_end and ((u.global_step // spe) % max(checkpoint_every, 1) == 0 or done()):
                 save_checkpoint(out, env, agent, state, config)
             write_metrics("running")
+        by_seconds = budget.seconds is not None and state.time_s >= budget.seconds
+        final = summary(u, agent, state, masked_eval)
+        metrics = write_metrics("paused" if pause_at_epochs and not by_seconds else "complete", final)
+        if log is not None and metrics["meta"]["status"] == "complete":
+            log.final(final, u.global_step)
     finally:
         bar.close()
         if log is not None:
@@ -209,9 +214,6 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         if own_stop:
             stop.__exit__(None, None, None)
 
-    by_seconds = budget.seconds is not None and state.time_s >= budget.seconds
-    metrics = write_metrics("paused" if pause_at_epochs and not by_seconds else "complete",
-                            summary(u, agent, state, masked_eval))
     if save_agent:
         agent.save(out / f"agent{agent.save_suffix}")
     if not keep_checkpoint:

@@ -53,6 +53,10 @@ def test_one_tiny_epoch_writes_metrics_and_agent(tmp_path, capsys):
         assert row[key] > 0
     # the default reward with every patch kept: loss term L(ref)/L(t) plus 20 * -(64-30)/34... by hand
     assert row["mean_reward"] < -10
+    # the end says what the run was for and where the files are
+    assert f"test accuracy {100 * m['summary']['test_accuracy']:.2f}% with every patch;" in out
+    run_dir = tmp_path / "run"
+    assert f"results: {run_dir / 'metrics.json'}, {run_dir / 'progress.json'}, {run_dir / 'agent.json'}" in out
     assert m["summary"]["steps"] == 32 and m["summary"]["mean_patches_kept"] == 64.0
     saved = agents.load(tmp_path / "run" / "agent.json")
     assert saved.name == "all"
@@ -170,8 +174,11 @@ def test_log_dir_writes_one_row_per_step_and_per_epoch(tmp_path):
     mean_reward = sum(float(r["reward"]) for r in steps) / len(steps)
     assert m["epochs"][0]["mean_reward"] == pytest.approx(mean_reward)
     with open(logs / "epochs.csv", newline="") as f:
-        (epoch,) = list(csv.DictReader(f))
+        epoch, final = list(csv.DictReader(f))
+    assert (epoch["record"], final["record"]) == ("epoch", "final")
     assert float(epoch["test_accuracy"]) == pytest.approx(m["epochs"][0]["test_accuracy"])
+    for key in ("test_accuracy", "test_accuracy_masked", "test_accuracy_random_masks"):  # the run's result
+        assert float(final[key]) == pytest.approx(m["summary"][key])
     pytest.importorskip("tensorboard")  # the test extra installs it
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -180,6 +187,27 @@ def test_log_dir_writes_one_row_per_step_and_per_epoch(tmp_path):
     rewards = [e.value for e in events.Scalars("train/reward")]
     assert rewards == pytest.approx([float(r["reward"]) for r in steps])
     assert [e.step for e in events.Scalars("agent/epsilon")] == list(range(1, 33))
+    assert [(e.step, e.value) for e in events.Scalars("final/test_accuracy_masked")] == [
+        (32, pytest.approx(m["summary"]["test_accuracy_masked"]))]
+
+
+def test_a_resumed_run_logs_every_step_exactly_once(tmp_path, monkeypatch, capsys):
+    """Stopped after epoch 1 and resumed: TensorBoard and steps.csv hold each of the 64
+    steps once, the checkpoint's own step (32) included."""
+    logs = tmp_path / "logs"
+    interrupt_after(monkeypatch, 40)  # a Ctrl-C inside epoch 2: the checkpoint is epoch 1's end
+    assert run(tmp_path, "--agent", "random:k=32", "--epochs", "2", "--log-dir", str(logs)) == 130
+    monkeypatch.setattr(run_loop, "GracefulInterrupt", GracefulInterrupt)
+    assert cli.main(["train", "--resume", "--out", str(tmp_path / "run"), "--no-progress", "--log-dir", str(logs)]) == 0
+    with open(logs / "steps.csv", newline="") as f:
+        assert [int(r["global_step"]) for r in csv.DictReader(f)] == list(range(1, 65))
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/reward")] == list(range(1, 65))
+    assert [e.step for e in events.Scalars("epoch/test_accuracy")] == [32, 64]
 
 
 def test_cli_and_compare_selectors_give_the_same_epochs(tmp_path):
