@@ -23,6 +23,7 @@ exit status 143.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 import warnings
@@ -31,6 +32,7 @@ from pathlib import Path
 from patchenv import registry
 from patchenv.checks import SEED_MAX, check_seed, one_line, out_of_memory_as
 from patchenv.cli.options import DEFAULT_PRESET, add_run_arguments, check_out, env_settings, parse_key_values
+from patchenv.env.config import EnvConfig
 from patchenv.run import Budget, RunError, eval_split, print_line, read_progress, run_training
 
 # What --resume takes from the saved run (given again, it must be the same).
@@ -47,7 +49,8 @@ def _run_config(args) -> dict:
     preset = args.preset or DEFAULT_PRESET
     env = env_settings(args, preset)
     return {"agent": agent_spec, "agent_kwargs": agent_kwargs, "dataset": env["dataset"], "preset": preset,
-            "env": env, "seed": 0 if args.seed is None else args.seed, "protocol": args.protocol}
+            "env": env, "seed": 0 if args.seed is None else args.seed, "protocol": args.protocol,
+            "log_dir": None if args.log_dir is None else str(args.log_dir)}
 
 
 def _resume_config(args, out: Path) -> tuple[dict, dict]:
@@ -66,13 +69,28 @@ def _resume_config(args, out: Path) -> tuple[dict, dict]:
     given = _run_config(args)
     explicit = {"agent": args.agent is not None or bool(args.agent_arg), "seed": args.seed is not None,
                 "preset": args.preset is not None}
-    changed = [k for k in ("agent", "seed", "preset") if explicit[k] and given[k] != saved[k]]
-    changed += [f"env.{k}" for k, v in given["env"].items()
-                if k in saved["env"] and v != saved["env"][k] and getattr(args, k, None) is not None]
+    changed = [f"--{k} {given[k]} (saved: {saved[k]})" for k in ("agent", "seed", "preset")
+               if explicit[k] and given[k] != saved[k]]
     if explicit["agent"] and given["agent_kwargs"] != saved["agent_kwargs"]:
-        changed.append("agent_kwargs")
+        changed.append(f"--agent-arg {given['agent_kwargs']} (saved: {saved['agent_kwargs']})")
+    # An env flag given again must equal the saved run's value: the saved settings, or the
+    # env's default for a field the run left at it.
+    defaults = {f.name: f.default for f in dataclasses.fields(EnvConfig)}
+    for k, value in given["env"].items():
+        before = saved["env"].get(k, defaults.get(k))
+        if getattr(args, k, None) is not None and value != before:
+            changed.append(f"--{k.replace('_', '-')} {value} (saved: {before})")
     if changed:
-        raise CLIError(f"--resume continues a run with its own settings; it cannot change {', '.join(changed)}")
+        raise CLIError(f"--resume continues a run with its own settings; it cannot change {'; '.join(changed)} "
+                       f"(--epochs, --log-dir and --no-progress may change)")
+    # What may change is said. The log folder is the saved one unless another is given.
+    if args.epochs is not None and saved.get("epochs") not in (None, args.epochs):
+        print(f"resume: the epoch budget changes from {saved['epochs']} to {args.epochs}", flush=True)
+    if args.log_dir is None:
+        args.log_dir = saved.get("log_dir")
+    elif saved.get("log_dir") not in (None, str(args.log_dir)):
+        print(f"resume: logging moves from {saved['log_dir']} to {args.log_dir}", flush=True)
+    saved["log_dir"] = None if args.log_dir is None else str(args.log_dir)
     return saved, progress
 
 

@@ -191,14 +191,29 @@ def test_log_dir_writes_one_row_per_step_and_per_epoch(tmp_path):
         (32, pytest.approx(m["summary"]["test_accuracy_masked"]))]
 
 
+def test_a_resume_refuses_each_changed_setting_by_name_and_says_what_may_change(tmp_path, capsys):
+    assert run(tmp_path, "--agent", "random:k=32", "--epochs", "1", "--log-dir", str(tmp_path / "a")) == 0
+    with pytest.raises(SystemExit):
+        run(tmp_path, "--resume", "--lr", "0.1", "--seed", "3", "--epochs", "2")
+    err = capsys.readouterr().err
+    assert "cannot change --seed 3 (saved: 0); --lr 0.1 (saved: 0.001)" in err.strip().splitlines()[-1]
+    assert run(tmp_path, "--resume", "--lr", "0.001", "--epochs", "2", "--log-dir", str(tmp_path / "b")) == 0
+    out = capsys.readouterr().out
+    assert "the epoch budget changes from 1 to 2" in out
+    assert f"logging moves from {tmp_path / 'a'} to {tmp_path / 'b'}" in out
+    assert (tmp_path / "b" / "steps.csv").is_file()
+
+
 def test_a_resumed_run_logs_every_step_exactly_once(tmp_path, monkeypatch, capsys):
-    """Stopped after epoch 1 and resumed: TensorBoard and steps.csv hold each of the 64
-    steps once, the checkpoint's own step (32) included."""
+    """Stopped after epoch 1 and resumed without --log-dir: logging continues in the run's
+    saved log folder, and TensorBoard and steps.csv hold each of the 64 steps once, the
+    checkpoint's own step (32) included."""
     logs = tmp_path / "logs"
     interrupt_after(monkeypatch, 40)  # a Ctrl-C inside epoch 2: the checkpoint is epoch 1's end
     assert run(tmp_path, "--agent", "random:k=32", "--epochs", "2", "--log-dir", str(logs)) == 130
     monkeypatch.setattr(run_loop, "GracefulInterrupt", GracefulInterrupt)
-    assert cli.main(["train", "--resume", "--out", str(tmp_path / "run"), "--no-progress", "--log-dir", str(logs)]) == 0
+    # no --log-dir: the run's saved log folder is where logging continues
+    assert cli.main(["train", "--resume", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     with open(logs / "steps.csv", newline="") as f:
         assert [int(r["global_step"]) for r in csv.DictReader(f)] == list(range(1, 65))
     pytest.importorskip("tensorboard")
