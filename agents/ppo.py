@@ -211,9 +211,11 @@ class PPOAgent(Agent):
         # env's first reset, which starts a fresh ViT run. Seed the initialisation only.
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*GPU.*MlpPolicy.*", category=UserWarning)
+            # minibatch() balances the mini-batches; SB3 warns of any remainder at all
+            warnings.filterwarnings("ignore", message=".*mini-batch size.*", category=UserWarning)
             torch.manual_seed(self.hp.seed)
             self.model = PPO(
-                "MlpPolicy", self._wrap(env), n_steps=rollout_len, batch_size=min(self.hp.batch_size, rollout_len),
+                "MlpPolicy", self._wrap(env), n_steps=rollout_len, batch_size=minibatch(self.hp.batch_size, rollout_len),
                 n_epochs=self.hp.n_epochs, learning_rate=self.hp.learning_rate, gamma=self.hp.gamma,
                 gae_lambda=self.hp.gae_lambda, clip_range=self.hp.clip_range, ent_coef=self.hp.ent_coef,
                 policy_kwargs=policy_kwargs, device=device, verbose=self.hp.verbose)
@@ -225,7 +227,7 @@ class PPOAgent(Agent):
         if m.n_steps == rollout_len:
             return
         m.n_steps = rollout_len
-        m.batch_size = min(self.hp.batch_size, rollout_len)
+        m.batch_size = minibatch(self.hp.batch_size, rollout_len)
         m.rollout_buffer = m.rollout_buffer_class(
             rollout_len, m.observation_space, m.action_space, device=m.device, gamma=m.gamma,
             gae_lambda=m.gae_lambda, n_envs=m.n_envs, **m.rollout_buffer_kwargs)
@@ -316,3 +318,11 @@ class _StepCallback(BaseCallback):
             return not self.stopped
         finally:
             self.callback_s += time.perf_counter() - t0
+
+
+def minibatch(batch_size: int, rollout_len: int) -> int:
+    """Mini-batches of at most `batch_size` that split the rollout evenly: as few as fit,
+    equal sizes, the last smaller by less than their number, so
+    no mini-batch is truncated to a few steps (what SB3's warning is about)."""
+    count = math.ceil(rollout_len / batch_size)
+    return math.ceil(rollout_len / count)

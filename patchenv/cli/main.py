@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import sys
 import time
 import warnings
@@ -204,7 +205,12 @@ def main(argv=None) -> int:
     from patchenv.data import DatasetError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # a misspelt flag belongs to the subcommand: its usage line, and the closest flag
+        sub = parser.train_parser if args.command == "train" else parser
+        flags = [f for action in sub._actions for f in action.option_strings]
+        close = difflib.get_close_matches(extras[0].split("=")[0], flags, n=1)
+        sub.error(f"unrecognized arguments: {' '.join(extras)}" + (f" (did you mean {close[0]}?)" if close else ""))
     if args.command == "agents":
         try:
             return list_agents()

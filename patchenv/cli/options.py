@@ -28,7 +28,9 @@ DEFAULT_VAL_FRACTION = 0.1
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[str]) -> None:
     """Flags for the env, its preset and the output folder."""
-    add_env_arguments(parser, front_end_defaults=FRONT_END_DEFAULTS)
+    # --help says the defaults a front end uses, which are not the env's own.
+    add_env_arguments(parser, front_end_defaults={
+        **FRONT_END_DEFAULTS, "val_fraction": f"{DEFAULT_VAL_FRACTION} under --protocol val, the default; 0 under paper"})
     parser.add_argument("--protocol", choices=("val", "paper"), default="val",
                         help="val (default): per-epoch evaluation and targets on a validation split carved from the "
                              f"training set (--val-fraction, default {DEFAULT_VAL_FRACTION}), the test split once at "
@@ -42,7 +44,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[
                              "comma-separated)")
     out = parser.add_argument_group("output")
     out.add_argument("--out", default=out_default, type=folder_path,
-                     help="output folder" + (f" (default: {out_default})" if out_default else ""))
+                     help="output folder (default: " + (out_default or "runs/<agent>-<dataset>") + ")")
     out.add_argument("--resume", action="store_true", help="continue the work saved in --out")
     out.add_argument("--overwrite", action="store_true",
                      help="start over in an --out that holds results (deleted only once the new settings are valid)")

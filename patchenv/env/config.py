@@ -16,6 +16,7 @@ import dataclasses
 import inspect
 import math
 import os
+import re
 import textwrap
 import typing
 from dataclasses import dataclass, field, fields
@@ -236,7 +237,7 @@ def check_device(device: Union[str, torch.device]) -> None:
     except (RuntimeError, TypeError):
         kind = None
     if kind not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:<index>', got {device!r}")
 
 
 # -- help text and command-line flags, derived from the fields ------------------------------
@@ -309,7 +310,8 @@ def add_env_arguments(parser: argparse.ArgumentParser, include: Optional[Iterabl
         f = cli[name]
         flag = "--" + name.replace("_", "-")
         default = (front_end_defaults or {}).get(name, f.default)
-        help_text = f"{docs.get(name, '')} (default: {default})".replace("%", "%%")
+        shown = "" if default is None or default is False else f" (default: {default})"  # unset, a switch off
+        help_text = (_command_line_words(docs.get(name, "")) + shown).replace("%", "%%")
         kind = _cli_type(f)
         if kind is bool:
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
@@ -317,6 +319,14 @@ def add_env_arguments(parser: argparse.ArgumentParser, include: Optional[Iterabl
             parser.add_argument(flag, dest=name, type=_parser_for(name, kind), default=None,
                                 choices=f.metadata.get("choices"), help=help_text)
     return parser
+
+
+def _command_line_words(doc: str) -> str:
+    """A field's docstring as a flag's help: no Python values or markup a command line
+    cannot give (a loaded ImageData, None, ``code``)."""
+    doc = re.sub(r",? or a loaded ImageData", "", doc)
+    doc = re.sub(r"\bNone = ", "unset: ", doc).replace("None", "unset")
+    return doc.replace("``", "").replace("`", "")
 
 
 def env_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:

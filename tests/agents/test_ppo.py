@@ -57,3 +57,10 @@ def test_nonempty_mask_wrapper():
     assert ensure_nonempty(np.zeros(4)).tolist() == [1, 1, 1, 1]
     assert ensure_nonempty(np.array([[0, 1], [0, 0]])).tolist() == [[0, 1], [1, 1]]
     assert ensure_nonempty(np.array([0.0, 2.0])).tolist() == [0.0, 2.0]  # bad values still reach the env
+
+
+def test_the_mini_batch_divides_the_rollout_so_sb3_truncates_none():
+    from agents.ppo import minibatch
+
+    # (rollout, mini-batch): one of 44; one of 64; 50 + 50; 64 + 64; 49 + 48; 27 of 63 (26 x 63 + 50)
+    assert [minibatch(64, n) for n in (44, 64, 100, 128, 97, 1688)] == [44, 64, 50, 64, 49, 63]
