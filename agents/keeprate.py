@@ -242,7 +242,7 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     import patchenv  # noqa: F401  (registers the env ids)
     from patchenv.env.presets import PRESETS
 
-    env = gym.make("patchenv/PatchSelection-v0", dataset=dataset, **{**PRESETS["tiny"], "batch_size": 32},
+    env = gym.make("patchenv/PatchSelection-v1", dataset=dataset, **{**PRESETS["tiny"], "batch_size": 32},
                    device="cpu", val_fraction=0.1, selection="count", reward="progress", budget_epochs=epochs,
                    probe_every=decide_every)
     u = env.unwrapped

@@ -120,7 +120,7 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
         if spec is None:
             continue
         selection, obs_type, uneven = spec
-        env = gym.make("patchenv/PatchSelection-v0", dataset=images, batch_size=batch_size, device=str(device),
+        env = gym.make("patchenv/PatchSelection-v1", dataset=images, batch_size=batch_size, device=str(device),
                        patch_size=PATCH_SIZE,
                        selection=selection, obs_type=obs_type, episode_steps=10**9, amp=cfg["amp"],
                        compile=cfg["compile"], **vit)

@@ -2,11 +2,11 @@
 
 Importing the package registers the environments:
 
-- ``patchenv/PatchSelection-v0``: generic; its defaults are the paper's CIFAR-10 setup.
-- ``patchenv/CIFAR10-v0``: CIFAR-10 (``download=True`` fetches it).
-- ``patchenv/FashionMNIST-v0``: Fashion-MNIST (offline from Debian's package, or download).
-- ``patchenv/Digits-v0``: scikit-learn's digits, offline.
-- ``patchenv/Imagenette-v0``: Imagenette resized to 64x64 with 8-px patches (N = 64, as in
+- ``patchenv/PatchSelection-v1``: generic; its defaults are the paper's CIFAR-10 setup.
+- ``patchenv/CIFAR10-v1``: CIFAR-10 (``download=True`` fetches it).
+- ``patchenv/FashionMNIST-v1``: Fashion-MNIST (offline from Debian's package, or download).
+- ``patchenv/Digits-v1``: scikit-learn's digits, offline.
+- ``patchenv/Imagenette-v1``: Imagenette resized to 64x64 with 8-px patches (N = 64, as in
   the paper's geometry); ``download=True`` fetches it.
 """
 from gymnasium.envs.registration import register
@@ -18,11 +18,11 @@ __version__ = "0.1.0"
 
 _ENTRY = "patchenv.env:PatchSelectionEnv"
 for _id, _kwargs in (
-    ("patchenv/PatchSelection-v0", {}),
-    ("patchenv/CIFAR10-v0", {"dataset": "cifar10"}),
-    ("patchenv/FashionMNIST-v0", {"dataset": "fashion_mnist"}),
-    ("patchenv/Digits-v0", {"dataset": "digits"}),
-    ("patchenv/Imagenette-v0", {"dataset": "imagenette", "patch_size": 8}),
+    ("patchenv/PatchSelection-v1", {}),
+    ("patchenv/CIFAR10-v1", {"dataset": "cifar10"}),
+    ("patchenv/FashionMNIST-v1", {"dataset": "fashion_mnist"}),
+    ("patchenv/Digits-v1", {"dataset": "digits"}),
+    ("patchenv/Imagenette-v1", {"dataset": "imagenette", "patch_size": 8}),
 ):
     # A run restored with load_checkpoint() steps on without a reset. Gymnasium's
     # OrderEnforcing wrapper would demand one (restarting the episode count) and its

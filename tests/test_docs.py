@@ -1,5 +1,5 @@
 """The README and docs/ point at files that exist: every relative link, and every path to
-a module, test or doc written in backquotes (a gym id such as `patchenv/Digits-v0` aside)."""
+a module, test or doc written in backquotes (a gym id such as `patchenv/Digits-v1` aside)."""
 import re
 from pathlib import Path
 
@@ -30,5 +30,5 @@ def test_every_link_and_path_in_the_docs_resolves():
 
 def test_a_broken_link_or_path_is_found(tmp_path):
     doc = tmp_path / "x.md"
-    doc.write_text("see [this](missing.md) and `patchenv/no_such_module.py`, not `patchenv/Digits-v0`")
+    doc.write_text("see [this](missing.md) and `patchenv/no_such_module.py`, not `patchenv/Digits-v1`")
     assert broken(doc) == ["missing.md", "patchenv/no_such_module.py"]

@@ -10,7 +10,7 @@ import torch
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 IMAGE_SIZE = 32
 ROOT = Path(__file__).resolve().parents[2]  # the checkout: tests/ lives here
-ENV_ID = "patchenv/PatchSelection-v0"
+ENV_ID = "patchenv/PatchSelection-v1"
 
 
 @dataclass

@@ -37,7 +37,7 @@ class RunOptions:
 def make_env(cfg: dict, images, agent) -> gym.Env:
     """The env of a run at point `cfg`, built with the agent's own env_kwargs."""
     # budget_epochs: the horizon schedules read (under equal-time, the `all` run's epochs)
-    return gym.make("patchenv/PatchSelection-v0", **{**cfg["env"], "dataset": images, "budget_epochs": cfg["epochs"],
+    return gym.make("patchenv/PatchSelection-v1", **{**cfg["env"], "dataset": images, "budget_epochs": cfg["epochs"],
                                                      **agent.env_kwargs()})
 
 

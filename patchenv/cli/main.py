@@ -123,7 +123,7 @@ def train(args) -> dict:
                 raise ValueError(f"{out / 'progress.json'} is damaged: epochs {epochs!r} (give --epochs)")
             config["epochs"] = epochs
             agent = _make_agent(config["agent"], config["seed"], config["agent_kwargs"])
-            env = gym.make("patchenv/PatchSelection-v0", **{**config["env"], "budget_epochs": epochs,
+            env = gym.make("patchenv/PatchSelection-v1", **{**config["env"], "budget_epochs": epochs,
                                                             **agent.env_kwargs()})
     except ValueError as e:  # bad settings; missing or corrupt data are caught in main
         raise CLIError(str(e)) from None

@@ -153,15 +153,16 @@ class PatchSelectionEnv(gym.Env):
     ## Arguments
     Keyword only: the fields of `patchenv.env.config.EnvConfig`, documented there, with the
     paper's CIFAR-10 setup as defaults; the env keeps them as ``env.config``. E.g.
-    ``gymnasium.make("patchenv/Digits-v0", batch_size=32, selection="image")``. ``preset``
+    ``gymnasium.make("patchenv/Digits-v1", batch_size=32, selection="image")``. ``preset``
     (`patchenv.env.presets`: "tiny", "small" or "paper") names a ViT and batch size, and the
-    keywords given win over it: ``gymnasium.make("patchenv/Digits-v0", preset="tiny", dim=64)``.
+    keywords given win over it: ``gymnasium.make("patchenv/Digits-v1", preset="tiny", dim=64)``.
 
     ## Version History
-    - v0: the current release. Since the first release, still under v0 (docs/env.md lists
-      them): the notebook's ViT head (checkpoint format v1; v0 checkpoints are refused),
-      ``val_fraction`` and ``info["flops"]``, ``selection="count"`` with the progress
-      observation and reward, and the ``TensorBox`` of ``tensor_obs=True``.
+    - v1: what v0 became while keeping its name (docs/env.md): the notebook's ViT head
+      (checkpoint format v1), ``val_fraction`` and ``info["flops"]``, ``selection="count"``
+      with the progress observation and reward, ``tensor_obs``'s ``TensorBox``, ``preset``.
+      Results of v0 and v1 differ; ``-v0`` ids are refused by Gymnasium, naming ``-v1``.
+    - v0: the first release (a LayerNorm on every token before pooling).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}

@@ -9,7 +9,7 @@ def make_env(agent, **overrides):
     # budget_epochs: the horizon schedule agents (grow, cosine) read from the env
     kwargs = {**TINY, "budget_epochs": 1, **agent.env_kwargs(), **overrides}
     # The passive checker only warns about torch observations.
-    env = gym.make("patchenv/PatchSelection-v0", disable_env_checker=bool(kwargs.get("tensor_obs")), **kwargs)
+    env = gym.make("patchenv/PatchSelection-v1", disable_env_checker=bool(kwargs.get("tensor_obs")), **kwargs)
     env.reset(seed=0)
     return env
 

@@ -30,7 +30,7 @@ def test_policy_file_round_trip(policy):
 
 def test_keeprate_holds_each_decision_for_decide_every_steps(policy):
     agent = agents.make("keeprate", policy=str(policy), decide_every=5)
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
                    **agent.env_kwargs())
     assert env.unwrapped.selection == "count" and env.unwrapped.config.probe_every == 5
     kept = []
@@ -57,7 +57,7 @@ def test_keeprate_saves_and_loads_through_its_constructor(policy, tmp_path):
 
 def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
     agent = agents.make("keeprate", policy=str(tmp_path / "none.zip"))
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1}, **agent.env_kwargs())
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "val_fraction": 0.1}, **agent.env_kwargs())
     with pytest.raises(ValueError, match=r"none\.zip not found.*python -m agents\.keeprate"):
         agent.setup(env)
     (tmp_path / "bad.zip").write_text("not a zip")
@@ -86,7 +86,7 @@ def test_the_packaged_policies_load(objective):
 
 
 def test_the_target_objective_pays_compute_and_ends_at_the_target():
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
                    selection="count", probe_every=5)
     u = env.unwrapped
     wrapped = WholeRuns(env, levels=4, decide_every=5, target=2.0)  # unreachable: runs to the budget's end
@@ -107,7 +107,7 @@ def test_the_runner_trains_and_evaluates_a_count_agent(policy, tmp_path):
     from patchenv.run import Budget, run_training
 
     agent = agents.make("keeprate", policy=str(policy), decide_every=5)
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
                    **agent.env_kwargs())
     metrics = run_training(env, agent, tmp_path / "run", budget=Budget(epochs=1), seed=0, show_progress=False,
                            masked_eval=True)

@@ -23,7 +23,7 @@ class KeptLog(gym.Wrapper):
 
 def run(name, steps, selection="batch", **kwargs):
     agent = agents.make(name, selection=selection, **kwargs)
-    env = KeptLog(gym.make("patchenv/PatchSelection-v0", **{**TINY, "budget_epochs": 1, **agent.env_kwargs()}))
+    env = KeptLog(gym.make("patchenv/PatchSelection-v1", **{**TINY, "budget_epochs": 1, **agent.env_kwargs()}))
     env.reset(seed=0)
     agent.train(env, steps=steps)
     return agent, env
@@ -50,7 +50,7 @@ def test_per_image_schedule_and_an_end_below_every_patch():
 
 def test_schedules_need_the_runs_length_and_check_their_arguments():
     agent = agents.make("grow")
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, **agent.env_kwargs()})  # no budget_epochs
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, **agent.env_kwargs()})  # no budget_epochs
     with pytest.raises(ValueError, match="budget_epochs"):
         agent.setup(env)
     for bad, message in ((dict(k0=0), r"k must be an integer in \[1, N\].*got 0"),
@@ -63,7 +63,7 @@ def test_schedules_need_the_runs_length_and_check_their_arguments():
             agents.make("grow", **bad)
     with pytest.raises(ValueError, match="outside"):
         agent = agents.make("cosine", k0=100)
-        agent.setup(gym.make("patchenv/PatchSelection-v0", **{**TINY, "budget_epochs": 1, **agent.env_kwargs()}))
+        agent.setup(gym.make("patchenv/PatchSelection-v1", **{**TINY, "budget_epochs": 1, **agent.env_kwargs()}))
 
 
 def test_a_loaded_schedule_continues_the_same_masks(tmp_path):

@@ -121,7 +121,7 @@ def test_missing_says_download_and_where(tmp_path):
     assert "download=True" in message and "--download" in message
     assert str(tmp_path / "imagenette2-160") in message and str(tmp_path / "imagenette2") in message
     with pytest.raises(data.DatasetNotFoundError, match="download"):  # through the registered id
-        gym.make("patchenv/Imagenette-v0", data_root=tmp_path, **TINY_VIT)
+        gym.make("patchenv/Imagenette-v1", data_root=tmp_path, **TINY_VIT)
 
 
 def test_download_fetches_the_smallest_fitting_archive(tmp_path, monkeypatch):
@@ -167,8 +167,8 @@ def test_incomplete_folder_is_named(tmp_path):
 
 def test_registered_id_trains_a_step_with_64_patches(tmp_path):
     write_imagenette(tmp_path, n_train=1, n_val=1)
-    env = gym.make("patchenv/Imagenette-v0", data_root=tmp_path, **TINY_VIT)
-    assert gym.spec("patchenv/Imagenette-v0").kwargs == {"dataset": "imagenette", "patch_size": 8}
+    env = gym.make("patchenv/Imagenette-v1", data_root=tmp_path, **TINY_VIT)
+    assert gym.spec("patchenv/Imagenette-v1").kwargs == {"dataset": "imagenette", "patch_size": 8}
     u = env.unwrapped
     assert u.dataset_name == "imagenette" and u.num_patches == 64 and u.data.image_size == 64
     env.reset(seed=0)
@@ -177,10 +177,10 @@ def test_registered_id_trains_a_step_with_64_patches(tmp_path):
     obs, reward, terminated, truncated, info = env.step(mask)
     assert obs.shape == (4, 64, 32) and np.isfinite(reward) and np.isfinite(info["loss"]) and info["kept"] == 32
     # Another side: N follows; a side the patch does not divide is refused.
-    small = gym.make("patchenv/Imagenette-v0", data_root=tmp_path, image_size=32, n_patch_desired=8, **TINY_VIT)
+    small = gym.make("patchenv/Imagenette-v1", data_root=tmp_path, image_size=32, n_patch_desired=8, **TINY_VIT)
     assert small.unwrapped.num_patches == 16
     with pytest.raises(ValueError, match="patch_size 8 must divide the image size 60"):
-        gym.make("patchenv/Imagenette-v0", data_root=tmp_path, image_size=60, **TINY_VIT)
+        gym.make("patchenv/Imagenette-v1", data_root=tmp_path, image_size=60, **TINY_VIT)
 
 
 # -- image_size for the other sets and in the config ------------------------------------------

@@ -15,7 +15,7 @@ from patchenv import data as data_mod
 from patchenv.model.flops import step_flops
 from patchenv.env.progress import PROGRESS_FEATURES
 
-ID = "patchenv/PatchSelection-v0"
+ID = "patchenv/PatchSelection-v1"
 COUNT = dict(TINY, selection="count", val_fraction=0.2, budget_epochs=2, probe_every=3, probe_size=40)
 
 

@@ -23,7 +23,7 @@ from patchenv.wrappers import FlattenMultiBinaryAction
 from datasets_on_disk import write_cifar10, write_fashion_mnist
 
 N, B, D = 64, 16, 32
-IDS = ("patchenv/PatchSelection-v0", "patchenv/CIFAR10-v0", "patchenv/FashionMNIST-v0", "patchenv/Digits-v0")
+IDS = ("patchenv/PatchSelection-v1", "patchenv/CIFAR10-v1", "patchenv/FashionMNIST-v1", "patchenv/Digits-v1")
 SELECTIONS = ("batch", "image")
 OBS_TYPES = ("embeddings", "pooled", "attention")
 # The only warnings the checkers may give: the observations are unbounded embeddings, and
@@ -83,10 +83,10 @@ def id_kwargs(tmp_path, monkeypatch):
     monkeypatch.setattr(digits, "load", _cached_digits)
     tiny = {k: v for k, v in TINY.items() if k != "dataset"}
     return {
-        "patchenv/PatchSelection-v0": dict(TINY),
-        "patchenv/CIFAR10-v0": dict(tiny, data_root=tmp_path),
-        "patchenv/FashionMNIST-v0": dict(tiny, data_root=tmp_path),
-        "patchenv/Digits-v0": tiny,
+        "patchenv/PatchSelection-v1": dict(TINY),
+        "patchenv/CIFAR10-v1": dict(tiny, data_root=tmp_path),
+        "patchenv/FashionMNIST-v1": dict(tiny, data_root=tmp_path),
+        "patchenv/Digits-v1": tiny,
     }
 
 
@@ -95,16 +95,16 @@ _cached_digits = functools.lru_cache(digits.load)
 
 # -- registration and the checkers ----------------------------------------------------------
 def test_ids_registered_with_their_datasets(id_kwargs):
-    expected = {"patchenv/PatchSelection-v0": "cifar10", "patchenv/CIFAR10-v0": "cifar10",
-                "patchenv/FashionMNIST-v0": "fashion_mnist", "patchenv/Digits-v0": "digits"}
+    expected = {"patchenv/PatchSelection-v1": "cifar10", "patchenv/CIFAR10-v1": "cifar10",
+                "patchenv/FashionMNIST-v1": "fashion_mnist", "patchenv/Digits-v1": "digits"}
     for env_id in IDS:
         spec = gym.spec(env_id)
         assert spec.entry_point == "patchenv.env:PatchSelectionEnv"
         env = gym.make(env_id, **id_kwargs[env_id])
-        want = "synthetic" if env_id == "patchenv/PatchSelection-v0" else expected[env_id]
+        want = "synthetic" if env_id == "patchenv/PatchSelection-v1" else expected[env_id]
         assert env.unwrapped.dataset_name == want
     # The generic id's defaults are the paper's CIFAR-10 setup.
-    assert gym.spec("patchenv/PatchSelection-v0").kwargs == {}
+    assert gym.spec("patchenv/PatchSelection-v1").kwargs == {}
     defaults = {name: p.default for name, p in inspect.signature(PatchSelectionEnv).parameters.items()}
     paper = dict(dataset="cifar10", batch_size=128, patch_size=4, dim=128, depth=6, heads=16, dim_head=64,
                  mlp_dim=512, lr=1e-3, loss_weight=1.0, patch_weight=20.0, n_patch_desired=30, selection="batch")
@@ -119,14 +119,14 @@ def test_gymnasium_check_env(env_id, selection, obs_type, id_kwargs):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         check_env(env.unwrapped, skip_render_check=True)
-        if env_id == "patchenv/PatchSelection-v0":
+        if env_id == "patchenv/PatchSelection-v1":
             check_env(env, skip_render_check=True)  # through gym.make's wrappers as well
     assert checker_warnings(caught) == []
 
 
 @pytest.mark.parametrize("selection", SELECTIONS)
 def test_sb3_check_env_pooled(selection):
-    env = gym.make("patchenv/PatchSelection-v0", **TINY, selection=selection, obs_type="pooled")
+    env = gym.make("patchenv/PatchSelection-v1", **TINY, selection=selection, obs_type="pooled")
     if selection == "image":
         env = FlattenMultiBinaryAction(env)
         assert env.action_space.shape == (B * N,)
@@ -180,12 +180,12 @@ def test_constructor_arguments_are_the_config_fields():
 
 
 def test_a_preset_fills_in_the_fields_not_given():
-    env = gym.make("patchenv/PatchSelection-v0", preset="tiny", dataset="synthetic", device="cpu", dim=64)
+    env = gym.make("patchenv/PatchSelection-v1", preset="tiny", dataset="synthetic", device="cpu", dim=64)
     cfg = env.unwrapped.config
     assert (cfg.dim, cfg.depth, cfg.heads, cfg.dim_head, cfg.mlp_dim, cfg.batch_size) == (64, 2, 2, 16, 64, 16)
     assert cfg.dataset == "synthetic"
     with pytest.raises(ValueError, match=r"preset must be one of \['paper', 'small', 'tiny'\] or None, got 'huge'"):
-        gym.make("patchenv/Digits-v0", preset="huge")
+        gym.make("patchenv/Digits-v1", preset="huge")
 
 
 def test_bad_arguments_give_one_line_errors():
@@ -197,14 +197,14 @@ def test_bad_arguments_give_one_line_errors():
     with pytest.raises(TypeError, match="did you mean 'batch_size'"):
         make(batchsize=8)  # a misspelt name: Python's TypeError, with the likely meaning
     with pytest.raises(TypeError, match="batchsize"):
-        gym.make("patchenv/PatchSelection-v0", **TINY, batchsize=8)
+        gym.make("patchenv/PatchSelection-v1", **TINY, batchsize=8)
 
 
 def test_docstring_is_the_contract():
     sections = ("Description", "Action Space", "Observation Space", "Rewards", "Starting State", "Episode End",
                 "Arguments", "Version History")
     for doc in (pydoc.render_doc(PatchSelectionEnv, renderer=pydoc.plaintext),
-                pydoc.render_doc(gym.make("patchenv/PatchSelection-v0", **TINY).unwrapped, renderer=pydoc.plaintext)):
+                pydoc.render_doc(gym.make("patchenv/PatchSelection-v1", **TINY).unwrapped, renderer=pydoc.plaintext)):
         for section in sections:
             assert section in doc, section
         assert "EnvConfig" in doc and "n_patch_desired: 'int' = 30" in doc  # the signature, with defaults
@@ -214,7 +214,7 @@ def test_docstring_is_the_contract():
 @pytest.mark.parametrize("selection,action_shape", [("batch", (N,)), ("image", (B, N))])
 @pytest.mark.parametrize("obs_type,obs_shape", [("embeddings", (B, N, D)), ("pooled", (N, D)), ("attention", (B, N))])
 def test_spaces(selection, action_shape, obs_type, obs_shape):
-    env = gym.make("patchenv/PatchSelection-v0", **TINY, selection=selection, obs_type=obs_type)
+    env = gym.make("patchenv/PatchSelection-v1", **TINY, selection=selection, obs_type=obs_type)
     assert isinstance(env.action_space, gym.spaces.MultiBinary) and env.action_space.shape == action_shape
     assert isinstance(env.observation_space, gym.spaces.Box) and env.observation_space.shape == obs_shape
     assert env.observation_space.dtype == np.float32
@@ -262,7 +262,7 @@ def test_tensor_obs_gymnasium_check_env_refuses_in_one_line():
     clearly (before Gymnasium's own comparison would fail), through wrappers too. Its
     numpy twin (tensor_obs=False) is the one check_env passes (test_gymnasium_check_env)."""
     for env in (make(tensor_obs=True, obs_type="pooled"),
-                gym.make("patchenv/PatchSelection-v0", tensor_obs=True, obs_type="pooled", **TINY)):
+                gym.make("patchenv/PatchSelection-v1", tensor_obs=True, obs_type="pooled", **TINY)):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the unbounded Box's warnings, not under test here
             with pytest.raises(TypeError, match="tensor_obs=False") as e:
@@ -287,8 +287,8 @@ def test_tensor_obs_sync_vector_env_stacks_tensors_like_the_numpy_one():
     """make_vec(sync) of tensor_obs envs: (num_envs, N, D) tensors on the device, equal
     to the numpy vector env's observations step by step, across an autoreset."""
     kwargs = dict(TINY, obs_type="pooled", episode_steps=2)
-    tv = gym.make_vec("patchenv/PatchSelection-v0", num_envs=2, vectorization_mode="sync", tensor_obs=True, **kwargs)
-    nv = gym.make_vec("patchenv/PatchSelection-v0", num_envs=2, vectorization_mode="sync", **kwargs)
+    tv = gym.make_vec("patchenv/PatchSelection-v1", num_envs=2, vectorization_mode="sync", tensor_obs=True, **kwargs)
+    nv = gym.make_vec("patchenv/PatchSelection-v1", num_envs=2, vectorization_mode="sync", **kwargs)
     obs_t, _ = tv.reset(seed=[3, 4])
     obs_n, _ = nv.reset(seed=[3, 4])
     assert isinstance(obs_t, torch.Tensor) and obs_t.shape == (2, N, D) and obs_t.device == torch.device("cpu")
@@ -312,7 +312,7 @@ def test_tensor_obs_async_vector_env_is_refused_in_one_line():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="vectorization_mode='sync'") as e:
-            gym.make_vec("patchenv/PatchSelection-v0", num_envs=2, vectorization_mode="async", tensor_obs=True,
+            gym.make_vec("patchenv/PatchSelection-v1", num_envs=2, vectorization_mode="async", tensor_obs=True,
                          obs_type="pooled", **TINY)
     assert "tensor_obs=False" in str(e.value) and "\n" not in str(e.value)
 
@@ -741,7 +741,7 @@ def test_digits_trains_a_step_and_evaluates_offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(digits, "load", _cached_digits)
     tiny = {k: v for k, v in TINY.items() if k != "dataset"}
-    env = gym.make("patchenv/Digits-v0", **tiny, obs_type="pooled")
+    env = gym.make("patchenv/Digits-v1", **tiny, obs_type="pooled")
     obs, _ = env.reset(seed=0)
     assert obs.shape == (N, D)
     _, reward, term, trunc, info = env.step(np.ones(N))
@@ -763,3 +763,12 @@ def test_compiled_step_matches_the_eager_step():
             got, want = compiled.step(a)[4], eager.step(a)[4]
             assert (got["tokens"], got["padding_tokens"]) == (want["tokens"], want["padding_tokens"])
             assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+
+
+def test_the_first_release_ids_are_refused_naming_v1():
+    """v1 is what v0 became (other head, new settings and info): a v0 id is refused, not
+    silently given the other experiment."""
+    for name in ("PatchSelection", "CIFAR10", "FashionMNIST", "Digits", "Imagenette"):
+        assert f"patchenv/{name}-v1" in gym.registry
+        with pytest.raises(gym.error.DeprecatedEnv, match=f"Please use `patchenv/{name}-v1` instead"):
+            gym.make(f"patchenv/{name}-v0")

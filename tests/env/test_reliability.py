@@ -165,7 +165,7 @@ def test_bad_actions_raise_and_change_nothing(selection, cases):
 
 
 def test_bad_action_through_gym_make_wrappers():
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, "dataset": _SYNTHETIC})
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "dataset": _SYNTHETIC})
     twin = make()
     env.reset(seed=1)
     twin.reset(seed=1)
@@ -201,7 +201,7 @@ def test_step_before_reset():
         with pytest.raises(gym.error.ResetNeeded, match="reset"):
             call()
     assert not os.path.exists("never-written.pt")
-    wrapped = gym.make("patchenv/PatchSelection-v0", **{**TINY, "dataset": _SYNTHETIC})
+    wrapped = gym.make("patchenv/PatchSelection-v1", **{**TINY, "dataset": _SYNTHETIC})
     with pytest.raises(gym.error.ResetNeeded, match="reset"):
         wrapped.step(np.ones(N))
     # The env is still usable.
@@ -315,13 +315,13 @@ def test_checkpoint_continues_bit_identically(tmp_path, selection, obs_type):
 def test_checkpoint_loads_into_a_gym_made_env_without_reset(tmp_path):
     # Through gymnasium.make (the registered id and its wrappers): no reset after loading.
     acts = [valid("batch", s) for s in range(6)]
-    env = gym.make("patchenv/PatchSelection-v0", **TINY)
+    env = gym.make("patchenv/PatchSelection-v1", **TINY)
     env.reset(seed=5)
     for a in acts[:4]:
         env.step(a)
     env.unwrapped.save_checkpoint(tmp_path / "c.pt")
     ref = [env.step(a) for a in acts[4:]]
-    fresh = gym.make("patchenv/PatchSelection-v0", **TINY)
+    fresh = gym.make("patchenv/PatchSelection-v1", **TINY)
     fresh.unwrapped.load_checkpoint(tmp_path / "c.pt")
     for r, a in zip(ref, acts[4:]):
         assert_same_step(r, fresh.step(a))
@@ -433,7 +433,7 @@ def test_cuda_graph_needs_cuda_and_excludes_compile():
 
 
 def test_render_greys_out_the_dropped_patches_of_the_batch_just_trained():
-    env = gym.make("patchenv/PatchSelection-v0", render_mode="rgb_array", **{**TINY, "dataset": _SYNTHETIC})
+    env = gym.make("patchenv/PatchSelection-v1", render_mode="rgb_array", **{**TINY, "dataset": _SYNTHETIC})
     env.reset(seed=0)
     before = env.render()
     assert before.dtype == np.uint8 and before.ndim == 3 and before.shape[2] == 3
@@ -459,7 +459,7 @@ def test_record_video_films_an_episode(tmp_path):
     imageio_ffmpeg = pytest.importorskip("imageio_ffmpeg", reason="moviepy's ffmpeg reader")
     from gymnasium.wrappers import RecordVideo
 
-    env = gym.make("patchenv/PatchSelection-v0", render_mode="rgb_array", episode_steps=4,
+    env = gym.make("patchenv/PatchSelection-v1", render_mode="rgb_array", episode_steps=4,
                    **{**TINY, "dataset": _SYNTHETIC})
     env = RecordVideo(env, str(tmp_path / "video"), episode_trigger=lambda episode: True, disable_logger=True)
     env.reset(seed=0)

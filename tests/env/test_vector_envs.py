@@ -31,7 +31,7 @@ SCRIPT = textwrap.dedent("""
     mask[::2] = 1  # 32 of 64 patches, the same for every env
 
     out = {}
-    envs = gym.make_vec("patchenv/Digits-v0", num_envs=2, vectorization_mode="async", **kwargs)
+    envs = gym.make_vec("patchenv/Digits-v1", num_envs=2, vectorization_mode="async", **kwargs)
     obs, _ = envs.reset(seed=0)  # sub-env i is seeded with i
     obs2, reward, terminated, truncated, info = envs.step(np.stack([mask, mask]))
     envs.close()
@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent("""
                   "loss": info["loss"].tolist()}
 
     from stable_baselines3.common.vec_env import SubprocVecEnv
-    venv = SubprocVecEnv([lambda: gym.make("patchenv/Digits-v0", **kwargs)] * 2, start_method="fork")
+    venv = SubprocVecEnv([lambda: gym.make("patchenv/Digits-v1", **kwargs)] * 2, start_method="fork")
     venv.seed(0)
     obs = venv.reset()
     obs2, reward, done, infos = venv.step(np.stack([mask, mask]))
@@ -51,7 +51,7 @@ SCRIPT = textwrap.dedent("""
     torch.set_num_threads(1)
     ref = {"obs": [], "obs2": [], "reward": [], "loss": []}
     for seed in (0, 1):
-        env = gym.make("patchenv/Digits-v0", **kwargs)
+        env = gym.make("patchenv/Digits-v1", **kwargs)
         o, _ = env.reset(seed=seed)
         o2, r, *_, i = env.step(mask)
         env.close()

@@ -26,7 +26,7 @@ N = 64  # 32x32 images in 4x4 patches
 
 def make_env(device=None, **overrides):
     kwargs = {**TINY, "device": device or CUDA, **overrides}
-    env = gym.make("patchenv/PatchSelection-v0", **kwargs)
+    env = gym.make("patchenv/PatchSelection-v1", **kwargs)
     env.reset(seed=0)
     return env
 

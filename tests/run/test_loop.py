@@ -20,7 +20,7 @@ from patchenv.run import Budget, run_training
 
 def build(spec="random:k=20", seed=0):
     agent = make_from_spec(spec, seed=seed)
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, **agent.env_kwargs()})
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, **agent.env_kwargs()})
     return env, agent
 
 
@@ -183,6 +183,6 @@ def test_the_agent_is_set_up_once_per_run_and_meta_records_the_split(tmp_path):
     # TINY has no validation split: protocol "val" falls back to the test split, said once
     assert m["meta"]["eval_split"] == "test" and m["epochs"][-1]["test_accuracy"] is not None
     env, agent = build("all")
-    env = gym.make("patchenv/PatchSelection-v0", **{**TINY, **agent.env_kwargs(), "val_fraction": 0.25})
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, **agent.env_kwargs(), "val_fraction": 0.25})
     m = run_training(env, agent, tmp_path / "v", budget=Budget(epochs=1), show_progress=False)
     assert m["meta"]["eval_split"] == "val" and m["epochs"][-1]["test_accuracy"] is None
