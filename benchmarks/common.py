@@ -85,15 +85,23 @@ def mean_ci(values: Iterable[Optional[float]], level: float = 0.95) -> tuple[Opt
     return float(np.mean(vals)), half, len(vals)
 
 
+# Fewer seeds than this: the table shows the mean and the range, not a confidence interval.
+MIN_SEEDS_FOR_INTERVAL = 3
+
+
 def fmt_ci(values: Iterable[Optional[float]], fmt: str = "{:.3f}", scale: float = 1.0,
            null: Optional[float] = None) -> str:
     """'mean ± half-width' of the 95% interval; with a `null` value (0 for a paired
-    difference, 1 for a ratio), a trailing '*' when the interval excludes it."""
+    difference, 1 for a ratio), a trailing '*' when the interval excludes it. With fewer
+    than `MIN_SEEDS_FOR_INTERVAL` values: 'mean (min to max)'."""
     mean, half, n = mean_ci(values)
     if n == 0:
         return "-"
     if half is None:
         return fmt.format(mean * scale)
+    if n < MIN_SEEDS_FOR_INTERVAL:  # a t interval over 2 seeds is mostly its t factor (12.7): show the spread
+        vals = [float(v) * scale for v in values if v is not None and math.isfinite(float(v))]
+        return f"{fmt.format(mean * scale)} ({fmt.format(min(vals))} to {fmt.format(max(vals))})"
     star = "*" if null is not None and abs(mean - null) > half else ""
     return f"{fmt.format(mean * scale)} ± {fmt.replace('+', '').format(half * scale)}{star}"
 

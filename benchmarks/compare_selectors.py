@@ -76,6 +76,7 @@ from benchmarks.sweep.results import OUTPUTS, Results, fill_eval_split, load_pre
 from benchmarks.sweep.stats import curve_key, summary_table
 from patchenv import data as data_mod
 from patchenv import registry
+from patchenv.atomic import atomic_write_text
 from patchenv.checks import one_line, out_of_memory_as
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run.meta import meta_block
@@ -285,12 +286,17 @@ def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Pat
     print(f"\n## {what}, {epochs}, budget {cfg['budget']}, "
           f"seeds {','.join(map(str, cfg['seeds']))}, device {cfg['device']} ({meta['cpu']}"
           + (f", {meta['gpu']}" if meta["gpu"] else "") + f", {meta['torch_threads']} torch threads)\n")
-    print(summary_table(runs, cfg["selectors"], [p.get("setting") for p in points]))
+    settings = [p.get("setting") for p in points]
+    print(summary_table(runs, cfg["selectors"], settings, compact=True))
     backend = "" if not ray else f"; backend ray ({meta['ray']['address']})"
-    print(f"\nmean ± 95% confidence interval over seeds (Student's t); Δ and speed-ups paired by seed against all, "
-          f"'*' where the interval excludes 0 (Δ) or 1 (speed-ups, over the seeds that reached the target); "
-          f"targets on the {curve_key(runs).split('_')[0]} split; schedule {cfg['schedule']}{backend}; "
-          f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
+    note = (f"mean ± 95% confidence interval over seeds (Student's t; with fewer than 3 seeds: mean (min to max)); "
+            f"Δ, ratios and speed-ups paired by seed against all, '*' where the interval excludes 0 (Δ) or 1 "
+            f"(ratios; speed-ups over the seeds that reached the target); test accuracy on the test split; the "
+            f"target is all's final {curve_key(runs).split('_')[0]} accuracy; schedule {cfg['schedule']}{backend}; "
+            f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
+    print(f"\n{note}")
+    atomic_write_text(out / "results.md", f"# {what}\n\n{summary_table(runs, cfg['selectors'], settings)}\n\n{note}\n")
+    print("full table: " + str(out / "results.md"))
     print("results: " + ", ".join(str(out / name) for name in OUTPUTS if (out / name).is_file()))
 
 

@@ -23,7 +23,7 @@ RUN_FIELDS = ("selector", "seed", "dataset") + SUMMARY_FIELDS + (
 # Configuration keys that must match for --resume to reuse earlier runs.
 COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device", "protocol")
 # What a sweep writes into OUT (--overwrite removes these, and nothing else).
-OUTPUTS = ("results.json", "results.csv", "accuracy_vs_time.png", "accuracy_vs_flops.png", "patch_keep_frequency.png",
+OUTPUTS = ("results.json", "results.csv", "results.md", "accuracy_vs_time.png", "accuracy_vs_flops.png", "patch_keep_frequency.png",
            "runs", "ray")
 
 

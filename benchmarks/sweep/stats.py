@@ -14,6 +14,12 @@ from benchmarks.common import fmt_ci, markdown_table
 from benchmarks.sweep.plan import REFERENCE
 
 
+# The compact table's columns (what `make run` prints): accuracy, its change, and the cost
+# against `all`, with whether and how fast each selector reached `all`'s final accuracy.
+COMPACT = ("selector", "seeds", "test acc % (all patches)", "Δ test acc vs all (points, paired)", "patches kept",
+           "FLOPs vs all", "time vs all", "reached target", "speed-up to target")
+
+
 def curve_key(runs: list[dict]) -> str:
     """The accuracy the curves, targets and time-to-target use: the split the runs
     evaluated after every epoch, as the runner decided and recorded it (a row's
@@ -38,10 +44,12 @@ def fill_relative(runs: list[dict], target: Optional[float]) -> None:
         r["time_to_target_s"], r["tokens_to_target"], r["flops_to_target"] = (
             (reached["train_time_s"], reached["train_tokens"], reached["train_flops"]) if reached else (None,) * 3)
         if a is None:
-            r["speedup_vs_all"] = r["accuracy_delta_vs_all"] = None
+            r["speedup_vs_all"] = r["accuracy_delta_vs_all"] = r["time_vs_all"] = r["flops_vs_all"] = None
             r["speedup_to_target"] = r["speedup_to_target_flops"] = None
             continue
         r["speedup_vs_all"] = a["train_time_s"] / r["train_time_s"] if r["train_time_s"] > 0 else None
+        r["time_vs_all"] = r["train_time_s"] / a["train_time_s"] if a["train_time_s"] > 0 else None
+        r["flops_vs_all"] = r["train_flops"] / a["train_flops"] if a.get("train_flops") else None
         r["accuracy_delta_vs_all"] = r["test_accuracy"] - a["test_accuracy"]
         a_reached = first_reaching(a["curve"], key, tgt)
         r["speedup_to_target"] = (a_reached["train_time_s"] / r["time_to_target_s"]
@@ -75,11 +83,14 @@ def first_reaching(curve: list[dict], key: str, target: Optional[float]) -> Opti
     return None
 
 
-def summary_table(runs: list[dict], selectors: list[str], settings: Optional[list] = None) -> str:
-    """Per selector: mean ± the 95% confidence interval over seeds; the differences against
-    `all` are paired by seed, and a '*' marks those whose interval excludes zero (one for
-    the speed-ups, taken over the seeds that reached the target). With a grid, a first
-    column names the setting and each setting's selectors come together."""
+def summary_table(runs: list[dict], selectors: list[str], settings: Optional[list] = None,
+                  compact: bool = False) -> str:
+    """Per selector: mean ± the 95% confidence interval over seeds (with fewer than three,
+    the mean and the range); the differences against `all` are paired by seed, and a '*'
+    marks those whose interval excludes zero (one for the speed-ups, taken over the seeds
+    that reached the target). With a grid, a first column names the setting and each
+    setting's selectors come together. ``compact``: the columns a reader needs for a
+    verdict (`COMPACT`); the full table goes to results.md."""
     key = curve_key(runs)
     settings = list(dict.fromkeys(list(settings or []) + [r.get("setting") for r in runs])) or [None]
     grid = settings != [None]
@@ -97,7 +108,8 @@ def summary_table(runs: list[dict], selectors: list[str], settings: Optional[lis
                      col("accuracy_delta_vs_all", "{:+.2f}", 100, null=0.0),
                      col("test_accuracy_masked", "{:.2f}", 100), col("test_accuracy_random_masks", "{:.2f}", 100),
                      col("mean_patches_kept", "{:.1f}"), col("train_time_s", "{:.1f}"),
-                     col("train_flops", "{:.3g}", 1e-12), col("speedup_vs_all", "{:.2f}"),
+                     col("train_flops", "{:.3g}", 1e-12), col("flops_vs_all", "{:.2f}", null=1.0),
+                     col("time_vs_all", "{:.2f}", null=1.0), col("speedup_vs_all", "{:.2f}"),
                      f"{sum(r.get('flops_to_target') is not None for r in rs)}/{len(rs)}",
                      col("time_to_target_s", "{:.1f}"), col("speedup_to_target", "{:.2f}", null=1.0),
                      col("speedup_to_target_flops", "{:.2f}", null=1.0),
@@ -106,7 +118,11 @@ def summary_table(runs: list[dict], selectors: list[str], settings: Optional[lis
     header = (["setting"] if grid else []) + [
               "selector", "seeds", "test acc % (all patches)", "Δ test acc vs all (points, paired)",
               "test acc % (own masks)", "test acc % (random masks)", "patches kept", "train time s",
-              "train TFLOPs", "speed-up vs all", "reached target", f"time to target s ({key.split('_')[0]})",
+              "train TFLOPs", "FLOPs vs all", "time vs all", "speed-up vs all", "reached target",
+              f"time to target s ({key.split('_')[0]})",
               "speed-up to target", "speed-up to target (FLOPs)",
               f"Δ {key.split('_')[0]} acc at equal FLOPs (points, paired)", "agent overhead %"]
+    if compact:
+        keep = [i for i, h in enumerate(header) if h in COMPACT or h == "setting"]
+        header, rows = [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
     return markdown_table(header, rows)

@@ -190,11 +190,15 @@ def test_compare_selectors_reports_agentvit_overhead(tmp_path):
 
 
 def test_compare_selectors_has_the_notebooks_three_columns(tmp_path, capsys):
-    """All patches, own masks, random masks: in RUN_FIELDS, the CSV and the printed table;
-    `all` has no masked columns."""
+    """All patches, own masks, random masks: in RUN_FIELDS, the CSV and the full table
+    (results.md); `all` has no masked columns. The printed table is the compact one."""
     assert "test_accuracy_random_masks" in RUN_FIELDS
     assert _compare(tmp_path, selectors="all,random:k=20") == 0
-    printed = capsys.readouterr().out
+    compact = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| selector"))
+    assert [c.strip() for c in compact.strip("|").split("|")] == [
+        "selector", "seeds", "test acc % (all patches)", "Δ test acc vs all (points, paired)", "patches kept",
+        "FLOPs vs all", "time vs all", "reached target", "speed-up to target"]
+    printed = (tmp_path / "results.md").read_text()
     header = next(line for line in printed.splitlines() if line.startswith("| selector"))
     assert "test acc % (all patches)" in header and "test acc % (own masks)" in header
     assert "test acc % (random masks)" in header

@@ -50,3 +50,12 @@ def test_a_given_target_and_the_speedups_to_reach_it():
     assert (fast["time_to_target_s"], fast["tokens_to_target"], fast["flops_to_target"]) == (1.0, 2, 4)
     assert fast["speedup_to_target"] == 3.0 and fast["speedup_to_target_flops"] == 2.5
     assert ref["speedup_to_target"] == 1.0
+
+
+def test_fewer_than_three_seeds_show_the_range_not_a_t_interval():
+    from benchmarks.common import fmt_ci
+
+    assert fmt_ci([0.9, 0.8], "{:.2f}", 100) == "85.00 (80.00 to 90.00)"  # 2 seeds: mean (min to max)
+    # 3 seeds: mean ± t(0.975, 2) * s / sqrt(3) = 4.303 * 10 / 1.732 = 24.84
+    assert fmt_ci([0.9, 0.8, 0.7], "{:.2f}", 100) == "80.00 ± 24.84"
+    assert fmt_ci([1.0, 1.1, 1.2], "{:.2f}", null=1.0) == "1.10 ± 0.25"  # the interval holds 1: no star
