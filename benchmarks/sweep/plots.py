@@ -25,11 +25,14 @@ def series_order(runs: list[dict], selectors: list[str]) -> list[str]:
 def plot(runs: list[dict], selectors: list[str], path: Path, title: str, x: str = "train_time_s") -> None:
     """Accuracy (%) on the curves' split against training time (or FLOPs): every seed
     faintly, the mean across seeds in bold with a band of ± one standard deviation, from
-    the untrained t=0 point (chance accuracy, 1 / classes) on."""
+    the untrained t=0 point (chance accuracy, 1 / classes) on; beside it the same zoomed
+    on the last third of training, where the selectors' curves meet."""
     plt = pyplot()
     key = curve_key(runs)
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    split = key.split("_")[0]
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
     order = series_order(runs, selectors)
+    ends, tails = [], []  # the zoom's window: the last third of each mean curve
     for i, name in enumerate(order):
         rs = [r for r in runs if series_name(r) == name and r["curve"]]
         if not rs:
@@ -42,20 +45,32 @@ def plot(runs: list[dict], selectors: list[str], path: Path, title: str, x: str 
             pts = [p for p in r["curve"] if p.get(key) is not None]
             return [0.0] + [p[x] for p in pts], [chance] + [100 * p[key] for p in pts]
 
-        for r in rs:
-            ax.plot(*series(r), color=color, alpha=0.2, linewidth=0.8)
         n = min(len(series(r)[0]) for r in rs)
         xs = np.mean([series(r)[0][:n] for r in rs], axis=0)
         ys = np.array([series(r)[1][:n] for r in rs])
         mean, std = ys.mean(axis=0), ys.std(axis=0, ddof=1) if len(rs) > 1 else np.zeros(n)
-        ax.plot(xs, mean, marker="o", markersize=3, color=color, label=f"{name} (mean of {len(rs)} seeds)")
-        ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        for axis in (ax, zoom):
+            for r in rs:
+                axis.plot(*series(r), color=color, alpha=0.2, linewidth=0.8)
+            axis.plot(xs, mean, marker="o", markersize=3, color=color,
+                      label=f"{name} (mean of {len(rs)} seeds)" if axis is ax else None)
+            axis.fill_between(xs, mean - std, mean + std, color=color, alpha=0.15, linewidth=0)
+        ends.append(xs[-1])
+        tails.append(mean[xs >= 2 / 3 * xs[-1]])
+    if ends:
+        tail = np.concatenate(tails)
+        zoom.set_xlim(2 / 3 * min(ends), max(ends) * 1.02)
+        # the top 12 points: where the leaders differ (a selector far below leaves the panel)
+        zoom.set_ylim(max(tail.min(), tail.max() - 12) - 1, tail.max() + 1.5)
     ax.set_xlabel("cumulative training time (s), evaluation excluded" if x == "train_time_s"
                   else "cumulative training FLOPs (forward + backward)")
-    ax.set_ylabel(f"{key.split('_')[0]} accuracy % (all patches)")
-    ax.set_title(title + "\nthin: each seed; bold: mean; band: ± 1 std over seeds; t=0: untrained (chance)",
-                 fontsize=9)
-    ax.grid(alpha=0.3)
+    zoom.set_xlabel("the last third of training, zoomed")
+    ax.set_ylabel(f"{split} accuracy % (all patches; {split} split)")
+    note = "" if split == "test" else "; the table's test accuracy is measured once, at the end"
+    fig.suptitle(f"{title}\nthin: each seed; bold: mean; band: ± 1 std over seeds; t=0: untrained (chance); "
+                 f"curves on the {split} split{note}", fontsize=9)
+    for axis in (ax, zoom):
+        axis.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
     plt.close(fig)
