@@ -101,7 +101,8 @@ def fmt_ci(values: Iterable[Optional[float]], fmt: str = "{:.3f}", scale: float 
         return fmt.format(mean * scale)
     if n < MIN_SEEDS_FOR_INTERVAL:  # a t interval over 2 seeds is mostly its t factor (12.7): show the spread
         vals = [float(v) * scale for v in values if v is not None and math.isfinite(float(v))]
-        return f"{fmt.format(mean * scale)} ({fmt.format(min(vals))} to {fmt.format(max(vals))})"
+        low, high = fmt.format(min(vals)), fmt.format(max(vals))
+        return fmt.format(mean * scale) if low == high else f"{fmt.format(mean * scale)} ({low} to {high})"
     star = "*" if null is not None and abs(mean - null) > half else ""
     return f"{fmt.format(mean * scale)} ± {fmt.replace('+', '').format(half * scale)}{star}"
 

@@ -56,6 +56,7 @@ def test_fewer_than_three_seeds_show_the_range_not_a_t_interval():
     from benchmarks.common import fmt_ci
 
     assert fmt_ci([0.9, 0.8], "{:.2f}", 100) == "85.00 (80.00 to 90.00)"  # 2 seeds: mean (min to max)
+    assert fmt_ci([64.0, 64.0], "{:.1f}") == "64.0"  # no spread to show
     # 3 seeds: mean ± t(0.975, 2) * s / sqrt(3) = 4.303 * 10 / 1.732 = 24.84
     assert fmt_ci([0.9, 0.8, 0.7], "{:.2f}", 100) == "80.00 ± 24.84"
     assert fmt_ci([1.0, 1.1, 1.2], "{:.2f}", null=1.0) == "1.10 ± 0.25"  # the interval holds 1: no star
