@@ -108,8 +108,8 @@ class EnvConfig:
     """bf16: bfloat16 autocast for the ViT's forward passes; None = float32"""
     compile: bool = False
     """torch.compile the ViT's transformer and head (dynamic shapes: the kept count varies)"""
-    cuda_graph: bool = False
-    """replay each training step from a CUDA graph, one per kept count (CUDA only): removes the kernel-launch cost that bounds a small ViT's step on a fast GPU"""
+    cuda_graph: Optional[bool] = field(default=None, metadata={"negatable": True})
+    """replay each training step from a CUDA graph, one per kept count: removes the kernel-launch cost that bounds a small ViT's step on a fast GPU. None = on CUDA unless compile is set, off on the CPU; True: CUDA only; False: eager"""
     eval_batch_size: int = 500
     """images per batch of evaluate() with all patches (memory use, not results)"""
     val_fraction: float = field(default=0.0, metadata=_RUN_IF_SET)
@@ -181,8 +181,10 @@ class EnvConfig:
             raise ValueError(f"budget_epochs must be a positive number or None, got {self.budget_epochs!r}")
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
-        for name in ("download", "tensor_obs", "compile", "cuda_graph"):
+        for name in ("download", "tensor_obs", "compile"):
             self._set(name, bool(getattr(self, name)))
+        if self.cuda_graph is not None:
+            self._set("cuda_graph", bool(self.cuda_graph))
         if self.compile and self.cuda_graph:
             raise ValueError("compile and cuda_graph are alternatives (each removes the per-kernel launch cost "
                              "its own way); pick one")
@@ -313,7 +315,9 @@ def add_env_arguments(parser: argparse.ArgumentParser, include: Optional[Iterabl
         shown = "" if default is None or default is False else f" (default: {default})"  # unset, a switch off
         help_text = (_command_line_words(docs.get(name, "")) + shown).replace("%", "%%")
         kind = _cli_type(f)
-        if kind is bool:
+        if kind is bool and f.metadata.get("negatable"):  # --flag / --no-flag; neither: the default
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif kind is bool:
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
         else:
             parser.add_argument(flag, dest=name, type=_parser_for(name, kind), default=None,
@@ -331,11 +335,12 @@ def _command_line_words(doc: str) -> str:
 
 def env_kwargs_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The env keyword arguments given on the command line (flags of `add_env_arguments`
-    that are neither None nor False); other attributes of `args` are ignored."""
+    that are neither None nor False, a ``--no-`` flag's False kept); other attributes of
+    `args` are ignored."""
     given = {}
     for f in _cli_fields():
         value = getattr(args, f.name, None)
-        if value is not None and value is not False:
+        if value is not None and (value is not False or f.metadata.get("negatable")):
             given[f.name] = value
     return given
 

@@ -1,10 +1,12 @@
-"""Where the env trains: ``device="auto"`` resolved, and torch kept on one thread in forked
-children (Gymnasium's async vector env forks after the parent trained a ViT)."""
+"""Where the env trains: ``device="auto"`` resolved, whether its step replays CUDA graphs
+(``cuda_graph=None``: the fast path by default on CUDA), and torch kept on one thread in
+forked children (Gymnasium's async vector env forks after the parent trained a ViT)."""
 from __future__ import annotations
 
 import os
 from typing import Union
 
+import gymnasium as gym
 import torch
 
 from patchenv.env.config import check_device
@@ -33,3 +35,17 @@ def resolve_device(device: Union[str, torch.device]) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device='cuda' was asked for but CUDA is not available; use 'auto' or 'cpu'")
     return dev
+
+
+def use_cuda_graph(cfg, device: torch.device) -> bool:
+    """Whether the env's training step replays CUDA graphs. ``cuda_graph=None`` (the
+    default): on a CUDA device, yes, unless ``compile=True`` asks for the other way to cut
+    the launch cost (said in one line); on the CPU, no (graphs are CUDA's). ``True`` needs
+    CUDA; ``False`` is the eager step everywhere."""
+    if cfg.cuda_graph is None:
+        if device.type == "cuda" and cfg.compile:
+            gym.logger.warn("cuda_graph=None on CUDA with compile=True: eager steps, compiled (the two are alternatives)")
+        return device.type == "cuda" and not cfg.compile
+    if cfg.cuda_graph and device.type != "cuda":
+        raise ValueError(f"cuda_graph=True needs a CUDA device; this env runs on {device}")
+    return cfg.cuda_graph

@@ -24,7 +24,7 @@ from patchenv.env import render as render_mod
 from patchenv.env.action import parse_action
 from patchenv.env.batches import advance, make_obs, probe_data, run_probe
 from patchenv.env.config import EnvConfig, keyword_signature
-from patchenv.env.device import resolve_device
+from patchenv.env.device import resolve_device, use_cuda_graph
 from patchenv.env.presets import with_preset
 from patchenv.env.evaluation import evaluate
 from patchenv.env.progress import ProgressTracker
@@ -176,8 +176,7 @@ class PatchSelectionEnv(gym.Env):
             raise TypeError(f"PatchSelectionEnv got an unexpected keyword argument {unknown[0]!r}{hint}")
         self.config = cfg = EnvConfig(**kwargs)
         self.device = resolve_device(cfg.device)
-        if cfg.cuda_graph and self.device.type != "cuda":
-            raise ValueError(f"cuda_graph=True needs a CUDA device; this env runs on {self.device}")
+        self.cuda_graph = use_cuda_graph(cfg, self.device)
 
         images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
             cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)

@@ -16,10 +16,10 @@ def run_parts(env, model_seed: Optional[int]) -> dict:
     """A ViT (weights from `model_seed`; None: for a checkpoint to fill), its optimiser, the
     step functions and a data generator, not yet the env's."""
     model = new_model(env.vit_config, env.device, model_seed)
-    optimizer = make_optimizer(model, env.lr, capturable=env.config.cuda_graph)
+    optimizer = make_optimizer(model, env.lr, capturable=env.cuda_graph)
     forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if env.compile else model.forward_tokens
     graphed = None
-    if env.config.cuda_graph:
+    if env.cuda_graph:
         b, c, s = env.batch_size, env._data_shape["channels"], env._data_shape["image_size"]
         graphed = GraphedStep(model, optimizer, torch.empty(b, c, s, s, device=env.device),
                               torch.empty(b, dtype=torch.long, device=env.device),

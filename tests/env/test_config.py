@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import pytest
 
-from patchenv.env.config import EnvConfig, add_env_arguments, env_kwargs_from_args, field_docs
+from patchenv.env.config import EnvConfig, _command_line_words, add_env_arguments, env_kwargs_from_args, field_docs
 from patchenv.data import synthetic
 from patchenv.env import PatchSelectionEnv
 
@@ -166,10 +166,18 @@ def test_flags_appear_with_their_docs_in_help():
     docs = field_docs(EnvConfig)
     for flag in FLAGS:
         assert flag in text, flag
-        assert " ".join(docs[flag[2:].replace("-", "_")].split()) in text, flag
+        assert " ".join(_command_line_words(docs[flag[2:].replace("-", "_")]).split()) in text, flag
     for flag in NOT_FLAGS:
         assert flag not in text
     assert "(default: 128)" in text and "(default: 0.001)" in text
+    # a command line cannot give Python's words: they are said the command line's way
+    assert "ImageData" not in text and "None" not in text and "`" not in text and "(default: False)" not in text
+    assert "--cuda-graph, --no-cuda-graph" in text
+
+
+def test_help_words_leave_out_what_a_command_line_cannot_give():
+    assert _command_line_words("data set: x, or a loaded ImageData") == "data set: x"
+    assert _command_line_words("None = the data set's own; ``bf16``: `fast`") == "unset: the data set's own; bf16: fast"
 
 
 def test_parse_round_trip():

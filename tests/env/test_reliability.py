@@ -526,3 +526,16 @@ def test_a_damaged_checkpoint_is_refused_before_the_running_run_changes(tmp_path
         assert all(torch.equal(a, b) for a, b in zip(params(running), before)), name  # untouched
         assert running.global_step == 1
     running.step(valid("batch", 2))  # and it trains on
+
+
+def test_cuda_graph_default_is_eager_on_the_cpu_and_the_cli_can_say_either():
+    import argparse
+
+    from patchenv.env.config import add_env_arguments, env_kwargs_from_args
+
+    assert make().unwrapped.cuda_graph is False and make().unwrapped._graphed is None  # None on a CPU: eager
+    assert make(compile=False, cuda_graph=False).unwrapped.cuda_graph is False
+    parser = add_env_arguments(argparse.ArgumentParser(), include=["cuda_graph"])
+    assert env_kwargs_from_args(parser.parse_args([])) == {}
+    assert env_kwargs_from_args(parser.parse_args(["--cuda-graph"])) == {"cuda_graph": True}
+    assert env_kwargs_from_args(parser.parse_args(["--no-cuda-graph"])) == {"cuda_graph": False}

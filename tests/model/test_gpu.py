@@ -25,7 +25,9 @@ N = 64  # 32x32 images in 4x4 patches
 
 
 def make_env(device=None, **overrides):
-    kwargs = {**TINY, "device": device or CUDA, **overrides}
+    # eager unless a test asks for graphs: these tests were written for the eager step,
+    # and test_cuda_graph_is_the_default_on_cuda checks the default.
+    kwargs = {**TINY, "device": device or CUDA, "cuda_graph": False, **overrides}
     env = gym.make("patchenv/PatchSelection-v1", **kwargs)
     env.reset(seed=0)
     return env
@@ -188,6 +190,14 @@ def test_agentvit_trains_on_the_cuda_env():
 
 
 # -- CUDA graphs (cuda_graph=True) -------------------------------------------------------------
+def test_cuda_graph_is_the_default_on_cuda():
+    env = make_env(cuda_graph=None)
+    assert env.unwrapped.cuda_graph and env.unwrapped._graphed is not None
+    with pytest.warns(UserWarning, match="compile=True"):
+        compiled = make_env(cuda_graph=None, compile=True)
+    assert not compiled.unwrapped.cuda_graph and compiled.unwrapped._graphed is None
+
+
 def test_cuda_graph_steps_equal_eager_steps():
     eager = make_env()
     graphed = make_env(cuda_graph=True)
