@@ -96,6 +96,8 @@ class EnvConfig:
     """the run's training step (from 1) whose loss is the reward's reference L(ref); earlier steps are their own reference (loss term 1). 1 = the first step; AgentViT sets its `frequency` (the notebook's first rewarded batch)"""
     episode_steps: Optional[int] = None
     """training steps per episode; None = one epoch (training images // batch_size)"""
+    action_repeat: int = 1
+    """training steps one env.step runs with the same action (Gymnasium/ALE's frameskip): rewards summed, the last step's info with tokens and FLOPs summed and info["steps"]; it stops where the episode ends"""
     budget_epochs: Optional[float] = field(default=None, metadata=_NOT_CLI)
     """planned length of the run in epochs: the horizon schedules and progress-aware agents read (env.total_steps); the front ends set it from --epochs; None = unknown"""
     device: str = "auto"
@@ -179,6 +181,10 @@ class EnvConfig:
         if self.budget_epochs is not None and (not _is_real(self.budget_epochs) or not self.budget_epochs > 0
                                                or not math.isfinite(self.budget_epochs)):
             raise ValueError(f"budget_epochs must be a positive number or None, got {self.budget_epochs!r}")
+        if isinstance(self.action_repeat, bool) or not isinstance(self.action_repeat, (int, np.integer)) \
+                or self.action_repeat < 1:
+            raise ValueError(f"action_repeat must be an integer >= 1, got {self.action_repeat!r}")
+        self._set("action_repeat", int(self.action_repeat))
         if self.render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {self.render_mode!r}")
         for name in ("download", "tensor_obs", "compile"):

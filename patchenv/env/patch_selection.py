@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import difflib
 import os
-import time
 from dataclasses import fields
 from typing import Any, Callable, Optional, Union
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from patchenv.data import ImageData, load_dataset
@@ -22,19 +20,19 @@ from patchenv.data.splits import eval_subset, hold_out_validation
 from patchenv.env import checkpoint
 from patchenv.env import render as render_mod
 from patchenv.env.action import parse_action
-from patchenv.env.batches import advance, make_obs, probe_data, run_probe
+from patchenv.env.batches import make_obs, probe_data
+from patchenv.env.step import REPEAT_SUMS, train_once
 from patchenv.env.config import EnvConfig, keyword_signature
 from patchenv.env.device import resolve_device, use_cuda_graph
 from patchenv.env.presets import with_preset
 from patchenv.env.evaluation import evaluate
 from patchenv.env.progress import ProgressTracker
-from patchenv.env.rewards import StepStats, checked_reward, loss_term, patch_term
 from patchenv.env.spaces import action_space, observation_space, refuse_gymnasium_check_env
 from patchenv.env.training_run import new_run
 from patchenv.model.cuda_graph import GraphedStep
 from patchenv.model.flops import step_flops
 from patchenv.model.keep import Keep
-from patchenv.model.training import autocast, train_step
+from patchenv.model.training import autocast
 from patchenv.model.vit import SimpleViT
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
@@ -222,6 +220,7 @@ class PatchSelectionEnv(gym.Env):
         if self._eval_idx is not None:
             self._eval_idx = self._eval_idx.to(self.device)
         self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
+        self.action_repeat = cfg.action_repeat
 
         self.action_space = action_space(self.selection, self.batch_size, n)
         self.observation_space = observation_space(self.obs_type, self.batch_size, n, cfg.dim,
@@ -291,75 +290,20 @@ class PatchSelectionEnv(gym.Env):
             raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before step()")
         # Validated and parsed once, before anything changes.
         keep = parse_action(action, self.selection, self.num_patches, self.batch_size, self.device, self.np_random)
-        # No sync here: the previous step ended with one, and a torch mask was synchronised
-        # by parse_action (its length decides the sequence length).
-        t0 = time.perf_counter()
-        # With CUDA graphs the observation's embedding carries no autograd graph.
-        tokens = self._tokens if self._tokens.requires_grad else None
-        result = train_step(self.model, self.optimizer, self._batch_x, self._batch_y, keep.index, self.amp,
-                            tokens=tokens, forward_tokens=self._forward_tokens, graphed=self._graphed)
-        loss_v, acc_v, diverged = result.loss, result.accuracy, result.diverged
-        if result.token_grad is not None:
-            self._credit = result.token_grad
-        self.last_keep = keep
-        # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
-        # masks to the batch's largest count and needs no padding otherwise.
-        flops = self._train_flops(keep.longest)
-        kept = keep.kept
-        trained_epoch = self.epoch
-        self.global_step += 1
-        self._episode_step += 1
-        if self._loss_ref is None and not diverged and self.global_step >= self.loss_ref_step:
-            self._loss_ref = loss_v
-        # Progress statistics and, every probe_every steps, the probe (with the updated
-        # weights, before the next batch's observation is made from them).
-        self._progress.after_step(loss_v, kept, flops + self._pending_probe_flops,
-                                  self._train_flops(self.num_patches) + self._pending_probe_flops)
-        probe_flops, self._pending_probe_flops = self._pending_probe_flops, 0
-        progress_reward = 0.0
-        if self._uses_probe and not diverged and self.global_step % self.config.probe_every == 0:
-            progress_reward = run_probe(self)
-            probe_flops += self._probe_flops
-        if self.render_mode is not None:
-            self._rendered = render_mod.remember(self._batch_x, keep)
-        advance(self)  # load batch t+1 and its observation with the updated weights
-        obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
-        if not diverged and not (bool(torch.isfinite(obs).all()) if self.tensor_obs else np.isfinite(obs).all()):
-            # A finite update can still leave weights that overflow (a huge lr): the next
-            # observation is not finite and the run cannot go on. End the episode and hand
-            # out zeros so the observation stays in its space. (numpy: no extra sync.)
-            diverged = True
-            self._obs = torch.zeros_like(self._obs)
-            obs = self._observation()
-        if self.tensor_obs and self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
-        self.last_step_time_s = time.perf_counter() - t0
-        self.train_time_s += self.last_step_time_s
-
-        # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
-        loss_ref = self._loss_ref if self._loss_ref is not None else loss_v
-        lt = loss_term(loss_v, loss_ref)
-        pt = patch_term(kept, self.num_patches, self.n_patch_desired)
-        stats = StepStats(loss=loss_v, loss_ref=loss_ref,
-                          accuracy=acc_v, kept=kept,
-                          kept_per_image=keep.per_image if self.selection == "image" else None,
-                          num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
-                          loss_term=lt, patch_term=pt)
-        terminated = diverged
-        truncated = (not terminated) and self._episode_step >= self.episode_steps
-        self._episode_over = terminated or truncated  # settled before a reward_fn can fail
-        if self.reward_fn is not None:
-            reward = checked_reward(self.reward_fn, stats, diverged, self.global_step)
-        elif self.reward_kind == "progress":
-            reward = progress_reward
-        else:
-            reward = self.loss_weight * lt + self.patch_weight * pt
-        info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": keep.tokens, "padding_tokens": keep.padding,
-                "epoch": trained_epoch, "global_step": self.global_step, "loss_term": lt, "patch_term": pt,
-                "diverged": diverged, "flops": flops + probe_flops, "probe_flops": probe_flops}
-        if self.selection == "image":
-            info["kept_per_image"] = keep.per_image.copy()
-        return obs, float(reward), terminated, truncated, info
+        obs, reward, terminated, truncated, info = train_once(self, keep)
+        # action_repeat (Gymnasium/ALE's frameskip): the same action for up to k training
+        # steps, the rewards summed, the last step's info with the counts summed; it stops
+        # where the episode ends. A count draws new patches each step, as k steps would.
+        done, total, sums = 1, reward, {k: info[k] for k in REPEAT_SUMS}
+        while done < self.action_repeat and not (terminated or truncated):
+            if self.selection == "count":
+                keep = parse_action(action, "count", self.num_patches, self.batch_size, self.device, self.np_random)
+            obs, reward, terminated, truncated, info = train_once(self, keep)
+            done, total = done + 1, total + reward
+            sums = {k: sums[k] + info[k] for k in REPEAT_SUMS}
+        if self.action_repeat > 1:
+            info = {**info, **sums, "steps": done}
+        return obs, total, terminated, truncated, info
 
     def _train_flops(self, seq_len: int) -> int:
         """Training FLOPs of one step on (B, seq_len) tokens (`step_flops`): host

@@ -162,7 +162,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     try:
         while not done():
             t_start = state.time_s
-            steps = spe - u.global_step % spe  # to the end of this epoch
+            # env steps to the end of this epoch (one env step is action_repeat training steps)
+            steps = -(-(spe - u.global_step % spe) // getattr(u, "action_repeat", 1))
 
             def callback(_transition) -> bool:
                 stop.count_step()

@@ -19,6 +19,7 @@ class RunnableEnv(Protocol):
     num_patches: int
     selection: str  # "batch", "image" or "count"
     steps_per_epoch: int
+    action_repeat: int  # training steps one env.step runs
     global_step: int  # training steps of the run so far
     train_time_s: float  # wall-clock of the env's steps in this run
     last_keep: Optional[Keep]  # the last step's action, parsed

@@ -21,7 +21,7 @@ class Recorder(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         s = self._state
-        self._count_kept()
+        self._count_kept(int(info.get("steps", 1)))
         s.episode_return += reward
         ended = s.episode_return if (terminated or truncated) else None
         if ended is not None:
@@ -31,9 +31,9 @@ class Recorder(gym.Wrapper):
         self._on_step(reward, info)
         return obs, reward, terminated, truncated, info
 
-    def _count_kept(self) -> None:
+    def _count_kept(self, steps: int) -> None:
         """Where the agent keeps patches: per position, how many images kept it (from the
-        step's parsed action, `RunnableEnv.last_keep`)."""
+        step's parsed action, `RunnableEnv.last_keep`, the same in each of its `steps`)."""
         u: RunnableEnv = self.env.unwrapped
         s = self._state
         if u.selection == "count":  # a count, not positions: the env drew them uniformly at random
@@ -41,5 +41,5 @@ class Recorder(gym.Wrapper):
         per_position = u.last_keep.position_counts()
         if s.keep_counts is None:
             s.keep_counts = np.zeros(u.num_patches, dtype=np.int64)
-        s.keep_counts += per_position  # in place: this runs every step
-        s.keep_images += u.batch_size
+        s.keep_counts += steps * per_position  # in place: this runs every step
+        s.keep_images += steps * u.batch_size

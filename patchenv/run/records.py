@@ -64,11 +64,14 @@ class Sums:
     episode_returns: list = field(default_factory=list)  # episodes that ended in the stretch
 
     def add(self, reward: float, info: dict, episode_return: Optional[float]) -> None:
-        self.steps += 1
+        # An env.step of several training steps (action_repeat) counts as them all, each
+        # with the last one's loss, accuracy and patches kept (its info is the last's).
+        n = int(info.get("steps", 1))
+        self.steps += n
         self.reward += reward
-        self.loss += info["loss"] if math.isfinite(info["loss"]) else 0.0
-        self.accuracy += info["accuracy"]
-        self.kept += info["kept"]
+        self.loss += n * info["loss"] if math.isfinite(info["loss"]) else 0.0
+        self.accuracy += n * info["accuracy"]
+        self.kept += n * info["kept"]
         self.tokens += int(info["tokens"])
         self.flops += int(info.get("flops", 0))
         self.diverged += bool(info.get("diverged", False))

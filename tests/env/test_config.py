@@ -141,7 +141,8 @@ def test_fingerprint_keys_are_the_checkpoint_formats():
 OTHER_VALUES = dict(dataset="digits", data_root="/elsewhere", download=True, batch_size=64, patch_size=8,
                     image_size=64, dim=64,
                     depth=2, heads=4, dim_head=32, mlp_dim=128, lr=1e-2, selection="image", obs_type="pooled",
-                    alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, device="cpu",
+                    alpha=0.5, loss_weight=2.0, patch_weight=1.0, n_patch_desired=10, episode_steps=7, action_repeat=3,
+                    device="cpu",
                     reward_fn=lambda stats: 0.0, tensor_obs=True, amp="bf16", compile=True, cuda_graph=True,
                     eval_batch_size=50, loss_ref_step=50, eval_fraction=0.95, val_fraction=0.1,
                     render_mode="rgb_array", budget_epochs=3.0, reward="progress", probe_size=64, probe_every=5)

@@ -158,6 +158,7 @@ def test_constructor_arguments_are_the_config_fields():
                  obs_type="pooled", alpha=None,
                  loss_weight=2.0, patch_weight=3.0, n_patch_desired=20, episode_steps=5, reward_fn=None,
                  tensor_obs=False, amp=None, compile=False, cuda_graph=False, eval_batch_size=40, loss_ref_step=3,
+                 action_repeat=2,
                  eval_fraction=0.5, val_fraction=0.25, render_mode=None,
                  budget_epochs=None, reward="progress", probe_size=30, probe_every=4)
     assert set(given) == set(params)
