@@ -90,5 +90,6 @@ def test_agent_trains_acts_saves_and_loads(name, selection, tmp_path):
 
 
 def test_unknown_agent_lists_the_choices():
-    with pytest.raises(ValueError, match=f"^unknown agent 'no_such_agent'; available: {', '.join(sorted(SUPPORTED))}$"):
+    with pytest.raises(ValueError, match=f"^unknown agent 'no_such_agent'; available: {', '.join(sorted(SUPPORTED))}; "
+                                         f"an agent of your own: --plugin "):
         agents.make("no_such_agent")
