@@ -29,7 +29,14 @@ TINY = ["--dataset", "synthetic", "--preset", "tiny", "--batch-size", "64", "--d
 
 @pytest.fixture
 def plugins_env(monkeypatch):
-    monkeypatch.delenv(registry.PLUGINS_VAR, raising=False)
+    """No plug-in before the test, and none after it: the variable (which import_plugins
+    extends), the registrations and the imported-once record are put back."""
+    monkeypatch.setenv(registry.PLUGINS_VAR, "")
+    names, imported = set(registry._REGISTRY), set(registry._IMPORTED)
+    yield
+    for name in set(registry._REGISTRY) - names:
+        del registry._REGISTRY[name]
+    registry._IMPORTED.intersection_update(imported)
 
 
 def test_a_plugin_file_names_its_agent_for_patchenv_train(tmp_path, plugins_env):
@@ -52,7 +59,7 @@ def test_a_plugin_module_names_its_agent_for_compare_selectors(tmp_path, monkeyp
     assert kept == {"all": 64.0, "first_half_module": 32.0}  # the reference `all` runs beside it
 
 
-def test_the_environment_variable_reaches_a_new_process(tmp_path):
+def test_the_environment_variable_reaches_a_new_process(tmp_path, plugins_env):
     (tmp_path / "env_plugin.py").write_text(PLUGIN.format(name="first_half_env"))
     code = "from patchenv import registry; print('first_half_env' in registry.available())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
