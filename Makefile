@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: every kind of selector on the offline digits set, 3 seeds (the fewest a
-# confidence interval can be read from), a mid-size ViT; about 6 minutes on 2 idle CPU
-# cores. Prints the compact table; writes results/digits/ (JSON, CSV, the full table in
+# confidence interval can be read from), a mid-size ViT; 8 min 38 s on 2 idle CPU cores
+# (2026-12-01). Prints the compact table; writes results/digits/ (JSON, CSV, the full table in
 # results.md, PNG).
 # --resume: a second `make run` (or one after Ctrl-C) keeps the finished runs.
 # agentvit keeps the paper's schedule relative to the run: CIFAR-10 has 390 batches an
