@@ -766,6 +766,7 @@ def test_compiled_step_matches_the_eager_step():
             assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:.*is out of date.*:DeprecationWarning")  # Gymnasium's, before it refuses
 def test_the_first_release_ids_are_refused_naming_v1():
     """v1 is what v0 became (other head, new settings and info): a v0 id is refused, not
     silently given the other experiment."""
