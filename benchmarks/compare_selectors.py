@@ -27,6 +27,9 @@ What is measured, and how:
 - ``--budget equal-epochs`` (default): every selector trains ``--epochs`` epochs.
   ``--budget equal-time``: each selector trains until its training time reaches the
   ``all`` run's on the same seed, so "does it save time?" is answered at equal cost.
+  ``--budget equal-flops``: each selector trains until it has spent the training FLOPs
+  the ``all`` run spent on the same seed (the last epoch cut there; up to 20x the epochs),
+  so a selector that keeps few patches is judged at ``all``'s compute, not its epochs.
 - ``time_to_target_s`` (and ``tokens_to_target``, ``flops_to_target``): training cost at
   the first evaluation whose accuracy (validation under ``--protocol val``) reached the
   target (``--target-accuracy``, by default the ``all`` run's final accuracy, same seed).
@@ -97,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "`all` is added first if missing (default: all,random,norm_topk)")
     p.add_argument("--seeds", "--seed", dest="seeds", default="0", help="comma list of seeds (default: 0)")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the `all` run's under equal-time; default: 3)")
-    p.add_argument("--budget", default="equal-epochs", choices=plan.BUDGETS, help="(default: equal-epochs)")
+    p.add_argument("--budget", default="equal-epochs", choices=plan.BUDGETS,
+                   help="equal-epochs (default): --epochs each; equal-time / equal-flops: each selector trains until "
+                        "it has spent the all run's training time / FLOPs on the same seed")
     p.add_argument("--schedule", default=None, choices=("interleaved", "sequential"),
                    help="--backend local: interleaved (default): every run advances one epoch per turn in a shuffled "
                         "round-robin, so load drift falls on every selector alike (a run's numbers do not change); "

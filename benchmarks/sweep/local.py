@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import gymnasium as gym
 import numpy as np
 
-from benchmarks.sweep.plan import REFERENCE, budget_for, finished, images_key, run_config, run_dir
+from benchmarks.sweep.plan import REFERENCE, budget_for, epoch_cap, finished, images_key, run_config, run_dir
 from benchmarks.sweep.results import Results
 from patchenv import registry
 from patchenv.run.interrupt import GracefulInterrupt
@@ -101,16 +101,16 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
         done_epochs[(point.get("setting"), seed, selector)] = (
             len(read_progress(folder)["state"]["history"]) if resume and has_checkpoint(folder) else 0)
     active = list(todo)
-    cap = cfg["epochs"] if cfg["budget"] == "equal-epochs" else 20 * cfg["epochs"]  # equal-time: up to 20x
     while active:
         for i in rng.permutation(len(active)):
             point, seed, selector = active[i]
             key = (point.get("setting"), seed, selector)
             epochs = done_epochs[key] + 1
+            cap = epoch_cap(cfg, selector)  # `all` trains --epochs; a selector held to its cost may train more
             budget = budget_for(point, results.runs, selector, seed, epochs)
             # The masked evaluations are for the final numbers: only on a run's last turn
             # (under equal-time any turn may be the last).
-            last_turn = epochs >= cap or budget.seconds is not None
+            last_turn = epochs >= cap or budget.seconds is not None or budget.flops is not None
             # A turn that is not the run's end leaves it paused (a seconds budget that runs
             # out completes it).
             metrics = run_one(point, images[images_key(point)], selector, seed, budget, options, stop, resume=True,
@@ -119,7 +119,8 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
                 return point, seed, selector
             done_epochs[key] = epochs
             summary = metrics["summary"]
-            over = epochs >= cap or (budget.seconds is not None and summary["train_time_s"] >= budget.seconds)
+            over = (epochs >= cap or (budget.seconds is not None and summary["train_time_s"] >= budget.seconds)
+                    or (budget.flops is not None and summary["train_flops"] >= budget.flops))
             if over:
                 folder = run_dir(out, selector, seed, point.get("setting"))
                 clear_out(folder, ("checkpoints", "progress.json"))  # finished: nothing left to resume

@@ -23,7 +23,9 @@ from patchenv.cli.options import DEFAULT_PRESET, env_settings
 from patchenv.run import Budget
 
 REFERENCE = "all"
-BUDGETS = ("equal-epochs", "equal-time")
+BUDGETS = ("equal-epochs", "equal-time", "equal-flops")
+# Selectors held to `all`'s time or FLOPs may train more epochs than it, up to this many times.
+EPOCH_CAP = 20
 BACKENDS = ("local", "ray")
 
 
@@ -181,10 +183,10 @@ def planned_runs(points: list[dict], cfg: dict) -> list[tuple]:
 
 
 def phases(todo: list[tuple], cfg: dict) -> list[list[tuple]]:
-    """The runs in the order they may start: under equal-time the references first, as the
-    others' budget is their time; otherwise all at once."""
+    """The runs in the order they may start: under equal-time (equal-flops) the references
+    first, as the others' budget is their time (FLOPs); otherwise all at once."""
     split = ([[t for t in todo if t[2] == REFERENCE], [t for t in todo if t[2] != REFERENCE]]
-             if cfg["budget"] == "equal-time" else [todo])
+             if cfg["budget"] in ("equal-time", "equal-flops") else [todo])
     return [phase for phase in split if phase]
 
 
@@ -204,13 +206,23 @@ def safe_name(name: str, allowed: str) -> str:
     return "".join(c if c.isalnum() or c in allowed else "_" for c in name)
 
 
+def epoch_cap(cfg: dict, selector: str) -> int:
+    """The most epochs a run may train: ``--epochs``, or for a selector held to `all`'s time
+    or FLOPs `EPOCH_CAP` times as many (`all` itself trains ``--epochs``)."""
+    held = cfg["budget"] in ("equal-time", "equal-flops") and selector != REFERENCE
+    return EPOCH_CAP * cfg["epochs"] if held else cfg["epochs"]
+
+
 def budget_for(cfg: dict, runs: list[dict], selector: str, seed: int, epochs: Optional[int]) -> Budget:
-    """`epochs` (the whole run's when None); under equal-time a selector also stops at the
-    `all` run's training time on the same seed and grid point (and may then train more
-    epochs than it)."""
-    if cfg["budget"] == "equal-time" and selector != REFERENCE:
+    """`epochs` (the whole run's when None); under equal-time (equal-flops) a selector also
+    stops at the `all` run's training time (FLOPs) on the same seed and grid point, and may
+    then train up to `EPOCH_CAP` times as many epochs (the last one cut at the budget)."""
+    if cfg["budget"] in ("equal-time", "equal-flops") and selector != REFERENCE:
         ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed
                    and r.get("setting") == cfg.get("setting"))
+        if cfg["budget"] == "equal-flops":
+            return Budget(epochs=epochs if epochs is not None else epoch_cap(cfg, selector),
+                          flops=int(ref["train_flops"]))
         return Budget(epochs=epochs, seconds=ref["train_time_s"])
     return Budget(epochs=epochs if epochs is not None else cfg["epochs"])
 
@@ -218,7 +230,7 @@ def budget_for(cfg: dict, runs: list[dict], selector: str, seed: int, epochs: Op
 def run_config(cfg: dict, selector: str, seed: int, budget: Budget) -> dict:
     """The configuration a run records in its metrics.json and progress.json."""
     config = {**{k: cfg[k] for k in ("dataset", "preset", "env", "protocol")}, "agent": selector, "seed": seed,
-              "budget": {"epochs": budget.epochs, "seconds": budget.seconds}}
+              "budget": budget.record()}
     if cfg.get("setting") is not None:
         config["setting"] = cfg["values"]
     return config

@@ -255,7 +255,7 @@ def job(point: dict, seed: int, selector: str, results: Results, options: RunOpt
     if env.get("data_root") is not None:
         env["data_root"] = str(Path(env["data_root"]).resolve())
     return {"point": {**point, "env": env, "out": str(results.out.resolve())}, "selector": selector, "seed": seed,
-            "budget": {"epochs": budget.epochs, "seconds": budget.seconds}, "threads": results.cfg["threads"],
+            "budget": budget.record(), "threads": results.cfg["threads"],
             "checkpoint_every": options.checkpoint_every,
             "log_dir": None if options.log_dir is None else str(Path(options.log_dir).resolve()),
             "die_marker": None if die_marker is None else str(Path(die_marker).resolve())}

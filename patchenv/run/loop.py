@@ -143,6 +143,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     def done() -> bool:
         if budget.seconds is not None and state.time_s >= budget.seconds:
             return True
+        if budget.flops is not None and state.total.flops >= budget.flops:
+            return True
         return budget.epochs is not None and u.global_step >= budget.epochs * spe
 
     def on_step(reward: float, info: dict) -> None:
@@ -152,6 +154,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     recorder = Recorder(env, state, on_step)
     own_stop = stop is None
     stop = stop or GracefulInterrupt()
+    if budget.epochs is None and budget.seconds is None:
+        raise ValueError("a FLOPs budget needs an epoch cap beside it (Budget(epochs=..., flops=...))")
     bar_total = budget.epochs if budget.epochs is not None else round(budget.seconds, 1)
     by_epoch = budget.epochs is not None
     bar = tqdm(total=bar_total, desc=desc or "epochs", unit="epoch" if by_epoch else "s",
@@ -170,6 +174,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                 if stop.requested:
                     return False
                 # note: env.step synchronised the device (the reward needs the loss), so the clock is honest
+                if budget.flops is not None and state.total.flops >= budget.flops:
+                    return False  # the FLOPs budget is spent: the run ends inside this epoch
                 return budget.seconds is None or t_start + time.perf_counter() - t0 < budget.seconds
 
             overhead_before = agent.overhead_time_s
@@ -203,9 +209,11 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
             if epoch_end and ((u.global_step // spe) % max(checkpoint_every, 1) == 0 or done()):
                 save_checkpoint(out, env, agent, state, config)
             write_metrics("running")
-        by_seconds = budget.seconds is not None and state.time_s >= budget.seconds
+        # a seconds or FLOPs budget that runs out ends the run, whatever turn it is
+        spent = ((budget.seconds is not None and state.time_s >= budget.seconds)
+                 or (budget.flops is not None and state.total.flops >= budget.flops))
         final = summary(u, agent, state, masked_eval)
-        metrics = write_metrics("paused" if pause_at_epochs and not by_seconds else "complete", final)
+        metrics = write_metrics("paused" if pause_at_epochs and not spent else "complete", final)
         if log is not None and metrics["meta"]["status"] == "complete":
             log.final(final, u.global_step)
     finally:

@@ -34,19 +34,29 @@ SUMMARY_FIELDS = (
 
 @dataclass
 class Budget:
-    """How long to train: whole ``epochs``, or ``seconds`` of training wall-clock, or both
-    (whichever comes first)."""
+    """How long to train: whole ``epochs``, ``seconds`` of training wall-clock, training
+    ``flops`` (forward + backward, as `info["flops"]` counts them), or several (whichever
+    comes first). A seconds or FLOPs budget may end a run inside an epoch."""
 
     epochs: Optional[int] = None
     seconds: Optional[float] = None
+    flops: Optional[int] = None
 
     def __post_init__(self):
-        if self.epochs is None and self.seconds is None:
-            raise ValueError("a budget needs epochs, seconds or both")
+        if self.epochs is None and self.seconds is None and self.flops is None:
+            raise ValueError("a budget needs epochs, seconds or flops")
+        if self.flops is not None and (isinstance(self.flops, bool) or not isinstance(self.flops, int)
+                                       or self.flops <= 0):
+            raise ValueError(f"flops must be a positive integer, got {self.flops!r}")
         if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"seconds must be positive, got {self.seconds!r}")
+
+    def record(self) -> dict:
+        """The budget as a run records it (``flops`` only when set, so records written
+        before FLOPs budgets existed still match)."""
+        return {"epochs": self.epochs, "seconds": self.seconds, **({"flops": self.flops} if self.flops else {})}
 
 
 @dataclass

@@ -29,6 +29,11 @@ def test_budget_is_epochs_seconds_or_both():
         with pytest.raises(ValueError):
             Budget(**bad)
     Budget(epochs=1, seconds=1.0)  # whichever comes first
+    for bad in (dict(flops=0), dict(epochs=1, flops=1.5), dict(epochs=1, flops=True)):
+        with pytest.raises(ValueError, match="flops must be a positive integer"):
+            Budget(**bad)
+    assert Budget(epochs=2, flops=10).record() == {"epochs": 2, "seconds": None, "flops": 10}
+    assert Budget(epochs=2).record() == {"epochs": 2, "seconds": None}  # as records were before FLOPs budgets
 
 
 def test_epochs_and_seconds_stop_at_whichever_comes_first(tmp_path):
