@@ -50,13 +50,17 @@ def import_plugins(modules: Optional[Iterable[str]] = ()) -> None:
     cannot be imported is a one-line ValueError."""
     given = [m.strip() for m in modules or () if m and m.strip()]
     if given:
-        known = [m for m in os.environ.get(PLUGINS_VAR, "").split(",") if m.strip()]
-        os.environ[PLUGINS_VAR] = ",".join(dict.fromkeys(known + [str(Path(m).resolve()) if m.endswith(".py")
-                                                                   else m for m in given]))
-    for module in [m.strip() for m in os.environ.get(PLUGINS_VAR, "").split(",") if m.strip()]:
+        os.environ[PLUGINS_VAR] = ",".join(dict.fromkeys(_named_plugins() + [
+            str(Path(m).resolve()) if m.endswith(".py") else m for m in given]))
+    for module in _named_plugins():
         if module not in _IMPORTED:
             _import_plugin(module)
             _IMPORTED.add(module)
+
+
+def _named_plugins() -> list[str]:
+    """The plug-ins ``$PATCHENV_PLUGINS`` names, in order."""
+    return [m.strip() for m in os.environ.get(PLUGINS_VAR, "").split(",") if m.strip()]
 
 
 def _import_plugin(module: str) -> None:

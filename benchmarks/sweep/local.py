@@ -111,16 +111,15 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
             # The masked evaluations are for the final numbers: only on a run's last turn
             # (under equal-time any turn may be the last).
             last_turn = epochs >= cap or budget.seconds is not None or budget.flops is not None
-            # A turn that is not the run's end leaves it paused (a seconds budget that runs
-            # out completes it).
+            # A turn that is not the run's end leaves it paused (a seconds or FLOPs budget
+            # that runs out completes it).
             metrics = run_one(point, images[images_key(point)], selector, seed, budget, options, stop, resume=True,
                               keep_checkpoint=True, last_turn=last_turn, pause_at_epochs=epochs < cap)
             if metrics["meta"]["status"] not in ("paused", "complete"):
                 return point, seed, selector
             done_epochs[key] = epochs
             summary = metrics["summary"]
-            over = (epochs >= cap or (budget.seconds is not None and summary["train_time_s"] >= budget.seconds)
-                    or (budget.flops is not None and summary["train_flops"] >= budget.flops))
+            over = epochs >= cap or budget.spent(summary["train_time_s"], summary["train_flops"])
             if over:
                 folder = run_dir(out, selector, seed, point.get("setting"))
                 clear_out(folder, ("checkpoints", "progress.json"))  # finished: nothing left to resume

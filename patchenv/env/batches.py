@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from patchenv.arrays import to_numpy
 from patchenv.data import augment, normalize, to_unit
 from patchenv.model.training import autocast
 
@@ -63,9 +64,13 @@ def make_obs(env, tokens: Optional[torch.Tensor], for_agent: bool = False):
             with autocast(env.device, env.amp):
                 obs = env.model.attention_state(tokens)
         obs = obs.float()
-    if for_agent:
-        return obs if env.tensor_obs else obs.cpu().numpy()
-    return obs
+    return agent_view(env, obs) if for_agent else obs
+
+
+def agent_view(env, obs: torch.Tensor):
+    """An observation as the agent gets it: the device tensor with ``tensor_obs``, else numpy
+    (note: a device-to-host copy, the Gymnasium boundary)."""
+    return obs if env.tensor_obs else to_numpy(obs)
 
 
 def probe_data(env, probe_size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ from patchenv.data.splits import eval_subset, hold_out_validation
 from patchenv.env import checkpoint
 from patchenv.env import render as render_mod
 from patchenv.env.action import parse_action
-from patchenv.env.batches import make_obs, probe_data
+from patchenv.env.batches import agent_view, make_obs, probe_data
 from patchenv.env.step import REPEAT_SUMS, train_once
 from patchenv.env.config import EnvConfig, keyword_signature
 from patchenv.env.device import resolve_device, use_cuda_graph
@@ -383,9 +383,7 @@ class PatchSelectionEnv(gym.Env):
         return checkpoint.load(self, path)
 
     def _observation(self):
-        if self.tensor_obs:
-            return self._obs
-        return self._obs.cpu().numpy()  # note: device-to-host copy (the Gymnasium boundary)
+        return agent_view(self, self._obs)
 
 
 PatchSelectionEnv.__init__.__signature__ = keyword_signature()

@@ -4,7 +4,8 @@
 ``patchenv train`` and ``compare_selectors`` (and any sweep) are thin front
 ends over:
 
-- **budget**: whole epochs, or seconds of training wall-clock (evaluation excluded);
+- **budget**: whole epochs, seconds of training wall-clock (evaluation excluded) or
+  training FLOPs, whichever comes first;
 - **evaluation** with all patches at every epoch end (and at the budget's end), optionally
   (``masked_eval``) once more at the end with the agent's own masks and with random masks
   drawn as AgentViT explores (`patchenv.masks.exploration_mask`, a fresh draw per
@@ -72,7 +73,7 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
                  overwrite: bool = False, save_agent: bool = False, pause_at_epochs: bool = False) -> dict:
     """Train `agent` in `env` (built with ``agent.env_kwargs()``) for `budget`; returns the
     metrics written to ``out/metrics.json``: ``{"meta", "epochs", "partial", "summary"}``
-    with ``meta["status"]`` ``complete`` or ``interrupted``.
+    with ``meta["status"]`` ``complete``, ``paused`` or ``interrupted``.
 
     A fresh run seeds the global RNGs and ``env.reset(seed=seed)``; ``resume=True``
     continues from the checkpoint in `out` (a fresh start when there is none).
@@ -87,7 +88,7 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     passed ``setup`` (a bad agent deletes nothing); ``save_agent=True`` writes the trained
     agent to ``out/agent<save_suffix>`` when the run completes. ``pause_at_epochs=True``: the
     epoch budget is a turn of a longer run (an interleaved sweep), so reaching it leaves
-    ``status: "paused"`` (the seconds budget, when it ends the run, still completes it)."""
+    ``status: "paused"`` (a seconds or FLOPs budget, when it ends the run, still completes it)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     out = Path(out)
@@ -141,11 +142,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         return metrics
 
     def done() -> bool:
-        if budget.seconds is not None and state.time_s >= budget.seconds:
-            return True
-        if budget.flops is not None and state.total.flops >= budget.flops:
-            return True
-        return budget.epochs is not None and u.global_step >= budget.epochs * spe
+        return (budget.spent(state.time_s, state.total.flops)
+                or budget.epochs is not None and u.global_step >= budget.epochs * spe)
 
     def on_step(reward: float, info: dict) -> None:
         if log is not None:
@@ -154,8 +152,6 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     recorder = Recorder(env, state, on_step)
     own_stop = stop is None
     stop = stop or GracefulInterrupt()
-    if budget.epochs is None and budget.seconds is None:
-        raise ValueError("a FLOPs budget needs an epoch cap beside it (Budget(epochs=..., flops=...))")
     bar_total = budget.epochs if budget.epochs is not None else round(budget.seconds, 1)
     by_epoch = budget.epochs is not None
     bar = tqdm(total=bar_total, desc=desc or "epochs", unit="epoch" if by_epoch else "s",
@@ -173,10 +169,9 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                 stop.count_step()
                 if stop.requested:
                     return False
-                # note: env.step synchronised the device (the reward needs the loss), so the clock is honest
-                if budget.flops is not None and state.total.flops >= budget.flops:
-                    return False  # the FLOPs budget is spent: the run ends inside this epoch
-                return budget.seconds is None or t_start + time.perf_counter() - t0 < budget.seconds
+                # note: env.step synchronised the device (the reward needs the loss), so the clock is honest;
+                # a seconds or FLOPs budget spent ends the run inside this epoch
+                return not budget.spent(t_start + time.perf_counter() - t0, state.total.flops)
 
             overhead_before = agent.overhead_time_s
             epoch_before = u.global_step // spe
@@ -210,8 +205,7 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                 save_checkpoint(out, env, agent, state, config)
             write_metrics("running")
         # a seconds or FLOPs budget that runs out ends the run, whatever turn it is
-        spent = ((budget.seconds is not None and state.time_s >= budget.seconds)
-                 or (budget.flops is not None and state.total.flops >= budget.flops))
+        spent = budget.spent(state.time_s, state.total.flops)
         final = summary(u, agent, state, masked_eval)
         metrics = write_metrics("paused" if pause_at_epochs and not spent else "complete", final)
         if log is not None and metrics["meta"]["status"] == "complete":

@@ -48,10 +48,18 @@ class Budget:
         if self.flops is not None and (isinstance(self.flops, bool) or not isinstance(self.flops, int)
                                        or self.flops <= 0):
             raise ValueError(f"flops must be a positive integer, got {self.flops!r}")
+        if self.flops is not None and self.epochs is None and self.seconds is None:
+            raise ValueError("a FLOPs budget needs epochs or seconds beside it, as its cap")
         if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"seconds must be positive, got {self.seconds!r}")
+
+    def spent(self, time_s: float, flops: int) -> bool:
+        """Whether a run that has trained `time_s` seconds and `flops` FLOPs has used up the
+        seconds or the FLOPs budget (the epochs are counted by the runner)."""
+        return ((self.seconds is not None and time_s >= self.seconds)
+                or (self.flops is not None and flops >= self.flops))
 
     def record(self) -> dict:
         """The budget as a run records it (``flops`` only when set, so records written

@@ -32,6 +32,9 @@ def test_budget_is_epochs_seconds_or_both():
     for bad in (dict(flops=0), dict(epochs=1, flops=1.5), dict(epochs=1, flops=True)):
         with pytest.raises(ValueError, match="flops must be a positive integer"):
             Budget(**bad)
+    with pytest.raises(ValueError, match="a FLOPs budget needs epochs or seconds beside it"):
+        Budget(flops=10)
+    assert Budget(epochs=2, flops=10).spent(0.0, 10) and not Budget(epochs=2, flops=10).spent(1e9, 9)
     assert Budget(epochs=2, flops=10).record() == {"epochs": 2, "seconds": None, "flops": 10}
     assert Budget(epochs=2).record() == {"epochs": 2, "seconds": None}  # as records were before FLOPs budgets
 
