@@ -8,6 +8,10 @@ Importing the package registers the environments:
 - ``patchenv/Digits-v1``: scikit-learn's digits, offline.
 - ``patchenv/Imagenette-v1``: Imagenette resized to 64x64 with 8-px patches (N = 64, as in
   the paper's geometry); ``download=True`` fetches it.
+
+Each id's ``vector_entry_point`` is `patchenv.population.PopulationEnv`: E training runs
+stepped as one batched model (``gym.make_vec(id, num_envs=E, vectorization_mode=
+"vector_entry_point")``); ``"sync"`` still gives E separate envs.
 """
 from gymnasium.envs.registration import register
 
@@ -17,6 +21,8 @@ __all__ = ["EnvConfig", "PatchSelectionEnv"]
 __version__ = "0.1.0"
 
 _ENTRY = "patchenv.env:PatchSelectionEnv"
+# gym.make_vec(id, num_envs=E, vectorization_mode="vector_entry_point"): E runs as one model.
+_VECTOR_ENTRY = "patchenv.population:PopulationEnv"
 for _id, _kwargs in (
     ("patchenv/PatchSelection-v1", {}),
     ("patchenv/CIFAR10-v1", {"dataset": "cifar10"}),
@@ -28,4 +34,4 @@ for _id, _kwargs in (
     # OrderEnforcing wrapper would demand one (restarting the episode count) and its
     # passive checker crashes on a first step with no reset before it, so both are off:
     # the env enforces reset-before-step itself, and the tests run the full check_env.
-    register(id=_id, entry_point=_ENTRY, kwargs=_kwargs, order_enforce=False, disable_env_checker=True)
+    register(id=_id, entry_point=_ENTRY, vector_entry_point=_VECTOR_ENTRY, kwargs=_kwargs, order_enforce=False, disable_env_checker=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -19,21 +20,24 @@ def new_epoch_order(env) -> None:
     env._pos = 0
 
 
-def advance(env) -> None:
-    """Move to the next batch (the next epoch's first, after the last) and load it."""
+def advance(env, observe: bool = True) -> None:
+    """Move to the next batch (the next epoch's first, after the last) and load it;
+    ``observe=False`` leaves its embedding and observation to the caller (a population
+    embeds all its runs' batches at once)."""
     env._pos += 1
     if env._pos >= env.steps_per_epoch:
         env.epoch += 1
         new_epoch_order(env)
-    load_batch(env)
+    load_batch(env, observe)
 
 
-def load_batch(env) -> None:
+def load_batch(env, observe: bool = True) -> None:
     idx = env._perm[env._pos * env.batch_size:(env._pos + 1) * env.batch_size]
     x = augment(to_unit(env.data.train_x[idx]), env._data_gen)
     env._batch_x = normalize(x, env._mean, env._std)
     env._batch_y = env.data.train_y[idx]
-    prepare_observation(env)
+    if observe:
+        prepare_observation(env)
 
 
 def prepare_observation(env) -> None:
@@ -50,10 +54,7 @@ def make_obs(env, tokens: Optional[torch.Tensor], for_agent: bool = False):
     """The observation of `tokens` (a batch's embedding) as a device tensor; ``for_agent``:
     in the form the agent gets (numpy unless ``tensor_obs``)."""
     if env.obs_type == "progress":  # the run's statistics; the batch's tokens do not enter
-        budget_done = (env.global_step / env.total_steps if env.total_steps is not None
-                       else env._episode_step / env.episode_steps)
-        obs = torch.from_numpy(env._progress.observation(budget_done, env._pos / env.steps_per_epoch))
-        obs = obs.to(env.device)
+        obs = torch.from_numpy(progress_vector(env)).to(env.device)
     else:
         tokens = tokens.detach()
         if env.obs_type == "embeddings":
@@ -65,6 +66,13 @@ def make_obs(env, tokens: Optional[torch.Tensor], for_agent: bool = False):
                 obs = env.model.attention_state(tokens)
         obs = obs.float()
     return agent_view(env, obs) if for_agent else obs
+
+
+def progress_vector(env) -> np.ndarray:
+    """The progress observation (`patchenv.env.progress`) of the run now, on the host."""
+    budget_done = (env.global_step / env.total_steps if env.total_steps is not None
+                   else env._episode_step / env.episode_steps)
+    return env._progress.observation(budget_done, env._pos / env.steps_per_epoch)
 
 
 def agent_view(env, obs: torch.Tensor):

@@ -10,7 +10,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import gymnasium as gym
 import numpy as np
@@ -38,13 +38,18 @@ def fingerprint(env) -> dict:
 def save(env, path: Union[str, os.PathLike]) -> None:
     """Save the whole training run (ViT, optimiser, every RNG, data order and position,
     pending batch, reward reference, counters). Written atomically: temp file + rename."""
+    atomic_torch_save(sealed(env), path)
+
+
+def sealed(env) -> dict:
+    """The run as the file `save` writes holds it: the state, serialised, with its checksum."""
     if env.model is None:
         raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
     state = {
         "format": CHECKPOINT_FORMAT,
         "config": fingerprint(env),
-        "model": env.model.state_dict(),
-        "optimizer": env.optimizer.state_dict(),
+        "model": _owned(env.model.state_dict()),
+        "optimizer": _owned(env.optimizer.state_dict()),
         "np_random": env.np_random.bit_generator.state,
         "np_random_seed": getattr(env, "_np_random_seed", None),
         "data_gen": env._data_gen.get_state(),
@@ -65,8 +70,20 @@ def save(env, path: Union[str, os.PathLike]) -> None:
     torch.save(state, payload)
     payload = payload.getvalue()
     # The checksum covers the whole run: a file damaged on disk is refused, not loaded.
-    atomic_torch_save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
-                       "payload": payload}, path)
+    return {"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
+
+def _owned(obj):
+    """`obj` with every tensor copied into storage of its own. torch.save writes a view's
+    whole storage: a population's run (`patchenv.population`) views rows of tensors
+    holding every run, and its checkpoint must hold that run alone."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        return {k: _owned(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_owned(v) for v in obj]
+    return obj
+
 
 def load(env, path: Union[str, os.PathLike]):
     """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
@@ -76,6 +93,12 @@ def load(env, path: Union[str, os.PathLike]):
         wrapper = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    return restore(env, unseal(env, wrapper, path), path)
+
+
+def unseal(env, wrapper: Any, path) -> dict:
+    """The state in a sealed run (`sealed`), checked: format, checksum, and the env's
+    configuration. Raises a one-line ValueError naming `path`; changes nothing."""
     if isinstance(wrapper, dict) and wrapper.get("format") in _OLD_CHECKPOINT_FORMATS:
         raise ValueError(f"{path} is a {wrapper['format']} checkpoint: "
                          f"{_OLD_CHECKPOINT_FORMATS[wrapper['format']]}; start a new run")
@@ -93,6 +116,11 @@ def load(env, path: Union[str, os.PathLike]):
         diff = ", ".join(f"{k} {saved.get(k)!r} (saved) != {ours.get(k)!r}"
                          for k in sorted(saved.keys() | ours.keys()) if saved.get(k) != ours.get(k))
         raise ValueError(f"checkpoint {path} was saved by an env with another configuration: {diff}")
+    return state
+
+
+def restore(env, state: dict, path):
+    """Make `state` (from `unseal`) the env's run; returns the pending observation."""
     # Everything is read into new objects first: a file that fails here leaves the
     # running run as it was.
     parts = run_parts(env, model_seed=None)

@@ -4,6 +4,8 @@ the kept patches, the reward is computed, the next batch and its observation are
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -12,7 +14,7 @@ from patchenv.env import render as render_mod
 from patchenv.env.batches import advance, run_probe
 from patchenv.env.rewards import StepStats, checked_reward, loss_term, patch_term
 from patchenv.model.keep import Keep
-from patchenv.model.training import train_step
+from patchenv.model.training import StepResult, train_step
 
 
 def train_once(env, keep: Keep) -> tuple:
@@ -25,43 +27,75 @@ def train_once(env, keep: Keep) -> tuple:
     tokens = env._tokens if env._tokens.requires_grad else None
     result = train_step(env.model, env.optimizer, env._batch_x, env._batch_y, keep.index, env.amp,
                         tokens=tokens, forward_tokens=env._forward_tokens, graphed=env._graphed)
-    loss_v, acc_v, diverged = result.loss, result.accuracy, result.diverged
+    done = record_update(env, keep, result)
+    advance(env)  # load batch t+1 and its observation with the updated weights
+    out = finish_step(env, keep, done)
+    if env.tensor_obs and env.device.type == "cuda":
+        torch.cuda.synchronize(env.device)  # note: sync so the clock reads finished work
+    env.last_step_time_s = time.perf_counter() - t0
+    env.train_time_s += env.last_step_time_s
+    return out
+
+
+@dataclass
+class Update:
+    """What `record_update` learnt of a training step, for `finish_step`."""
+
+    result: StepResult
+    flops: int  # training FLOPs of the step
+    probe_flops: int  # the probe's forward FLOPs charged to this step
+    progress_reward: float
+    trained_epoch: int
+
+
+def record_update(env, keep: Keep, result: StepResult) -> Update:
+    """The run's bookkeeping after an update, before the next batch is loaded: counters,
+    the reward's reference loss, the progress statistics and (every probe_every steps)
+    the probe, with the updated weights. A population (`patchenv.population`) calls this
+    for each of its runs after its one batched update."""
     if result.token_grad is not None:
         env._credit = result.token_grad
     env.last_keep = keep
     # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
     # masks to the batch's largest count and needs no padding otherwise.
     flops = env._train_flops(keep.longest)
-    kept = keep.kept
     trained_epoch = env.epoch
     env.global_step += 1
     env._episode_step += 1
-    if env._loss_ref is None and not diverged and env.global_step >= env.loss_ref_step:
-        env._loss_ref = loss_v
+    if env._loss_ref is None and not result.diverged and env.global_step >= env.loss_ref_step:
+        env._loss_ref = result.loss
     # Progress statistics and, every probe_every steps, the probe (with the updated
     # weights, before the next batch's observation is made from them).
-    env._progress.after_step(loss_v, kept, flops + env._pending_probe_flops,
+    env._progress.after_step(result.loss, keep.kept, flops + env._pending_probe_flops,
                               env._train_flops(env.num_patches) + env._pending_probe_flops)
     probe_flops, env._pending_probe_flops = env._pending_probe_flops, 0
     progress_reward = 0.0
-    if env._uses_probe and not diverged and env.global_step % env.config.probe_every == 0:
+    if env._uses_probe and not result.diverged and env.global_step % env.config.probe_every == 0:
         progress_reward = run_probe(env)
         probe_flops += env._probe_flops
     if env.render_mode is not None:
         env._rendered = render_mod.remember(env._batch_x, keep)
-    advance(env)  # load batch t+1 and its observation with the updated weights
-    obs = env._observation()  # numpy: the device-to-host copy waits for the GPU
-    if not diverged and not (bool(torch.isfinite(obs).all()) if env.tensor_obs else np.isfinite(obs).all()):
+    return Update(result, flops, probe_flops, progress_reward, trained_epoch)
+
+
+def finish_step(env, keep: Keep, done: Update, obs=None, finite: Optional[bool] = None) -> tuple:
+    """The step's result once the next batch and its observation are ready: the
+    observation checked, the episode's end, the reward and the info. A population passes
+    the run's `obs` (as the agent gets it) and whether it is `finite`, found for all its
+    runs at once."""
+    loss_v, acc_v, diverged = done.result.loss, done.result.accuracy, done.result.diverged
+    kept = keep.kept
+    if obs is None:
+        obs = env._observation()  # numpy: the device-to-host copy waits for the GPU
+    if finite is None:
+        finite = bool(torch.isfinite(obs).all()) if env.tensor_obs else bool(np.isfinite(obs).all())
+    if not diverged and not finite:
         # A finite update can still leave weights that overflow (a huge lr): the next
         # observation is not finite and the run cannot go on. End the episode and hand
         # out zeros so the observation stays in its space. (numpy: no extra sync.)
         diverged = True
         env._obs = torch.zeros_like(env._obs)
         obs = env._observation()
-    if env.tensor_obs and env.device.type == "cuda":
-        torch.cuda.synchronize(env.device)  # note: sync so the clock reads finished work
-    env.last_step_time_s = time.perf_counter() - t0
-    env.train_time_s += env.last_step_time_s
 
     # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
     loss_ref = env._loss_ref if env._loss_ref is not None else loss_v
@@ -78,12 +112,12 @@ def train_once(env, keep: Keep) -> tuple:
     if env.reward_fn is not None:
         reward = checked_reward(env.reward_fn, stats, diverged, env.global_step)
     elif env.reward_kind == "progress":
-        reward = progress_reward
+        reward = done.progress_reward
     else:
         reward = env.loss_weight * lt + env.patch_weight * pt
     info = {"loss": loss_v, "accuracy": acc_v, "kept": kept, "tokens": keep.tokens, "padding_tokens": keep.padding,
-            "epoch": trained_epoch, "global_step": env.global_step, "loss_term": lt, "patch_term": pt,
-            "diverged": diverged, "flops": flops + probe_flops, "probe_flops": probe_flops}
+            "epoch": done.trained_epoch, "global_step": env.global_step, "loss_term": lt, "patch_term": pt,
+            "diverged": diverged, "flops": done.flops + done.probe_flops, "probe_flops": done.probe_flops}
     if env.selection == "image":
         info["kept_per_image"] = keep.per_image.copy()
     return obs, float(reward), terminated, truncated, info

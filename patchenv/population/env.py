@@ -1,0 +1,284 @@
+"""PopulationEnv: E independent training runs of PatchSelectionEnv stepped as one model.
+
+``gym.make_vec("patchenv/Digits-v1", num_envs=E, vectorization_mode="vector_entry_point")``
+builds it (every patchenv id registers it as its ``vector_entry_point``). What it is:
+
+- **E real single envs** (``env.runs``, `PatchSelectionEnv`s) keep everything a run is
+  made of: its ``np_random`` (run i is the single env reset with seed + i, as
+  ``make_vec``'s sync mode does), data order and augmentation generator, pending batch,
+  counters, reward reference, progress statistics, episode. Every rule of a step
+  (`patchenv.env.step.record_update` and `finish_step`) is their code, run for each.
+- **one stacked model** (`patchenv.model.stacked.StackedViT`, `StackedAdam`) holds their
+  weights and optimiser state with a leading dimension E. A step embeds all pending
+  batches, runs the transformer, backward and Adam once for all runs; each run's ViT
+  (``env.runs[i].model``) is a view of its row, so evaluation, the probe, rendering and
+  checkpoints read it without a copy. Do not step ``env.runs[i]`` yourself: its weights
+  take no gradient there.
+
+Gymnasium's vector conventions: actions stacked on a leading E (``selection="batch"``:
+(E, N) masks, ``"image"``: (E, B, N), ``"count"``: (E,) integers), observations stacked,
+rewards, terminations and truncations (E,) arrays, ``info`` a dict of (E,) arrays with
+``_key`` masks. Autoreset is ``NEXT_STEP``: the step after a run's episode ends resets that
+run (``reset()`` without a seed: the run continues, as a single env's does) and does not
+train it (reward 0). ``reset(options={"reset_mask": m})`` resets the runs where m is True.
+
+A run whose loss or gradient is not finite skips its own update and ends its own
+episode; the others' numbers are unchanged.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Optional, Sequence, Union
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from patchenv.arrays import to_numpy
+from patchenv.data import ImageData, load_dataset
+from patchenv.env.batches import advance, progress_vector
+from patchenv.env.config import EnvConfig
+from patchenv.env.device import resolve_device
+from patchenv.env.patch_selection import PatchSelectionEnv
+from patchenv.env.presets import with_preset
+from patchenv.env.step import finish_step, record_update
+from patchenv.model.stacked import StackedViT
+from patchenv.model.stacked_adam import StackedAdam
+from patchenv.model.training import autocast
+from patchenv.population import checkpoint
+from patchenv.population.keeps import join, parse_actions
+from patchenv.population.training import population_step
+
+
+class PopulationEnv(VectorEnv):
+    """E training runs of `PatchSelectionEnv` as one batched model (module docstring).
+
+    Arguments: ``num_envs`` (E >= 1) and the keywords of `PatchSelectionEnv` (``preset``
+    and the `EnvConfig` fields), shared by every run. Not supported here (a one-line
+    ValueError): ``cuda_graph=True``, ``compile=True`` and ``action_repeat > 1``.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(self, num_envs: int = 1, *, preset: Optional[str] = None, **kwargs: Any):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
+        for name, allowed in (("cuda_graph", (None, False)), ("compile", (False,)), ("action_repeat", (1,))):
+            if kwargs.get(name, allowed[0]) not in allowed:
+                raise ValueError(f"PopulationEnv does not support {name}={kwargs[name]!r}: a population steps its "
+                                 f"runs eagerly as one model, one training step per step (use the single env)")
+        cfg = EnvConfig(**with_preset(preset, kwargs))  # checks every setting once, before any data loads
+        device = resolve_device(cfg.device)
+        images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
+            cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
+        images = images.to(device)  # loaded and moved once; the runs share it
+        run_kwargs = {**kwargs, "dataset": images, "cuda_graph": False}
+        self.runs: tuple[PatchSelectionEnv, ...] = tuple(
+            PatchSelectionEnv(preset=preset, **run_kwargs) for _ in range(int(num_envs)))
+        first = self.runs[0]
+        for run in self.runs[1:]:  # one copy of the data on the device, not E
+            run.data, run._val, run._probe = first.data, first._val, first._probe
+        self.config = cfg
+        self.num_envs = int(num_envs)
+        self.device = first.device
+        self.render_mode = cfg.render_mode
+        self.single_action_space = first.action_space
+        self.single_observation_space = first.observation_space
+        self.action_space = batch_space(first.action_space, self.num_envs)
+        self.observation_space = batch_space(first.observation_space, self.num_envs)
+        self.stacked = StackedViT(first.vit_config, self.num_envs, self.device)
+        self.adam = StackedAdam(self.stacked.flat, first.lr)
+        self._models = [self.stacked.member_model(i) for i in range(self.num_envs)]
+        self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names, self.stacked.sizes)
+                            for i in range(self.num_envs)]
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._weights: Optional[dict] = None  # per-parameter views of the stacked weights, with their graph
+        self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) embedding of the pending batches
+        self._obs: Optional[torch.Tensor] = None  # (E, ...) the stacked observation, on the device
+        self.last_step_tokens = 0  # token slots the population's transformer ran on in the last step (padding incl.)
+        self.train_time_s = 0.0  # wall-clock of step() since the first reset (the runs' clocks are each this)
+
+    # -- Gymnasium's VectorEnv API -----------------------------------------------------
+    def reset(self, *, seed: Union[int, Sequence[Optional[int]], None] = None, options: Optional[dict] = None):
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        mask = np.ones(self.num_envs, dtype=bool) if mask is None else np.asarray(to_numpy(mask), dtype=bool)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"options['reset_mask'] must be {self.num_envs} booleans, got shape {mask.shape}")
+        if seed is None or isinstance(seed, (int, np.integer)):
+            seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed must be an integer, None or {self.num_envs} seeds (one per run), "
+                                 f"got {len(seeds)}")
+        if not any(run.model is not None for run in self.runs) and not mask.all():
+            raise ValueError("the first reset() starts every run: options['reset_mask'] must be all True")
+        infos: dict = {}
+        for i in np.flatnonzero(mask):
+            _, info = self.runs[i].reset(seed=seeds[i], options=options)
+            self._adopt(i)
+            infos = self._add_info(infos, info, i)
+        self._autoreset[mask] = False
+        self._observe()
+        return self._agent_obs(), infos
+
+    def step(self, actions):
+        if any(run.model is None for run in self.runs):
+            raise gym.error.ResetNeeded("call reset() before step(): there are no training runs yet")
+        actions = self._split(actions)
+        training = ~self._autoreset
+        keeps = parse_actions(actions, self.runs, training)  # every action checked before anything changes
+        t0 = time.perf_counter()
+        infos: dict = {}
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        for i in np.flatnonzero(self._autoreset):  # next-step autoreset: the run continues, untrained
+            _, info = self.runs[i].reset()
+            infos = self._add_info(infos, info, i)
+        updates = {}
+        if training.any():
+            run0 = self.runs[0]
+            index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device)
+            y = torch.stack([run._batch_y for run in self.runs])
+            results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
+                                      self.config.amp, training)
+            self.last_step_tokens = self.num_envs * run0.batch_size * longest
+            for i in np.flatnonzero(training):
+                run = self.runs[i]
+                updates[i] = record_update(run, keeps[i], results[i])
+                advance(run, observe=False)  # the next batch; all runs are embedded at once below
+        self._observe()
+        obs, finite = self._agent_obs(), self._finite()
+        errors = []
+        for i, done in updates.items():
+            obs_i = obs[i]
+            try:
+                run_obs, rewards[i], terminated[i], truncated[i], info = finish_step(
+                    self.runs[i], keeps[i], done, obs=obs_i, finite=bool(finite[i]))
+            except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the step is applied
+                errors.append(e)
+                continue
+            if run_obs is not obs_i:  # a run that overflowed observes zeros
+                obs[i] = run_obs
+                self._obs[i] = 0
+            infos = self._add_info(infos, info, i)
+        if self.device.type == "cuda" and self.config.tensor_obs:
+            torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
+        elapsed = time.perf_counter() - t0
+        self.train_time_s += elapsed
+        for i in updates:  # every run waited for the whole population step
+            self.runs[i].last_step_time_s = elapsed
+            self.runs[i].train_time_s += elapsed
+        self._autoreset = terminated | truncated
+        if errors:
+            raise errors[0]
+        return obs, *self._scalars(rewards, terminated, truncated), infos
+
+    def render(self):
+        """One frame per run (as Gymnasium's sync vector env): a tuple of (H, W, 3) uint8."""
+        return tuple(run.render() for run in self.runs)
+
+    def close(self, **kwargs):
+        for run in self.runs:
+            run.close()
+        super().close(**kwargs)
+
+    # -- beside the Gymnasium API ------------------------------------------------------
+    def evaluate(self, split: str = "test", masks: Any = None) -> list[dict]:
+        """Each run's `PatchSelectionEnv.evaluate` (same arguments): a list of E dicts."""
+        return [run.evaluate(split, masks) for run in self.runs]
+
+    def save_checkpoint(self, path: Union[str, os.PathLike]) -> None:
+        """Save every run (each in the single env's checkpoint format) in one file, atomically."""
+        checkpoint.save(self, path)
+
+    def load_checkpoint(self, path: Union[str, os.PathLike]):
+        """Restore a population saved by `save_checkpoint` (same configuration and E); no
+        reset needed. Returns the pending observation."""
+        checkpoint.load(self, path)
+        self._observe()
+        return self._agent_obs()
+
+    def save_run_checkpoint(self, i: int, path: Union[str, os.PathLike]) -> None:
+        """Run i alone, as its single env would save it: a `PatchSelectionEnv` built with the
+        same settings continues it with ``load_checkpoint``."""
+        self.runs[i].save_checkpoint(path)
+
+    def load_run_checkpoint(self, i: int, path: Union[str, os.PathLike]):
+        """Make run i the run a single env (or `save_run_checkpoint`) saved to `path`."""
+        self.runs[i].load_checkpoint(path)
+        self._adopt(i)
+        self._autoreset[i] = False
+        self._observe()
+        return self._agent_obs()[i]
+
+    def get_attr(self, name: str) -> tuple:
+        """Each run's attribute `name` (as Gymnasium's sync vector env)."""
+        return tuple(getattr(run, name) for run in self.runs)
+
+    # -- inside ------------------------------------------------------------------------
+    def _adopt(self, i: int) -> None:
+        """After run i built or loaded a ViT of its own (a new run, a checkpoint), move its
+        weights and optimiser state into row i and give it back the aliased views."""
+        run = self.runs[i]
+        if run.model is self._models[i]:
+            return
+        self.stacked.load_run(i, run.model)
+        self.adam.load_run(i, run.optimizer, run.model, self.stacked.names)
+        run.model, run.optimizer = self._models[i], self._optimizers[i]
+        run._forward_tokens = run.model.forward_tokens
+
+    def _observe(self) -> None:
+        """Embed every run's pending batch at once (keeping the graph for the training
+        step, as a single env does) and make the stacked observation."""
+        self._weights = w = self.stacked.weights()
+        x = torch.stack([run._batch_x for run in self.runs])
+        with autocast(self.device, self.config.amp):
+            self._tokens = tokens = self.stacked.embed(w, x)  # (E, B, N, D)
+        obs_type = self.config.obs_type
+        with torch.no_grad():
+            if obs_type == "progress":
+                obs = torch.from_numpy(np.stack([progress_vector(run) for run in self.runs])).to(self.device)
+            elif obs_type == "embeddings":
+                obs = tokens.detach().float()
+            elif obs_type == "pooled":
+                obs = tokens.detach().mean(dim=1).float()
+            else:
+                with autocast(self.device, self.config.amp):
+                    obs = self.stacked.attention_state(w, tokens.detach()).float()
+        self._obs = obs
+        for i, run in enumerate(self.runs):
+            run._tokens, run._obs = tokens[i], obs[i]
+
+    def _agent_obs(self):
+        return self._obs if self.config.tensor_obs else to_numpy(self._obs)
+
+    def _finite(self) -> np.ndarray:
+        return torch.isfinite(self._obs.flatten(1)).all(dim=1).cpu().numpy()  # note: one sync for all runs
+
+    def _scalars(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> tuple:
+        if self.config.tensor_obs:
+            return tuple(torch.from_numpy(a).to(self.device) for a in (rewards, terminated, truncated))
+        return rewards, terminated, truncated
+
+    def _split(self, actions) -> list:
+        """The E runs' actions, row by row (one device-to-host copy for a tensor)."""
+        what = {"batch": "(E, N) masks", "image": "(E, B, N) masks", "count": "(E,) integers"}[self.config.selection]
+        if isinstance(actions, torch.Tensor):
+            actions = actions.detach()
+            if actions.dtype == torch.bfloat16 or actions.dtype.itemsize == 1 and actions.is_floating_point():
+                actions = actions.float()
+            actions = actions.cpu().numpy()  # note: sync; the masks decide the sequence length
+        try:
+            rows = len(actions)
+        except TypeError:
+            raise TypeError(f"actions must hold one action per run, {what} with E = {self.num_envs}; "
+                            f"got {type(actions).__name__}") from None
+        if rows != self.num_envs:
+            raise ValueError(f"actions must hold one action per run, {what} with E = {self.num_envs}; got {rows}")
+        return [actions[i] for i in range(self.num_envs)]
