@@ -129,17 +129,28 @@ class PopulationEnv(VectorEnv):
     def step(self, actions):
         if any(run.model is None for run in self.runs):
             raise gym.error.ResetNeeded("call reset() before step(): there are no training runs yet")
-        actions = self._split(actions)
-        training = ~self._autoreset
+        obs, rewards, terminated, truncated, run_infos = self.step_runs(self._split(actions))
+        infos: dict = {}
+        for i, info in enumerate(run_infos):
+            infos = self._add_info(infos, info, i)
+        return obs, *self._scalars(rewards, terminated, truncated), infos
+
+    def step_runs(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
+        """`step` for the runs where `moving` (E,) is True (default: all), the others
+        standing still (not trained, nothing drawn; their `actions` entries are ignored).
+        Returns (obs, rewards, terminated, truncated) as (E,) numpy arrays (obs as `step`)
+        and a list of E single-env info dicts (empty for runs that did not move)."""
+        moving = np.ones(self.num_envs, dtype=bool) if moving is None else np.asarray(moving, dtype=bool)
+        resetting = self._autoreset & moving
+        training = moving & ~resetting
         keeps = parse_actions(actions, self.runs, training)  # every action checked before anything changes
         t0 = time.perf_counter()
-        infos: dict = {}
+        infos: list[dict] = [{} for _ in range(self.num_envs)]
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
-        for i in np.flatnonzero(self._autoreset):  # next-step autoreset: the run continues, untrained
-            _, info = self.runs[i].reset()
-            infos = self._add_info(infos, info, i)
+        for i in np.flatnonzero(resetting):  # next-step autoreset: the run continues, untrained
+            infos[i] = self.runs[i].reset()[1]
         updates = {}
         if training.any():
             run0 = self.runs[0]
@@ -158,7 +169,7 @@ class PopulationEnv(VectorEnv):
         for i, done in updates.items():
             obs_i = obs[i]
             try:
-                run_obs, rewards[i], terminated[i], truncated[i], info = finish_step(
+                run_obs, rewards[i], terminated[i], truncated[i], infos[i] = finish_step(
                     self.runs[i], keeps[i], done, obs=obs_i, finite=bool(finite[i]))
             except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the step is applied
                 errors.append(e)
@@ -166,7 +177,6 @@ class PopulationEnv(VectorEnv):
             if run_obs is not obs_i:  # a run that overflowed observes zeros
                 obs[i] = run_obs
                 self._obs[i] = 0
-            infos = self._add_info(infos, info, i)
         if self.device.type == "cuda" and self.config.tensor_obs:
             torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
         elapsed = time.perf_counter() - t0
@@ -174,10 +184,10 @@ class PopulationEnv(VectorEnv):
         for i in updates:  # every run waited for the whole population step
             self.runs[i].last_step_time_s = elapsed
             self.runs[i].train_time_s += elapsed
-        self._autoreset = terminated | truncated
+        self._autoreset[moving] = (terminated | truncated)[moving]
         if errors:
             raise errors[0]
-        return obs, *self._scalars(rewards, terminated, truncated), infos
+        return obs, rewards, terminated, truncated, infos
 
     def render(self):
         """One frame per run (as Gymnasium's sync vector env): a tuple of (H, W, 3) uint8."""

@@ -1,0 +1,178 @@
+"""PopulationEnv: E runs as one batched model are E single envs. Each test steps a
+population and E single envs (seeds s + i, the same actions) side by side and compares
+what each run returns, computed the other way (one ViT at a time)."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from patchenv import PatchSelectionEnv
+from patchenv.data.generated import synthetic
+from patchenv.population import PopulationEnv
+
+# 64 training images in batches of 16: an epoch is 4 steps, so 10 steps cross two epoch
+# ends and their autoresets. 16x16 images, 4x4 patches: N = 16.
+DATA = synthetic(n_train=64, n_test=32, image_size=16, seed=3)
+KW = dict(dataset=DATA, batch_size=16, patch_size=4, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64,
+          device="cpu", eval_batch_size=32, n_patch_desired=8)
+E, N, B = 3, 16, 16
+TOL = dict(rtol=1e-4, atol=1e-5)
+COMPARED = ("loss", "accuracy", "kept", "tokens", "padding_tokens", "epoch", "global_step", "flops", "diverged")
+
+
+def actions_for(selection: str, t: int, rng: np.random.Generator) -> np.ndarray:
+    """Unlike actions for each run: different counts across runs and, per image, uneven rows."""
+    if selection == "count":
+        return rng.integers(0, N, size=E)
+    shape = (E, N) if selection == "batch" else (E, B, N)
+    a = (rng.random(shape) < rng.uniform(0.2, 0.9, size=(E,) + (1,) * (len(shape) - 1))).astype(np.int8)
+    a[..., 0] = 1  # at least one patch each
+    if t % 3 == 0:
+        a[1] = 1  # one run keeps everything while the others drop
+    return a
+
+
+def step_singles(singles, ended, actions):
+    """The E single envs as a NEXT_STEP vector env would step them."""
+    out = []
+    for i, env in enumerate(singles):
+        if ended[i]:
+            obs, info = env.reset()
+            out.append((obs, 0.0, False, False, None))
+        else:
+            out.append(env.step(actions[i]))
+        ended[i] = out[-1][2] or out[-1][3]
+    return out
+
+
+@pytest.mark.parametrize("selection,extra", [
+    ("batch", {}),
+    ("image", {"obs_type": "attention"}),
+    ("count", {"val_fraction": 0.25, "reward": "progress", "probe_every": 2, "probe_size": 8}),
+])
+def test_a_population_steps_as_its_runs_alone_across_epoch_ends(selection, extra):
+    kw = dict(KW, selection=selection, **extra)
+    pop = gym.make_vec("patchenv/Digits-v1", num_envs=E, vectorization_mode="vector_entry_point", **kw)
+    assert isinstance(pop, PopulationEnv)
+    singles = [PatchSelectionEnv(**kw) for _ in range(E)]
+    obs, _ = pop.reset(seed=7)
+    for i, env in enumerate(singles):
+        np.testing.assert_allclose(obs[i], env.reset(seed=7 + i)[0], **TOL)
+    rng = np.random.default_rng(0)
+    ended = [False] * E
+    seen_end = seen_reset = 0
+    for t in range(10):
+        a = actions_for(selection, t, rng)
+        was_ended = list(ended)
+        obs, rewards, terminated, truncated, info = pop.step(a)
+        ref = step_singles(singles, ended, a)
+        for i in range(E):
+            r_obs, r_reward, r_term, r_trunc, r_info = ref[i]
+            np.testing.assert_allclose(obs[i], r_obs, **TOL)
+            assert rewards[i] == pytest.approx(r_reward, rel=1e-4, abs=1e-5)
+            assert (terminated[i], truncated[i]) == (r_term, r_trunc)
+            if was_ended[i]:
+                seen_reset += 1
+                assert not info.get("_loss", np.zeros(E, bool))[i] and info["global_step"][i] == singles[i].global_step
+                continue
+            for key in COMPARED:
+                assert info[key][i] == pytest.approx(r_info[key], rel=1e-4, abs=1e-5), (t, i, key)
+        seen_end += int(truncated.sum())
+    assert seen_end >= E and seen_reset >= E  # the comparison crossed epoch ends and autoresets
+    for i, env in enumerate(singles):  # the runs' ViTs really are the single envs' ViTs
+        assert pop.runs[i].global_step == env.global_step
+        for (name, p), q in zip(pop.runs[i].model.named_parameters(), env.model.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-4, msg=name)
+    assert pop.evaluate("test")[1]["accuracy"] == pytest.approx(singles[1].evaluate("test")["accuracy"], abs=1 / 32)
+
+
+def test_a_diverging_run_leaves_the_others_unchanged():
+    clean, broken = PopulationEnv(E, **KW), PopulationEnv(E, **KW)
+    clean.reset(seed=1)
+    broken.reset(seed=1)
+    with torch.no_grad():
+        broken.stacked.flat[1, :50] = float("inf")  # run 1's patch embedding overflows
+    broken._observe()  # the pending observations, from the changed weights
+    a = np.ones((E, N), dtype=np.int8)
+    _, r_clean, _, _, i_clean = clean.step(a)
+    _, r_broken, terminated, _, i_broken = broken.step(a)
+    assert terminated.tolist() == [False, True, False] and i_broken["diverged"].tolist() == [False, True, False]
+    for i in (0, 2):  # bit for bit: the same batched arithmetic, run 1 masked out
+        assert r_broken[i] == r_clean[i] and i_broken["loss"][i] == i_clean["loss"][i]
+    assert torch.equal(broken.stacked.flat[[0, 2]], clean.stacked.flat[[0, 2]])
+    assert broken.adam.steps.tolist() == [1, 0, 1]  # run 1's update was not applied
+    obs, *_ , info = broken.step(a)  # the next step autoresets run 1 and trains the others
+    assert not info["_loss"][1] and info["_loss"][0] and info["_loss"][2]
+
+
+def test_a_population_resumed_from_its_checkpoint_continues_exactly(tmp_path):
+    kw = dict(KW, selection="count", obs_type="progress")
+    rng = np.random.default_rng(5)
+    actions = [rng.integers(0, N, size=E) for _ in range(9)]
+    a, b = PopulationEnv(E, **kw), PopulationEnv(E, **kw)
+    a.reset(seed=11)
+    for t in range(3):
+        a.step(actions[t])
+    a.save_checkpoint(tmp_path / "pop.pt")
+    first = [a.step(actions[t]) for t in range(3, 9)]
+    b.load_checkpoint(tmp_path / "pop.pt")
+    second = [b.step(actions[t]) for t in range(3, 9)]
+    for x, y in zip(first, second):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[1], y[1])
+        np.testing.assert_array_equal(x[4].get("loss"), y[4].get("loss"))
+    assert torch.equal(a.stacked.flat, b.stacked.flat)
+
+
+def test_one_run_moves_between_a_population_and_a_single_env(tmp_path):
+    pop = PopulationEnv(2, **KW)
+    pop.reset(seed=4)
+    mask = np.ones((2, N), dtype=np.int8)
+    mask[:, 8:] = 0
+    pop.step(mask)
+    pop.save_run_checkpoint(1, tmp_path / "run1.pt")
+    single = PatchSelectionEnv(**KW)
+    single.load_checkpoint(tmp_path / "run1.pt")
+    single.reset()
+    _, _, _, _, info = pop.step(mask)
+    _, _, _, _, s_info = single.step(mask[1])
+    assert info["loss"][1] == pytest.approx(s_info["loss"], rel=1e-5)
+    # and back: run 0 becomes the saved run, weights, moments and step count
+    pop.load_run_checkpoint(0, tmp_path / "run1.pt")
+    saved = PatchSelectionEnv(**KW)
+    saved.load_checkpoint(tmp_path / "run1.pt")
+    for p, q in zip(pop.runs[0].model.parameters(), saved.model.parameters()):
+        assert torch.equal(p, q)
+    assert pop.adam.steps[0] == 1 and pop.runs[0].global_step == 1
+
+
+def test_bad_actions_are_refused_in_one_line_and_change_nothing():
+    pop = PopulationEnv(E, **dict(KW, selection="count"))
+    pop.reset(seed=0)
+    states = [run.np_random.bit_generator.state for run in pop.runs]
+    weights = pop.stacked.flat.detach().clone()
+    with pytest.raises(ValueError, match=r"one action per run, \(E,\) integers with E = 3; got 2"):
+        pop.step(np.array([1, 2]))
+    with pytest.raises(ValueError, match=r"^run 2: action must be an integer in \[0, 15\]"):
+        pop.step(np.array([1, 2, 99]))
+    assert [run.np_random.bit_generator.state for run in pop.runs] == states  # runs 0 and 1 drew, then undid
+    assert torch.equal(pop.stacked.flat, weights) and all(run.global_step == 0 for run in pop.runs)
+    with pytest.raises(ValueError, match="does not support cuda_graph=True"):
+        PopulationEnv(2, **dict(KW, cuda_graph=True))
+    with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
+        PopulationEnv(0, **KW)
+
+
+def test_tensor_observations_reset_masks_and_frames():
+    pop = PopulationEnv(2, **dict(KW, tensor_obs=True, obs_type="pooled", render_mode="rgb_array"))
+    obs, info = pop.reset(seed=2)
+    assert isinstance(obs, torch.Tensor) and obs.shape == (2, N, 32)
+    obs, rewards, terminated, truncated, info = pop.step(torch.ones(2, N))
+    assert all(isinstance(x, torch.Tensor) for x in (rewards, terminated, truncated))
+    frames = pop.render()
+    assert len(frames) == 2 and frames[0].dtype == np.uint8 and frames[0].ndim == 3
+    before = pop.runs[1].global_step
+    pop.reset(seed=[None, 9], options={"reset_mask": np.array([False, True])})
+    assert pop.runs[0].global_step == 1 and before == 1 and pop.runs[1].global_step == 0
+    single = PatchSelectionEnv(**dict(KW, tensor_obs=True, obs_type="pooled"))
+    torch.testing.assert_close(pop._obs[1], single.reset(seed=9)[0], rtol=1e-5, atol=1e-6)
