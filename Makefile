@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 WHEELS := .wheels
 WHEEL_PINS := gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2 wheel==0.45.1
 BENCH_GPU_ARGS ?=
+BENCH_GPU_POPULATION_ARGS ?=
 
 .PHONY: run test venv clean wheels bench-gpu bench-fmnist
 
@@ -59,7 +60,7 @@ wheels:
 # results/device/). Where pip refuses (an externally managed python), the wheels are
 # unpacked into .wheels/site instead; the checkout always runs first on PYTHONPATH, so an
 # existing install of another checkout is neither used nor changed.
-# Check the recipe on a CPU: make bench-gpu PYTHON=.venv/bin/python BENCH_GPU_ARGS="--device cpu --quick"
+# Check the recipe on a CPU: make bench-gpu PYTHON=.venv/bin/python BENCH_GPU_ARGS="--device cpu --quick" BENCH_GPU_POPULATION_ARGS="--device cpu --quick"
 bench-gpu:
 	@if $(PYTHON) -c "import gymnasium, stable_baselines3" 2>/dev/null; then \
 		echo "bench-gpu: gymnasium and stable-baselines3 found"; \
@@ -81,6 +82,8 @@ bench-gpu:
 	fi
 	PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
 		$(PYTHON) -m benchmarks.device_report --out results/device $(BENCH_GPU_ARGS)
+	PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
+		$(PYTHON) -m benchmarks.population --out results/device/population $(BENCH_GPU_POPULATION_ARGS)
 
 clean:
 	rm -rf $(VENV) results runs

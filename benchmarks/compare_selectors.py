@@ -75,6 +75,7 @@ from benchmarks.suites import SUITES
 from benchmarks.sweep import plan
 from benchmarks.sweep.grid import grid_actions, grid_text
 from benchmarks.sweep.local import RunOptions, check_selector, run_interleaved, run_sequential
+from benchmarks.sweep.population_schedule import run_population
 from benchmarks.sweep.results import OUTPUTS, Results, fill_eval_split, load_previous
 from benchmarks.sweep.stats import curve_key, summary_table
 from patchenv import data as data_mod
@@ -103,10 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default="equal-epochs", choices=plan.BUDGETS,
                    help="equal-epochs (default): --epochs each; equal-time / equal-flops: each selector trains until "
                         "it has spent the all run's training time / FLOPs on the same seed")
-    p.add_argument("--schedule", default=None, choices=("interleaved", "sequential"),
+    p.add_argument("--schedule", default=None, choices=("interleaved", "sequential", "population"),
                    help="--backend local: interleaved (default): every run advances one epoch per turn in a shuffled "
                         "round-robin, so load drift falls on every selector alike (a run's numbers do not change); "
-                        "sequential: one run after another. (--backend ray runs trials side by side: 'parallel')")
+                        "sequential: one run after another; population: a selector's seeds as one batched "
+                        "population (= --population). (--backend ray runs trials side by side: 'parallel')")
+    p.add_argument("--population", dest="schedule", action="store_const", const="population",
+                   help="run each selector's seeds (at each grid point) as one population, E runs of one batched ViT "
+                        "(patchenv.population), each with its own agent; a run's time is the population's wall clock")
     p.add_argument("--target-accuracy", type=float, default=None,
                    help="test accuracy (fraction) for time_to_target_s; default: the `all` run's final, same seed")
     add_run_arguments(p, out_default="results/compare")
@@ -262,7 +267,8 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], points: list[dict]
                           f"command plus --resume.", file=sys.stderr)
                     return 1
             else:
-                schedule = run_interleaved if cfg["schedule"] == "interleaved" else run_sequential
+                schedule = {"interleaved": run_interleaved, "sequential": run_sequential,
+                            "population": run_population}[cfg["schedule"]]
                 interrupted = schedule(phase, images, options, stop, results, args.resume)
             if interrupted is not None:
                 point, seed, selector = interrupted

@@ -34,11 +34,15 @@ class RunOptions:
                    show_progress=not args.no_progress)
 
 
+def make_env_kwargs(cfg: dict, images, agent) -> dict:
+    """The env settings of a run at point `cfg`, with the agent's own env_kwargs."""
+    # budget_epochs: the horizon schedules read (under equal-time, the `all` run's epochs)
+    return {**cfg["env"], "dataset": images, "budget_epochs": cfg["epochs"], **agent.env_kwargs()}
+
+
 def make_env(cfg: dict, images, agent) -> gym.Env:
     """The env of a run at point `cfg`, built with the agent's own env_kwargs."""
-    # budget_epochs: the horizon schedules read (under equal-time, the `all` run's epochs)
-    return gym.make("patchenv/PatchSelection-v1", **{**cfg["env"], "dataset": images, "budget_epochs": cfg["epochs"],
-                                                     **agent.env_kwargs()})
+    return gym.make("patchenv/PatchSelection-v1", **make_env_kwargs(cfg, images, agent))
 
 
 def check_selector(cfg: dict, images, spec: str) -> None:
@@ -53,11 +57,13 @@ def check_selector(cfg: dict, images, spec: str) -> None:
 
 def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, options: RunOptions,
             stop: GracefulInterrupt, resume: bool, keep_checkpoint: bool, last_turn: bool = True,
-            on_epoch: Optional[Callable[[dict], None]] = None, pause_at_epochs: bool = False) -> dict:
+            on_epoch: Optional[Callable[[dict], None]] = None, pause_at_epochs: bool = False,
+            env: Optional[gym.Env] = None, agent=None) -> dict:
     """One selector on one seed (at `cfg`'s grid point, if any) through the runner; returns
-    its metrics.json content. Both backends run this (Ray inside a trial)."""
-    agent = registry.make_from_spec(selector, seed=seed)
-    env = make_env(cfg, images, agent)
+    its metrics.json content. Both backends run this (Ray inside a trial), and each run of
+    a population (given its member `env` and its `agent`)."""
+    agent = agent if agent is not None else registry.make_from_spec(selector, seed=seed)
+    env = env if env is not None else make_env(cfg, images, agent)
     folder = run_dir(Path(cfg["out"]), selector, seed, cfg.get("setting"))
     config = run_config(cfg, selector, seed, budget)
     log_dir = (None if options.log_dir is None
