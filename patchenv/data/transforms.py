@@ -22,12 +22,26 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     x is (B, C, H, W) in [0, 1], before normalisation, so the padding is black as in the
     paper's torchvision pipeline (RandomCrop, flip, ToTensor, Normalize). One gather does
     crop and flip."""
+    return apply_augmentation(x, *draw_augmentation(len(x), x.device, generator, pad), pad=pad)
+
+
+def draw_augmentation(b: int, device: torch.device, generator: torch.Generator, pad: int = 4) -> tuple:
+    """The random numbers of `augment` for b images: (dy, dx, flip), in the order it draws
+    them. A population draws each run's from the run's generator, then applies them all
+    in one `apply_augmentation`."""
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=device, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=device, generator=generator)
+    flip = torch.rand(b, device=device, generator=generator) < 0.5
+    return dy, dx, flip
+
+
+def apply_augmentation(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+                       pad: int = 4) -> torch.Tensor:
+    """Crop each image of x (B, C, H, W) at offset (dy, dx) of its zero-padded copy and flip
+    those marked, with one gather."""
     b, c, h, w = x.shape
     dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), device=dev, generator=generator)
-    flip = torch.rand(b, device=dev, generator=generator) < 0.5
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     cols = torch.where(flip[:, None], ar_w.flip(0)[None], ar_w[None]) + dx[:, None]  # (B, W)

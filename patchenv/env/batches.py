@@ -20,24 +20,32 @@ def new_epoch_order(env) -> None:
     env._pos = 0
 
 
-def advance(env, observe: bool = True) -> None:
-    """Move to the next batch (the next epoch's first, after the last) and load it;
-    ``observe=False`` leaves its embedding and observation to the caller (a population
-    embeds all its runs' batches at once)."""
+def advance(env) -> None:
+    """Move to the next batch (the next epoch's first, after the last) and load it."""
+    next_position(env)
+    load_batch(env)
+
+
+def next_position(env) -> None:
+    """The data position of the next batch: the next epoch's first (and its new order)
+    after the last. A population moves each run so, then loads their batches at once."""
     env._pos += 1
     if env._pos >= env.steps_per_epoch:
         env.epoch += 1
         new_epoch_order(env)
-    load_batch(env, observe)
 
 
-def load_batch(env, observe: bool = True) -> None:
-    idx = env._perm[env._pos * env.batch_size:(env._pos + 1) * env.batch_size]
+def batch_indices(env) -> torch.Tensor:
+    """The training images of the pending batch, (B,) indices on the device."""
+    return env._perm[env._pos * env.batch_size:(env._pos + 1) * env.batch_size]
+
+
+def load_batch(env) -> None:
+    idx = batch_indices(env)
     x = augment(to_unit(env.data.train_x[idx]), env._data_gen)
     env._batch_x = normalize(x, env._mean, env._std)
     env._batch_y = env.data.train_y[idx]
-    if observe:
-        prepare_observation(env)
+    prepare_observation(env)
 
 
 def prepare_observation(env) -> None:

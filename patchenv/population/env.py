@@ -39,7 +39,7 @@ from gymnasium.vector.utils import batch_space
 
 from patchenv.arrays import to_numpy
 from patchenv.data import ImageData, load_dataset
-from patchenv.env.batches import advance, progress_vector
+from patchenv.env.batches import progress_vector
 from patchenv.env.config import EnvConfig
 from patchenv.env.device import resolve_device
 from patchenv.env.patch_selection import PatchSelectionEnv
@@ -49,6 +49,7 @@ from patchenv.model.stacked import StackedViT
 from patchenv.model.stacked_adam import StackedAdam
 from patchenv.model.training import autocast
 from patchenv.population import checkpoint
+from patchenv.population.batches import advance_all
 from patchenv.population.keeps import join, parse_actions
 from patchenv.population.training import population_step
 
@@ -160,9 +161,8 @@ class PopulationEnv(VectorEnv):
                                       self.config.amp, training)
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
             for i in np.flatnonzero(training):
-                run = self.runs[i]
-                updates[i] = record_update(run, keeps[i], results[i])
-                advance(run, observe=False)  # the next batch; all runs are embedded at once below
+                updates[i] = record_update(self.runs[i], keeps[i], results[i])
+            advance_all([self.runs[i] for i in updates])  # the next batches, loaded at once, embedded below
         self._observe()
         obs, finite = self._agent_obs(), self._finite()
         errors = []
