@@ -30,6 +30,7 @@ Apply it (no retraining; the packaged policies are
 Train one again (about 6 minutes on one CPU core; the recipe the packaged files came from):
 
     python -m agents.keeprate --objective progress   # or target; --out FILE to write elsewhere
+    python -m agents.keeprate --population 16        # 16 proxy runs at once, one batched model
 
 ``train(env, steps)`` only acts: the policy is frozen while it controls a run (learning
 online would need many runs of the run being controlled).
@@ -235,22 +236,33 @@ def all_patch_probe_accuracy(runs: WholeRuns, seeds=(1000, 1001)) -> float:
 
 
 def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,
-                 dataset: str = "digits", objective: str = "progress", show_progress: bool = True) -> dict:
-    """Train the DQN on `runs` whole runs of the proxy task; save it to `out` (atomically)."""
+                 dataset: str = "digits", objective: str = "progress", show_progress: bool = True,
+                 population: int = 1, device: str = "cpu") -> dict:
+    """Train the DQN on `runs` whole runs of the proxy task; save it to `out` (atomically).
+    ``population=E`` > 1 trains on E proxy runs at once, one batched model
+    (`agents.keeprate_population`): as many transitions, E per step, with E gradient
+    steps per step (the single env's one per transition)."""
     from stable_baselines3 import DQN
 
     import patchenv  # noqa: F401  (registers the env ids)
     from patchenv.env.presets import PRESETS
 
-    env = gym.make("patchenv/PatchSelection-v1", dataset=dataset, **{**PRESETS["tiny"], "batch_size": 32},
-                   device="cpu", val_fraction=0.1, selection="count", reward="progress", budget_epochs=epochs,
-                   probe_every=decide_every)
+    env_kwargs = dict(dataset=dataset, **{**PRESETS["tiny"], "batch_size": 32}, device=device, val_fraction=0.1,
+                      selection="count", reward="progress", budget_epochs=epochs, probe_every=decide_every)
+    env = gym.make("patchenv/PatchSelection-v1", **env_kwargs)
     u = env.unwrapped
     decisions = math.ceil(u.total_steps / decide_every)
     target = all_patch_probe_accuracy(WholeRuns(env, levels, decide_every)) if objective == "target" else None
     wrapped = WholeRuns(env, levels, decide_every, target)
-    model = DQN("MlpPolicy", wrapped, learning_rate=1e-3, buffer_size=20000, learning_starts=2 * decisions,
-                batch_size=64, gamma=0.98 if objective == "progress" else 0.995, train_freq=1, target_update_interval=4 * decisions,
+    learner = wrapped
+    if population > 1:
+        from agents.keeprate_population import PopulationRuns
+        from patchenv.population import PopulationEnv
+
+        learner = PopulationRuns(PopulationEnv(population, **env_kwargs), levels, decide_every, target)
+    model = DQN("MlpPolicy", learner, learning_rate=1e-3, buffer_size=20000, learning_starts=2 * decisions,
+                batch_size=64, gamma=0.98 if objective == "progress" else 0.995, train_freq=1,
+                gradient_steps=population, target_update_interval=4 * decisions,
                 exploration_fraction=0.4, exploration_final_eps=0.05, policy_kwargs=dict(net_arch=[64, 64]),
                 seed=seed, verbose=0, device="cpu")
     start = time.perf_counter()
@@ -261,7 +273,8 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     header = {"format": FORMAT, "agent": KeepRate.name, "levels": levels,
               "recipe": {"dataset": dataset, "preset": "tiny", "batch_size": 32, "epochs": epochs, "runs": runs,
                          "levels": levels, "decide_every": decide_every, "seed": seed, "objective": objective,
-                         "target": target, "train_time_s": round(elapsed, 1)},
+                         "target": target, "population": population, "device": device,
+                         "train_time_s": round(elapsed, 1)},
               "config": {"selection": "count", "objective": objective, "policy": str(out),
                          "decide_every": decide_every, "seed": seed},
               "state": {}}
@@ -272,6 +285,8 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     # What the trained policy does along a fresh run: its count at each decision.
     counts = rollout_counts(model, wrapped, seed=10_000 + seed)
     env.close()
+    if learner is not wrapped:
+        learner.close()
     return {"train_time_s": elapsed, "decisions": runs * decisions, "counts": counts, "target": target}
 
 
@@ -300,15 +315,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--levels", type=int, default=8, help="count levels the policy picks from (default: 8)")
     p.add_argument("--decide-every", type=int, default=20, help="env steps per decision (default: 20)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--population", type=int, default=1,
+                   help="proxy runs trained at once as one batched model (patchenv.population; default: 1, one by one)")
+    p.add_argument("--device", default="cpu", help="the proxy runs' device (default: cpu; the policy learns on the CPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    for name in ("runs", "epochs", "levels", "decide_every"):
+    for name in ("runs", "epochs", "levels", "decide_every", "population"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     torch.set_num_threads(1)
     out = Path(args.out) if args.out else packaged_policy(args.objective)
     result = train_policy(out, runs=args.runs, epochs=args.epochs, levels=args.levels, objective=args.objective,
-                          decide_every=args.decide_every, seed=args.seed, show_progress=not args.no_progress)
+                          decide_every=args.decide_every, seed=args.seed, show_progress=not args.no_progress,
+                          population=args.population, device=args.device)
     target = "" if result["target"] is None else f" (target probe accuracy {result['target']:.4f})"
     print(f"trained on {args.runs} runs ({result['decisions']} decisions) in {result['train_time_s']:.0f} s{target}; "
           f"saved {out}", file=sys.stderr)

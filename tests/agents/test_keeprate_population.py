@@ -1,0 +1,53 @@
+"""keeprate's proxy task on a population: PopulationRuns gives what SB3's DummyVecEnv of
+WholeRuns over single envs gives (seeds s + i), decision by decision, across epoch ends,
+run ends and fresh runs, for both objectives; and the policy trains on it."""
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.keeprate import WholeRuns, read_policy, train_policy
+from agents.keeprate_population import PopulationRuns
+from patchenv.data.generated import synthetic
+from patchenv.population import PopulationEnv
+
+DATA = synthetic(n_train=80, n_test=16, image_size=16, seed=4)
+# 72 training images after the 10% validation split: 4 steps an epoch of 16, 2 epochs a
+# run = 8 steps, decisions of 3 steps: 3 decisions a run, one crossing each epoch end.
+KW = dict(dataset=DATA, batch_size=16, patch_size=4, dim=32, depth=2, heads=2, dim_head=16, mlp_dim=64,
+          device="cpu", n_patch_desired=8, val_fraction=0.1, selection="count", reward="progress",
+          budget_epochs=2, probe_every=3, probe_size=8)
+
+
+@pytest.mark.parametrize("target", [None, 0.3])
+def test_population_runs_match_whole_runs_of_single_envs(target):
+    pop = PopulationRuns(PopulationEnv(2, **KW), levels=4, decide_every=3, target=target)
+    dummy = DummyVecEnv([lambda: WholeRuns(gym.make("patchenv/PatchSelection-v1", **KW), 4, 3, target)] * 2)
+    pop.seed(5)
+    dummy.seed(5)
+    np.testing.assert_allclose(pop.reset(), dummy.reset(), rtol=1e-4, atol=1e-5)
+    rng = np.random.default_rng(1)
+    dones = 0
+    for _ in range(8):
+        levels = rng.integers(0, 4, size=2)
+        obs, rewards, done, infos = pop.step(levels)
+        d_obs, d_rewards, d_done, d_infos = dummy.step(levels)
+        np.testing.assert_allclose(obs, d_obs, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(rewards, d_rewards, rtol=1e-4, atol=1e-5)
+        assert done.tolist() == d_done.tolist()
+        for info, d_info in zip(infos, d_infos):
+            assert ("terminal_observation" in info) == ("terminal_observation" in d_info)
+            if "terminal_observation" in info:
+                np.testing.assert_allclose(info["terminal_observation"], d_info["terminal_observation"],
+                                           rtol=1e-4, atol=1e-5)
+                assert info["TimeLimit.truncated"] == d_info["TimeLimit.truncated"]
+        dones += int(done.sum())
+    assert dones >= 2  # whole runs ended and fresh ones started
+
+
+def test_train_policy_on_a_population(tmp_path):
+    path = tmp_path / "policy.zip"
+    result = train_policy(path, runs=4, epochs=1, levels=4, decide_every=5, seed=0, dataset="synthetic",
+                          show_progress=False, population=2)
+    model, levels = read_policy(path)
+    assert levels == 4 and result["decisions"] == 4 * int(np.ceil(57 / 5)) and len(result["counts"]) > 0
