@@ -86,8 +86,9 @@ def check_scale_out(args) -> None:
         if given:
             raise ValueError(f"{', '.join(given)} only apply to --backend ray")
         return
-    if args.schedule is not None:
-        raise ValueError("--schedule applies to --backend local; Ray runs the trials side by side")
+    if args.schedule is not None and args.schedule != "population":
+        raise ValueError("--schedule applies to --backend local; Ray runs the trials side by side "
+                         "(--population makes each trial a population of a selector's seeds)")
     if args.stop_after_steps is not None:
         raise ValueError("--stop-after-steps applies to --backend local")
     if args.gpus_per_run is not None and not args.gpus_per_run >= 0:
@@ -188,6 +189,15 @@ def phases(todo: list[tuple], cfg: dict) -> list[list[tuple]]:
     split = ([[t for t in todo if t[2] == REFERENCE], [t for t in todo if t[2] != REFERENCE]]
              if cfg["budget"] in ("equal-time", "equal-flops") else [todo])
     return [phase for phase in split if phase]
+
+
+def population_groups(todo: list[tuple]) -> list[list[tuple]]:
+    """`todo`'s (point, seed, selector) runs grouped into populations (``--population``):
+    one per grid point and selector, holding its seeds, in `todo`'s order."""
+    groups: dict[tuple, list[tuple]] = {}
+    for point, seed, selector in todo:
+        groups.setdefault((point.get("setting"), selector), []).append((point, seed, selector))
+    return list(groups.values())
 
 
 def finished(runs: list[dict], setting: Optional[str], seed: int, selector: str) -> bool:

@@ -1,5 +1,7 @@
 """``compare_selectors --backend ray``: every (setting, selector, seed) run is one Ray Tune
-trial, so a sweep spreads over the cores of one machine or the nodes of a cluster.
+trial, so a sweep spreads over the cores of one machine or the nodes of a cluster. With
+``--population`` a trial is one (setting, selector) with all its seeds as one population
+(`benchmarks.sweep.population_schedule`): a GPU per trial then trains E runs at once.
 
     python -m benchmarks.compare_selectors --backend ray --cpus-per-run 1 ...          # a private local Ray
     python -m benchmarks.compare_selectors --backend ray --ray-address auto ...        # this node's cluster
@@ -41,7 +43,9 @@ from typing import Iterator, Optional
 import torch
 
 from benchmarks.sweep.local import RunOptions, run_one
-from benchmarks.sweep.plan import REFERENCE, budget_for, images_key, run_config, run_dir, safe_name
+from benchmarks.sweep.plan import (REFERENCE, budget_for, images_key, population_groups, run_config, run_dir,
+                                   safe_name)
+from benchmarks.sweep.population_schedule import run_population_of
 from benchmarks.sweep.results import Results
 from patchenv import data as data_mod
 from patchenv.atomic import jsonable
@@ -144,7 +148,9 @@ class Cluster:
         from ray.tune.logger import JsonLoggerCallback
 
         cfg, out = results.cfg, results.out
-        jobs = [job(point, seed, selector, results, options, die_marker) for point, seed, selector in phase]
+        # A trial runs one run, or with --population one selector's seeds as one population.
+        units = population_groups(phase) if cfg["schedule"] == "population" else [[t] for t in phase]
+        jobs = [job(unit, results, options, die_marker) for unit in units]
         failures = {}
         done = set()
         cluster = self
@@ -153,12 +159,12 @@ class Cluster:
             """Trial i's finished run into the results, once."""
             if i in done or "metrics" not in result:  # a trial stopped by Ctrl-C reported nothing
                 return
-            point, seed, selector = phase[i]
             if failures.get(i):
                 cluster.retried.append({**where(jobs[i]), "failures": failures[i],
                                         "resumed_from_step": result["resumed_from_step"]})
             results.meta["ray"] = cluster.describe()
-            results.add(point, selector, seed, json.loads(result["metrics"]))
+            for (point, seed, selector), metrics in zip(units[i], json.loads(result["metrics"])):
+                results.add(point, selector, seed, metrics)
             done.add(i)
 
         class Collect(tune.Callback):
@@ -208,7 +214,7 @@ class Cluster:
                 merge(result.config["index"], result.metrics)
         missing = [i for i in range(len(jobs)) if i not in done]
         if stop.requested and missing:
-            return phase[missing[0]]
+            return units[missing[0]][0]
         errors = []
         for result in grid:
             i = result.config["index"]
@@ -218,7 +224,7 @@ class Cluster:
         if errors:
             raise TrialsFailed(f"{len(errors)} run(s) failed after {cfg['max_failures']} retries "
                                f"(Tune's records: {out / 'ray' / name}): " + "; ".join(errors))
-        return phase[missing[0]] if missing else None
+        return units[missing[0]][0] if missing else None
 
 
 @contextlib.contextmanager
@@ -246,56 +252,68 @@ def connected(cfg: dict, num_cpus: Optional[int] = None) -> Iterator[Cluster]:
         ray.shutdown()
 
 
-def job(point: dict, seed: int, selector: str, results: Results, options: RunOptions,
-        die_marker: Optional[str]) -> dict:
-    """What a trial needs to run one run, JSON-able; paths absolute (a trial's working
+def job(unit: list[tuple], results: Results, options: RunOptions, die_marker: Optional[str]) -> dict:
+    """What a trial needs to run its runs (`unit`: (point, seed, selector) of one point and
+    selector; more than one: a population), JSON-able; paths absolute (a trial's working
     folder is its own)."""
-    budget = budget_for(point, results.runs, selector, seed, None)
+    point, _, selector = unit[0]
+    seeds = [seed for _, seed, _ in unit]
     env = dict(point["env"])
     if env.get("data_root") is not None:
         env["data_root"] = str(Path(env["data_root"]).resolve())
-    return {"point": {**point, "env": env, "out": str(results.out.resolve())}, "selector": selector, "seed": seed,
-            "budget": budget.record(), "threads": results.cfg["threads"],
+    return {"point": {**point, "env": env, "out": str(results.out.resolve())}, "selector": selector, "seeds": seeds,
+            "budgets": [budget_for(point, results.runs, selector, seed, None).record() for seed in seeds],
+            "threads": results.cfg["threads"],
             "checkpoint_every": options.checkpoint_every,
             "log_dir": None if options.log_dir is None else str(Path(options.log_dir).resolve()),
             "die_marker": None if die_marker is None else str(Path(die_marker).resolve())}
 
 
 def where(job: dict) -> dict:
-    point = job["point"]
-    return {"selector": job["selector"], "seed": job["seed"],
+    point, seeds = job["point"], job["seeds"]
+    return {"selector": job["selector"], **({"seed": seeds[0]} if len(seeds) == 1 else {"seeds": seeds}),
             **({} if point.get("setting") is None else {"setting": point["setting"]})}
 
 
 def trial_name(job: dict) -> str:
-    setting = job["point"].get("setting")
-    return f"{job['selector']}-seed{job['seed']}" + ("" if setting is None else f"@{setting}")
+    setting, seeds = job["point"].get("setting"), job["seeds"]
+    runs = f"seed{seeds[0]}" if len(seeds) == 1 else "seeds" + "+".join(map(str, seeds))
+    return f"{job['selector']}-{runs}" + ("" if setting is None else f"@{setting}")
 
 
 # -- inside a trial (a Ray worker) -----------------------------------------------------------
 def trial(config: dict, jobs: list) -> None:
-    """Tune's trainable: run ``jobs[config["index"]]`` through `local.run_one`,
-    resuming its folder's checkpoint when an earlier attempt left one, and report the
-    metrics."""
+    """Tune's trainable: run ``jobs[config["index"]]`` (one run through `local.run_one`, or
+    a population of a selector's seeds), resuming each run's folder's checkpoint when an
+    earlier attempt left one, and report their metrics."""
     from ray import tune
 
     job = jobs[config["index"]]
     torch.set_num_threads(job["threads"])  # as the local backend; Ray's OMP_NUM_THREADS is not what torch uses
-    point = job["point"]
-    folder = run_dir(Path(point["out"]), job["selector"], job["seed"], point.get("setting"))
-    resumed_from = read_progress(folder)["state"]["total"]["steps"] if has_checkpoint(folder) else 0
+    point, selector = job["point"], job["selector"]
+    folders = [run_dir(Path(point["out"]), selector, seed, point.get("setting")) for seed in job["seeds"]]
+    resumed_from = max(read_progress(f)["state"]["total"]["steps"] if has_checkpoint(f) else 0 for f in folders)
     options = RunOptions(checkpoint_every=job["checkpoint_every"], log_dir=job["log_dir"], show_progress=False)
     # Outside the main thread GracefulInterrupt installs no handler: Tune ends a trial by
     # ending its worker, and the run's last epoch checkpoint stays for the next attempt.
     stop = GracefulInterrupt()
-    budget = Budget(**job["budget"])
-    metrics = finished_before(folder, run_config(point, job["selector"], job["seed"], budget))
-    if metrics is None:
-        on_epoch = None if job["die_marker"] is None else _die_once(Path(job["die_marker"]), folder)
-        metrics = run_one(point, _images(images_key(point)), job["selector"], job["seed"], budget, options, stop,
-                          resume=True, keep_checkpoint=False, on_epoch=on_epoch)
-    if metrics["meta"]["status"] != "complete":
-        raise RuntimeError(f"{trial_name(job)} stopped before its budget (status {metrics['meta']['status']})")
+    budgets = [Budget(**b) for b in job["budgets"]]
+    metrics = [finished_before(f, run_config(point, selector, seed, budget))
+               for f, seed, budget in zip(folders, job["seeds"], budgets)]
+    todo = [i for i, m in enumerate(metrics) if m is None]
+    if len(job["seeds"]) == 1 and todo:
+        on_epoch = None if job["die_marker"] is None else _die_once(Path(job["die_marker"]), folders[0])
+        metrics[0] = run_one(point, _images(images_key(point)), selector, job["seeds"][0], budgets[0], options,
+                             stop, resume=True, keep_checkpoint=False, on_epoch=on_epoch)
+    elif todo:  # the unfinished runs of the population, as one population
+        done = run_population_of(point, _images(images_key(point)), selector, [job["seeds"][i] for i in todo],
+                                 [budgets[i] for i in todo], options, stop, resume=True)
+        for i, m in zip(todo, done):
+            metrics[i] = m
+    for seed, m in zip(job["seeds"], metrics):
+        if m["meta"]["status"] != "complete":
+            raise RuntimeError(f"{trial_name(job)}: seed {seed} stopped before its budget "
+                               f"(status {m['meta']['status']})")
     tune.report({"metrics": json.dumps(jsonable(metrics)), "resumed_from_step": resumed_from,
                  "finished_at": time.time()})
 

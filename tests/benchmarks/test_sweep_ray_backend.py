@@ -170,3 +170,17 @@ def test_backend_flags_are_checked_before_anything_runs(tmp_path, capsys):
         assert e.value.code == 2
         assert expected in capsys.readouterr().err, extra
     assert not tmp_path.joinpath("results.json").exists()
+
+
+def test_ray_trials_as_populations_give_the_local_population_numbers(tmp_path):
+    """--backend ray --population: a trial per selector, its seeds as one population; the
+    same rows (bit for bit on a CPU) as the local --population schedule."""
+    assert _sweep(tmp_path / "local", "--population", backend="local") == 0
+    assert _sweep(tmp_path / "ray", "--population") == 0
+    result = json.loads((tmp_path / "ray" / "results.json").read_text())
+    assert result["meta"]["config"]["schedule"] == "population"
+    assert [(r["selector"], r["seed"]) for r in result["runs"]] == [("all", 0), ("random", 0), ("all", 1),
+                                                                      ("random", 1)]
+    _assert_same_runs(_runs(tmp_path / "ray"), _runs(tmp_path / "local"))
+    trials = sorted(p.name for p in (tmp_path / "ray" / "ray").glob("*/*") if p.is_dir())
+    assert len(trials) == 2 and all("seeds0_1" in t for t in trials)  # one trial per selector
