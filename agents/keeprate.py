@@ -54,13 +54,10 @@ import numpy as np
 import torch
 
 from agents.base import FORMAT, Agent, build_config
+from agents.keeprate_task import PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
 from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
-from patchenv.model.flops import step_flops
-from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.selector import ZIP_HEADER
-
-_PROBE_ACCURACY = PROGRESS_FEATURES.index("probe_accuracy")
 
 POLICIES = Path(__file__).with_name("policies")
 OBJECTIVES = ("progress", "target")
@@ -69,11 +66,6 @@ OBJECTIVES = ("progress", "target")
 def packaged_policy(objective: str) -> Path:
     """The shipped policy trained for `objective` (see the module docstring)."""
     return POLICIES / f"keeprate-{objective}-digits.zip"
-
-
-def count_for(level: int, levels: int, num_patches: int) -> int:
-    """Patches kept at policy action `level` (0-based): round((level + 1) * N / levels)."""
-    return max(1, min(num_patches, round((level + 1) * num_patches / levels)))
 
 
 @dataclass
@@ -171,76 +163,12 @@ def read_policy(path: Union[str, os.PathLike]):
     return model, levels
 
 
-# -- training the policy on a proxy task -------------------------------------------------------
-class WholeRuns(gym.Wrapper):
-    """The proxy task as SB3 sees it: one episode = one whole training run (a fresh ViT at
-    every reset), one action = a count level held for `decide_every` env steps, the reward
-    the sum of theirs (one probe each). The env's own epoch-long episodes are stitched
-    together (its reset() without a seed continues the run)."""
-
-    def __init__(self, env: gym.Env, levels: int, decide_every: int, target: Optional[float] = None):
-        super().__init__(env)
-        self.levels, self.decide_every, self.target = levels, decide_every, target
-        self.action_space = gym.spaces.Discrete(levels)
-        u = env.unwrapped
-        self._full_step = step_flops(u.vit_config, u.batch_size, u.num_patches)["total"]
-        self._decisions = math.ceil(u.total_steps / decide_every)
-
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
-        return self.env.reset(seed=seed, options={"new_run": True})
-
-    def step(self, level):
-        u = self.env.unwrapped
-        action = count_for(int(level), self.levels, u.num_patches) - 1
-        total, flops, info = 0.0, 0, {}
-        ended = None
-        for _ in range(self.decide_every):
-            obs, reward, terminated, truncated, info = self.env.step(action)
-            total += reward
-            flops += info["flops"]
-            if terminated:
-                ended = (True, False)
-                break
-            if u.global_step >= u.total_steps:
-                ended = (False, True)
-                break
-            if truncated:  # an epoch ended; the run goes on
-                obs, _ = self.env.reset()
-        if self.target is None:  # objective "progress": the env's reward
-            return (obs, total, *(ended or (False, False)), info)
-        # Objective "target": pay the compute (1 per decision with every patch); the run
-        # ends once the probe reaches the target; missing it by the budget's end costs a
-        # whole run more.
-        reward = -flops / (self.decide_every * self._full_step)
-        if obs[_PROBE_ACCURACY] >= self.target:
-            return obs, reward, True, False, info
-        if ended is not None:
-            return obs, reward - (self._decisions if ended[1] else 0.0), *ended, info
-        return obs, reward, False, False, info
-
-
-def all_patch_probe_accuracy(runs: WholeRuns, seeds=(1000, 1001)) -> float:
-    """The probe accuracy at the end of whole all-patch runs (mean over `seeds`): the
-    target of the "target" objective, what plain training reaches in the budget.
-    `runs` must have no target (it then ends each run at the budget's end)."""
-    final = []
-    for seed in seeds:
-        obs, _ = runs.reset(seed=seed)
-        done = False
-        while not done:
-            obs, _, terminated, truncated, _ = runs.step(runs.levels - 1)  # the top level keeps every patch
-            done = terminated or truncated
-        # the probe runs every probe_every steps: the last one is at most that old
-        final.append(float(obs[_PROBE_ACCURACY]))
-    return float(np.mean(final))
-
-
 def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,
                  dataset: str = "digits", objective: str = "progress", show_progress: bool = True,
                  population: int = 1, device: str = "cpu") -> dict:
     """Train the DQN on `runs` whole runs of the proxy task; save it to `out` (atomically).
     ``population=E`` > 1 trains on E proxy runs at once, one batched model
-    (`agents.keeprate_population`): as many transitions, E per step, with E gradient
+    (`agents.keeprate_task.PopulationRuns`): as many transitions, E per step, with E gradient
     steps per step (the single env's one per transition)."""
     from stable_baselines3 import DQN
 
@@ -256,7 +184,6 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
     wrapped = WholeRuns(env, levels, decide_every, target)
     learner = wrapped
     if population > 1:
-        from agents.keeprate_population import PopulationRuns
         from patchenv.population import PopulationEnv
 
         learner = PopulationRuns(PopulationEnv(population, **env_kwargs), levels, decide_every, target)

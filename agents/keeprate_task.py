@@ -1,33 +1,101 @@
-"""keeprate's proxy task on a population: `WholeRuns` for E training runs at once, as an
-SB3 `VecEnv` (``python -m agents.keeprate --population E``).
+"""keeprate's proxy task, the problem its policy learns on: whole training runs, one
+decision (a count level held for ``decide_every`` env steps) at a time.
 
-Each of the E runs is what `agents.keeprate.WholeRuns` makes of one single env:
-- one episode is one whole training run (a fresh ViT at every reset);
-- one action is a count level held for ``decide_every`` env steps;
-- the reward is the objective's over those steps.
-
-The runs' training steps are batched into one model (`patchenv.population.PopulationEnv`).
-A run whose episode ends inside a decision (the budget's end, divergence, the target
-reached at a decision's end) stands still for the rest of that decision (`step_runs`).
-It then starts a fresh run, as SB3 expects of a finished env: at once, with the last
-observation in ``info["terminal_observation"]``. Run i is the single env seeded with
-seed + i, so a test can step this beside ``DummyVecEnv`` of `WholeRuns` over single envs
-and get the same numbers.
+- `WholeRuns`: the task over one single env, a `gym.Wrapper` (what SB3 trains on by default);
+- `PopulationRuns`: the same task for E runs at once, as an SB3 `VecEnv` over a
+  `patchenv.population.PopulationEnv` (``python -m agents.keeprate --population E``). The
+  runs' training steps are batched into one model. A run whose episode ends inside a
+  decision (the budget's end, divergence) stands still for the rest of it (`step_runs`),
+  then starts a fresh run at once, as SB3 expects of a finished env, with the last
+  observation in ``info["terminal_observation"]``. Run i is the single env seeded with
+  seed + i: a test steps it beside ``DummyVecEnv`` of `WholeRuns` and gets the same numbers.
 """
 from __future__ import annotations
 
 import math
 from typing import Optional
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-import gymnasium as gym
-from agents.keeprate import _PROBE_ACCURACY, count_for
+from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.model.flops import step_flops
 from patchenv.population import PopulationEnv
 
+_PROBE_ACCURACY = PROGRESS_FEATURES.index("probe_accuracy")
 
+
+def count_for(level: int, levels: int, num_patches: int) -> int:
+    """Patches kept at policy action `level` (0-based): round((level + 1) * N / levels)."""
+    return max(1, min(num_patches, round((level + 1) * num_patches / levels)))
+
+
+# -- the task over one single env --------------------------------------------------------------
+class WholeRuns(gym.Wrapper):
+    """The proxy task as SB3 sees it: one episode = one whole training run (a fresh ViT at
+    every reset), one action = a count level held for `decide_every` env steps, the reward
+    the sum of theirs (one probe each). The env's own epoch-long episodes are stitched
+    together (its reset() without a seed continues the run)."""
+
+    def __init__(self, env: gym.Env, levels: int, decide_every: int, target: Optional[float] = None):
+        super().__init__(env)
+        self.levels, self.decide_every, self.target = levels, decide_every, target
+        self.action_space = gym.spaces.Discrete(levels)
+        u = env.unwrapped
+        self._full_step = step_flops(u.vit_config, u.batch_size, u.num_patches)["total"]
+        self._decisions = math.ceil(u.total_steps / decide_every)
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
+        return self.env.reset(seed=seed, options={"new_run": True})
+
+    def step(self, level):
+        u = self.env.unwrapped
+        action = count_for(int(level), self.levels, u.num_patches) - 1
+        total, flops, info = 0.0, 0, {}
+        ended = None
+        for _ in range(self.decide_every):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += reward
+            flops += info["flops"]
+            if terminated:
+                ended = (True, False)
+                break
+            if u.global_step >= u.total_steps:
+                ended = (False, True)
+                break
+            if truncated:  # an epoch ended; the run goes on
+                obs, _ = self.env.reset()
+        if self.target is None:  # objective "progress": the env's reward
+            return (obs, total, *(ended or (False, False)), info)
+        # Objective "target": pay the compute (1 per decision with every patch); the run
+        # ends once the probe reaches the target; missing it by the budget's end costs a
+        # whole run more.
+        reward = -flops / (self.decide_every * self._full_step)
+        if obs[_PROBE_ACCURACY] >= self.target:
+            return obs, reward, True, False, info
+        if ended is not None:
+            return obs, reward - (self._decisions if ended[1] else 0.0), *ended, info
+        return obs, reward, False, False, info
+
+
+def all_patch_probe_accuracy(runs: WholeRuns, seeds=(1000, 1001)) -> float:
+    """The probe accuracy at the end of whole all-patch runs (mean over `seeds`): the
+    target of the "target" objective, what plain training reaches in the budget.
+    `runs` must have no target (it then ends each run at the budget's end)."""
+    final = []
+    for seed in seeds:
+        obs, _ = runs.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = runs.step(runs.levels - 1)  # the top level keeps every patch
+            done = terminated or truncated
+        # the probe runs every probe_every steps: the last one is at most that old
+        final.append(float(obs[_PROBE_ACCURACY]))
+    return float(np.mean(final))
+
+
+# -- the task over a population ------------------------------------------------------------------
 class PopulationRuns(VecEnv):
     def __init__(self, population: PopulationEnv, levels: int, decide_every: int, target: Optional[float] = None):
         self.population = population = population.unwrapped
