@@ -77,6 +77,7 @@ from benchmarks.sweep.grid import grid_actions, grid_text
 from benchmarks.sweep.local import RunOptions, check_selector, run_interleaved, run_sequential
 from benchmarks.sweep.population_schedule import run_population
 from benchmarks.sweep.results import OUTPUTS, Results, fill_eval_split, load_previous
+from benchmarks.sweep.rl_stats import rl_statistics, rl_table
 from benchmarks.sweep.stats import curve_key, summary_table
 from patchenv import data as data_mod
 from patchenv import registry
@@ -306,7 +307,13 @@ def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Pat
             f"target is all's final {curve_key(runs).split('_')[0]} accuracy; schedule {cfg['schedule']}{backend}; "
             f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
     print(f"\n{note}")
-    atomic_write_text(out / "results.md", f"# {what}\n\n{summary_table(runs, cfg['selectors'], settings)}\n\n{note}\n")
+    rl = rl_statistics(runs, cfg["selectors"])
+    rl_note = ("IQM: interquartile mean over runs; intervals: 95% stratified bootstrap (per grid point); P(X > Y) "
+               "over pairs of runs, ties half (Agarwal et al. 2021, rliable's definitions; benchmarks/sweep/rl_stats.py); "
+               "P(fewer FLOPs to target than grow): share of seeds, paired, a run that never reached it counting as "
+               "infinite FLOPs.")
+    atomic_write_text(out / "results.md", f"# {what}\n\n{summary_table(runs, cfg['selectors'], settings)}\n\n{note}\n"
+                                          f"\n## RL statistics\n\n{rl_table(rl)}\n\n{rl_note}\n")
     print("full table: " + str(out / "results.md"))
     print("results: " + ", ".join(str(out / name) for name in OUTPUTS if (out / name).is_file()))
 

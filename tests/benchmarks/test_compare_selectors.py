@@ -210,6 +210,10 @@ def test_compare_selectors_has_the_notebooks_three_columns(tmp_path, capsys):
     column = [c.strip() for c in header.split("|")].index("test acc % (random masks)")
     assert f"{100 * got:.2f}" in row.split("|")[column]
     assert {r["selector"]: r["test_accuracy_random_masks"] for r in _csv_rows(tmp_path)}["random:k=20"] == repr(got)
+    # the RL statistics follow: with one seed the IQM is that run's accuracy, its interval a point
+    rl = printed.split("## RL statistics", 1)[1]
+    acc = 100 * runs["random:k=20"]["test_accuracy"]
+    assert f"| random:k=20 | 1 | {acc:.2f} [{acc:.2f}, {acc:.2f}] |" in rl
 
 
 def test_interleaved_val_protocol_counts_compute_and_matches_sequential(tmp_path):
