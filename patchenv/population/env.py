@@ -116,6 +116,10 @@ class PopulationEnv(VectorEnv):
             if len(seeds) != self.num_envs:
                 raise ValueError(f"seed must be an integer, None or {self.num_envs} seeds (one per run), "
                                  f"got {len(seeds)}")
+        bad = [(i, x) for i, x in enumerate(seeds) if x is not None and (
+            isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, np.integer)) or x < 0)]
+        if bad:  # checked before any run resets
+            raise ValueError(f"seed of run {bad[0][0]} must be a non-negative integer or None, got {bad[0][1]!r}")
         if not any(run.model is not None for run in self.runs) and not mask.all():
             raise ValueError("the first reset() starts every run: options['reset_mask'] must be all True")
         infos: dict = {}

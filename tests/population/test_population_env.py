@@ -157,6 +157,9 @@ def test_bad_actions_are_refused_in_one_line_and_change_nothing():
         pop.step(np.array([1, 2, 99]))
     assert [run.np_random.bit_generator.state for run in pop.runs] == states  # runs 0 and 1 drew, then undid
     assert torch.equal(pop.stacked.flat, weights) and all(run.global_step == 0 for run in pop.runs)
+    with pytest.raises(ValueError, match=r"^seed of run 1 must be a non-negative integer or None, got -1$"):
+        pop.reset(seed=[5, -1, 6])
+    assert [run.np_random.bit_generator.state for run in pop.runs] == states  # run 0 was not reset either
     with pytest.raises(ValueError, match="does not support cuda_graph=True"):
         PopulationEnv(2, **dict(KW, cuda_graph=True))
     with pytest.raises(ValueError, match="num_envs must be an integer >= 1"):
