@@ -302,3 +302,20 @@ def test_each_selector_is_built_once_to_validate_it(tmp_path, monkeypatch):
     with pytest.raises(Stop):
         _compare(tmp_path, selectors="random:k=8,norm_topk,random:k=8")
     assert built == ["all", "random:k=8", "norm_topk"]
+
+
+@pytest.mark.parametrize("suite", ["fmnist", "fmnist-p2"])
+def test_suites_parse_into_their_settings(suite):
+    """A suite's settings are flags compare_selectors knows: the env gets them (no data is
+    loaded here: the suites' Fashion-MNIST is not on every machine)."""
+    from benchmarks.suites import SUITES
+
+    parser = compare_selectors.build_parser()
+    args = compare_selectors.parse_args(parser, ["--suite", suite])
+    cfg = compare_selectors.make_config(args)
+    want = SUITES[suite]
+    assert cfg["dataset"] == want["dataset"] and cfg["epochs"] == want["epochs"]
+    assert cfg["selectors"] == want["selectors"].split(",") and cfg["seeds"] == [0, 1, 2, 3, 4]
+    for key in ("batch_size", "patch_size", "image_size", "n_patch_desired"):
+        if key in want:
+            assert cfg["env"][key] == want[key], key
