@@ -7,6 +7,7 @@ and the step's counters (``per_image``): nobody interprets a raw mask again.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -23,28 +24,31 @@ class Keep:
       rows padded to the largest count and hidden from attention by a key mask);
     - ``mask``: the same choice on the host, (B, N) bool numpy, True = kept;
     - ``per_image``: patches kept per image, (B,) int64 numpy.
+
+    The counts below are computed once (`cached_property`: a population asks for them for
+    every run at every step).
     """
 
     index: Optional[torch.Tensor]
     mask: np.ndarray
     per_image: np.ndarray
 
-    @property
+    @cached_property
     def tokens(self) -> int:
         """Real tokens the transformer processes."""
         return int(self.per_image.sum())
 
-    @property
+    @cached_property
     def longest(self) -> int:
         """The sequence length the transformer runs on: the largest count kept."""
         return int(self.per_image.max())
 
-    @property
+    @cached_property
     def padding(self) -> int:
         """Filler slots of uneven per-image masks (rows padded to `longest`)."""
         return len(self.per_image) * self.longest - self.tokens
 
-    @property
+    @cached_property
     def kept(self) -> float:
         """Mean patches kept per image."""
         return float(self.per_image.mean())
