@@ -32,6 +32,9 @@ Train one again (about 6 minutes on one CPU core; the recipe the packaged files 
     python -m agents.keeprate --objective progress   # or target; --out FILE to write elsewhere
     python -m agents.keeprate --population 16        # 16 proxy runs at once, one batched model
 
+The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
+packaged policies predate this rule; their first proxy run was seed 0's).
+
 ``train(env, steps)`` only acts: the policy is frozen while it controls a run (learning
 online would need many runs of the run being controlled).
 """
@@ -60,6 +63,7 @@ from patchenv.atomic import atomic_write_bytes
 from patchenv.selector import ZIP_HEADER
 
 POLICIES = Path(__file__).with_name("policies")
+PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for evaluation
 OBJECTIVES = ("progress", "target")
 
 
@@ -192,6 +196,10 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
                 gradient_steps=population, target_update_interval=4 * decisions,
                 exploration_fraction=0.4, exploration_final_eps=0.05, policy_kwargs=dict(net_arch=[64, 64]),
                 seed=seed, verbose=0, device="cpu")
+    # The proxy runs are seeded from PROXY_SEEDS up: seeds 0-999 are the benchmarks' (the
+    # runs a policy is judged on), and SB3 would otherwise start the first proxy run from
+    # `seed` itself, the very run `compare_selectors --seeds 0` evaluates on.
+    model.get_env().seed(PROXY_SEEDS + seed)
     start = time.perf_counter()
     model.learn(total_timesteps=runs * decisions, progress_bar=show_progress)
     elapsed = time.perf_counter() - start
@@ -201,6 +209,7 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
               "recipe": {"dataset": dataset, "preset": "tiny", "batch_size": 32, "epochs": epochs, "runs": runs,
                          "levels": levels, "decide_every": decide_every, "seed": seed, "objective": objective,
                          "target": target, "population": population, "device": device,
+                         "proxy_seeds_from": PROXY_SEEDS + seed,
                          "train_time_s": round(elapsed, 1)},
               "config": {"selection": "count", "objective": objective, "policy": str(out),
                          "decide_every": decide_every, "seed": seed},

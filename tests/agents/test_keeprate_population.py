@@ -51,3 +51,23 @@ def test_train_policy_on_a_population(tmp_path):
                           show_progress=False, population=2)
     model, levels = read_policy(path)
     assert levels == 4 and result["decisions"] == 4 * int(np.ceil(57 / 5)) and len(result["counts"]) > 0
+
+
+def test_proxy_runs_are_seeded_from_1000_up(tmp_path, monkeypatch):
+    """Training never uses the seeds the benchmarks evaluate on (0-999)."""
+    from patchenv.env.patch_selection import PatchSelectionEnv
+
+    seeds = []
+    reset = PatchSelectionEnv.reset
+
+    def recording_reset(self, *, seed=None, options=None):
+        if seed is not None:
+            seeds.append(seed)
+        return reset(self, seed=seed, options=options)
+
+    monkeypatch.setattr(PatchSelectionEnv, "reset", recording_reset)
+    result = train_policy(tmp_path / "p.zip", runs=2, epochs=1, levels=4, decide_every=20, seed=3,
+                          dataset="synthetic", show_progress=False, population=2)
+    # runs 1003 and 1004 (the population's two), then the rollout of the trained policy (10003)
+    assert seeds == [1003, 1004, 10003]
+    assert read_policy(tmp_path / "p.zip")[1] == 4 and result["counts"]
