@@ -2,7 +2,7 @@
 decision (a count level held for ``decide_every`` env steps) at a time.
 
 - `WholeRuns`: the task over one single env, a `gym.Wrapper` (what SB3 trains on by default);
-- `PopulationRuns`: the same task for E runs at once, as an SB3 `VecEnv` over a
+- `PopulationRuns`: the same task for E runs at once, an SB3 `VecEnv` over a
   `patchenv.population.PopulationEnv` (``python -m agents.keeprate --population E``). The
   runs' training steps are batched into one model. A run whose episode ends inside a
   decision (the budget's end, divergence) stands still for the rest of it (`step_runs`),
@@ -17,8 +17,8 @@ from typing import Optional
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from agents.sb3_population import PopulationVecEnv
 from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.model.flops import step_flops
 from patchenv.population import PopulationEnv
@@ -96,24 +96,18 @@ def all_patch_probe_accuracy(runs: WholeRuns, seeds=(1000, 1001)) -> float:
 
 
 # -- the task over a population ------------------------------------------------------------------
-class PopulationRuns(VecEnv):
+class PopulationRuns(PopulationVecEnv):
+    reset_options = {"new_run": True}  # a finished episode is a finished run: the next is fresh
+
     def __init__(self, population: PopulationEnv, levels: int, decide_every: int, target: Optional[float] = None):
-        self.population = population = population.unwrapped
-        run = population.runs[0]
+        run = population.unwrapped.runs[0]
         if run.selection != "count" or run.obs_type != "progress" or run.total_steps is None:
             raise ValueError("PopulationRuns needs a population with selection='count', obs_type='progress' and "
                              "budget_epochs set")
-        super().__init__(population.num_envs, population.single_observation_space, gym.spaces.Discrete(levels))
+        super().__init__(population, gym.spaces.Discrete(levels))
         self.levels, self.decide_every, self.target = levels, decide_every, target
         self._full_step = step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]
         self._decisions = math.ceil(run.total_steps / decide_every)
-        self._actions: Optional[np.ndarray] = None
-
-    def reset(self):
-        seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
-        obs, _ = self.population.reset(seed=seeds, options={"new_run": True})
-        self._reset_seeds()
-        return obs
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions).reshape(self.num_envs)
@@ -142,38 +136,11 @@ class PopulationRuns(VecEnv):
             epoch_end = truncated & moving & ~ended
             if epoch_end.any():  # an epoch ended; the run goes on
                 obs, _ = pop.reset(options={"reset_mask": epoch_end})
-        obs = np.array(obs, copy=True)
         rewards = total.copy()
-        dones = ended.copy()
+        dones, time_limit = ended.copy(), budget_end.copy()
         if self.target is not None:  # objective "target" (agents.keeprate.WholeRuns.step)
             rewards = -flops / (self.decide_every * self._full_step)
             reached = obs[:, _PROBE_ACCURACY] >= self.target
             rewards = rewards - np.where(~reached & budget_end, self._decisions, 0.0)
-            dones = ended | reached
-        for i in np.flatnonzero(dones):
-            infos[i]["terminal_observation"] = obs[i].copy()
-            infos[i]["TimeLimit.truncated"] = bool(budget_end[i] and not (self.target is not None and
-                                                                            obs[i, _PROBE_ACCURACY] >= self.target))
-        if dones.any():  # SB3 resets a finished env at once: a fresh run
-            fresh, _ = pop.reset(options={"new_run": True, "reset_mask": dones})
-            obs[dones] = fresh[dones]
-        return obs, rewards.astype(np.float32), dones, infos
-
-    def close(self) -> None:
-        self.population.close()
-
-    def get_attr(self, attr_name: str, indices=None) -> list:
-        return [getattr(self.population.runs[i], attr_name) for i in self._get_indices(indices)]
-
-    def set_attr(self, attr_name: str, value, indices=None) -> None:
-        raise AttributeError("the runs of a population share one model: set their settings when building it")
-
-    def env_method(self, method_name: str, *method_args, indices=None, **method_kwargs) -> list:
-        return [getattr(self.population.runs[i], method_name)(*method_args, **method_kwargs)
-                for i in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class, indices=None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
-
-    def get_images(self):
-        return list(self.population.render())
+            dones, time_limit = ended | reached, budget_end & ~reached
+        return self._restart(obs, dones, time_limit, infos), rewards.astype(np.float32), dones, infos

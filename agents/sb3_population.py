@@ -25,20 +25,24 @@ from patchenv.population import PopulationEnv
 
 
 class PopulationVecEnv(VecEnv):
-    def __init__(self, population: PopulationEnv):
+    # The options a finished run is reset with (`agents.keeprate_task.PopulationRuns`: a fresh run).
+    reset_options: dict = {}
+
+    def __init__(self, population: PopulationEnv, action_space=None):
         population = population.unwrapped
         if not isinstance(population, PopulationEnv):
             raise TypeError(f"PopulationVecEnv wraps a patchenv PopulationEnv, got {type(population).__name__}")
         if population.config.tensor_obs:
             raise ValueError("PopulationVecEnv needs numpy observations: build the population with tensor_obs=False")
         self.population = population
-        super().__init__(population.num_envs, population.single_observation_space, population.single_action_space)
+        super().__init__(population.num_envs, population.single_observation_space,
+                         action_space if action_space is not None else population.single_action_space)
         self.render_mode = population.render_mode
         self._actions: Optional[np.ndarray] = None
 
     def reset(self):
         seeds = None if all(s is None for s in self._seeds) else list(self._seeds)
-        obs, infos = self.population.reset(seed=seeds)
+        obs, infos = self.population.reset(seed=seeds, options=dict(self.reset_options))
         self.reset_infos = self._split(infos)
         self._reset_seeds()
         self._reset_options()
@@ -51,17 +55,24 @@ class PopulationVecEnv(VecEnv):
         obs, rewards, terminated, truncated, infos = self.population.step(self._actions)
         infos = self._split(infos)
         dones = terminated | truncated
-        if dones.any():  # SB3 resets at once: keep the last observations, then reset those runs
-            for i in np.flatnonzero(dones):
-                infos[i]["terminal_observation"] = obs[i].copy()
-                infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
-            reset_obs, reset_infos = self.population.reset(options={"reset_mask": dones})
-            obs = obs.copy()
-            obs[dones] = reset_obs[dones]
-            for i, info in enumerate(self._split(reset_infos)):
-                if dones[i]:
-                    self.reset_infos[i] = info
-        return obs, rewards.astype(np.float32), dones, infos
+        return self._restart(obs, dones, truncated & ~terminated, infos), rewards.astype(np.float32), dones, infos
+
+    def _restart(self, obs: np.ndarray, dones: np.ndarray, time_limit: np.ndarray, infos: list[dict]) -> np.ndarray:
+        """SB3 resets a finished env at once: keep each finished run's last observation (and
+        whether a time limit ended it) in its info, reset those runs, and return the
+        observations with theirs replaced by the reset ones."""
+        if not dones.any():
+            return obs
+        for i in np.flatnonzero(dones):
+            infos[i]["terminal_observation"] = obs[i].copy()
+            infos[i]["TimeLimit.truncated"] = bool(time_limit[i])
+        reset_obs, reset_infos = self.population.reset(options={**self.reset_options, "reset_mask": dones})
+        obs = obs.copy()
+        obs[dones] = reset_obs[dones]
+        for i, info in enumerate(self._split(reset_infos)):
+            if dones[i]:
+                self.reset_infos[i] = info
+        return obs
 
     def close(self) -> None:
         self.population.close()

@@ -10,6 +10,7 @@ from agents.keeprate import read_policy, train_policy
 from agents.keeprate_task import PopulationRuns, WholeRuns
 from patchenv.data.generated import synthetic
 from patchenv.population import PopulationEnv
+from same_vec_step import assert_same_vec_step
 
 DATA = synthetic(n_train=80, n_test=16, image_size=16, seed=4)
 # 72 training images after the 10% validation split: 4 steps an epoch of 16, 2 epochs a
@@ -30,18 +31,7 @@ def test_population_runs_match_whole_runs_of_single_envs(target):
     dones = 0
     for _ in range(8):
         levels = rng.integers(0, 4, size=2)
-        obs, rewards, done, infos = pop.step(levels)
-        d_obs, d_rewards, d_done, d_infos = dummy.step(levels)
-        np.testing.assert_allclose(obs, d_obs, rtol=1e-4, atol=1e-5)
-        np.testing.assert_allclose(rewards, d_rewards, rtol=1e-4, atol=1e-5)
-        assert done.tolist() == d_done.tolist()
-        for info, d_info in zip(infos, d_infos):
-            assert ("terminal_observation" in info) == ("terminal_observation" in d_info)
-            if "terminal_observation" in info:
-                np.testing.assert_allclose(info["terminal_observation"], d_info["terminal_observation"],
-                                           rtol=1e-4, atol=1e-5)
-                assert info["TimeLimit.truncated"] == d_info["TimeLimit.truncated"]
-        dones += int(done.sum())
+        dones += assert_same_vec_step(pop.step(levels), dummy.step(levels))
     assert dones >= 2  # whole runs ended and fresh ones started
 
 
