@@ -59,6 +59,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
+from benchmarks.trial_memory import peak_rss_mib
 from patchenv import PatchSelectionEnv
 from patchenv.atomic import atomic_write_json, atomic_write_text
 from patchenv.checks import one_line, out_of_memory
@@ -140,15 +141,6 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _max_rss_mb() -> Optional[float]:
-    try:
-        import resource
-    except ImportError:  # pragma: no cover  (not on Windows)
-        return None
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
-
-
 def measure_cell(preset: str, num_envs: int, cfg: dict, images) -> dict:
     """Time the population and the sequential runs of one (preset, E); returns the row."""
     device = torch.device(cfg["device"])
@@ -199,7 +191,7 @@ def measure_cell(preset: str, num_envs: int, cfg: dict, images) -> dict:
     pop, seq = statistics.median(rates["population"]), statistics.median(rates["sequential"])
     return {**_row_head(preset, num_envs, cfg), "steps_per_s_population": pop, "steps_per_s_sequential": seq,
             "speedup": pop / seq, "population_rates": rates["population"], "sequential_rates": rates["sequential"],
-            "peak_memory_mb": peak, "process_max_rss_mb": _max_rss_mb(), "error": None}
+            "peak_memory_mb": peak, "process_max_rss_mb": peak_rss_mib(), "error": None}
 
 
 def _row_head(preset: str, num_envs: int, cfg: dict) -> dict:
@@ -210,7 +202,7 @@ def _row_head(preset: str, num_envs: int, cfg: dict) -> dict:
 def error_row(preset: str, num_envs: int, cfg: dict, error: str) -> dict:
     return {**_row_head(preset, num_envs, cfg), "steps_per_s_population": None, "steps_per_s_sequential": None,
             "speedup": None, "population_rates": [], "sequential_rates": [], "peak_memory_mb": None,
-            "process_max_rss_mb": _max_rss_mb(), "error": error}
+            "process_max_rss_mb": peak_rss_mib(), "error": error}
 
 
 def _fmt(value: Optional[float], spec: str) -> str:
