@@ -29,12 +29,13 @@ def train_once(env, keep: Keep) -> tuple:
                         tokens=tokens, forward_tokens=env._forward_tokens, graphed=env._graphed)
     done = record_update(env, keep, result)
     advance(env)  # load batch t+1 and its observation with the updated weights
-    out = finish_step(env, keep, done)
-    if env.tensor_obs and env.device.type == "cuda":
-        torch.cuda.synchronize(env.device)  # note: sync so the clock reads finished work
-    env.last_step_time_s = time.perf_counter() - t0
-    env.train_time_s += env.last_step_time_s
-    return out
+    try:
+        return finish_step(env, keep, done)
+    finally:  # a failing reward_fn raises here, and the step it follows is applied and timed
+        if env.tensor_obs and env.device.type == "cuda":
+            torch.cuda.synchronize(env.device)  # note: sync so the clock reads finished work
+        env.last_step_time_s = time.perf_counter() - t0
+        env.train_time_s += env.last_step_time_s
 
 
 @dataclass

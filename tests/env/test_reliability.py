@@ -496,6 +496,7 @@ def test_a_failing_reward_fn_leaves_the_env_consistent(bad):
     with pytest.raises((RuntimeError, TypeError, ValueError), match="training step 1 was applied"):
         env.step(valid("batch", 0))
     assert env.global_step == 1  # the step happened and is counted; the next one goes on
+    assert env.train_time_s == env.last_step_time_s > 0  # and timed
     env.reward_fn = lambda s: 0.5
     assert env.step(valid("batch", 1))[1] == 0.5 and env.global_step == 2
     assert env.step(valid("batch", 2))[3]  # truncated on schedule: the failed step counted in the episode
