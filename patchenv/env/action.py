@@ -31,10 +31,10 @@ def parse_action(action, selection: str, num_patches: int, batch_size: int, devi
         raise ValueError(f"action must be {what}, got shape {a.shape}")
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise ValueError(f"action must be {what}; it holds NaN or infinite values")
-    binary = a if a.dtype == np.bool_ else (a == 0) | (a == 1)  # np.isin's answer, without its overhead per call
-    if not (binary is a or binary.all()):
-        bad = np.unique(a[~binary])[:5]
-        raise ValueError(f"action must be {what}; it holds other values: {bad.tolist()}")
+    if a.dtype != np.bool_:
+        other = (a != 0) & (a != 1)  # np.isin(a, (0, 1))'s answer, without its overhead per call
+        if other.any():
+            raise ValueError(f"action must be {what}; it holds other values: {np.unique(a[other])[:5].tolist()}")
     mask = a.astype(bool)
     counts = mask.sum(axis=-1)
     if (counts == 0).any():

@@ -72,6 +72,7 @@ def sealed(env) -> dict:
     # The checksum covers the whole run: a file damaged on disk is refused, not loaded.
     return {"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload}
 
+
 def _owned(obj):
     """`obj` with every tensor copied into storage of its own. torch.save writes a view's
     whole storage: a population's run (`patchenv.population`) views rows of tensors
