@@ -12,7 +12,7 @@ WHEEL_PINS := gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.
 BENCH_GPU_ARGS ?=
 BENCH_GPU_POPULATION_ARGS ?=
 
-.PHONY: run test venv clean wheels bench-gpu bench-fmnist
+.PHONY: run test venv clean wheels bench-gpu bench-fmnist bench-fmnist-p2
 
 venv: $(STAMP)
 
@@ -40,10 +40,15 @@ run: $(STAMP)
 		--out results/digits --resume
 
 # The standard offline comparison to quote (benchmarks/suites.py): Fashion-MNIST from
-# Debian's dataset-fashion-mnist, tiny ViT, 10 epochs, 5 seeds, every built-in selector;
-# about 2 hours on one core. --resume: a second call (or one after Ctrl-C) continues it.
+# Debian's dataset-fashion-mnist, tiny ViT, 10 epochs' FLOPs of `all` for every selector
+# (equal-flops), 5 seeds, every built-in selector; about 3 hours on one core.
+# --resume: a second call (or one after Ctrl-C) continues it.
 bench-fmnist: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.compare_selectors --suite fmnist --resume
+
+# The second suite (2x2 patches, N = 196 tokens), two runs side by side on a 2-core machine.
+bench-fmnist-p2: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.compare_selectors --suite fmnist-p2 --backend ray --cpus-per-run 1 --resume
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -3,13 +3,19 @@ running the same suite run the same thing.
 
 A suite is a set of compare_selectors defaults; a flag given on the command line still
 wins (``--suite fmnist --seeds 0,1`` runs two of its seeds, ``--resume`` continues it).
+Both suites give every selector the same compute (``--budget equal-flops``, since
+2026-12-02): each trains until it has spent the training FLOPs of ``all`` on the same seed,
+so a selector that keeps few patches is not stopped while its curve still rises, and its
+FLOPs to ``all``'s final accuracy are counted within ``all``'s compute. (The report of
+2026-11-26 was run under equal epochs.)
 
 ``fmnist``: Fashion-MNIST (the paper's second data set, offline from Debian's
 ``dataset-fashion-mnist``), the ``tiny`` ViT at batch 64 (64 patches of 4x4 on the 28x28
 images padded to 32), 10 epochs (about 15 s an epoch for ``all`` on one core of the
 project's 2-core machine, where its validation accuracy has flattened), 5 seeds, a 10%
 validation split for curves and targets, every built-in selector (``keeprate`` with both
-packaged policies, trained on digits: the suite is also their transfer test). ``agentvit`` runs the
+packaged policies, trained on digits: the suite is also their transfer test; ``evolved``,
+evolved on Fashion-MNIST proxy runs that never read the suite's validation or test images). ``agentvit`` runs the
 paper's schedule scaled to this run: CIFAR-10 has 391 batches an epoch, rewarded every 50th
 (7 per epoch) with eps decaying over 20000 of 39100 iterations (0.51 of the run); here an
 epoch has 844 batches, so every 108th batch and eps_decay 4300 of 8440 iterations.
@@ -21,23 +27,23 @@ batch 64 on one core (28 ms at N = 64), about 80 s an epoch, so 5 epochs x 5 see
 selectors fit about two hours on the 2-core machine with two runs side by side
 (``--backend ray``) or one population per selector on a GPU (``--population``).
 ``agentvit`` is scaled as above: every 108th batch, eps decaying over 2150 of 4220
-iterations. Defined, not yet run (2026-12-02).
+iterations.
 """
 from __future__ import annotations
 
 SUITES: dict[str, dict] = {
     "fmnist": dict(
-        dataset="fashion_mnist", preset="tiny", batch_size=64, epochs=10, seeds="0,1,2,3,4",
+        dataset="fashion_mnist", preset="tiny", batch_size=64, epochs=10, seeds="0,1,2,3,4", budget="equal-flops",
         selectors=",".join([
             "all", "random", "random:selection=image", "grow", "cosine",
             "agentvit:frequency=108:eps_decay=4300", "norm_topk", "attention_topk", "ppo", "keeprate",
-            "keeprate:objective=target",
+            "keeprate:objective=target", "evolved",
         ]),
         device="cpu", out="results/fmnist"),
     "fmnist-p2": dict(
         dataset="fashion_mnist", preset="tiny", batch_size=64, patch_size=2, image_size=28, n_patch_desired=98,
-        epochs=5, seeds="0,1,2,3,4",
+        epochs=5, seeds="0,1,2,3,4", budget="equal-flops",
         selectors=",".join(["all", "random", "grow", "agentvit:frequency=108:eps_decay=2150",
-                            "keeprate:objective=target"]),
+                            "keeprate:objective=target", "evolved"]),
         device="cpu", out="results/fmnist-p2"),
 }

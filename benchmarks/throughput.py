@@ -11,7 +11,10 @@ step:
   it costs an extra attention block on all patches by definition);
 - ``env/image/<obs>``: ``env.step`` with one mask of k patches per image (different
   patches per image), pooled and embeddings;
-- ``env/image-uneven/pooled``: per-image masks whose counts vary around k (padding path).
+- ``env/image-uneven/pooled``: per-image masks whose counts vary around k (padding path);
+- ``env/count/progress``: the count action (k random patches per image, drawn by the env)
+  with the progress observation, what the keep-rate controllers (``keeprate``, ``evolved``)
+  step; probed once a run, as ``evolved`` asks.
 
 Every step is timed side by side in one process, interleaved (each repeat visits every
 k in a shuffled order and, within a k, every variant back to back in a shuffled order, so
@@ -37,6 +40,7 @@ import torch
 from tqdm import tqdm
 
 import patchenv  # noqa: F401  (registers the env ids)
+from agents.evolved import NO_PROBE
 from benchmarks.bare_step import BareStep
 from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
 from patchenv import data as data_mod
@@ -56,6 +60,9 @@ VARIANTS: dict[str, Optional[tuple[str, str, bool]]] = {
     "env/image/pooled": ("image", "pooled", False),
     "env/image/embeddings": ("image", "embeddings", False),
     "env/image-uneven/pooled": ("image", "pooled", True),
+    # keep-rate control (keeprate, evolved): the action is a count, k random patches per
+    # image drawn by the env; the progress observation, probed once a run (as evolved asks)
+    "env/count/progress": ("count", "progress", False),
 }
 # (name, numerator (variant, k), denominator (variant, k), target): issue 5's acceptance.
 ACCEPTANCE = (
@@ -90,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _masks(rng: np.random.Generator, k: int, n: int, b: int, selection: str, uneven: bool) -> np.ndarray:
     """A fixed random mask keeping k patches: (N,) for the batch, (B, N) per image."""
+    if selection == "count":
+        return np.int64(k - 1)  # the count action: k - 1 keeps k
     if selection == "batch":
         mask = np.zeros(n, dtype=np.int8)
         mask[rng.choice(n, size=k, replace=False)] = 1
@@ -120,10 +129,11 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
         if spec is None:
             continue
         selection, obs_type, uneven = spec
+        probe = dict(probe_every=NO_PROBE, val_fraction=0.1) if obs_type == "progress" else {}
         env = gym.make("patchenv/PatchSelection-v1", dataset=images, batch_size=batch_size, device=str(device),
                        patch_size=PATCH_SIZE,
                        selection=selection, obs_type=obs_type, episode_steps=10**9, amp=cfg["amp"],
-                       compile=cfg["compile"], **vit)
+                       compile=cfg["compile"], **probe, **vit)
         env.reset(seed=cfg["seed"])
         envs.append(env)
         masks[name] = {k: _masks(rng, k, n, batch_size, selection, uneven) for k in ks}

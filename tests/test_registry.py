@@ -14,7 +14,7 @@ from agents.base import Agent
 from patchenv import registry
 from patchenv.selector import PatchSelector
 
-BUILTINS = {"agentvit", "all", "random", "norm_topk", "attention_topk", "ppo", "grow", "cosine", "keeprate"}
+BUILTINS = {"agentvit", "all", "random", "norm_topk", "attention_topk", "ppo", "grow", "cosine", "keeprate", "evolved"}
 
 
 # -- specs ----------------------------------------------------------------------------------------

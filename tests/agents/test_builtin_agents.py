@@ -23,6 +23,7 @@ SUPPORTED = {
     "grow": {"batch", "image"},
     "cosine": {"batch", "image"},
     "keeprate": {"count"},
+    "evolved": {"count"},
 }
 
 

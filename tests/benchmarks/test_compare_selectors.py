@@ -315,6 +315,7 @@ def test_suites_parse_into_their_settings(suite):
     cfg = compare_selectors.make_config(args)
     want = SUITES[suite]
     assert cfg["dataset"] == want["dataset"] and cfg["epochs"] == want["epochs"]
+    assert cfg["budget"] == "equal-flops"  # the to-target figures at every selector's same compute (issue 21)
     assert cfg["selectors"] == want["selectors"].split(",") and cfg["seeds"] == [0, 1, 2, 3, 4]
     for key in ("batch_size", "patch_size", "image_size", "n_patch_desired"):
         if key in want:

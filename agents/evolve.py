@@ -1,0 +1,269 @@
+"""python -m agents.evolve: evolve the ``evolved`` agent's policy (`agents.evolved.KeepCurve`,
+four numbers) with CMA-ES on proxy runs scored as the benchmark scores a selector.
+
+The proxy runs resemble the runs the policy is judged on (the Fashion-MNIST suite): the
+same data set, ViT (``tiny``) and batch size, trained until the all-patch run is near its
+plateau, on images the suite never evaluates on. Of Fashion-MNIST's training split, the
+suite holds out 10% for validation (`patchenv.data.splits`); the proxies draw
+``--train-images`` for training and ``--eval-images`` for their own held-out accuracy from
+the other 90%, so neither the suite's validation images nor its test split are ever read.
+Proxy runs are seeded from 1000 up (0-999 are the benchmarks').
+
+One generation of CMA-ES:
+1. its proxy seed s (the generations cycle through ``--proxy-seeds`` of them); for each s
+   an all-patch reference run was trained once (`reference`): its training FLOPs F and its
+   final held-out accuracy A, the target;
+2. every candidate policy controls a fresh run seeded s (same initial ViT, same data order:
+   common random numbers make the candidates' ranking less noisy);
+3. a candidate's score is what the benchmark's "FLOPs to target" is, in units of F: the
+   run is evaluated each time its FLOPs cross a twentieth of F (from ``--first-check`` on), and
+   stops at the first evaluation reaching A (score: that share of F) or at F (score: 1 plus
+   10 times the accuracy it lacked). Lower is better.
+
+``--population P`` scores P candidates at once as one `patchenv.population.PopulationEnv`
+(a GPU's way; on a CPU 1, the default, is fastest: a population computes every run each step,
+also the ones that have stopped).
+
+The written policy is CMA-ES's final mean (the best estimate under a noisy score, not the
+luckiest candidate), with the recipe and every generation's scores; ``--plot`` draws them.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+
+from agents.evolved import PACKAGED, PARAMETERS, KeepCurve, NO_PROBE, policy_record
+from patchenv.atomic import atomic_write, atomic_write_json
+from patchenv.data import ImageData, load_dataset
+from patchenv.data.splits import hold_out_validation
+
+PROXY_SEEDS = 1000  # proxy runs are seeded from here up; 0-999 are kept for evaluation
+SUITE_VAL_FRACTION = 0.1  # the suites' validation split, never read by a proxy run
+PROXY_SPLIT_SEED = 1  # draws the proxy images from the rest of the training split
+CHECKS = 20  # a run is evaluated each time its FLOPs cross a twentieth of the reference's
+# CMA-ES's start: a grow-like curve (a quarter of the patches early, all from mid-run), no feedback
+START = KeepCurve(floor_logit=math.log(0.25 / 0.75), log_steepness=math.log(8.0), switch=0.5, feedback=0.0)
+START_STDS = (1.0, 0.7, 0.25, 1.0)  # per-parameter scale of the first search distribution
+
+
+def proxy_images(dataset: str, train_images: int, eval_images: int, data_root=None) -> ImageData:
+    """The proxies' data: `train_images` to train on and `eval_images` to score on (as the
+    "test" split), both drawn from the part of `dataset`'s training split that the suites
+    train on (their validation split and test split are left out)."""
+    suite_train, _ = hold_out_validation(load_dataset(dataset, data_root=data_root), SUITE_VAL_FRACTION)
+    n = len(suite_train.train_y)
+    if train_images + eval_images > n:
+        raise ValueError(f"--train-images + --eval-images must be at most {n} (the {dataset} images the suites "
+                         f"train on), got {train_images} + {eval_images}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(PROXY_SPLIT_SEED))
+    train, held = perm[:train_images], perm[train_images:train_images + eval_images]
+    return dataclasses.replace(suite_train, train_x=suite_train.train_x[train], train_y=suite_train.train_y[train],
+                               test_x=suite_train.train_x[held], test_y=suite_train.train_y[held])
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """An all-patch proxy run: its training FLOPs (the budget) and final held-out accuracy (the target)."""
+
+    seed: int
+    flops: int
+    accuracy: float
+
+
+def env_kwargs(images: ImageData, epochs: int, device: str) -> dict:
+    """The proxy runs' env: the suite's ViT and batch, keep-rate control, one probe a run."""
+    from patchenv.env.presets import PRESETS
+
+    return dict(dataset=images, **{**PRESETS["tiny"], "batch_size": 64}, device=device, val_fraction=0.05,
+                selection="count", budget_epochs=epochs, probe_every=NO_PROBE)
+
+
+def reference(population, seed: int) -> Reference:
+    """Train run 0 of `population` with every patch for its whole budget (the others stand still)."""
+    pop = population
+    n, e = pop.runs[0].num_patches, pop.num_envs
+    pop.reset(seed=[seed] * e, options={"new_run": True})
+    moving = np.zeros(e, dtype=bool)
+    moving[0] = True
+    flops = 0
+    while pop.runs[0].global_step < pop.runs[0].total_steps:
+        _, _, terminated, truncated, infos = pop.step_runs([n - 1] * e, moving)
+        flops += infos[0]["flops"]
+        if terminated[0]:
+            raise RuntimeError(f"the all-patch reference run (seed {seed}) diverged")
+        if truncated[0]:
+            pop.reset(options={"reset_mask": moving})
+    return Reference(seed, flops, float(pop.runs[0].evaluate("test")["accuracy"]))
+
+
+def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_every: int, first_check: float) -> list[float]:
+    """Each curve's score on a fresh run seeded ``ref.seed`` (module docstring, step 3)."""
+    pop, e = population, population.num_envs
+    n = pop.runs[0].num_patches
+    obs, _ = pop.reset(seed=[ref.seed] * e, options={"new_run": True})
+    moving = np.arange(e) < len(curves)
+    flops = np.zeros(e)
+    next_check = np.full(e, max(1, math.ceil(first_check * CHECKS)))  # in twentieths of ref.flops
+    scores = [math.nan] * len(curves)
+    counts = [n - 1] * e
+    step = 0
+    while moving.any():
+        if step % decide_every == 0:
+            counts = [curves[i].count(obs[i], n) - 1 if moving[i] else n - 1 for i in range(e)]
+        obs, _, terminated, truncated, infos = pop.step_runs(counts, moving)
+        step += 1
+        for i in np.flatnonzero(moving):
+            flops[i] += infos[i]["flops"]
+            if terminated[i]:  # diverged: it never reaches the target
+                scores[i], moving[i] = 2.0, False
+                continue
+            if flops[i] < next_check[i] * ref.flops / CHECKS:
+                continue
+            accuracy = float(pop.runs[i].evaluate("test")["accuracy"])
+            if accuracy >= ref.accuracy:
+                scores[i], moving[i] = flops[i] / ref.flops, False
+            elif next_check[i] >= CHECKS:  # the reference's budget is spent
+                scores[i], moving[i] = 1.0 + 10.0 * (ref.accuracy - accuracy), False
+            next_check[i] += 1
+        epoch_end = truncated & moving
+        if epoch_end.any():  # an epoch ended; the run goes on
+            obs, _ = pop.reset(options={"reset_mask": epoch_end})
+    return scores
+
+
+def evolve(out: Path, *, generations: int, popsize: int, proxy_seeds: int, epochs: int, train_images: int,
+           eval_images: int, decide_every: int, first_check: float, seed: int, dataset: str = "fashion_mnist",
+           population: int = 1, device: str = "cpu", data_root=None, show_progress: bool = True,
+           command: Optional[str] = None) -> dict:
+    """Run CMA-ES (module docstring) and write the policy to `out` atomically; returns its record."""
+    import cma
+    from tqdm.auto import tqdm
+
+    from patchenv.population import PopulationEnv
+
+    if popsize % population:
+        raise ValueError(f"--popsize ({popsize}) must be a multiple of --population ({population})")
+    images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
+    pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
+    start = time.perf_counter()
+    seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
+    refs = [reference(pop, s) for s in tqdm(seeds, desc="all-patch references", disable=not show_progress)]
+    es = cma.CMAEvolutionStrategy(START.vector(), 1.0, {"popsize": popsize, "CMA_stds": list(START_STDS),
+                                                        "seed": seed + 1, "verbose": -9})
+    history = []
+    for g in tqdm(range(generations), desc="generations", disable=not show_progress):
+        ref = refs[g % len(refs)]
+        xs = es.ask()
+        curves = [KeepCurve.from_vector(x) for x in xs]
+        scores = []
+        for i in range(0, popsize, population):
+            scores += score_curves(pop, curves[i:i + population], ref, decide_every, first_check)
+        es.tell(xs, scores)
+        mean = KeepCurve.from_vector(es.result.xfavorite)
+        history.append({"generation": g, "proxy_seed": ref.seed, "scores": [round(s, 4) for s in scores],
+                        "best": round(min(scores), 4), "median": round(float(np.median(scores)), 4),
+                        "mean_parameters": dict(zip(PARAMETERS, mean.vector())),
+                        "elapsed_s": round(time.perf_counter() - start, 1)})
+    pop.close()
+    policy = KeepCurve.from_vector(es.result.xfavorite)
+    record = policy_record(policy, recipe={
+        "command": command,
+        "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs, "train_images": train_images,
+        "eval_images": eval_images, "proxy_seeds": seeds, "generations": generations, "popsize": popsize,
+        "decide_every": decide_every, "first_check": first_check, "seed": seed, "population": population,
+        "device": device, "torch_threads": torch.get_num_threads(),
+        "train_time_s": round(time.perf_counter() - start, 1)},
+        references=[dataclasses.asdict(r) for r in refs], history=history)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, record)
+    return record
+
+
+def plot_history(record: dict, path: Path) -> None:
+    """Two panels: the candidates' scores by generation (lower is better), and the evolved
+    policy's keep fraction along a run (loss on a plateau, trend 0)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from patchenv.env.progress import PROGRESS_FEATURES
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    for h in record["history"]:
+        a.scatter([h["generation"]] * len(h["scores"]), h["scores"], s=8, color="tab:blue", alpha=0.5)
+    a.plot([h["generation"] for h in record["history"]], [h["median"] for h in record["history"]], color="tab:blue",
+           label="median")
+    a.set(xlabel="generation", ylabel="FLOPs to target / all's (>1: missed)", title="candidates' scores")
+    a.legend()
+    curve = KeepCurve.from_vector([record["parameters"][p] for p in PARAMETERS])
+    done = np.linspace(0, 1.2, 121)
+    obs = np.zeros((len(done), len(PROGRESS_FEATURES)))
+    obs[:, PROGRESS_FEATURES.index("budget_done")] = done
+    obs[:, PROGRESS_FEATURES.index("loss")] = 1.0
+    b.plot(done, [curve.fraction(o) for o in obs], label="evolved (loss on a plateau)")
+    b.plot(done, np.clip(0.25 + 0.75 * done / 0.75, 0, 1), "--", label="grow (16 -> 64 over 75%)")
+    b.set(xlabel="share of the budget done", ylabel="share of patches kept", ylim=(0, 1.05), title="the policy")
+    b.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agents.evolve", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(PACKAGED), help=f"policy file to write (default: {PACKAGED})")
+    p.add_argument("--generations", type=int, default=8, help="CMA-ES generations (default: 8)")
+    p.add_argument("--popsize", type=int, default=8, help="candidate policies per generation (default: 8)")
+    p.add_argument("--proxy-seeds", type=int, default=4,
+                   help="proxy seeds (1000 + --seed up) the generations cycle through, one reference each (default: 4)")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of a proxy run's budget (default: 10)")
+    p.add_argument("--train-images", type=int, default=12000, help="images a proxy run trains on (default: 12000)")
+    p.add_argument("--eval-images", type=int, default=4000, help="held-out images it is scored on (default: 4000)")
+    p.add_argument("--decide-every", type=int, default=20, help="env steps per decision (default: 20)")
+    p.add_argument("--first-check", type=float, default=0.3,
+                   help="share of the reference's FLOPs before a run's first evaluation (default: 0.3)")
+    p.add_argument("--dataset", default="fashion_mnist", help="the proxies' data set (default: fashion_mnist)")
+    p.add_argument("--data-root", default=None, help="where the data set is (default: patchenv's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--population", type=int, default=1,
+                   help="candidates scored at once as one batched population (default: 1)")
+    p.add_argument("--device", default="cpu", help="the proxy runs' device (default: cpu)")
+    p.add_argument("--plot", default=None, help="also draw the scores and the policy into this PNG")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    for name in ("generations", "popsize", "proxy_seeds", "epochs", "train_images", "eval_images", "decide_every",
+                 "population"):
+        if getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if not 0 < args.first_check <= 1:
+        p.error(f"--first-check must be in (0, 1], got {args.first_check}")
+    torch.set_num_threads(1)
+    try:
+        record = evolve(Path(args.out), generations=args.generations, popsize=args.popsize,
+                        proxy_seeds=args.proxy_seeds, epochs=args.epochs, train_images=args.train_images,
+                        eval_images=args.eval_images, decide_every=args.decide_every, first_check=args.first_check,
+                        seed=args.seed, dataset=args.dataset, population=args.population, device=args.device,
+                        data_root=args.data_root, show_progress=not args.no_progress,
+                        command=" ".join(["python -m agents.evolve", *(sys.argv[1:] if argv is None else argv)]))
+    except ValueError as e:
+        p.error(str(e))
+    if args.plot:
+        plot_history(record, Path(args.plot))
+    print(f"evolved in {record['recipe']['train_time_s']:.0f} s; saved {args.out}: "
+          + ", ".join(f"{k}={v:.3f}" for k, v in record["parameters"].items()), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""evolved: a keep-rate controller whose few parameters were evolved (CMA-ES) on proxy runs
+for the job it is judged on, reaching plain training's accuracy with the least compute.
+
+What it controls is what ``keeprate`` controls (``selection="count"``: how many patches, k
+drawn at random per image by the env), from the same ``"progress"`` observation. What
+differs is how it learned, and so what it learned. ``keeprate``'s DQN learned on digits,
+whose target is easy with 8 patches, so it never learned to end on every patch; this one
+is scored on Fashion-MNIST proxy runs (`agents.evolve`) exactly as the benchmark scores a
+selector: the training FLOPs spent when its held-out accuracy first reaches the final
+accuracy of an all-patch run on the same seed, within that run's FLOPs.
+
+The policy, `KeepCurve`, is four numbers:
+
+    fraction = floor + (1 - floor) * sigmoid(steepness * (budget_done - switch) + feedback * 10 * loss_trend / loss)
+
+- ``budget_done`` (the run's share done) makes it a schedule: ``floor`` of the patches early,
+  all of them late, switching around ``switch`` of the budget (past 1, as under an
+  equal-FLOPs budget, it keeps every patch);
+- ``loss_trend / loss`` (the training loss's fast average minus its slow one, relative;
+  negative while the loss falls, 0 on a plateau) makes it a controller: with ``feedback``
+  > 0 it keeps more patches once the loss stops falling at the current count.
+
+It reads nothing from the probe, so it asks the env for one probe a run (the first
+observation's) instead of one every 20 steps: a probe costs a forward pass over 128 held-out
+images, FLOPs no schedule pays.
+
+Apply it (the packaged policy is ``agents/policies/evolved-fmnist.json``)::
+
+    python -m benchmarks.compare_selectors --suite fmnist --selectors all,grow,evolved
+
+Train it again (the recipe of the packaged file is in its ``recipe``)::
+
+    python -m agents.evolve --out agents/policies/evolved-fmnist.json
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from agents.base import Agent, build_config
+from patchenv.arrays import to_numpy
+from patchenv.env.progress import PROGRESS_FEATURES
+
+POLICIES = Path(__file__).with_name("policies")
+PACKAGED = POLICIES / "evolved-fmnist.json"
+POLICY_FORMAT = "patchenv-evolved-v1"
+PARAMETERS = ("floor_logit", "log_steepness", "switch", "feedback")
+_BUDGET, _LOSS, _TREND = (PROGRESS_FEATURES.index(f) for f in ("budget_done", "loss", "loss_trend"))
+NO_PROBE = 1 << 40  # probe_every: no probe after the run's first (the policy reads none)
+
+
+@dataclass(frozen=True)
+class KeepCurve:
+    """The policy: the share of patches to keep as a function of the progress observation
+    (module docstring). Built from the four evolved numbers, `PARAMETERS` in order."""
+
+    floor_logit: float
+    log_steepness: float
+    switch: float
+    feedback: float
+
+    @classmethod
+    def from_vector(cls, x: Sequence[float]) -> "KeepCurve":
+        values = [float(v) for v in x]
+        if len(values) != len(PARAMETERS) or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"a KeepCurve needs {len(PARAMETERS)} finite numbers ({', '.join(PARAMETERS)}), "
+                             f"got {list(x)!r}")
+        return cls(*values)
+
+    def vector(self) -> list[float]:
+        return [self.floor_logit, self.log_steepness, self.switch, self.feedback]
+
+    @property
+    def floor(self) -> float:
+        return _sigmoid(self.floor_logit)
+
+    def fraction(self, obs) -> float:
+        obs = np.asarray(obs, dtype=np.float64)
+        loss = obs[_LOSS]
+        relative_trend = obs[_TREND] / loss if loss > 1e-6 else 0.0
+        z = math.exp(self.log_steepness) * (obs[_BUDGET] - self.switch) + self.feedback * 10.0 * relative_trend
+        return self.floor + (1.0 - self.floor) * _sigmoid(z)
+
+    def count(self, obs, num_patches: int) -> int:
+        """Patches to keep: the fraction of N, rounded, in [1, N]."""
+        return max(1, min(num_patches, round(self.fraction(obs) * num_patches)))
+
+
+def _sigmoid(z: float) -> float:
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
+
+def read_policy(path: Union[str, os.PathLike]) -> tuple[KeepCurve, dict]:
+    """(the policy, the file's whole record) from a policy file written by `write_policy`;
+    a one-line ValueError naming the file otherwise."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        if record.get("format") != POLICY_FORMAT:
+            raise ValueError(f"format {record.get('format')!r}, expected {POLICY_FORMAT!r}")
+        policy = KeepCurve.from_vector([record["parameters"][name] for name in PARAMETERS])
+    except FileNotFoundError:
+        raise ValueError(f"evolved policy {path} not found; evolve one with `python -m agents.evolve --out {path}`") \
+            from None
+    except Exception as e:
+        raise ValueError(f"cannot read evolved policy {path}: {type(e).__name__}: {e}") from None
+    return policy, record
+
+
+def policy_record(policy: KeepCurve, **extra) -> dict:
+    """What `write_policy` saves: the format, the parameters by name, and `extra` (the recipe, the history)."""
+    return {"format": POLICY_FORMAT, "parameters": dict(zip(PARAMETERS, policy.vector())), **extra}
+
+
+@dataclass
+class EvolvedConfig:
+    policy: Optional[str] = None
+    """a policy file written by `python -m agents.evolve`; None = the packaged one (agents/policies/evolved-fmnist.json)"""
+    decide_every: int = 20
+    """env steps between two decisions"""
+    seed: int = 0
+    """unused by the frozen policy (acting is deterministic); kept for the agent contract"""
+
+    def __post_init__(self):
+        if isinstance(self.decide_every, bool) or not isinstance(self.decide_every, (int, np.integer)) \
+                or self.decide_every <= 0:
+            raise ValueError(f"decide_every must be a positive integer, got {self.decide_every!r}")
+        if self.policy is not None:
+            if not isinstance(self.policy, (str, os.PathLike)) or not str(self.policy):
+                raise ValueError(f"policy must be a path to an evolved policy file or None, got {self.policy!r}")
+            self.policy = str(self.policy)
+
+    @property
+    def policy_path(self) -> Path:
+        return Path(self.policy) if self.policy is not None else PACKAGED
+
+
+class Evolved(Agent):
+    """A frozen `KeepCurve` choosing how many patches to keep (module docstring)."""
+
+    name = "evolved"
+    obs_types = {"count": "progress"}
+
+    def __init__(self, *, selection: str = "count", curve: Optional[KeepCurve] = None, **hyperparameters):
+        self.hp = build_config(EvolvedConfig, hyperparameters)
+        super().__init__(selection=selection, seed=self.hp.seed)
+        self.curve = curve  # given (agents.evolve scores candidates this way) or read at setup
+        self._steps = 0
+        self._action = 0
+
+    def config(self) -> dict:
+        return {"selection": self.selection, **asdict(self.hp)}
+
+    def env_kwargs(self) -> dict:
+        return {**super().env_kwargs(), "probe_every": NO_PROBE}
+
+    def setup(self, env) -> None:
+        super().setup(env)
+        if self.curve is None:
+            self.curve, _ = read_policy(self.hp.policy_path)
+
+    def act(self, obs, explore: bool = False) -> int:
+        if self.curve is None:
+            raise RuntimeError("evolved has no policy yet: call setup(env) (train or evaluate do) first")
+        if self._steps % self.hp.decide_every == 0:
+            self._action = self.curve.count(to_numpy(obs), self.num_patches) - 1
+        return self._action
+
+    def update(self, transition) -> None:
+        self._steps += 1  # the policy is frozen; only the decision clock moves
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "steps": self._steps, "action": self._action}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._steps, self._action = int(state.get("steps", 0)), int(state.get("action", 0))
+
+    def stats(self) -> dict[str, float]:
+        return {"kept": float(self._action + 1)}
+
+
+

@@ -1,0 +1,147 @@
+"""The evolved keep-rate controller: its policy (KeepCurve), its file, how it acts, and the
+CMA-ES trainer's proxy data and score (agents/evolve.py)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agent_envs import make_env
+from agents.evolve import CHECKS, Reference, env_kwargs, evolve, proxy_images, reference, score_curves
+from agents.evolved import PACKAGED, PARAMETERS, Evolved, KeepCurve, read_policy
+from patchenv.data import load_dataset
+from patchenv.data.splits import val_split
+from patchenv.env.progress import PROGRESS_FEATURES
+from patchenv.population import PopulationEnv
+
+
+def progress_obs(budget_done=0.0, loss=1.0, trend=0.0):
+    obs = np.zeros(len(PROGRESS_FEATURES), dtype=np.float32)
+    obs[PROGRESS_FEATURES.index("budget_done")] = budget_done
+    obs[PROGRESS_FEATURES.index("loss")] = loss
+    obs[PROGRESS_FEATURES.index("loss_trend")] = trend
+    return obs
+
+
+def test_keep_curve_is_the_documented_formula():
+    curve = KeepCurve(floor_logit=math.log(0.2 / 0.8), log_steepness=math.log(5.0), switch=0.6, feedback=0.5)
+    assert curve.floor == pytest.approx(0.2)
+    # 0.2 + 0.8 * sigmoid(5 * (0.3 - 0.6) + 0.5 * 10 * (-0.1 / 2.0)), worked out by hand
+    z = -1.5 - 0.25
+    assert curve.fraction(progress_obs(0.3, loss=2.0, trend=-0.1)) == pytest.approx(0.2 + 0.8 / (1 + math.exp(-z)))
+    assert curve.fraction(progress_obs(0.6)) == pytest.approx(0.6)  # at the switch, halfway from the floor
+    assert curve.count(progress_obs(0.6), 64) == round(0.6 * 64)
+    assert curve.count(progress_obs(50.0), 64) == 64  # far past the budget: every patch
+    tiny = KeepCurve(floor_logit=-30.0, log_steepness=0.0, switch=100.0, feedback=0.0)
+    assert tiny.count(progress_obs(0.0), 64) == 1  # never zero patches
+    assert KeepCurve.from_vector(curve.vector()) == curve
+
+
+@pytest.mark.parametrize("bad", [[1.0, 2.0, 3.0], [1.0, 2.0, float("nan"), 0.0]])
+def test_keep_curve_rejects_a_wrong_vector_in_one_line(bad):
+    with pytest.raises(ValueError, match="needs 4 finite numbers") as e:
+        KeepCurve.from_vector(bad)
+    assert "\n" not in str(e.value)
+
+
+def test_the_packaged_policy_reads_and_records_its_recipe():
+    curve, record = read_policy(PACKAGED)
+    assert set(record["parameters"]) == set(PARAMETERS)
+    recipe = record["recipe"]
+    assert recipe["dataset"] == "fashion_mnist" and min(recipe["proxy_seeds"]) >= 1000
+    assert len(record["history"]) == recipe["generations"]
+    assert 0 < curve.floor < 1
+
+
+@pytest.mark.parametrize("content,why", [(None, "not found"), ("{", "JSONDecodeError"),
+                                         ('{"format": "other"}', "format 'other'")])
+def test_a_bad_policy_file_is_one_line_naming_it(tmp_path, content, why):
+    path = tmp_path / "p.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ValueError, match=why) as e:
+        read_policy(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_evolved_holds_each_decision_and_keeps_the_curves_count():
+    curve = KeepCurve(floor_logit=math.log(0.25 / 0.75), log_steepness=math.log(8.0), switch=0.5, feedback=0.0)
+    agent = agents.make("evolved", decide_every=4)
+    agent.curve = curve
+    env = make_env(agent)
+    u = env.unwrapped
+    assert u.selection == "count" and u.obs_type == "progress" and u.config.probe_every > 10 ** 9
+    seen = []
+    agent.train(env, 12, callback=lambda t: seen.append((t.obs, t.info["kept"])))
+    for start in (0, 4, 8):  # one decision per window, the curve's count on the window's first observation
+        expected = curve.count(seen[start][0], u.num_patches)
+        assert [kept for _, kept in seen[start:start + 4]] == [expected] * 4
+
+
+def test_evolved_saves_and_loads_through_its_constructor(tmp_path):
+    agent = agents.make("evolved", decide_every=7)
+    agent._steps, agent._action = 9, 40
+    agent.save(tmp_path / "e.json")
+    same = agents.load(tmp_path / "e.json")
+    assert isinstance(same, Evolved) and same.config() == agent.config()
+    assert (same._steps, same._action) == (9, 40)
+
+
+# -- the trainer --------------------------------------------------------------------------------
+def test_proxy_images_never_hold_the_suites_validation_or_test_images():
+    digits = load_dataset("digits")
+    proxy = proxy_images("digits", 600, 300)
+    _, suite_val = val_split(len(digits.train_y), 0.1)
+    suite_val_images = {bytes(x.numpy()) for x in digits.train_x[suite_val]}
+    test_images = {bytes(x.numpy()) for x in digits.test_x}
+    for split in (proxy.train_x, proxy.test_x):
+        assert not {bytes(x.numpy()) for x in split} & (suite_val_images | test_images)
+    assert len(proxy.train_y) == 600 and len(proxy.test_y) == 300
+    assert not {bytes(x.numpy()) for x in proxy.train_x} & {bytes(x.numpy()) for x in proxy.test_x}
+    rest = len(digits.train_y) - len(suite_val)
+    with pytest.raises(ValueError, match=f"at most {rest} ") as e:
+        proxy_images("digits", rest, 1)
+    assert "\n" not in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def digits_population():
+    torch.manual_seed(0)
+    pop = PopulationEnv(2, **env_kwargs(proxy_images("digits", 400, 200), 2, "cpu"))
+    yield pop
+    pop.close()
+
+
+def test_every_patch_scores_exactly_one_against_its_own_reference(digits_population):
+    """A candidate that keeps every patch on the reference's seed is the reference run:
+    checked only at the budget's end (first_check=1), it has the reference's final accuracy
+    there, having spent exactly the reference's FLOPs (score 1). Run 1 of the population
+    also matches run 0, where the reference trained."""
+    ref = reference(digits_population, 1000)
+    every_patch = KeepCurve(floor_logit=30.0, log_steepness=0.0, switch=0.0, feedback=0.0)
+    scores = score_curves(digits_population, [every_patch, every_patch], ref, decide_every=5, first_check=1.0)
+    assert scores == [1.0, 1.0]
+
+
+def test_a_missed_target_scores_one_plus_ten_times_the_gap(digits_population):
+    ref = reference(digits_population, 1001)
+    unreachable = Reference(ref.seed, ref.flops, accuracy=1.01)
+    few = KeepCurve(floor_logit=-30.0, log_steepness=0.0, switch=100.0, feedback=0.0)  # 1 patch throughout
+    [score] = score_curves(digits_population, [few], unreachable, decide_every=5, first_check=0.9)
+    accuracy = digits_population.runs[0].evaluate("test")["accuracy"]  # where it stopped: the budget's end
+    assert score == pytest.approx(1.0 + 10.0 * (1.01 - accuracy))
+    assert CHECKS == 20
+
+
+def test_evolve_writes_a_policy_with_its_recipe_and_history(tmp_path):
+    out = tmp_path / "evolved.json"
+    record = evolve(out, generations=2, popsize=4, proxy_seeds=1, epochs=1, train_images=300, eval_images=150,
+                    decide_every=5, first_check=0.5, seed=3, dataset="digits", population=2, show_progress=False)
+    curve, saved = read_policy(out)
+    assert saved == json.loads(json.dumps(record))
+    assert [h["generation"] for h in saved["history"]] == [0, 1]
+    assert saved["recipe"]["proxy_seeds"] == [1003] and saved["references"][0]["seed"] == 1003
+    assert all(len(h["scores"]) == 4 and min(h["scores"]) == h["best"] for h in saved["history"])
+    assert curve.vector() == [saved["parameters"][p] for p in PARAMETERS]
