@@ -24,8 +24,10 @@ One generation of CMA-ES:
 (a GPU's way; on a CPU 1, the default, is fastest: a population computes every run each step,
 also the ones that have stopped).
 
-The written policy is CMA-ES's final mean (the best estimate under a noisy score, not the
-luckiest candidate), with the recipe and every generation's scores; ``--plot`` draws them.
+The written policy is CMA-ES's mean (the best estimate under a noisy score, not the
+luckiest candidate), with the recipe and every generation's scores; it is rewritten
+(atomically) after every generation, so a stopped run leaves the policy so far.
+``--plot`` draws the scores and the policy.
 """
 from __future__ import annotations
 
@@ -172,18 +174,19 @@ def evolve(out: Path, *, generations: int, popsize: int, proxy_seeds: int, epoch
                         "best": round(min(scores), 4), "median": round(float(np.median(scores)), 4),
                         "mean_parameters": dict(zip(PARAMETERS, mean.vector())),
                         "elapsed_s": round(time.perf_counter() - start, 1)})
+        # Written after every generation: a run stopped midway leaves the policy so far
+        # (recipe["generations_done"] says how far it got), not nothing.
+        record = policy_record(mean, recipe={
+            "command": command,
+            "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs, "train_images": train_images,
+            "eval_images": eval_images, "proxy_seeds": seeds, "generations": generations, "generations_done": g + 1,
+            "popsize": popsize, "decide_every": decide_every, "first_check": first_check, "seed": seed,
+            "population": population, "device": device, "torch_threads": torch.get_num_threads(),
+            "train_time_s": round(time.perf_counter() - start, 1)},
+            references=[dataclasses.asdict(r) for r in refs], history=history)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, record)
     pop.close()
-    policy = KeepCurve.from_vector(es.result.xfavorite)
-    record = policy_record(policy, recipe={
-        "command": command,
-        "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs, "train_images": train_images,
-        "eval_images": eval_images, "proxy_seeds": seeds, "generations": generations, "popsize": popsize,
-        "decide_every": decide_every, "first_check": first_check, "seed": seed, "population": population,
-        "device": device, "torch_threads": torch.get_num_threads(),
-        "train_time_s": round(time.perf_counter() - start, 1)},
-        references=[dataclasses.asdict(r) for r in refs], history=history)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, record)
     return record
 
 

@@ -145,3 +145,25 @@ def test_evolve_writes_a_policy_with_its_recipe_and_history(tmp_path):
     assert saved["recipe"]["proxy_seeds"] == [1003] and saved["references"][0]["seed"] == 1003
     assert all(len(h["scores"]) == 4 and min(h["scores"]) == h["best"] for h in saved["history"])
     assert curve.vector() == [saved["parameters"][p] for p in PARAMETERS]
+
+
+def test_a_stopped_evolve_leaves_the_policy_so_far(tmp_path, monkeypatch):
+    import agents.evolve as evolve_module
+
+    calls = []
+    real = evolve_module.score_curves
+
+    def stop_in_the_second_generation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evolve_module, "score_curves", stop_in_the_second_generation)
+    out = tmp_path / "evolved.json"
+    with pytest.raises(KeyboardInterrupt):
+        evolve(out, generations=3, popsize=4, proxy_seeds=1, epochs=1, train_images=300, eval_images=150,
+               decide_every=5, first_check=0.5, seed=0, dataset="digits", population=4, show_progress=False)
+    curve, saved = read_policy(out)
+    assert saved["recipe"]["generations_done"] == 1 and len(saved["history"]) == 1
+    assert curve.vector() == [saved["history"][0]["mean_parameters"][p] for p in PARAMETERS]
