@@ -22,12 +22,14 @@ epoch has 844 batches, so every 108th batch and eps_decay 4300 of 8440 iteration
 
 ``fmnist-p2``: where patches matter more (issue 21's second suite): the same data and ViT
 with 2x2 patches on the unpadded 28x28 images, N = 196 tokens (PatchDropout finds the
-savings grow with the token count). Sized from a measured step: 97 ms for ``all`` at
-batch 64 on one core (28 ms at N = 64), about 80 s an epoch, so 5 epochs x 5 seeds x 5
-selectors fit about two hours on the 2-core machine with two runs side by side
-(``--backend ray``) or one population per selector on a GPU (``--population``).
-``agentvit`` is scaled as above: every 108th batch, eps decaying over 2150 of 4220
-iterations.
+savings grow with the token count), 5 epochs of ``all`` (65 s an epoch on one core), 5
+seeds, the selectors that answer its question (``all``, ``random``, ``grow``, ``agentvit``,
+``evolved``). Under equal FLOPs a selector's run costs ``all``'s FLOPs but more wall clock
+(measured on 2026-12-02, 3 seeds: ``grow`` 1.26x, ``random`` 1.93x ``all``'s), so the
+suite is about 3.5 hours on one core, under two on the 2-core machine with two runs side
+by side (``make bench-fmnist-p2``: ``--backend ray --cpus-per-run 1``), or one population
+per selector on a GPU (``--population``). ``agentvit`` is scaled as above: every 108th
+batch, eps decaying over 2150 of 4220 iterations.
 """
 from __future__ import annotations
 
@@ -43,7 +45,6 @@ SUITES: dict[str, dict] = {
     "fmnist-p2": dict(
         dataset="fashion_mnist", preset="tiny", batch_size=64, patch_size=2, image_size=28, n_patch_desired=98,
         epochs=5, seeds="0,1,2,3,4", budget="equal-flops",
-        selectors=",".join(["all", "random", "grow", "agentvit:frequency=108:eps_decay=2150",
-                            "keeprate:objective=target", "evolved"]),
+        selectors=",".join(["all", "random", "grow", "agentvit:frequency=108:eps_decay=2150", "evolved"]),
         device="cpu", out="results/fmnist-p2"),
 }
