@@ -11,7 +11,7 @@ Proxy runs are seeded from 1000 up (0-999 are the benchmarks').
 
 One generation of CMA-ES:
 1. its proxy seed s (the generations cycle through ``--proxy-seeds`` of them); for each s
-   an all-patch reference run was trained once (`reference`): its training FLOPs F and its
+   an all-patch reference run was trained once (`references`): its training FLOPs F and its
    final held-out accuracy A, the target;
 2. every candidate policy controls a fresh run seeded s (same initial ViT, same data order:
    common random numbers make the candidates' ranking less noisy);
@@ -88,22 +88,31 @@ def env_kwargs(images: ImageData, epochs: int, device: str) -> dict:
                 selection="count", budget_epochs=epochs, probe_every=NO_PROBE)
 
 
-def reference(population, seed: int) -> Reference:
-    """Train run 0 of `population` with every patch for its whole budget (the others stand still)."""
+def references(population, seeds: list[int], show_progress: bool = False) -> list[Reference]:
+    """The all-patch reference run of each seed, trained for its whole budget: up to E seeds
+    at once (run i takes seeds[i]; a population computes every run each step, so a run
+    without a seed would be paid for doing nothing)."""
     pop = population
     n, e = pop.runs[0].num_patches, pop.num_envs
-    pop.reset(seed=[seed] * e, options={"new_run": True})
-    moving = np.zeros(e, dtype=bool)
-    moving[0] = True
-    flops = 0
-    while pop.runs[0].global_step < pop.runs[0].total_steps:
-        _, _, terminated, truncated, infos = pop.step_runs([n - 1] * e, moving)
-        flops += infos[0]["flops"]
-        if terminated[0]:
-            raise RuntimeError(f"the all-patch reference run (seed {seed}) diverged")
-        if truncated[0]:
-            pop.reset(options={"reset_mask": moving})
-    return Reference(seed, flops, float(pop.runs[0].evaluate("test")["accuracy"]))
+    from tqdm.auto import tqdm
+
+    refs = []
+    for start in tqdm(range(0, len(seeds), e), desc="all-patch references", disable=not show_progress):
+        batch = seeds[start:start + e]
+        moving = np.arange(e) < len(batch)
+        pop.reset(seed=batch + [batch[0]] * (e - len(batch)), options={"new_run": True})
+        flops = np.zeros(e, dtype=np.int64)
+        while pop.runs[0].global_step < pop.runs[0].total_steps:  # the runs move in lockstep
+            _, _, terminated, truncated, infos = pop.step_runs([n - 1] * e, moving)
+            for i in np.flatnonzero(moving):
+                flops[i] += infos[i]["flops"]
+                if terminated[i]:
+                    raise RuntimeError(f"the all-patch reference run (seed {batch[i]}) diverged")
+            if (truncated & moving).any():
+                pop.reset(options={"reset_mask": truncated & moving})
+        refs += [Reference(seed, int(flops[i]), float(pop.runs[i].evaluate("test")["accuracy"]))
+                 for i, seed in enumerate(batch)]
+    return refs
 
 
 def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_every: int, first_check: float) -> list[float]:
@@ -157,7 +166,7 @@ def evolve(out: Path, *, generations: int, popsize: int, proxy_seeds: int, epoch
     pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
     start = time.perf_counter()
     seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
-    refs = [reference(pop, s) for s in tqdm(seeds, desc="all-patch references", disable=not show_progress)]
+    refs = references(pop, seeds, show_progress)
     es = cma.CMAEvolutionStrategy(START.vector(), 1.0, {"popsize": popsize, "CMA_stds": list(START_STDS),
                                                         "seed": seed + 1, "verbose": -9})
     history = []

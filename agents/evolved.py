@@ -37,13 +37,14 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from agents.base import Agent, build_config
+from agents.base import build_config
+from agents.count_controller import CountController, check_frozen_policy_config
 from patchenv.arrays import to_numpy
 from patchenv.env.progress import PROGRESS_FEATURES
 
@@ -128,34 +129,21 @@ class EvolvedConfig:
     """unused by the frozen policy (acting is deterministic); kept for the agent contract"""
 
     def __post_init__(self):
-        if isinstance(self.decide_every, bool) or not isinstance(self.decide_every, (int, np.integer)) \
-                or self.decide_every <= 0:
-            raise ValueError(f"decide_every must be a positive integer, got {self.decide_every!r}")
-        if self.policy is not None:
-            if not isinstance(self.policy, (str, os.PathLike)) or not str(self.policy):
-                raise ValueError(f"policy must be a path to an evolved policy file or None, got {self.policy!r}")
-            self.policy = str(self.policy)
+        check_frozen_policy_config(self, "an evolved")
 
     @property
     def policy_path(self) -> Path:
         return Path(self.policy) if self.policy is not None else PACKAGED
 
 
-class Evolved(Agent):
+class Evolved(CountController):
     """A frozen `KeepCurve` choosing how many patches to keep (module docstring)."""
 
     name = "evolved"
-    obs_types = {"count": "progress"}
 
     def __init__(self, *, selection: str = "count", curve: Optional[KeepCurve] = None, **hyperparameters):
-        self.hp = build_config(EvolvedConfig, hyperparameters)
-        super().__init__(selection=selection, seed=self.hp.seed)
+        super().__init__(selection=selection, hp=build_config(EvolvedConfig, hyperparameters))
         self.curve = curve  # given (agents.evolve scores candidates this way) or read at setup
-        self._steps = 0
-        self._action = 0
-
-    def config(self) -> dict:
-        return {"selection": self.selection, **asdict(self.hp)}
 
     def env_kwargs(self) -> dict:
         return {**super().env_kwargs(), "probe_every": NO_PROBE}
@@ -165,25 +153,8 @@ class Evolved(Agent):
         if self.curve is None:
             self.curve, _ = read_policy(self.hp.policy_path)
 
-    def act(self, obs, explore: bool = False) -> int:
-        if self.curve is None:
-            raise RuntimeError("evolved has no policy yet: call setup(env) (train or evaluate do) first")
-        if self._steps % self.hp.decide_every == 0:
-            self._action = self.curve.count(to_numpy(obs), self.num_patches) - 1
-        return self._action
+    def ready(self) -> bool:
+        return self.curve is not None
 
-    def update(self, transition) -> None:
-        self._steps += 1  # the policy is frozen; only the decision clock moves
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "steps": self._steps, "action": self._action}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self._steps, self._action = int(state.get("steps", 0)), int(state.get("action", 0))
-
-    def stats(self) -> dict[str, float]:
-        return {"kept": float(self._action + 1)}
-
-
-
+    def decide(self, obs) -> int:
+        return self.curve.count(to_numpy(obs), self.num_patches)

@@ -48,7 +48,7 @@ import os
 import sys
 import time
 import zipfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -56,7 +56,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.base import FORMAT, Agent, build_config
+from agents.base import FORMAT, build_config
+from agents.count_controller import CountController, check_frozen_policy_config
 from agents.keeprate_task import PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
 from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
@@ -84,37 +85,24 @@ class KeepRateConfig:
     """unused by the frozen policy (acting is deterministic); kept for the agent contract"""
 
     def __post_init__(self):
-        if isinstance(self.decide_every, bool) or not isinstance(self.decide_every, (int, np.integer)) \
-                or self.decide_every <= 0:
-            raise ValueError(f"decide_every must be a positive integer, got {self.decide_every!r}")
+        check_frozen_policy_config(self, "a keeprate")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        if self.policy is not None:
-            if not isinstance(self.policy, (str, os.PathLike)) or not str(self.policy):
-                raise ValueError(f"policy must be a path to a keeprate policy file or None, got {self.policy!r}")
-            self.policy = str(self.policy)
 
     @property
     def policy_path(self) -> Path:
         return Path(self.policy) if self.policy is not None else packaged_policy(self.objective)
 
 
-class KeepRate(Agent):
+class KeepRate(CountController):
     """A trained DQN choosing how many patches to keep (module docstring)."""
 
     name = "keeprate"
-    obs_types = {"count": "progress"}
 
     def __init__(self, *, selection: str = "count", **hyperparameters):
-        self.hp = build_config(KeepRateConfig, hyperparameters)
-        super().__init__(selection=selection, seed=self.hp.seed)
+        super().__init__(selection=selection, hp=build_config(KeepRateConfig, hyperparameters))
         self.model = None  # the SB3 DQN, read from hp.policy at setup
         self.levels: Optional[int] = None
-        self._steps = 0  # env steps acted on in the run; a decision every decide_every
-        self._action = 0
-
-    def config(self) -> dict:
-        return {"selection": self.selection, **asdict(self.hp)}
 
     def env_kwargs(self) -> dict:
         return {**super().env_kwargs(), "probe_every": self.hp.decide_every}
@@ -124,26 +112,12 @@ class KeepRate(Agent):
         if self.model is None:
             self.model, self.levels = read_policy(self.hp.policy_path)
 
-    def act(self, obs, explore: bool = False) -> int:
-        if self.model is None:
-            raise RuntimeError("keeprate has no policy yet: call setup(env) (train or evaluate do) first")
-        if self._steps % self.hp.decide_every == 0:
-            level, _ = self.model.predict(to_numpy(obs).astype(np.float32, copy=False), deterministic=True)
-            self._action = count_for(int(level), self.levels, self.num_patches) - 1
-        return self._action
+    def ready(self) -> bool:
+        return self.model is not None
 
-    def update(self, transition) -> None:
-        self._steps += 1  # the policy is frozen; only the decision clock moves
-
-    def state_dict(self) -> dict:
-        return {**super().state_dict(), "steps": self._steps, "action": self._action}
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self._steps, self._action = int(state.get("steps", 0)), int(state.get("action", 0))
-
-    def stats(self) -> dict[str, float]:
-        return {"kept": float(self._action + 1)}
+    def decide(self, obs) -> int:
+        level, _ = self.model.predict(to_numpy(obs).astype(np.float32, copy=False), deterministic=True)
+        return count_for(int(level), self.levels, self.num_patches)
 
 
 def read_policy(path: Union[str, os.PathLike]):

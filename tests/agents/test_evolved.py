@@ -9,7 +9,7 @@ import torch
 
 import agents
 from agent_envs import make_env
-from agents.evolve import CHECKS, Reference, env_kwargs, evolve, proxy_images, reference, score_curves
+from agents.evolve import CHECKS, Reference, env_kwargs, evolve, proxy_images, references, score_curves
 from agents.evolved import PACKAGED, PARAMETERS, Evolved, KeepCurve, read_policy
 from patchenv.data import load_dataset
 from patchenv.data.splits import val_split
@@ -119,14 +119,20 @@ def test_every_patch_scores_exactly_one_against_its_own_reference(digits_populat
     checked only at the budget's end (first_check=1), it has the reference's final accuracy
     there, having spent exactly the reference's FLOPs (score 1). Run 1 of the population
     also matches run 0, where the reference trained."""
-    ref = reference(digits_population, 1000)
+    [ref] = references(digits_population, [1000])
     every_patch = KeepCurve(floor_logit=30.0, log_steepness=0.0, switch=0.0, feedback=0.0)
     scores = score_curves(digits_population, [every_patch, every_patch], ref, decide_every=5, first_check=1.0)
     assert scores == [1.0, 1.0]
 
 
+def test_references_run_side_by_side_as_one_by_one(digits_population):
+    """Two seeds' references trained at once (runs 0 and 1) are those trained one at a time."""
+    assert references(digits_population, [1002, 1003]) == [references(digits_population, [s])[0]
+                                                            for s in (1002, 1003)]
+
+
 def test_a_missed_target_scores_one_plus_ten_times_the_gap(digits_population):
-    ref = reference(digits_population, 1001)
+    [ref] = references(digits_population, [1001])
     unreachable = Reference(ref.seed, ref.flops, accuracy=1.01)
     few = KeepCurve(floor_logit=-30.0, log_steepness=0.0, switch=100.0, feedback=0.0)  # 1 patch throughout
     [score] = score_curves(digits_population, [few], unreachable, decide_every=5, first_check=0.9)
