@@ -70,6 +70,12 @@ def check_k_fits(agent: str, k: Optional[int], num_patches: int) -> None:
         raise ValueError(f"agent {agent!r}: k={k} is outside [1, {num_patches}] (the env has N={num_patches} patches)")
 
 
+# probe_every for an agent that reads no probe: the env evaluates it once, at reset, and
+# never again. With obs_type="progress" such an agent also lets the env's training step
+# embed the kept patches only (it reads no embedding).
+NO_PROBE = 1 << 40
+
+
 class Agent:
     """Base class: the contract's defaults and the default Gymnasium training loop.
 

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from agents.base import Agent, check_k, check_k_fits
+from agents.base import NO_PROBE, Agent, check_k, check_k_fits
 
 
 class AllPatches(Agent):
@@ -23,9 +23,12 @@ class AllPatches(Agent):
 class RandomPatches(Agent):
     """A fresh uniformly random set of ``k`` patches every step: the PatchDropout baseline
     (Liu et al. 2022). ``k=None`` keeps the env's ``n_patch_desired`` (the paper's 30);
-    per image with ``selection="image"``."""
+    per image with ``selection="image"``. It reads no observation, so it asks for the
+    progress one without probes: the env then embeds only the kept patches (the schedules,
+    its subclasses, too)."""
 
     name = "random"
+    obs_types = {"batch": "progress", "image": "progress"}
 
     def __init__(self, *, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
         super().__init__(selection=selection, seed=seed)
@@ -40,10 +43,19 @@ class RandomPatches(Agent):
         """Patches to keep at this step (a schedule overrides this)."""
         return self.k or self.n_patch_desired or n // 2
 
+    def env_kwargs(self) -> dict:
+        return {**super().env_kwargs(), "probe_every": NO_PROBE}
+
     def act(self, obs, explore: bool = False):
-        n = obs.shape[0] if self.selection == "batch" else obs.shape[1]
+        if self.num_patches is not None:  # set up: the env's N and B (its observation says neither)
+            n, b = self.num_patches, self.batch_size
+        elif np.ndim(obs) == 2:  # not set up, given a patch observation: pooled (N, D) or (B, N)
+            n, b = (obs.shape[0], 1) if self.selection == "batch" else (obs.shape[1], obs.shape[0])
+        else:
+            raise ValueError(f"agent {self.name!r}: call setup(env) first, or pass a patch observation "
+                             f"((N, D) per batch, (B, N) per image), got shape {np.shape(obs)}")
         k = self.current_k(n)
-        rows = 1 if self.selection == "batch" else obs.shape[0]
+        rows = 1 if self.selection == "batch" else b
         order = np.argsort(self._rng.random((rows, n)), axis=1)[:, :k]
         mask = np.zeros((rows, n), dtype=np.int8)
         np.put_along_axis(mask, order, 1, axis=1)

@@ -42,7 +42,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from agents.evolved import PACKAGED, PARAMETERS, KeepCurve, NO_PROBE, policy_record
+from agents.base import NO_PROBE
+from agents.evolved import PACKAGED, PARAMETERS, KeepCurve, policy_record
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.data import ImageData, load_dataset
 from patchenv.data.splits import hold_out_validation

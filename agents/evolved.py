@@ -43,7 +43,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from agents.base import build_config
+from agents.base import NO_PROBE, build_config
 from agents.count_controller import CountController, check_frozen_policy_config
 from patchenv.arrays import to_numpy
 from patchenv.env.progress import PROGRESS_FEATURES
@@ -53,7 +53,6 @@ PACKAGED = POLICIES / "evolved-fmnist.json"
 POLICY_FORMAT = "patchenv-evolved-v1"
 PARAMETERS = ("floor_logit", "log_steepness", "switch", "feedback")
 _BUDGET, _LOSS, _TREND = (PROGRESS_FEATURES.index(f) for f in ("budget_done", "loss", "loss_trend"))
-NO_PROBE = 1 << 40  # probe_every: no probe after the run's first (the policy reads none)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 import patchenv  # noqa: F401  (registers the env ids)
-from agents.evolved import NO_PROBE
+from agents.base import NO_PROBE
 from benchmarks.bare_step import BareStep
 from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
 from patchenv import data as data_mod

@@ -19,9 +19,10 @@ def normalize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.T
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Random crop with `pad`-pixel zero padding and random horizontal flip, batched.
 
-    x is (B, C, H, W) in [0, 1], before normalisation, so the padding is black as in the
-    paper's torchvision pipeline (RandomCrop, flip, ToTensor, Normalize). One gather does
-    crop and flip."""
+    x is (B, C, H, W), the uint8 images or in [0, 1] before normalisation, so the padding
+    is black as in the paper's torchvision pipeline (RandomCrop, flip, ToTensor,
+    Normalize). Pure indexing: augmenting the uint8 images, then `to_unit`, gives the same
+    numbers as the other order, with a quarter of the bytes moved."""
     return apply_augmentation(x, *draw_augmentation(len(x), x.device, generator, pad), pad=pad)
 
 
@@ -38,14 +39,15 @@ def draw_augmentation(b: int, device: torch.device, generator: torch.Generator, 
 def apply_augmentation(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
                        pad: int = 4) -> torch.Tensor:
     """Crop each image of x (B, C, H, W) at offset (dy, dx) of its zero-padded copy and flip
-    those marked, with one gather."""
+    those marked, with one gather over the flattened pixels (twice as fast on the CPU as
+    indexing rows and columns, and the same pixels)."""
     b, c, h, w = x.shape
     dev = x.device
-    padded = F.pad(x, (pad, pad, pad, pad))
+    hp, wp = h + 2 * pad, w + 2 * pad
+    padded = F.pad(x, (pad, pad, pad, pad)).reshape(b, c, hp * wp)
     ar_h = torch.arange(h, device=dev)
     ar_w = torch.arange(w, device=dev)
     cols = torch.where(flip[:, None], ar_w.flip(0)[None], ar_w[None]) + dx[:, None]  # (B, W)
     rows = ar_h[None] + dy[:, None]  # (B, H)
-    bi = torch.arange(b, device=dev)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[bi, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    pixel = (rows[:, :, None] * wp + cols[:, None, :]).reshape(b, 1, h * w)  # (B, 1, H*W) into padded
+    return padded.gather(2, pixel.expand(b, c, h * w)).view(b, c, h, w)

@@ -42,7 +42,7 @@ def batch_indices(env) -> torch.Tensor:
 
 def load_batch(env) -> None:
     idx = batch_indices(env)
-    x = augment(to_unit(env.data.train_x[idx]), env._data_gen)
+    x = to_unit(augment(env.data.train_x[idx], env._data_gen))  # crop the uint8 images: fewer bytes
     env._batch_x = normalize(x, env._mean, env._std)
     env._batch_y = env.data.train_y[idx]
     prepare_observation(env)
@@ -50,10 +50,16 @@ def load_batch(env) -> None:
 
 def prepare_observation(env) -> None:
     # The embedding keeps its autograd graph: the eager training step on this batch
-    # reuses it. A CUDA-graph step embeds inside its graph, so it needs none.
-    env.model.train()
-    with autocast(env.device, env.amp), torch.set_grad_enabled(env._graphed is None):
-        env._tokens = env.model.embed(env._batch_x)  # (B, N, D)
+    # reuses it. A CUDA-graph step embeds inside its graph, so it needs none. An
+    # observation that does not read it (progress) is made without it: the training step
+    # then embeds the kept patches only.
+    if not env.model.training:
+        env.model.train()
+    if env._embeds_kept_only:
+        env._tokens = None
+    else:
+        with autocast(env.device, env.amp), torch.set_grad_enabled(env._graphed is None):
+            env._tokens = env.model.embed(env._batch_x)  # (B, N, D)
     env._obs = make_obs(env, env._tokens)
 
 

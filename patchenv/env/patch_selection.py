@@ -33,7 +33,7 @@ from patchenv.model.cuda_graph import GraphedStep
 from patchenv.model.flops import step_flops
 from patchenv.model.keep import Keep
 from patchenv.model.training import autocast
-from patchenv.model.vit import SimpleViT
+from patchenv.model.vit import SimpleViT, place_tokens
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
 
@@ -123,7 +123,8 @@ class PatchSelectionEnv(gym.Env):
     processed), ``padding_tokens`` (filler slots of uneven per-image masks), ``epoch``,
     ``global_step``, ``loss_term``, ``patch_term``, ``diverged``, ``flops`` (int: this
     step's training FLOPs, forward + backward, from the shapes by
-    `patchenv.model.flops.step_flops`: the embedding of all N patches, the transformer on
+    `patchenv.model.flops.step_flops`: the embedding of all N patches (of the kept ones
+    with ``obs_type="progress"``, whose step embeds only those), the transformer on
     (B, largest count kept), padding included, the head; matrix products only; the
     observation's own extra work, e.g. ``obs_type="attention"``, is not training and not
     counted) plus, on a step that evaluated the probe, the probe's forward FLOPs, also
@@ -175,6 +176,10 @@ class PatchSelectionEnv(gym.Env):
         self.config = cfg = EnvConfig(**kwargs)
         self.device = resolve_device(cfg.device)
         self.cuda_graph = use_cuda_graph(cfg, self.device)
+        # An observation that does not read the patch embedding (progress) lets the eager
+        # training step embed the kept patches only (`SimpleViT.embed_kept`); a compiled
+        # or graphed step embeds them all.
+        self._embeds_kept_only = cfg.obs_type == "progress" and not cfg.compile and not self.cuda_graph
 
         images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
             cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
@@ -306,11 +311,14 @@ class PatchSelectionEnv(gym.Env):
         return obs, total, terminated, truncated, info
 
     def _train_flops(self, seq_len: int) -> int:
-        """Training FLOPs of one step on (B, seq_len) tokens (`step_flops`): host
+        """Training FLOPs of one step on (B, seq_len) tokens (`step_flops`), with the
+        embedding of the patches the step embedded (all N, or the kept ones): host
         arithmetic on the shapes, cached per sequence length."""
         flops = self._flops.get(seq_len)
         if flops is None:
-            flops = self._flops[seq_len] = step_flops(self.vit_config, self.batch_size, seq_len)["total"]
+            embedded = seq_len if self._embeds_kept_only else None
+            flops = self._flops[seq_len] = step_flops(self.vit_config, self.batch_size, seq_len,
+                                                      embedded=embedded)["total"]
         return flops
 
     def render(self):
@@ -355,9 +363,13 @@ class PatchSelectionEnv(gym.Env):
                              "(cuda_graph=True), which keeps no token gradients")
         if self._credit is None:
             raise gym.error.ResetNeeded("patch_credit() describes the last training step: call step() first")
-        # The transformer gathered the kept tokens from the full (B, N, D) embedding, so
-        # the gradient there is already zero at the dropped positions.
-        return self._credit.float().norm(dim=-1)
+        grad, keep = self._credit
+        credit = grad.float().norm(dim=-1)
+        if keep is None:
+            # The transformer gathered the kept tokens from the full (B, N, D) embedding, so
+            # the gradient there is already zero at the dropped positions.
+            return credit
+        return place_tokens(credit, keep, self.num_patches)  # the kept tokens alone were embedded
 
     def evaluate(self, split: str = "test", masks: Any = None) -> dict:
         """Loss and accuracy of the current ViT on a whole split, unaugmented.

@@ -23,10 +23,13 @@ def train_once(env, keep: Keep) -> tuple:
     # No sync here: the previous step ended with one, and a torch mask was synchronised
     # by parse_action (its length decides the sequence length).
     t0 = time.perf_counter()
-    # With CUDA graphs the observation's embedding carries no autograd graph.
-    tokens = env._tokens if env._tokens.requires_grad else None
+    # The observation's embedding, reused when it has its autograd graph. There is none
+    # with CUDA graphs (the graph embeds), nor when the observation does not read it
+    # (obs_type="progress"): then the step embeds only the kept patches.
+    tokens = env._tokens if env._tokens is not None and env._tokens.requires_grad else None
     result = train_step(env.model, env.optimizer, env._batch_x, env._batch_y, keep.index, env.amp,
-                        tokens=tokens, forward_tokens=env._forward_tokens, graphed=env._graphed)
+                        tokens=tokens, forward_tokens=env._forward_tokens if env.compile else None,
+                        graphed=env._graphed)
     done = record_update(env, keep, result)
     advance(env)  # load batch t+1 and its observation with the updated weights
     try:
@@ -55,7 +58,7 @@ def record_update(env, keep: Keep, result: StepResult) -> Update:
     the probe, with the updated weights. A population (`patchenv.population`) calls this
     for each of its runs after its one batched update."""
     if result.token_grad is not None:
-        env._credit = result.token_grad
+        env._credit = (result.token_grad, result.token_keep)
     env.last_keep = keep
     # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
     # masks to the batch's largest count and needs no padding otherwise.

@@ -14,8 +14,9 @@ GELU, residual adds, biases, the position embedding, the mean pool, gathers and 
 are elementwise or reductions and are not counted. With D = dim, P = channels *
 patch_size^2, N = patches per image, I = heads * dim_head, M = mlp_dim, C = classes:
 
-- embed: Linear(P -> D) on all B*N patches, 2*B*N*P*D (the observation needs every
-  patch, so the embedding runs on all N whatever is kept);
+- embed: Linear(P -> D) on the B*E patches embedded, 2*B*E*P*D: E = N when the step
+  reuses the embedding of every patch that its observation read, E = K when it embedded
+  the kept patches only (``SimpleViT.forward``; the env with ``obs_type="progress"``);
 - per block, attention: the qkv projection 2*B*K*D*3I, the scores Q K^T 2*B*K*K*I (heads
   * dim_head = I, summed over heads), the weighted values A V 2*B*K*K*I, the output
   projection 2*B*K*I*D;
@@ -37,26 +38,32 @@ model's arithmetic, the same on every backend and device, not a kernel's recompu
 """
 from __future__ import annotations
 
+from typing import Optional
+
 PARTS = ("embed", "attention", "mlp", "head")
 
 
-def step_flops(vit_config: dict, batch_size: int, seq_len: int) -> dict[str, int]:
+def step_flops(vit_config: dict, batch_size: int, seq_len: int, embedded: Optional[int] = None) -> dict[str, int]:
     """FLOPs of one training step (module docstring): the forward FLOPs of each part
     (``embed``, ``attention``, ``mlp``, ``head``; attention and mlp summed over the
     blocks), ``forward`` (their sum), ``backward`` (2 x forward) and ``total``.
 
     `vit_config`: the `SimpleViT` keyword arguments (``env.vit_config``); `batch_size`: B;
-    `seq_len`: K, the tokens per image the transformer ran on (padding included)."""
+    `seq_len`: K, the tokens per image the transformer ran on (padding included);
+    `embedded`: the patches per image embedded, E (None: all N)."""
     b, k = int(batch_size), int(seq_len)
     n = (vit_config["image_size"] // vit_config["patch_size"]) ** 2
     if b < 1 or not 1 <= k <= n:
         raise ValueError(f"need batch_size >= 1 and seq_len in [1, {n}], got {batch_size} and {seq_len}")
+    e = n if embedded is None else int(embedded)
+    if not 1 <= e <= n:
+        raise ValueError(f"need embedded in [1, {n}] patches per image, got {embedded}")
     d, m, c = vit_config["dim"], vit_config["mlp_dim"], vit_config["num_classes"]
     p = vit_config.get("channels", 3) * vit_config["patch_size"] ** 2
     inner = vit_config["heads"] * vit_config.get("dim_head", 64)
     depth = vit_config["depth"]
     forward = {
-        "embed": 2 * b * n * p * d,
+        "embed": 2 * b * e * p * d,
         "attention": depth * (2 * b * k * d * 3 * inner + 2 * 2 * b * k * k * inner + 2 * b * k * inner * d),
         "mlp": depth * 2 * 2 * b * k * d * m,
         "head": 2 * b * d * c,

@@ -44,14 +44,17 @@ def new_model(vit_config: dict, device: torch.device, seed: Optional[int]) -> Si
 @dataclass
 class StepResult:
     """What one update reports, on the host. ``diverged``: the loss or the gradient norm
-    was not finite, and the update was not applied. ``token_grad``: dL/d(token), (B, N, D),
-    of the eager step (None when replayed from a CUDA graph)."""
+    was not finite, and the update was not applied. ``token_grad``: dL/d(token) of the
+    eager step (None when replayed from a CUDA graph): (B, N, D) when the step was given
+    the whole embedding, (B, K, D) when it embedded the kept patches only, ``token_keep``
+    then being the keep that selected them (`patchenv.model.vit.place_tokens` puts them back)."""
 
     loss: float
     accuracy: float
     grad_norm: float
     diverged: bool
     token_grad: Optional[torch.Tensor] = None
+    token_keep: Optional[torch.Tensor] = None
 
 
 def train_step(model: SimpleViT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -59,27 +62,37 @@ def train_step(model: SimpleViT, optimizer: torch.optim.Optimizer, x: torch.Tens
                forward_tokens: Optional[Callable] = None, graphed: Optional[GraphedStep] = None) -> StepResult:
     """Train `model` one step on images `x` and labels `y`, the transformer seeing only
     `keep` (`patchenv.model.keep.Keep.index`). `tokens`: the embedding of `x` with its
-    autograd graph, when the caller made it already (the env's observation), so the
-    forward work is not done twice. `forward_tokens`: a compiled ``model.forward_tokens``.
-    `graphed`: replay the whole step from a CUDA graph where it can.
+    autograd graph, when the caller made it already (the env's patch observations), so the
+    forward work is not done twice; without it the step embeds the kept patches only
+    (``model.embed_kept``). `forward_tokens`: a compiled ``model.forward_tokens``, which
+    takes the whole embedding (made here when `tokens` is None). `graphed`: replay the
+    whole step from a CUDA graph where it can.
 
     A non-finite loss or gradient skips the update (the CUDA graph does the same inside)."""
-    model.train()
+    if not model.training:  # train() walks every submodule: ~0.3 ms a call on the tiny ViT's CPU step
+        model.train()
     replayed = None if graphed is None else graphed(x, y, keep)
     if replayed is not None:  # the whole step replayed from a CUDA graph (the update is in it)
         # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
         loss_v, acc_v, grad_v = replayed.tolist()
         return StepResult(loss_v, acc_v, grad_v, not (math.isfinite(loss_v) and math.isfinite(grad_v)))
-    forward_tokens = forward_tokens or model.forward_tokens
+    token_keep = None
     with autocast(x.device, amp):
-        if tokens is None:
-            tokens = model.embed(x)
-        logits = forward_tokens(tokens, keep)
+        if tokens is not None or forward_tokens is not None:
+            if tokens is None:
+                tokens = model.embed(x)
+            logits = (forward_tokens or model.forward_tokens)(tokens, keep)
+        else:
+            tokens, key_mask = model.embed_kept(x, keep)
+            token_keep = keep
+            logits = model.forward_selected(tokens, key_mask)
         loss = F.cross_entropy(logits.float(), y)
     tokens.retain_grad()  # the backward pass computes dL/d(token) anyway: keep it for patch_credit()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    grad_norm = torch.nn.utils.get_total_norm([p.grad for p in model.parameters() if p.grad is not None])
+    # The optimiser's own parameter list: model.parameters() walks the modules every step.
+    grad_norm = torch.nn.utils.get_total_norm(
+        [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None])
     correct = (logits.argmax(dim=-1) == y).float().mean()
     # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
     loss_v, acc_v, grad_v = torch.stack([loss.detach().float(), correct, grad_norm.float()]).tolist()
@@ -88,4 +101,4 @@ def train_step(model: SimpleViT, optimizer: torch.optim.Optimizer, x: torch.Tens
         optimizer.zero_grad(set_to_none=True)  # the non-finite update is not applied
     else:
         optimizer.step()
-    return StepResult(loss_v, acc_v, grad_v, diverged, tokens.grad)
+    return StepResult(loss_v, acc_v, grad_v, diverged, tokens.grad, token_keep)

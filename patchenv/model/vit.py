@@ -7,6 +7,13 @@ LayerNorm, and the head is mean over tokens -> LayerNorm(dim) -> Linear(dim -> c
 then pool: the same parameter count, different logits.) Dropped patches are *removed from the token sequence* before the transformer
 (a gather), never zeroed, so a step that keeps k of N patches really does ~k/N of the work.
 
+Two ways in: ``forward(img, keep)`` cuts the image into patches, keeps the chosen ones
+and embeds only those (what a training step whose observation does not read the
+embedding pays for: at 5 of 64 patches the embedding of all of them was a third of the
+tiny ViT's step on the CPU); ``forward_tokens(embed(img), keep)`` embeds every patch first,
+for callers that also read the whole embedding (the env's patch observations). Both give
+the same logits.
+
 Masks given to `forward(img, keep)`:
 - None: every patch.
 - (N,) bool, or a 1-D index tensor: one mask shared by the whole batch (the paper).
@@ -59,12 +66,14 @@ class Attention(nn.Module):
 
     def forward(self, x, key_mask=None):
         # x: (B, L, D); key_mask: (B, L) bool, True = a real token, or None.
+        # Plain view/transpose, not einops: a small ViT's step is bound by per-op overhead,
+        # and einops' parsing cost ~30 us a call on the CPU (same tensors either way).
+        b, length, _ = x.shape
         x = self.norm(x)
-        q, k, v = self.to_qkv(x).chunk(3, dim=-1)
-        q, k, v = (rearrange(t, "b l (h d) -> b h l d", h=self.heads) for t in (q, k, v))
+        q, k, v = (t.view(b, length, self.heads, -1).transpose(1, 2) for t in self.to_qkv(x).chunk(3, dim=-1))
         attn_mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, L)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.to_out(rearrange(out, "b h l d -> b l (h d)"))
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, L, d)
+        return self.to_out(out.transpose(1, 2).reshape(b, length, -1))
 
 
 class Transformer(nn.Module):
@@ -114,11 +123,43 @@ class SimpleViT(nn.Module):
         self.linear_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
 
     # -- pieces the environment uses ------------------------------------------------
+    def patchify(self, img: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> (B, N, P) pixel patches, row-major over the grid, each patch
+        flattened as (p1 p2 c) (vit-pytorch's order)."""
+        b, c = img.shape[:2]
+        g, p = self.grid, self.patch_size
+        x = img.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)  # b h w p1 p2 c
+        return x.reshape(b, g * g, p * p * c)
+
     def embed(self, img: torch.Tensor) -> torch.Tensor:
         """Patch embeddings plus position embedding: (B, C, H, W) -> (B, N, D)."""
-        p = self.patch_size
-        x = rearrange(img, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=p, p2=p)
+        x = self.patchify(img)
         return self.to_patch_embedding(x) + self.pos_embedding.to(x.dtype)
+
+    def embed_kept(self, img: torch.Tensor, keep=None):
+        """The embeddings of the kept patches only: (tokens (B, K, D), key_mask) as
+        `select_tokens(self.embed(img), keep)` returns them, without embedding the dropped
+        patches (the embedding is per patch, so the kept rows are the same numbers)."""
+        keep = None if keep is None else torch.as_tensor(keep, device=img.device)
+        if keep is None or keep.dtype == torch.bool:
+            patches, key_mask = select_tokens(self.patchify(img), keep)
+            pos, _ = select_tokens(self.pos_embedding.to(patches.dtype).expand(len(img), -1, -1), keep)
+            return self.to_patch_embedding(patches) + pos, key_mask
+        # Index keeps (a shared (K,) or per-image (B, K), the env's count and equal-count
+        # masks): copy out the kept patches' pixels alone, not the whole patchified batch.
+        keep = keep.long()
+        b, c = img.shape[:2]
+        g, p = self.grid, self.patch_size
+        grid = img.view(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)  # b h w p1 p2 c, a view
+        rows, cols = keep // g, keep % g
+        if keep.dim() == 1:
+            patches = grid[:, rows, cols]  # (B, K, p, p, c)
+        elif keep.dim() == 2 and keep.shape[0] == b:
+            patches = grid[torch.arange(b, device=img.device)[:, None], rows, cols]
+        else:
+            raise ValueError(f"index keep must have shape (K,) or ({b}, K), got {tuple(keep.shape)}")
+        patches = patches.reshape(b, keep.shape[-1], p * p * c)
+        return self.to_patch_embedding(patches) + self.pos_embedding.to(patches.dtype)[keep], None
 
     def attention_state(self, tokens: torch.Tensor) -> torch.Tensor:
         """The paper's state: first block's attention (LN -> attention -> output
@@ -147,7 +188,11 @@ class SimpleViT(nn.Module):
     def forward_tokens(self, tokens: torch.Tensor, keep=None) -> torch.Tensor:
         """Run the transformer and head on embedded tokens (B, N, D), keeping only `keep`:
         mean over the kept tokens -> LayerNorm -> Linear, (B, classes)."""
-        tokens, key_mask = select_tokens(tokens, keep)
+        return self.forward_selected(*select_tokens(tokens, keep))
+
+    def forward_selected(self, tokens: torch.Tensor, key_mask=None) -> torch.Tensor:
+        """The transformer and head on the tokens already selected, (B, K, D), with the key
+        mask of padded rows (`select_tokens`'s pair), (B, classes)."""
         x = self.transformer(tokens, key_mask)  # (B, K, D)
         if key_mask is None:
             pooled = x.mean(dim=1)
@@ -157,7 +202,8 @@ class SimpleViT(nn.Module):
         return self.linear_head(pooled)  # (B, D) -> LayerNorm -> (B, classes)
 
     def forward(self, img: torch.Tensor, keep=None) -> torch.Tensor:
-        return self.forward_tokens(self.embed(img), keep)
+        """Logits of `img` (B, C, H, W) seeing only the kept patches, which alone are embedded."""
+        return self.forward_selected(*self.embed_kept(img, keep))
 
 
 def select_tokens(tokens: torch.Tensor, keep):
@@ -192,6 +238,31 @@ def select_tokens(tokens: torch.Tensor, keep):
     if keep.dim() == 2 and keep.shape[0] == b:
         return torch.gather(tokens, 1, keep.unsqueeze(-1).expand(b, keep.shape[1], d)), None
     raise ValueError(f"index keep must have shape (K,) or ({b}, K), got {tuple(keep.shape)}")
+
+
+def place_tokens(values: torch.Tensor, keep, n: int) -> torch.Tensor:
+    """The inverse of `select_tokens` for one number per token: `values` (B, K), in the
+    order `select_tokens` put the kept tokens (padding slots ignored), back at their patch
+    positions of a (B, N) zero tensor."""
+    b = values.shape[0]
+    if keep is None:
+        return values
+    keep = torch.as_tensor(keep, device=values.device)
+    out = values.new_zeros(b, n)
+    if keep.dtype == torch.bool:
+        if keep.dim() == 1:
+            out[:, keep] = values
+        else:  # rows in patch order, each padded to the largest count: the real slots come first
+            counts = keep.sum(dim=1)
+            real = torch.arange(values.shape[1], device=values.device) < counts[:, None]
+            out[keep] = values[real]
+        return out
+    keep = keep.long()
+    if keep.dim() == 1:
+        out[:, keep] = values
+    else:
+        out.scatter_(1, keep, values)
+    return out
 
 
 @torch.no_grad()

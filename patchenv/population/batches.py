@@ -27,7 +27,7 @@ def advance_all(runs: Sequence) -> None:
         draws.append(draw_augmentation(b, first.device, run._data_gen))
     idx = torch.cat(idx)
     dy, dx, flip = (torch.cat(d) for d in zip(*draws))
-    x = apply_augmentation(to_unit(first.data.train_x[idx]), dy, dx, flip)
+    x = to_unit(apply_augmentation(first.data.train_x[idx], dy, dx, flip))  # as the single env: uint8 first
     x = normalize(x, first._mean, first._std)
     y = first.data.train_y[idx]
     for k, run in enumerate(runs):

@@ -6,9 +6,10 @@ fewer than L (None when none does).
 
 Padding rows to L is the price of one computation for all runs: a run keeping 8 patches
 beside one keeping 64 runs on 64 slots, 56 of them hidden. Each run's ``info`` still counts
-the FLOPs and padding as its single env does (its own largest count), so results do not
-depend on the population a run was in; `PopulationEnv.last_step_tokens` says what the
-population really ran.
+the FLOPs and padding as its single env does (its own largest count, and with the progress
+observation the embedding of its kept patches only, though the stacked step embeds every
+patch), so results do not depend on the population a run was in;
+`PopulationEnv.last_step_tokens` says what the population really ran.
 """
 from __future__ import annotations
 

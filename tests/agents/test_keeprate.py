@@ -93,7 +93,8 @@ def test_the_target_objective_pays_compute_and_ends_at_the_target():
     wrapped.reset(seed=0)
     _, r, terminated, truncated, info = wrapped.step(1)  # 32 of 64 patches
     from patchenv.model.flops import step_flops
-    full, half = (step_flops(u.vit_config, TINY["batch_size"], k)["total"] for k in (64, 32))
+    # the progress observation reads no embedding: a step embeds its kept patches only
+    full, half = (step_flops(u.vit_config, TINY["batch_size"], k, embedded=k)["total"] for k in (64, 32))
     # the first step also carries the probe run at reset; the fifth, its own probe
     probe = step_flops(u.vit_config, min(128, len(u._val[1])), 64)["forward"]
     assert r == pytest.approx(-(5 * half + 2 * probe) / (5 * full))

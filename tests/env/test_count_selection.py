@@ -109,7 +109,7 @@ def test_progress_reward_is_probe_improvement_per_compute():
     for t, a in enumerate([10, 2, 30, 63, 5, 1], start=1):
         obs, r, _, _, info = env.step(a)
         trained = info["flops"] - info["probe_flops"]
-        assert trained == step_flops(u.vit_config, TINY["batch_size"], a + 1)["total"]
+        assert trained == step_flops(u.vit_config, TINY["batch_size"], a + 1, embedded=a + 1)["total"]
         # The probe at reset is charged to the first step; then one every probe_every steps.
         assert info["probe_flops"] == (probe if t == 1 or t % 3 == 0 else 0)
         spent += info["flops"]
@@ -202,3 +202,23 @@ def test_sb3_algorithms_run_unchanged_on_count(algo):
     assert env.unwrapped.global_step >= 64
     action, _ = model.predict(env.observation_space.sample(), deterministic=True)
     assert env.action_space.contains(int(action))
+
+
+def test_the_kept_only_embedding_trains_the_same_vit_and_counts_its_flops():
+    # The progress observation reads no embedding, so a step embeds only the kept
+    # patches; an env whose observation reads every patch (pooled) embeds them all. Both
+    # draw the same patches (the env's seed), so they must train the same ViT.
+    envs = [make(probe_every=10**9), make(obs_type="pooled", probe_every=10**9)]
+    for env in envs:
+        env.reset(seed=3)
+    for a in (4, 20, 63, 9):
+        (_, _, _, _, lean), (_, _, _, _, whole) = (env.step(a) for env in envs)
+        assert lean["loss"] == pytest.approx(whole["loss"], rel=1e-5)
+        u = envs[0].unwrapped
+        k, b = a + 1, TINY["batch_size"]
+        assert lean["flops"] - lean["probe_flops"] == step_flops(u.vit_config, b, k, embedded=k)["total"]
+        assert whole["flops"] == step_flops(u.vit_config, b, k)["total"]  # every patch embedded
+    lean_w, whole_w = (dict(env.unwrapped.model.named_parameters()) for env in envs)
+    for name, w in lean_w.items():
+        torch.testing.assert_close(w, whole_w[name], rtol=1e-4, atol=1e-6)
+    assert envs[0].unwrapped._tokens is None and envs[1].unwrapped._tokens is not None

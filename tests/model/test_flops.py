@@ -59,6 +59,32 @@ def test_step_flops_equal_torch_flop_counter(case):
         assert counted(forward) == expected["forward"], name
 
 
+@pytest.mark.parametrize("case", range(7))
+def test_a_step_that_embeds_the_kept_patches_only_is_counted_so(case):
+    """``model(x, keep)`` embeds the kept patches alone (padding slots of uneven rows
+    included): FlopCounterMode's count is step_flops with ``embedded=K``."""
+    torch.manual_seed(0)
+    model = SimpleViT(**VIT)
+    x, y = torch.randn(B, 3, 32, 32), torch.randint(10, (B,))
+    name, keep, k = keeps(np.random.default_rng(case))[case]
+    expected = step_flops(VIT, B, k, embedded=k)
+    assert counted(lambda: F.cross_entropy(model(x, keep), y).backward()) == expected["total"], name
+    assert expected["embed"] == 2 * B * k * 48 * 32  # P = 3 * 4 * 4, D = 32
+
+
+def test_the_count_envs_info_flops_is_what_its_step_computes():
+    """A count with the progress observation: the env's whole step, counted, is the kept
+    patches' embedding and the transformer on them (the probe ran at reset and is charged
+    to the first step as probe_flops; none after)."""
+    env = PatchSelectionEnv(**TINY, selection="count", val_fraction=0.2, probe_every=10**9)
+    env.reset(seed=0)
+    for a in (63, 4, 30):
+        info = {}
+        flops = counted(lambda: info.update(env.step(a)[4]))
+        train = info["flops"] - info["probe_flops"]
+        assert train == flops == step_flops(env.vit_config, env.batch_size, a + 1, embedded=a + 1)["total"]
+
+
 def test_default_cpu_attention_is_what_the_counter_misses():
     """On the default backend the counter sees no attention products on the CPU (the
     reason the tests use the math backend); should a torch version count them, they
@@ -66,7 +92,8 @@ def test_default_cpu_attention_is_what_the_counter_misses():
     model, x, y = SimpleViT(**VIT), torch.randn(B, 3, 32, 32), torch.randint(10, (B,))
     got = counted(lambda: F.cross_entropy(model(x, torch.arange(12)), y).backward(), math_attention=False)
     qk_av = 2 * 2 * 2 * B * 12 * 12 * VIT["heads"] * VIT["dim_head"]  # depth 2, two products, forward
-    assert got in (step_flops(VIT, B, 12)["total"], step_flops(VIT, B, 12)["total"] - 3 * qk_av)
+    full = step_flops(VIT, B, 12, embedded=12)["total"]  # model(x, keep) embeds the 12 kept patches only
+    assert got in (full, full - 3 * qk_av)
 
 
 def test_paper_step_by_hand():
@@ -100,6 +127,9 @@ def test_paper_step_by_hand():
 def test_shapes_out_of_range_are_refused(bad):
     with pytest.raises(ValueError, match=r"seq_len in \[1, 64\]"):
         step_flops(VIT, **bad)
+    for embedded in (0, 65):
+        with pytest.raises(ValueError, match=rf"need embedded in \[1, 64\] patches per image, got {embedded}"):
+            step_flops(VIT, 4, 8, embedded=embedded)
 
 
 @pytest.mark.parametrize("selection", ["batch", "image"])

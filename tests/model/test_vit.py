@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from patchenv.model.vit import SimpleViT, init_weights, posemb_sincos_2d, select_tokens
+from patchenv.model.vit import SimpleViT, init_weights, place_tokens, posemb_sincos_2d, select_tokens
 
 N = 64  # 32x32 images, 4x4 patches
 
@@ -346,3 +346,41 @@ def test_init_weights_is_seeded_and_leaves_global_rng_alone():
     w = lin.weight.detach()
     bound = 1 / math.sqrt(lin.in_features)
     assert float(w.abs().max()) <= bound and float(w.abs().max()) > 0.9 * bound
+
+
+def keep_forms(b, n, generator):
+    """One keep of each form `select_tokens` takes."""
+    per_image = torch.sort(torch.rand(b, n, generator=generator).argsort(dim=1)[:, :5], dim=1).values
+    uneven = torch.rand(b, n, generator=generator) < 0.3
+    uneven[:, 0] = True  # no empty row
+    return {"none": None, "shared index": torch.tensor([3, 7, 20, n - 1]), "per-image index": per_image,
+            "shared bool": uneven[0], "uneven bool": uneven}
+
+
+@pytest.mark.parametrize("form", ["none", "shared index", "per-image index", "shared bool", "uneven bool"])
+def test_embedding_the_kept_patches_only_equals_selecting_from_the_whole_embedding(model, form):
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    keep = keep_forms(4, model.num_patches, torch.Generator().manual_seed(2))[form]
+    want, want_mask = select_tokens(model.embed(x), keep)
+    got, got_mask = model.embed_kept(x, keep)
+    assert torch.equal(got, want)  # the embedding is per patch: the same numbers, bit for bit
+    assert (got_mask is None) == (want_mask is None) and (got_mask is None or torch.equal(got_mask, want_mask))
+    torch.testing.assert_close(model(x, keep), model.forward_tokens(model.embed(x), keep), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("form", ["none", "shared index", "per-image index", "shared bool", "uneven bool"])
+def test_place_tokens_puts_each_value_back_at_its_patch(model, form):
+    b, n = 4, model.num_patches
+    keep = keep_forms(b, n, torch.Generator().manual_seed(3))[form]
+    position = torch.arange(n, dtype=torch.float32).expand(b, n) + 1  # patch i carries i + 1
+    chosen, _ = select_tokens(position.unsqueeze(-1), keep)
+    placed = place_tokens(chosen.squeeze(-1), keep, n)
+    # Computed another way: the (B, N) mask of what was kept, from the keep's own form.
+    if keep is None:
+        kept = torch.ones(b, n, dtype=torch.bool)
+    elif keep.dtype == torch.bool:
+        kept = keep.expand(b, n)
+    else:
+        kept = torch.zeros(b, n, dtype=torch.bool)
+        kept[torch.arange(b)[:, None], keep.expand(b, -1)] = True
+    assert torch.equal(placed, torch.where(kept, position, torch.zeros(())))
