@@ -89,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", default=None, choices=["bf16"], help="bf16 autocast (env and bare step)")
     p.add_argument("--compile", action="store_true", help="torch.compile the ViT forward (env and bare step)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads (default: torch's own; the suites run with 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="results/throughput")
     p.add_argument("--no-progress", action="store_true")
@@ -254,8 +256,6 @@ def plot(results: list[dict], names: list[str], path) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from pathlib import Path
-
     args = build_parser().parse_args(argv)
     names = parse_list(args.variants)
     unknown = [v for v in names if v not in VARIANTS]
@@ -267,6 +267,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         raise SystemExit("--batch-sizes and --ks are comma lists of integers") from None
     if args.repeats < 1 or args.warmup < 0 or not batch_sizes or any(b <= 0 for b in batch_sizes):
         raise SystemExit("--repeats must be >= 1, --warmup >= 0, --batch-sizes positive")
+    if args.threads is not None and args.threads < 1:
+        raise SystemExit(f"--threads must be a positive integer, got {args.threads}")
     cfg = {"preset": args.preset, "vit": PRESETS[args.preset], "batch_sizes": batch_sizes, "ks": ks,
            "variants": names, "repeats": args.repeats, "warmup": args.warmup, "min_time": args.min_time,
            "dataset": args.dataset, "device": str(resolve_device(args.device)), "amp": args.amp,
@@ -275,6 +277,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     n = (images.image_size // PATCH_SIZE) ** 2
     if max(ks) != n or min(ks) < 1:
         raise SystemExit(f"--ks must include {n} (all patches: ratios are taken to the full step), all >= 1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads or threads)  # before meta_block, which records the count
+    try:
+        return _measure_all(args, argv, cfg, images, names, ks, batch_sizes)
+    finally:
+        torch.set_num_threads(threads)  # the caller's (a test calls main in-process)
+
+
+def _measure_all(args, argv, cfg: dict, images, names: list, ks: list, batch_sizes: list) -> int:
+    from pathlib import Path
+
     meta = meta_block(cfg["device"], cfg)
     meta["argv"] = list(sys.argv[1:] if argv is None else argv)
     out = Path(args.out)

@@ -35,3 +35,17 @@ def test_throughput_tiny(tmp_path, capsys):
     paired = [a / b for a, b in zip(rows[("bare", 32)]["times_s"], rows[("bare", 64)]["times_s"])]
     assert r32["value"] == pytest.approx(sorted(paired)[0] / 2 + sorted(paired)[1] / 2)  # median of two
     assert (tmp_path / "throughput.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_threads_are_recorded_and_the_callers_count_restored(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    argv = ["--preset", "tiny", "--batch-sizes", "16", "--ks", "64,8", "--variants", "bare,env/count/progress",
+            "--repeats", "1", "--warmup", "0", "--min-time", "0", "--device", "cpu", "--threads", "1",
+            "--out", str(tmp_path), "--no-progress"]
+    assert throughput.main(argv) == 0
+    assert json.loads((tmp_path / "throughput.json").read_text())["meta"]["torch_threads"] == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(SystemExit, match="--threads must be a positive integer, got 0"):
+        throughput.main(argv[:-5] + ["--threads", "0", "--out", str(tmp_path), "--no-progress"])
