@@ -9,8 +9,8 @@ then pool: the same parameter count, different logits.) Dropped patches are *rem
 
 Two ways in: ``forward(img, keep)`` cuts the image into patches, keeps the chosen ones
 and embeds only those (what a training step whose observation does not read the
-embedding pays for: at 5 of 64 patches the embedding of all of them was a third of the
-tiny ViT's step on the CPU); ``forward_tokens(embed(img), keep)`` embeds every patch first,
+embedding pays for: at 5 of 64 patches, embedding all of them was about a quarter of
+the tiny ViT's env step at batch 64 on the CPU); ``forward_tokens(embed(img), keep)`` embeds every patch first,
 for callers that also read the whole embedding (the env's patch observations). Both give
 the same logits.
 
@@ -150,7 +150,7 @@ class SimpleViT(nn.Module):
         keep = keep.long()
         b, c = img.shape[:2]
         g, p = self.grid, self.patch_size
-        grid = img.view(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)  # b h w p1 p2 c, a view
+        grid = img.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)  # b h w p1 p2 c (a view when contiguous)
         rows, cols = keep // g, keep % g
         if keep.dim() == 1:
             patches = grid[:, rows, cols]  # (B, K, p, p, c)
