@@ -26,7 +26,8 @@ epoch has 844 batches, so every 108th batch and eps_decay 4300 of 8440 iteration
 with 2x2 patches on the unpadded 28x28 images, N = 196 tokens (PatchDropout finds the
 savings grow with the token count), 5 epochs of ``all`` (65 s an epoch on one core), 5
 seeds, the selectors that answer its question (``all``, ``random``, ``grow``, ``agentvit``,
-``evolved``). Under equal FLOPs a selector's run costs ``all``'s FLOPs but more wall clock
+``evolved``, and ``evolved``'s curve as a schedule: 15 of 196 patches, its 7.5% floor, until
+the planned end, then every patch by 1.28). Under equal FLOPs a selector's run costs ``all``'s FLOPs but more wall clock
 (measured on 2026-12-02, 3 seeds: ``grow`` 1.26x, ``random`` 1.93x ``all``'s), so the
 suite is about 3.5 hours on one core, under two on the 2-core machine with two runs side
 by side (``make bench-fmnist-p2``: ``--backend ray --cpus-per-run 1``), or one population
@@ -47,6 +48,7 @@ SUITES: dict[str, dict] = {
     "fmnist-p2": dict(
         dataset="fashion_mnist", preset="tiny", batch_size=64, patch_size=2, image_size=28, n_patch_desired=98,
         epochs=5, seeds="0,1,2,3,4", budget="equal-flops",
-        selectors=",".join(["all", "random", "grow", "agentvit:frequency=108:eps_decay=2150", "evolved"]),
+        selectors=",".join(["all", "random", "grow", "agentvit:frequency=108:eps_decay=2150", "evolved",
+                            "grow:k0=15:start=1:fraction=1.28:selection=image"]),
         device="cpu", out="results/fmnist-p2"),
 }
