@@ -249,19 +249,13 @@ def place_tokens(values: torch.Tensor, keep, n: int) -> torch.Tensor:
         return values
     keep = torch.as_tensor(keep, device=values.device)
     out = values.new_zeros(b, n)
-    if keep.dtype == torch.bool:
-        if keep.dim() == 1:
-            out[:, keep] = values
-        else:  # rows in patch order, each padded to the largest count: the real slots come first
-            counts = keep.sum(dim=1)
-            real = torch.arange(values.shape[1], device=values.device) < counts[:, None]
-            out[keep] = values[real]
-        return out
-    keep = keep.long()
-    if keep.dim() == 1:
-        out[:, keep] = values
+    if keep.dim() == 1:  # one mask or index for the batch
+        out[:, keep if keep.dtype == torch.bool else keep.long()] = values
+    elif keep.dtype == torch.bool:  # rows in patch order, padded to the largest count: real slots first
+        real = torch.arange(values.shape[1], device=values.device) < keep.sum(dim=1)[:, None]
+        out[keep] = values[real]
     else:
-        out.scatter_(1, keep, values)
+        out.scatter_(1, keep.long(), values)
     return out
 
 
