@@ -3,7 +3,7 @@ elementwise update of the (E, P) tensor, each run with its own step count, so a 
 update is skipped (a non-finite loss or gradient) keeps its moments and its count while
 the others step.
 
-The arithmetic is torch's fused Adam's (what each single env uses: `make_optimizer`), in
+The arithmetic is torch's fused Adam's (what each single env uses: `make_optimizer`, `FlatAdam`), in
 the same order: ``m = lerp(m, g, 1 - b1)``, ``v = b2 v + (1 - b2) g^2``,
 ``p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import torch
 
-from patchenv.model.training import make_optimizer
 from patchenv.model.vit import SimpleViT
 
 
@@ -69,7 +68,8 @@ class StackedAdam:
 
     def member_optimizer(self, i: int, model: SimpleViT, names: list[str], sizes: list[int]) -> torch.optim.Optimizer:
         """A single env's Adam over `model` (run i's aliased ViT) whose state is row i."""
-        optimizer = make_optimizer(model, self.lr)
+        # A plain Adam: its state must be views of row i, not of a buffer of its own (FlatAdam).
+        optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, fused=True)
         params = dict(model.named_parameters())
         offset = 0
         step = self.steps[i]  # a 0-d view: every parameter's count is the run's
