@@ -20,9 +20,22 @@ One generation of CMA-ES:
    stops at the first evaluation reaching A (score: that share of F) or at F (score: 1 plus
    10 times the accuracy it lacked). Lower is better.
 
+``--objective time`` scores the benchmark's other column, time to target, instead: a step
+keeping k patches costs ``--fixed-cost`` + k (in the time of embedding and training one
+patch; the reference's steps cost that with every patch), checks fall at twentieths of
+the reference's cost, and a run still stops at F, the budget (a miss scores its cost share,
+at least 1, plus 10 times the accuracy it lacked). Why a model and not the clock: the
+candidates of a generation run one after another on a shared machine whose speed drifts by
+tens of percent within minutes, which would rank them by when they ran; a count of patch
+steps ranks them by what they chose. Why a fixed cost: on a CPU a small step is mostly
+per-kernel work that does not shrink with the patches (``benchmarks.throughput``: a 5-patch
+step costs 0.27-0.35x a full one, not 5/64), which the FLOPs objective ignores, and so it
+learned to train on 5 patches for a long time.
+
 ``--population P`` scores P candidates at once as one `patchenv.population.PopulationEnv`
 (a GPU's way; on a CPU 1, the default, is fastest: a population computes every run each step,
-also the ones that have stopped).
+also the ones that have stopped). ``--workers W`` scores them in W processes, one torch
+thread each (a CPU's way: one per core); the scores are those of one process.
 
 The written policy is CMA-ES's mean (the best estimate under a noisy score, not the
 luckiest candidate), with the recipe and every generation's scores; it is rewritten
@@ -33,7 +46,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -55,6 +70,12 @@ CHECKS = 20  # a run is evaluated each time its FLOPs cross a twentieth of the r
 # CMA-ES's start: a grow-like curve (a quarter of the patches early, all from mid-run), no feedback
 START = KeepCurve(floor_logit=math.log(0.25 / 0.75), log_steepness=math.log(8.0), switch=0.5, feedback=0.0)
 START_STDS = (1.0, 0.7, 0.25, 1.0)  # per-parameter scale of the first search distribution
+OBJECTIVES = ("flops", "time")
+# A step's cost that does not shrink with the patches, in patch-steps, for --objective time:
+# with it a 5-patch step costs (24 + 5) / (24 + 64) = 0.33x a full one, between the 0.27x of
+# a step alone and the 0.35x of a whole epoch measured on the project's AMD EPYC CPU machine
+# (one thread, tiny ViT, batch 64; docs/results/2026-12-02-evolved-time-fmnist.md).
+FIXED_COST = 24.0
 
 
 def proxy_images(dataset: str, train_images: int, eval_images: int, data_root=None) -> ImageData:
@@ -74,11 +95,13 @@ def proxy_images(dataset: str, train_images: int, eval_images: int, data_root=No
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """An all-patch proxy run: its training FLOPs (the budget) and final held-out accuracy (the target)."""
+    """An all-patch proxy run: its training FLOPs (the budget), final held-out accuracy (the
+    target) and number of training steps (its cost under ``--objective time``)."""
 
     seed: int
     flops: int
     accuracy: float
+    steps: int
 
 
 def env_kwargs(images: ImageData, epochs: int, device: str) -> dict:
@@ -103,27 +126,33 @@ def references(population, seeds: list[int], show_progress: bool = False) -> lis
         moving = np.arange(e) < len(batch)
         pop.reset(seed=batch + [batch[0]] * (e - len(batch)), options={"new_run": True})
         flops = np.zeros(e, dtype=np.int64)
+        steps = 0
         while pop.runs[0].global_step < pop.runs[0].total_steps:  # the runs move in lockstep
             _, _, terminated, truncated, infos = pop.step_runs([n - 1] * e, moving)
+            steps += 1
             for i in np.flatnonzero(moving):
                 flops[i] += infos[i]["flops"]
                 if terminated[i]:
                     raise RuntimeError(f"the all-patch reference run (seed {batch[i]}) diverged")
             if (truncated & moving).any():
                 pop.reset(options={"reset_mask": truncated & moving})
-        refs += [Reference(seed, int(flops[i]), float(pop.runs[i].evaluate("test")["accuracy"]))
+        refs += [Reference(seed, int(flops[i]), float(pop.runs[i].evaluate("test")["accuracy"]), steps)
                  for i, seed in enumerate(batch)]
     return refs
 
 
-def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_every: int, first_check: float) -> list[float]:
-    """Each curve's score on a fresh run seeded ``ref.seed`` (module docstring, step 3)."""
+def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_every: int, first_check: float,
+                 objective: str = "flops", fixed_cost: float = FIXED_COST) -> list[float]:
+    """Each curve's score on a fresh run seeded ``ref.seed`` (module docstring, step 3 and
+    ``--objective``)."""
     pop, e = population, population.num_envs
     n = pop.runs[0].num_patches
     obs, _ = pop.reset(seed=[ref.seed] * e, options={"new_run": True})
     moving = np.arange(e) < len(curves)
     flops = np.zeros(e)
-    next_check = np.full(e, max(1, math.ceil(first_check * CHECKS)))  # in twentieths of ref.flops
+    cost = np.zeros(e)  # what the objective counts: FLOPs, or patch-steps plus the fixed cost
+    ref_cost = ref.flops if objective == "flops" else ref.steps * (fixed_cost + n)
+    next_check = np.full(e, max(1, math.ceil(first_check * CHECKS)))  # in twentieths of ref_cost
     scores = [math.nan] * len(curves)
     counts = [n - 1] * e
     step = 0
@@ -134,69 +163,131 @@ def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_eve
         step += 1
         for i in np.flatnonzero(moving):
             flops[i] += infos[i]["flops"]
+            cost[i] += infos[i]["flops"] if objective == "flops" else fixed_cost + counts[i] + 1
             if terminated[i]:  # diverged: it never reaches the target
                 scores[i], moving[i] = 2.0, False
                 continue
-            if flops[i] < next_check[i] * ref.flops / CHECKS:
+            spent = flops[i] >= ref.flops
+            if cost[i] < next_check[i] * ref_cost / CHECKS and not spent:
                 continue
             accuracy = float(pop.runs[i].evaluate("test")["accuracy"])
             if accuracy >= ref.accuracy:
-                scores[i], moving[i] = flops[i] / ref.flops, False
-            elif next_check[i] >= CHECKS:  # the reference's budget is spent
-                scores[i], moving[i] = 1.0 + 10.0 * (ref.accuracy - accuracy), False
-            next_check[i] += 1
+                scores[i], moving[i] = cost[i] / ref_cost, False
+            elif spent:  # the reference's budget is spent
+                share = 1.0 if objective == "flops" else max(1.0, cost[i] / ref_cost)
+                scores[i], moving[i] = share + 10.0 * (ref.accuracy - accuracy), False
+            next_check[i] += 1  # a step costs far less than a twentieth: one check per crossing
         epoch_end = truncated & moving
         if epoch_end.any():  # an epoch ended; the run goes on
             obs, _ = pop.reset(options={"reset_mask": epoch_end})
     return scores
 
 
+class Proxies:
+    """Where the proxy runs train: one `PopulationEnv` of `population` runs in this process
+    (``workers=1``), or one in each of `workers` processes started fresh ("spawn"), each
+    with its own data and one torch thread. `map` runs ``fn(population_env, item)`` for each
+    item there and returns the results in order. A context manager: leaving it stops the
+    workers."""
+
+    def __init__(self, workers: int, population: int, dataset: str, train_images: int, eval_images: int,
+                 epochs: int, device: str, data_root=None):
+        setup = (population, dataset, train_images, eval_images, epochs, device, data_root)
+        self.pool = None
+        if workers == 1:
+            self.pop = _proxy_population(*setup)
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_worker, initargs=setup)
+
+    def map(self, fn, items: list) -> list:
+        if self.pool is None:
+            return [fn(self.pop, item) for item in items]
+        return list(self.pool.map(_run_in_worker, [fn] * len(items), items))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is None:
+            self.pop.close()
+        else:
+            self.pool.shutdown(cancel_futures=True)
+
+
+def _proxy_population(population, dataset, train_images, eval_images, epochs, device, data_root):
+    from patchenv.population import PopulationEnv
+
+    images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
+    return PopulationEnv(population, **env_kwargs(images, epochs, device))
+
+
+_WORKER_POPULATION = None  # a worker process's proxy runs, built once by _start_worker
+
+
+def _start_worker(*setup):
+    global _WORKER_POPULATION
+    torch.set_num_threads(1)
+    _WORKER_POPULATION = _proxy_population(*setup)
+
+
+def _run_in_worker(fn, item):
+    return fn(_WORKER_POPULATION, item)
+
+
 def evolve(out: Path, *, generations: int, popsize: int, proxy_seeds: int, epochs: int, train_images: int,
            eval_images: int, decide_every: int, first_check: float, seed: int, dataset: str = "fashion_mnist",
-           population: int = 1, device: str = "cpu", data_root=None, show_progress: bool = True,
-           command: Optional[str] = None) -> dict:
+           population: int = 1, workers: int = 1, objective: str = "flops", fixed_cost: float = FIXED_COST,
+           device: str = "cpu", data_root=None, show_progress: bool = True, command: Optional[str] = None) -> dict:
     """Run CMA-ES (module docstring) and write the policy to `out` atomically; returns its record."""
     import cma
     from tqdm.auto import tqdm
 
-    from patchenv.population import PopulationEnv
-
     if popsize % population:
         raise ValueError(f"--popsize ({popsize}) must be a multiple of --population ({population})")
-    images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
-    pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
-    start = time.perf_counter()
+    if objective not in OBJECTIVES:
+        raise ValueError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if not (math.isfinite(fixed_cost) and fixed_cost >= 0):
+        raise ValueError(f"--fixed-cost must be a finite number >= 0, got {fixed_cost}")
     seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
-    refs = references(pop, seeds, show_progress)
-    es = cma.CMAEvolutionStrategy(START.vector(), 1.0, {"popsize": popsize, "CMA_stds": list(START_STDS),
-                                                        "seed": seed + 1, "verbose": -9})
-    history = []
-    for g in tqdm(range(generations), desc="generations", disable=not show_progress):
-        ref = refs[g % len(refs)]
-        xs = es.ask()
-        curves = [KeepCurve.from_vector(x) for x in xs]
-        scores = []
-        for i in range(0, popsize, population):
-            scores += score_curves(pop, curves[i:i + population], ref, decide_every, first_check)
-        es.tell(xs, scores)
-        mean = KeepCurve.from_vector(es.result.xfavorite)
-        history.append({"generation": g, "proxy_seed": ref.seed, "scores": [round(s, 4) for s in scores],
-                        "best": round(min(scores), 4), "median": round(float(np.median(scores)), 4),
-                        "mean_parameters": dict(zip(PARAMETERS, mean.vector())),
-                        "elapsed_s": round(time.perf_counter() - start, 1)})
-        # Written after every generation: a run stopped midway leaves the policy so far
-        # (recipe["generations_done"] says how far it got), not nothing.
-        record = policy_record(mean, recipe={
-            "command": command,
-            "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs, "train_images": train_images,
-            "eval_images": eval_images, "proxy_seeds": seeds, "generations": generations, "generations_done": g + 1,
-            "popsize": popsize, "decide_every": decide_every, "first_check": first_check, "seed": seed,
-            "population": population, "device": device, "torch_threads": torch.get_num_threads(),
-            "train_time_s": round(time.perf_counter() - start, 1)},
-            references=[dataclasses.asdict(r) for r in refs], history=history)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, record)
-    pop.close()
+    recipe = {"command": command, "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs,
+              "train_images": train_images, "eval_images": eval_images, "proxy_seeds": seeds,
+              "objective": objective, **({"fixed_cost": fixed_cost} if objective == "time" else {}),
+              "generations": generations, "popsize": popsize, "decide_every": decide_every,
+              "first_check": first_check, "seed": seed, "population": population, "workers": workers,
+              "device": device, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
+    start = time.perf_counter()
+    with Proxies(workers, population, dataset, train_images, eval_images, epochs, device, data_root) as proxies:
+        if workers == 1:
+            refs = references(proxies.pop, seeds, show_progress)
+        else:  # a seed per task: each worker trains its references alone
+            refs = [r for chunk in proxies.map(references, [[s] for s in seeds]) for r in chunk]
+        es = cma.CMAEvolutionStrategy(START.vector(), 1.0, {"popsize": popsize, "CMA_stds": list(START_STDS),
+                                                            "seed": seed + 1, "verbose": -9})
+        history = []
+        for g in tqdm(range(generations), desc="generations", disable=not show_progress):
+            ref = refs[g % len(refs)]
+            xs = es.ask()
+            curves = [KeepCurve.from_vector(x) for x in xs]
+            score = functools.partial(score_curves, ref=ref, decide_every=decide_every, first_check=first_check,
+                                      objective=objective, fixed_cost=fixed_cost)
+            chunks = [curves[i:i + population] for i in range(0, popsize, population)]
+            scores = [s for chunk in proxies.map(score, chunks) for s in chunk]
+            es.tell(xs, scores)
+            mean = KeepCurve.from_vector(es.result.xfavorite)
+            history.append({"generation": g, "proxy_seed": ref.seed, "scores": [round(s, 4) for s in scores],
+                            "best": round(min(scores), 4), "median": round(float(np.median(scores)), 4),
+                            "mean_parameters": dict(zip(PARAMETERS, mean.vector())),
+                            "elapsed_s": round(time.perf_counter() - start, 1)})
+            # Written after every generation: a run stopped midway leaves the policy so far
+            # (recipe["generations_done"] says how far it got), not nothing.
+            record = policy_record(mean, recipe={**recipe, "generations_done": g + 1,
+                                                 "train_time_s": round(time.perf_counter() - start, 1)},
+                                   references=[dataclasses.asdict(r) for r in refs], history=history)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(out, record)
     return record
 
 
@@ -215,7 +306,8 @@ def plot_history(record: dict, path: Path) -> None:
         a.scatter([h["generation"]] * len(h["scores"]), h["scores"], s=8, color="tab:blue", alpha=0.5)
     a.plot([h["generation"] for h in record["history"]], [h["median"] for h in record["history"]], color="tab:blue",
            label="median")
-    a.set(xlabel="generation", ylabel="FLOPs to target / all's (>1: missed)", title="candidates' scores")
+    counted = "time (modeled)" if record["recipe"].get("objective") == "time" else "FLOPs"
+    a.set(xlabel="generation", ylabel=f"{counted} to target / all's (>1: missed)", title="candidates' scores")
     a.legend()
     curve = KeepCurve.from_vector([record["parameters"][p] for p in PARAMETERS])
     done = np.linspace(0, 1.2, 121)
@@ -251,12 +343,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--population", type=int, default=1,
                    help="candidates scored at once as one batched population (default: 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes scoring candidates side by side, one torch thread each (default: 1)")
+    p.add_argument("--objective", choices=OBJECTIVES, default="flops",
+                   help="what a candidate's score counts to the target: FLOPs, or time as patch-steps plus "
+                        "--fixed-cost per step (default: flops)")
+    p.add_argument("--fixed-cost", type=float, default=FIXED_COST,
+                   help=f"a step's cost that does not shrink with the patches, in patch-steps, for --objective "
+                        f"time (default: {FIXED_COST:g})")
     p.add_argument("--device", default="cpu", help="the proxy runs' device (default: cpu)")
     p.add_argument("--plot", default=None, help="also draw the scores and the policy into this PNG")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("generations", "popsize", "proxy_seeds", "epochs", "train_images", "eval_images", "decide_every",
-                 "population"):
+                 "population", "workers"):
         if getattr(args, name) <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if not 0 < args.first_check <= 1:
@@ -266,7 +366,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         record = evolve(Path(args.out), generations=args.generations, popsize=args.popsize,
                         proxy_seeds=args.proxy_seeds, epochs=args.epochs, train_images=args.train_images,
                         eval_images=args.eval_images, decide_every=args.decide_every, first_check=args.first_check,
-                        seed=args.seed, dataset=args.dataset, population=args.population, device=args.device,
+                        seed=args.seed, dataset=args.dataset, population=args.population, workers=args.workers,
+                        objective=args.objective, fixed_cost=args.fixed_cost, device=args.device,
                         data_root=args.data_root, show_progress=not args.no_progress,
                         command=" ".join(["python -m agents.evolve", *(sys.argv[1:] if argv is None else argv)]))
     except ValueError as e:

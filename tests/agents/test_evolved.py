@@ -133,12 +133,78 @@ def test_references_run_side_by_side_as_one_by_one(digits_population):
 
 def test_a_missed_target_scores_one_plus_ten_times_the_gap(digits_population):
     [ref] = references(digits_population, [1001])
-    unreachable = Reference(ref.seed, ref.flops, accuracy=1.01)
+    unreachable = Reference(ref.seed, ref.flops, accuracy=1.01, steps=ref.steps)
     few = KeepCurve(floor_logit=-30.0, log_steepness=0.0, switch=100.0, feedback=0.0)  # 1 patch throughout
     [score] = score_curves(digits_population, [few], unreachable, decide_every=5, first_check=0.9)
     accuracy = digits_population.runs[0].evaluate("test")["accuracy"]  # where it stopped: the budget's end
     assert score == pytest.approx(1.0 + 10.0 * (1.01 - accuracy))
     assert CHECKS == 20
+
+
+def test_every_patch_scores_exactly_one_in_time_too(digits_population):
+    """Under --objective time a candidate keeping every patch costs what the reference cost:
+    the same steps at the same count, whatever the fixed cost."""
+    [ref] = references(digits_population, [1000])
+    assert ref.steps == digits_population.runs[0].total_steps
+    every_patch = KeepCurve(floor_logit=30.0, log_steepness=0.0, switch=0.0, feedback=0.0)
+    for fixed_cost in (0.0, 24.0):
+        assert score_curves(digits_population, [every_patch], ref, decide_every=5, first_check=1.0,
+                            objective="time", fixed_cost=fixed_cost) == [1.0]
+
+
+def steps_to_spend(pop, seed, k, flops):
+    """Env steps a run seeded `seed` keeping k patches takes to spend `flops` (run 0 of `pop`
+    alone), counted here without any evaluation."""
+    pop.reset(seed=[seed] * pop.num_envs, options={"new_run": True})
+    moving = np.arange(pop.num_envs) == 0
+    spent = steps = 0
+    while spent < flops:
+        _, _, _, truncated, infos = pop.step_runs([k - 1] * pop.num_envs, moving)
+        spent, steps = spent + infos[0]["flops"], steps + 1
+        if truncated[0]:
+            pop.reset(options={"reset_mask": truncated & moving})
+    return steps
+
+
+def test_the_time_objective_counts_patch_steps_plus_the_fixed_cost(digits_population):
+    """A run keeping k patches throughout misses an unreachable target and stops once it has
+    spent the reference's FLOPs; its time score is its steps times (fixed + k) over the
+    reference's steps times (fixed + N), plus 10 times the accuracy it lacked."""
+    [ref] = references(digits_population, [1001])
+    unreachable = Reference(ref.seed, ref.flops, accuracy=1.01, steps=ref.steps)
+    n, k, fixed = digits_population.runs[0].num_patches, 4, 10.0
+    keep_k = KeepCurve(floor_logit=math.log(k / (n - k)), log_steepness=0.0, switch=1e6, feedback=0.0)
+    assert keep_k.count(progress_obs(0.5), n) == k
+    [score] = score_curves(digits_population, [keep_k], unreachable, decide_every=5, first_check=0.9,
+                           objective="time", fixed_cost=fixed)
+    accuracy = digits_population.runs[0].evaluate("test")["accuracy"]  # where it stopped
+    steps = steps_to_spend(digits_population, ref.seed, k, ref.flops)
+    share = steps * (fixed + k) / (ref.steps * (fixed + n))
+    assert share > 1  # at 4 of N patches, spending the FLOPs takes longer than the reference
+    assert score == pytest.approx(share + 10.0 * (1.01 - accuracy))
+
+
+def test_evolve_checks_its_objective_before_training(tmp_path):
+    for kwargs, message in (({"objective": "seconds"}, "--objective must be one of flops, time"),
+                            ({"fixed_cost": -1.0}, "--fixed-cost must be a finite number >= 0")):
+        with pytest.raises(ValueError, match=message):
+            evolve(tmp_path / "p.json", generations=1, popsize=2, proxy_seeds=1, epochs=1, train_images=300,
+                   eval_images=150, decide_every=5, first_check=0.5, seed=0, dataset="digits",
+                   show_progress=False, **kwargs)
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_workers_score_as_one_process_does(tmp_path):
+    """Two worker processes give the policy, references and scores of one process."""
+    kwargs = dict(generations=1, popsize=4, proxy_seeds=2, epochs=1, train_images=300, eval_images=150,
+                  decide_every=5, first_check=0.5, seed=5, dataset="digits", objective="time", fixed_cost=24.0,
+                  show_progress=False)
+    one = evolve(tmp_path / "one.json", **kwargs)
+    two = evolve(tmp_path / "two.json", workers=2, **kwargs)
+    assert two["recipe"]["workers"] == 2 and two["recipe"]["objective"] == "time"
+    assert two["references"] == one["references"]
+    assert [h["scores"] for h in two["history"]] == [h["scores"] for h in one["history"]]
+    assert two["parameters"] == one["parameters"]
 
 
 def test_evolve_writes_a_policy_with_its_recipe_and_history(tmp_path):
