@@ -45,6 +45,7 @@ luckiest candidate), with the recipe and every generation's scores; it is rewrit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import math
@@ -202,10 +203,18 @@ class Proxies:
             self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_start_worker, initargs=setup)
 
-    def map(self, fn, items: list) -> list:
-        if self.pool is None:
-            return [fn(self.pop, item) for item in items]
-        return list(self.pool.map(_run_in_worker, [fn] * len(items), items))
+    def map(self, fn, items: list, bar=None) -> list:
+        """[fn(population_env, item) for item in items], here or in the workers; `bar` (a
+        tqdm) moves as results come in and is closed."""
+        results = []
+        with contextlib.nullcontext() if bar is None else bar:
+            done = map(functools.partial(fn, self.pop), items) if self.pool is None else \
+                self.pool.map(_run_in_worker, [fn] * len(items), items)
+            for result in done:
+                results.append(result)
+                if bar is not None:
+                    bar.update()
+        return results
 
     def __enter__(self):
         return self
@@ -263,7 +272,9 @@ def evolve(out: Path, *, generations: int, popsize: int, proxy_seeds: int, epoch
         if workers == 1:
             refs = references(proxies.pop, seeds, show_progress)
         else:  # a seed per task: each worker trains its references alone
-            refs = [r for chunk in proxies.map(references, [[s] for s in seeds]) for r in chunk]
+            chunks = proxies.map(references, [[s] for s in seeds], tqdm(total=len(seeds), desc="all-patch references",
+                                                                       disable=not show_progress))
+            refs = [r for chunk in chunks for r in chunk]
         es = cma.CMAEvolutionStrategy(START.vector(), 1.0, {"popsize": popsize, "CMA_stds": list(START_STDS),
                                                             "seed": seed + 1, "verbose": -9})
         history = []

@@ -196,7 +196,7 @@ def test_evolve_checks_its_objective_before_training(tmp_path):
 
 def test_workers_score_as_one_process_does(tmp_path):
     """Two worker processes give the policy, references and scores of one process."""
-    kwargs = dict(generations=1, popsize=4, proxy_seeds=2, epochs=1, train_images=300, eval_images=150,
+    kwargs = dict(generations=1, popsize=2, proxy_seeds=2, epochs=1, train_images=300, eval_images=150,
                   decide_every=5, first_check=0.5, seed=5, dataset="digits", objective="time", fixed_cost=24.0,
                   show_progress=False)
     one = evolve(tmp_path / "one.json", **kwargs)
