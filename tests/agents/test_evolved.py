@@ -46,12 +46,14 @@ def test_keep_curve_rejects_a_wrong_vector_in_one_line(bad):
     assert "\n" not in str(e.value)
 
 
-def test_the_packaged_policy_reads_and_records_its_recipe():
-    curve, record = read_policy(PACKAGED)
+@pytest.mark.parametrize("name,objective", [(PACKAGED.name, "flops"), ("evolved-time-fmnist.json", "time")])
+def test_the_packaged_policies_read_and_record_their_recipe(name, objective):
+    curve, record = read_policy(PACKAGED.with_name(name))
     assert set(record["parameters"]) == set(PARAMETERS)
     recipe = record["recipe"]
     assert recipe["dataset"] == "fashion_mnist" and min(recipe["proxy_seeds"]) >= 1000
     assert len(record["history"]) == recipe["generations"]
+    assert recipe.get("objective", "flops") == objective  # the first file predates the option
     assert 0 < curve.floor < 1
 
 
