@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from agents.base import NO_PROBE
-from agents.evolved import PACKAGED, PARAMETERS, KeepCurve, policy_record
+from agents.evolved import OBJECTIVES, PACKAGED, PARAMETERS, KeepCurve, policy_record
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.data import ImageData, load_dataset
 from patchenv.data.splits import hold_out_validation
@@ -71,7 +71,6 @@ CHECKS = 20  # a run is evaluated each time its FLOPs cross a twentieth of the r
 # CMA-ES's start: a grow-like curve (a quarter of the patches early, all from mid-run), no feedback
 START = KeepCurve(floor_logit=math.log(0.25 / 0.75), log_steepness=math.log(8.0), switch=0.5, feedback=0.0)
 START_STDS = (1.0, 0.7, 0.25, 1.0)  # per-parameter scale of the first search distribution
-OBJECTIVES = ("flops", "time")
 # A step's cost that does not shrink with the patches, in patch-steps, for --objective time:
 # with it a 5-patch step costs (24 + 5) / (24 + 64) = 0.33x a full one, between the 0.27x of
 # a step alone and the 0.35x of a whole epoch measured on the project's AMD EPYC CPU machine

@@ -36,7 +36,7 @@ A second packaged policy, ``agents/policies/evolved-time-fmnist.json``, was evol
 benchmark's time to target instead of its FLOPs (``--objective time``: on a CPU a small
 step costs far more than its share of the FLOPs, so it keeps about 9 patches, not 5)::
 
-    python -m benchmarks.compare_selectors --suite fmnist --selectors all,evolved:policy=agents/policies/evolved-time-fmnist.json
+    python -m benchmarks.compare_selectors --suite fmnist --selectors all,evolved:objective=time
 """
 from __future__ import annotations
 
@@ -56,6 +56,9 @@ from patchenv.env.progress import PROGRESS_FEATURES
 
 POLICIES = Path(__file__).with_name("policies")
 PACKAGED = POLICIES / "evolved-fmnist.json"
+# What agents.evolve scores a candidate by (its --objective), and the packaged policy evolved for each.
+OBJECTIVES = ("flops", "time")
+PACKAGED_FOR = {"flops": PACKAGED, "time": POLICIES / "evolved-time-fmnist.json"}
 POLICY_FORMAT = "patchenv-evolved-v1"
 PARAMETERS = ("floor_logit", "log_steepness", "switch", "feedback")
 _BUDGET, _LOSS, _TREND = (PROGRESS_FEATURES.index(f) for f in ("budget_done", "loss", "loss_trend"))
@@ -126,8 +129,10 @@ def policy_record(policy: KeepCurve, **extra) -> dict:
 
 @dataclass
 class EvolvedConfig:
+    objective: str = "flops"
+    """which packaged policy to use: "flops" (evolved for FLOPs to target, agents/policies/evolved-fmnist.json) or "time" (for time to target, agents/policies/evolved-time-fmnist.json)"""
     policy: Optional[str] = None
-    """a policy file written by `python -m agents.evolve`; None = the packaged one (agents/policies/evolved-fmnist.json)"""
+    """a policy file written by `python -m agents.evolve`; None = the packaged one for `objective`"""
     decide_every: int = 20
     """env steps between two decisions"""
     seed: int = 0
@@ -135,10 +140,12 @@ class EvolvedConfig:
 
     def __post_init__(self):
         check_frozen_policy_config(self, "an evolved")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
 
     @property
     def policy_path(self) -> Path:
-        return Path(self.policy) if self.policy is not None else PACKAGED
+        return Path(self.policy) if self.policy is not None else PACKAGED_FOR[self.objective]
 
 
 class Evolved(CountController):

@@ -48,7 +48,11 @@ def test_keep_curve_rejects_a_wrong_vector_in_one_line(bad):
 
 @pytest.mark.parametrize("name,objective", [(PACKAGED.name, "flops"), ("evolved-time-fmnist.json", "time")])
 def test_the_packaged_policies_read_and_record_their_recipe(name, objective):
-    curve, record = read_policy(PACKAGED.with_name(name))
+    """`evolved:objective=...` picks the packaged policy evolved for that objective, whose
+    recipe says so."""
+    agent = agents.make("evolved", objective=objective)
+    assert agent.hp.policy_path == PACKAGED.with_name(name)
+    curve, record = read_policy(agent.hp.policy_path)
     assert set(record["parameters"]) == set(PARAMETERS)
     recipe = record["recipe"]
     assert recipe["dataset"] == "fashion_mnist" and min(recipe["proxy_seeds"]) >= 1000
@@ -82,8 +86,14 @@ def test_evolved_holds_each_decision_and_keeps_the_curves_count():
         assert [kept for _, kept in seen[start:start + 4]] == [expected] * 4
 
 
+def test_evolved_refuses_an_unknown_objective_in_one_line():
+    with pytest.raises(ValueError, match="objective must be one of") as e:
+        agents.make("evolved", objective="seconds")
+    assert "\n" not in str(e.value)
+
+
 def test_evolved_saves_and_loads_through_its_constructor(tmp_path):
-    agent = agents.make("evolved", decide_every=7)
+    agent = agents.make("evolved", decide_every=7, objective="time")
     agent._steps, agent._action = 9, 40
     agent.save(tmp_path / "e.json")
     same = agents.load(tmp_path / "e.json")
