@@ -268,12 +268,11 @@ def evolve(out: Path, *, generations: int, popsize: int, proxy_seeds: int, epoch
               "device": device, "torch_threads": 1 if workers > 1 else torch.get_num_threads()}
     start = time.perf_counter()
     with Proxies(workers, population, dataset, train_images, eval_images, epochs, device, data_root) as proxies:
-        if workers == 1:
-            refs = references(proxies.pop, seeds, show_progress)
-        else:  # a seed per task: each worker trains its references alone
-            chunks = proxies.map(references, [[s] for s in seeds], tqdm(total=len(seeds), desc="all-patch references",
-                                                                       disable=not show_progress))
-            refs = [r for chunk in chunks for r in chunk]
+        # `population` seeds a task, trained at once (with workers, tasks side by side)
+        tasks = [seeds[i:i + population] for i in range(0, len(seeds), population)]
+        done = proxies.map(references, tasks, tqdm(total=len(tasks), desc="all-patch references",
+                                                   disable=not show_progress))
+        refs = [r for chunk in done for r in chunk]
         es = cma.CMAEvolutionStrategy(START.vector(), 1.0, {"popsize": popsize, "CMA_stds": list(START_STDS),
                                                             "seed": seed + 1, "verbose": -9})
         history = []
