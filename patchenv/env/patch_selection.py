@@ -1,39 +1,37 @@
 """PatchSelectionEnv: an RL agent picks which image patches a ViT trains on.
 
 The contract (spaces, reward, episodes, info) is the class docstring; the settings are
-`patchenv.env.config.EnvConfig`'s fields. The class is the Gymnasium face; its parts live
-beside it: `action` (parsing), `batches` (data order and observations), `training_run`
-(a fresh ViT and optimiser), `evaluation`, `checkpoint`, `rewards`, `progress`, `render`.
+`patchenv.env.config.EnvConfig`'s fields. The class is the Gymnasium shell (spaces, the
+action, the reward, the episode, the info) around one `TrainingRun` (``env.run``: the
+ViT, its optimiser, data order, pending batch, counters and statistics), whose fixed part
+is a `RunSetup` (``env.setup``). Beside it: `action` (parsing), `outcome` (episode end,
+reward and info of a step), `evaluation`, `run_checkpoint`, `rewards`, `progress`, `render`.
 """
 from __future__ import annotations
 
 import difflib
 import os
+import time
 from dataclasses import fields
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 import gymnasium as gym
+import numpy as np
 import torch
 
-from patchenv.data import ImageData, load_dataset
-from patchenv.data.splits import eval_subset, hold_out_validation
-from patchenv.env import checkpoint
 from patchenv.env import render as render_mod
+from patchenv.env import run_checkpoint
 from patchenv.env.action import parse_action
-from patchenv.env.batches import agent_view, make_obs, probe_data
-from patchenv.env.step import REPEAT_SUMS, train_once
 from patchenv.env.config import EnvConfig, keyword_signature
-from patchenv.env.device import resolve_device, use_cuda_graph
-from patchenv.env.presets import with_preset
 from patchenv.env.evaluation import evaluate
-from patchenv.env.progress import ProgressTracker
+from patchenv.env.outcome import REPEAT_SUMS, episode_end, step_info, step_reward
+from patchenv.env.presets import with_preset
+from patchenv.env.run_setup import RunSetup
 from patchenv.env.spaces import action_space, observation_space, refuse_gymnasium_check_env
-from patchenv.env.training_run import new_run
-from patchenv.model.cuda_graph import GraphedStep
-from patchenv.model.flops import step_flops
+from patchenv.env.training_run import TrainingRun, Update
 from patchenv.model.keep import Keep
 from patchenv.model.training import autocast
-from patchenv.model.vit import SimpleViT, place_tokens
+from patchenv.model.vit import place_tokens
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
 
@@ -173,101 +171,48 @@ class PatchSelectionEnv(gym.Env):
             close = difflib.get_close_matches(unknown[0], _ARGUMENTS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; expected names among {sorted(_ARGUMENTS)}"
             raise TypeError(f"PatchSelectionEnv got an unexpected keyword argument {unknown[0]!r}{hint}")
-        self.config = cfg = EnvConfig(**kwargs)
-        self.device = resolve_device(cfg.device)
-        self.cuda_graph = use_cuda_graph(cfg, self.device)
-        # An observation that does not read the patch embedding (progress) lets the eager
-        # training step embed the kept patches only (`SimpleViT.embed_kept`); a compiled
-        # or graphed step embeds them all.
-        self._embeds_kept_only = cfg.obs_type == "progress" and not cfg.compile and not self.cuda_graph
+        self._shell(RunSetup(EnvConfig(**kwargs)))
 
-        images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
-            cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
-        if images.image_size % cfg.patch_size != 0:
-            raise ValueError(f"patch_size {cfg.patch_size} must divide the image size {images.image_size}")
-        # The validation split leaves the training set before anything reads it; the
-        # normalisation stays the data set's (its whole training set's mean and std).
-        self.val_fraction = cfg.val_fraction
-        if cfg.reward == "progress" and cfg.val_fraction <= 0:
-            gym.logger.warn("reward='progress' without a validation split: its probe is a fixed batch of training "
-                            "images, not held out; build the env with val_fraction > 0 (e.g. 0.1) for a held-out probe")
-        images, val = hold_out_validation(images, cfg.val_fraction)
-        val = None if val is None else (val[0].to(self.device), val[1].to(self.device))
-        if len(images.train_y) < cfg.batch_size:
-            held = f" after the validation split of {len(val[1])}" if val is not None else ""
-            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set "
-                             f"({len(images.train_y)} images{held})")
-        self.dataset_name = images.name
-        self.data = images.to(self.device)
-        self._val = val  # (images, labels) on the device, or None
-        self._mean = torch.tensor(images.mean, device=self.device).view(1, -1, 1, 1)
-        self._std = torch.tensor(images.std, device=self.device).view(1, -1, 1, 1)
+    @classmethod
+    def around(cls, setup: RunSetup) -> "PatchSelectionEnv":
+        """An env over `setup` (a population's runs share one: one copy of the data set)."""
+        env = cls.__new__(cls)
+        env._shell(setup)
+        return env
 
-        self.num_patches = n = (images.image_size // cfg.patch_size) ** 2
-        if n < 2:
-            side = images.image_size
-            raise ValueError(f"patch_size {cfg.patch_size} cuts the {side}x{side} images into {n} patch: there is "
-                             f"nothing to choose; use a patch size of at most {side // 2} that divides {side}")
-        if not 0 < cfg.n_patch_desired < n:
-            raise ValueError(f"n_patch_desired must be an integer in [1, {n - 1}], got {cfg.n_patch_desired!r}")
-        self._data_shape = dict(image_size=images.image_size, num_classes=images.num_classes,
-                                channels=images.channels)
-        self.vit_config = cfg.vit_config(**self._data_shape)
-        # The settings agents and front ends read, from the (frozen) config.
+    def _shell(self, setup: RunSetup) -> None:
+        self.setup, self.config = setup, setup.config
+        cfg = setup.config
+        # The settings agents and front ends read, from the (frozen) config and the setup.
+        self.device, self.cuda_graph, self.val_fraction = setup.device, setup.cuda_graph, cfg.val_fraction
+        self.dataset_name, self.data, self.num_patches = setup.dataset_name, setup.data, setup.num_patches
+        self.vit_config, self.steps_per_epoch = setup.vit_config, setup.steps_per_epoch
+        self.episode_steps, self.total_steps = setup.episode_steps, setup.total_steps
         self.batch_size, self.lr, self.n_patch_desired = cfg.batch_size, cfg.lr, cfg.n_patch_desired
         self.selection, self.obs_type, self.tensor_obs = cfg.selection, cfg.obs_type, cfg.tensor_obs
         self.amp, self.compile, self.eval_batch_size = cfg.amp, cfg.compile, cfg.eval_batch_size
         self.alpha, self.reward_fn, self.loss_ref_step = cfg.alpha, cfg.reward_fn, cfg.loss_ref_step
         self.loss_weight, self.patch_weight = cfg.reward_weights
-        self.steps_per_epoch = len(images.train_y) // self.batch_size  # last partial batch dropped
-        self.eval_fraction = cfg.eval_fraction
-        self._eval_idx = eval_subset(len(images.test_y), cfg.eval_fraction)
-        if self._eval_idx is not None:
-            self._eval_idx = self._eval_idx.to(self.device)
-        self.episode_steps = cfg.episode_steps if cfg.episode_steps is not None else self.steps_per_epoch
-        self.action_repeat = cfg.action_repeat
-
-        self.action_space = action_space(self.selection, self.batch_size, n)
-        self.observation_space = observation_space(self.obs_type, self.batch_size, n, cfg.dim,
-                                                   self.device if self.tensor_obs else None)
-
-        # Run state; created by reset() (or load_checkpoint()).
-        self.model: Optional[SimpleViT] = None
-        self.optimizer: Optional[torch.optim.Optimizer] = None
-        self._forward_tokens: Optional[Callable] = None
-        self._data_gen: Optional[torch.Generator] = None
-        self._perm: Optional[torch.Tensor] = None
-        self._pos = 0  # index of the pending batch within the epoch
-        self.epoch = 0
-        self.global_step = 0
-        self._episode_step = 0
-        self._episode_over = False
-        self._loss_ref: Optional[float] = None
-        self._batch_x: Optional[torch.Tensor] = None
-        self._batch_y: Optional[torch.Tensor] = None
-        self._tokens: Optional[torch.Tensor] = None
-        self._obs: Optional[torch.Tensor] = None
-        self.train_time_s = 0.0  # cumulative wall-clock of step() in this run (evaluation excluded)
-        self.last_step_time_s = 0.0
-        self._restored = False  # set by load_checkpoint: the next reset() continues its episode
-        self._graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True), per run
-        self._flops: dict[int, int] = {}  # training FLOPs of a step by sequence length K (step_flops)
+        self.eval_fraction, self.action_repeat, self.reward_kind = cfg.eval_fraction, cfg.action_repeat, cfg.reward
         self.render_mode = cfg.render_mode
-        # The run's planned length in steps, for schedules and progress (None: unknown).
-        self.total_steps = (None if cfg.budget_epochs is None
-                            else max(1, round(cfg.budget_epochs * self.steps_per_epoch)))
-        self._rendered = None  # (images, keep mask) of the last trained batch, for render()
-        # The progress observation and reward: statistics of the run and a held-out probe.
-        self.reward_kind = cfg.reward
-        self._progress = ProgressTracker(n)
-        self._uses_probe = self.obs_type == "progress" or self.reward_kind == "progress"
-        self._probe = None
-        self._pending_probe_flops = 0  # a probe run by reset(), charged to the next step
-        if self._uses_probe:
-            self._probe = probe_data(self, cfg.probe_size)
-            self._probe_flops = step_flops(self.vit_config, len(self._probe[1]), n)["forward"]
-        self._credit: Optional[torch.Tensor] = None  # dL/d(token) of the last step, for patch_credit()
-        self.last_keep: Optional[Keep] = None  # the last step's action, parsed (records and render)
+
+        self.action_space = action_space(self.selection, self.batch_size, self.num_patches)
+        self.observation_space = observation_space(self.obs_type, self.batch_size, self.num_patches, cfg.dim,
+                                                   self.device if self.tensor_obs else None)
+        # The training run: a ViT once reset() (or load_checkpoint()) has started one.
+        self.run = TrainingRun(setup, render=self.render_mode is not None)
+        self._episode_over = False
+        self._restored = False  # set by load_checkpoint: the next reset() continues its episode
+
+    # The run's state, as agents and front ends read it from the env.
+    model = property(lambda self: self.run.model, doc="The ViT being trained (None before reset).")
+    optimizer = property(lambda self: self.run.optimizer, doc="Its optimiser.")
+    epoch = property(lambda self: self.run.epoch, doc="The pending batch's epoch.")
+    global_step = property(lambda self: self.run.global_step, doc="Training steps since the run started.")
+    train_time_s = property(lambda self: self.run.train_time_s,
+                            doc="Cumulative wall clock of step() in this run (evaluation excluded).")
+    last_step_time_s = property(lambda self: self.run.last_step_time_s, doc="Wall clock of the last step.")
+    last_keep = property(lambda self: self.run.last_keep, doc="The last step's action, parsed (a `Keep`).")
 
     # -- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None):
@@ -276,26 +221,25 @@ class PatchSelectionEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         restored, self._restored = self._restored, False
-        if seed is not None or self.model is None or options.get("new_run", False):
-            new_run(self)
+        run = self.run
+        if seed is not None or run.model is None or options.get("new_run", False):
+            run.start(self.np_random)
         elif restored and not self._episode_over:
             # The first reset after load_checkpoint continues the saved episode, so that a
             # resumed run truncates where the uninterrupted one did (exact resume).
-            return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
-        self._episode_step = 0
+            return self._observation(), {"epoch": run.epoch, "global_step": run.global_step}
         self._episode_over = False
-        if self.obs_type == "progress":  # a new episode: the share of it done starts again at 0
-            self._obs = make_obs(self, None)
-        return self._observation(), {"epoch": self.epoch, "global_step": self.global_step}
+        run.begin_episode()
+        return self._observation(), {"epoch": run.epoch, "global_step": run.global_step}
 
     def step(self, action):
-        if self.model is None:
+        if self.run.model is None:
             raise gym.error.ResetNeeded("call reset() before step(): there is no training run yet")
         if self._episode_over:
             raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before step()")
         # Validated and parsed once, before anything changes.
         keep = parse_action(action, self.selection, self.num_patches, self.batch_size, self.device, self.np_random)
-        obs, reward, terminated, truncated, info = train_once(self, keep)
+        obs, reward, terminated, truncated, info = self._train_once(keep)
         # action_repeat (Gymnasium/ALE's frameskip): the same action for up to k training
         # steps, the rewards summed, the last step's info with the counts summed; it stops
         # where the episode ends. A count draws new patches each step, as k steps would.
@@ -303,32 +247,62 @@ class PatchSelectionEnv(gym.Env):
         while done < self.action_repeat and not (terminated or truncated):
             if self.selection == "count":
                 keep = parse_action(action, "count", self.num_patches, self.batch_size, self.device, self.np_random)
-            obs, reward, terminated, truncated, info = train_once(self, keep)
+            obs, reward, terminated, truncated, info = self._train_once(keep)
             done, total = done + 1, total + reward
             sums = {k: sums[k] + info[k] for k in REPEAT_SUMS}
         if self.action_repeat > 1:
             info = {**info, **sums, "steps": done}
         return obs, total, terminated, truncated, info
 
-    def _train_flops(self, seq_len: int) -> int:
-        """Training FLOPs of one step on (B, seq_len) tokens (`step_flops`), with the
-        embedding of the patches the step embedded (all N, or the kept ones): host
-        arithmetic on the shapes, cached per sequence length."""
-        flops = self._flops.get(seq_len)
-        if flops is None:
-            embedded = seq_len if self._embeds_kept_only else None
-            flops = self._flops[seq_len] = step_flops(self.vit_config, self.batch_size, seq_len,
-                                                      embedded=embedded)["total"]
-        return flops
+    def _train_once(self, keep: Keep) -> tuple:
+        """One training step keeping `keep`: Gymnasium's (obs, reward, terminated, truncated,
+        info), the reward a float."""
+        # No sync here: the previous step ended with one, and a torch mask was synchronised
+        # by parse_action (its length decides the sequence length).
+        run = self.run
+        t0 = time.perf_counter()
+        done = run.record(keep, run.train(keep))
+        run.advance()  # load batch t+1 and its observation with the updated weights
+        try:
+            return self.conclude(keep, done)
+        finally:  # a failing reward_fn raises here, and the step it follows is applied and timed
+            if self.tensor_obs and self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
+            run.add_time(time.perf_counter() - t0)
+
+    def conclude(self, keep: Keep, done: Update, obs=None, finite: Optional[bool] = None) -> tuple:
+        """What a step means to the agent once its run has trained (`done`) and made the next
+        observation: the observation checked, the episode's end, the reward and the info,
+        as Gymnasium's 5-tuple. A population, which trains its runs as one, passes each
+        run's `obs` (as the agent gets it) and whether it is `finite`, found for all at once."""
+        run = self.run
+        if obs is None:
+            obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
+        if finite is None:
+            finite = bool(torch.isfinite(obs).all()) if self.tensor_obs else bool(np.isfinite(obs).all())
+        diverged = done.result.diverged
+        if not diverged and not finite:
+            # A finite update can still leave weights that overflow (a huge lr): the next
+            # observation is not finite and the run cannot go on. End the episode and hand
+            # out zeros so the observation stays in its space. (numpy: no extra sync.)
+            diverged = True
+            run.blank_observation()
+            obs = self._observation()
+        terminated, truncated = episode_end(run, diverged)
+        self._episode_over = terminated or truncated  # settled before a reward_fn can fail
+        reward = step_reward(run, keep, done, diverged, kind=self.reward_kind,
+                             weights=(self.loss_weight, self.patch_weight), reward_fn=self.reward_fn)
+        return obs, reward, terminated, truncated, step_info(run, keep, done, diverged)
 
     def render(self):
         if self.render_mode is None:
             gym.logger.warn("render() was called without a render_mode; build the env with render_mode='rgb_array'")
             return None
-        if self.model is None:
+        run = self.run
+        if run.model is None:
             raise gym.error.ResetNeeded("call reset() before render(): there is no batch yet")
-        images, keep = self._rendered if self._rendered is not None else (self._batch_x[:render_mod.IMAGES], None)
-        unit = images * self._std + self._mean  # denormalised to [0, 1]
+        images, keep = run.rendered if run.rendered is not None else (run.batch_x[:render_mod.IMAGES], None)
+        unit = images * self.setup.std + self.setup.mean  # denormalised to [0, 1]
         return render_mod.frame(unit, keep, self.config.patch_size)
 
     def __getstate__(self):
@@ -339,18 +313,19 @@ class PatchSelectionEnv(gym.Env):
     @property
     def pending_images(self) -> torch.Tensor:
         """The augmented, normalised batch the next ``step`` trains on, (B, C, H, W)."""
-        if self._batch_x is None:
+        if self.run.batch_x is None:
             raise gym.error.ResetNeeded("call reset() first: there is no pending batch")
-        return self._batch_x
+        return self.run.batch_x
 
     @torch.no_grad()
     def attention_state(self, images: torch.Tensor) -> torch.Tensor:
         """The paper's state (B, N) of `images` under the ViT's current weights, on the
         device. AgentViT's s' is this, for the images just trained on."""
-        if self.model is None:
+        model = self.run.model
+        if model is None:
             raise gym.error.ResetNeeded("call reset() first: there is no ViT yet")
         with autocast(self.device, self.amp):
-            return self.model.attention_state(self.model.embed(images)).float()
+            return model.attention_state(model.embed(images)).float()
 
     def patch_credit(self) -> torch.Tensor:
         """Per-patch credit of the last training step, (B, N) float32 on the device: the
@@ -358,12 +333,12 @@ class PatchSelectionEnv(gym.Env):
         position embedding), which the backward pass computed anyway. A dropped patch
         gets 0: it did not reach the loss. Large values mark the patches whose content
         the update depended on (what AgentViT's Q target never sees)."""
-        if self._graphed is not None:
+        if self.run.graphed is not None:
             raise ValueError("patch_credit() needs the eager training step; this env replays a CUDA graph "
                              "(cuda_graph=True), which keeps no token gradients")
-        if self._credit is None:
+        if self.run.credit is None:
             raise gym.error.ResetNeeded("patch_credit() describes the last training step: call step() first")
-        grad, keep = self._credit
+        grad, keep = self.run.credit
         credit = grad.float().norm(dim=-1)
         if keep is None:
             # The transformer gathered the kept tokens from the full (B, N, D) embedding, so
@@ -381,21 +356,42 @@ class PatchSelectionEnv(gym.Env):
         ``n`` in the result counts the images evaluated. ``"val"``: the validation split
         (``val_fraction > 0``), whole; ``"train"``: the images trained on (without it).
         Changes no training state and draws no random numbers."""
-        return evaluate(self, split, masks)
+        return evaluate(self.run, split, masks)
 
     # -- checkpoints ----------------------------------------------------------------------
     def save_checkpoint(self, path: Union[str, os.PathLike]) -> None:
         """Save the whole training run (ViT, optimiser, every RNG, data order and position,
         pending batch, reward reference, counters). Written atomically: temp file + rename."""
-        checkpoint.save(self, path)
+        if self.run.model is None:
+            raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
+        run_checkpoint.save(self.run, self.checkpoint_shell(), path)
+
+    def sealed_checkpoint(self) -> dict:
+        """The run as `save_checkpoint` writes it, in memory (a population's file holds E)."""
+        return run_checkpoint.sealed(self.run, self.checkpoint_shell())
 
     def load_checkpoint(self, path: Union[str, os.PathLike]):
         """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
         observation. The env must be built with the same configuration."""
-        return checkpoint.load(self, path)
+        state = run_checkpoint.read(self.setup, path)
+        return self.restore_checkpoint(state, path)
+
+    def checkpoint_shell(self) -> dict:
+        """What this env keeps of the episode beside its run, for `run_checkpoint.sealed`."""
+        return {"np_random": self.np_random.bit_generator.state, "np_random_seed": self._np_random_seed,
+                "episode_over": self._episode_over}
+
+    def restore_checkpoint(self, state: dict, path) -> Any:
+        """Make a checked checkpoint `state` (`run_checkpoint.read` / `unseal`) this env's
+        run and episode; returns the pending observation."""
+        shell = run_checkpoint.restore(self.run, state, path)
+        self._np_random, self._np_random_seed = shell["np_random"], shell["np_random_seed"]
+        self._episode_over = shell["episode_over"]
+        self._restored = True
+        return self._observation()
 
     def _observation(self):
-        return agent_view(self, self._obs)
+        return self.run.agent_view(self.run.obs)
 
 
 PatchSelectionEnv.__init__.__signature__ = keyword_signature()

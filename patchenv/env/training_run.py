@@ -1,54 +1,287 @@
-"""A fresh training run for the env: a ViT, its optimiser, the step functions and the data
-generator, built apart from the env first (`run_parts`), so that `load_checkpoint` can fill
-them and check the file before the running run changes."""
+"""TrainingRun: one training run of a ViT, the state the env steps and an agent acts on.
+
+It owns everything that changes while a ViT trains: the model and optimiser, the data
+order and its generator, the pending batch, its embedding and the observation made from
+it, the counters, the reward's reference loss, the progress statistics and the probe.
+Its operations are the run's: `start` a fresh run, `train` on a keep, `record` what the
+update did, `advance` to the next batch, `observe`, and its checkpoint state
+(`patchenv.env.run_checkpoint`). The shared, fixed part (data set, ViT shape, probe
+batch) is its `RunSetup`.
+
+`PatchSelectionEnv` is the Gymnasium shell around one run (spaces, the action, the
+reward, the episode, the info); a population (`patchenv.population`) holds E runs.
+"""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Callable, Optional
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
-from patchenv.env.batches import load_batch, new_epoch_order, run_probe
+from patchenv.arrays import to_numpy
+from patchenv.data import augment
+from patchenv.data.transforms import draw_augmentation
+from patchenv.env import render as render_mod
+from patchenv.env.progress import ProgressTracker
+from patchenv.env.run_setup import RunSetup
 from patchenv.model.cuda_graph import GraphedStep
-from patchenv.model.training import autocast, make_optimizer, new_model
+from patchenv.model.keep import Keep
+from patchenv.model.training import StepResult, autocast, make_optimizer, new_model, train_step
+from patchenv.model.vit import SimpleViT
 
 
-def run_parts(env, model_seed: Optional[int]) -> dict:
-    """A ViT (weights from `model_seed`; None: for a checkpoint to fill), its optimiser, the
-    step functions and a data generator, not yet the env's."""
-    model = new_model(env.vit_config, env.device, model_seed)
-    optimizer = make_optimizer(model, env.lr, capturable=env.cuda_graph)
-    forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if env.compile else model.forward_tokens
-    graphed = None
-    if env.cuda_graph:
-        b, c, s = env.batch_size, env._data_shape["channels"], env._data_shape["image_size"]
-        graphed = GraphedStep(model, optimizer, torch.empty(b, c, s, s, device=env.device),
-                              torch.empty(b, dtype=torch.long, device=env.device),
-                              lambda: autocast(env.device, env.amp, cache_enabled=False))
-    return dict(model=model, optimizer=optimizer, forward_tokens=forward_tokens, graphed=graphed,
-                data_gen=torch.Generator(env.device))
+@dataclass
+class Update:
+    """What `TrainingRun.record` learnt of a training step, for the step's outcome."""
+
+    result: StepResult
+    flops: int  # training FLOPs of the step
+    probe_flops: int  # the probe's forward FLOPs charged to this step
+    progress_reward: float
+    trained_epoch: int
 
 
-def install_run(env, parts: dict) -> None:
-    env.model, env.optimizer = parts["model"], parts["optimizer"]
-    env._forward_tokens, env._graphed, env._data_gen = parts["forward_tokens"], parts["graphed"], parts["data_gen"]
+class TrainingRun:
+    """One training run (module docstring). Built empty; `start` (or a checkpoint's
+    `run_checkpoint.restore`) makes it a run."""
 
+    def __init__(self, setup: RunSetup, render: bool = False):
+        self.setup = setup
+        self.render = render  # keep the last trained batch for render()
+        self.model: Optional[SimpleViT] = None
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self.forward_tokens: Optional[Callable] = None  # the model's (compiled with compile=True)
+        self.graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True)
+        self.data_gen: Optional[torch.Generator] = None
+        self.perm: Optional[torch.Tensor] = None  # this epoch's data order
+        self.pos = 0  # index of the pending batch within the epoch
+        self.epoch = 0
+        self.global_step = 0
+        self.episode_step = 0
+        self.loss_ref: Optional[float] = None  # the reward's L(ref), once step loss_ref_step has run
+        self.batch_x: Optional[torch.Tensor] = None  # the pending batch, augmented and normalised
+        self.batch_y: Optional[torch.Tensor] = None
+        self.tokens: Optional[torch.Tensor] = None  # its embedding, with its autograd graph
+        self.obs: Optional[torch.Tensor] = None  # its observation, a device tensor
+        self.progress = ProgressTracker(setup.num_patches)
+        self.pending_probe_flops = 0  # a probe run before the first step, charged to it
+        self.credit: Optional[tuple] = None  # (dL/d(token), keep) of the last step, for patch_credit()
+        self.rendered: Optional[tuple] = None  # (images, keep mask) of the last trained batch
+        self.last_keep: Optional[Keep] = None  # the last step's keep (records and render)
+        self.train_time_s = 0.0  # cumulative wall-clock of the steps (evaluation excluded)
+        self.last_step_time_s = 0.0
 
-def new_run(env) -> None:
-    """Start a fresh run from the env's ``np_random``: weights, data order, counters, probe,
-    and the first pending batch."""
-    model_seed, data_seed = (int(s) for s in env.np_random.integers(0, 2**62, size=2))
-    install_run(env, run_parts(env, model_seed))
-    env._rendered = None
-    env._data_gen.manual_seed(data_seed)
-    env.epoch, env.global_step, env._episode_step = 0, 0, 0
-    env._loss_ref = None
-    env.train_time_s = 0.0
-    env.last_step_time_s = 0.0
-    new_epoch_order(env)
-    env._credit = None
-    env._progress.reset()
-    env._pending_probe_flops = 0
-    if env._uses_probe:  # the untrained ViT's probe: the first observation has one
-        run_probe(env)
-        env._pending_probe_flops = env._probe_flops
-    load_batch(env)
+    # -- a fresh run -------------------------------------------------------------------
+    def parts(self, model_seed: Optional[int]) -> dict:
+        """A ViT (weights from `model_seed`; None: for a checkpoint to fill), its optimiser,
+        the step functions and a data generator, not yet this run's (`use_parts`), so that
+        a checkpoint can fill them and be checked before the running run changes."""
+        s = self.setup
+        cfg = s.config
+        model = new_model(s.vit_config, s.device, model_seed)
+        optimizer = make_optimizer(model, cfg.lr, capturable=s.cuda_graph)
+        forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if cfg.compile else model.forward_tokens
+        graphed = None
+        if s.cuda_graph:
+            b, c, size = s.batch_size, s.data_shape["channels"], s.data_shape["image_size"]
+            graphed = GraphedStep(model, optimizer, torch.empty(b, c, size, size, device=s.device),
+                                  torch.empty(b, dtype=torch.long, device=s.device),
+                                  lambda: autocast(s.device, cfg.amp, cache_enabled=False))
+        return dict(model=model, optimizer=optimizer, forward_tokens=forward_tokens, graphed=graphed,
+                    data_gen=torch.Generator(s.device))
+
+    def use_parts(self, parts: dict) -> None:
+        self.model, self.optimizer = parts["model"], parts["optimizer"]
+        self.forward_tokens, self.graphed, self.data_gen = parts["forward_tokens"], parts["graphed"], parts["data_gen"]
+
+    def use_model(self, model: SimpleViT, optimizer: torch.optim.Optimizer) -> None:
+        """Train `model` with `optimizer` from now on (a population's views of its stacked
+        weights, holding this run's weights and moments already)."""
+        self.model, self.optimizer, self.forward_tokens = model, optimizer, model.forward_tokens
+
+    def start(self, rng: np.random.Generator) -> None:
+        """A fresh run from `rng` (the env's ``np_random``): weights, data order, counters,
+        probe, and the first pending batch."""
+        model_seed, data_seed = (int(s) for s in rng.integers(0, 2**62, size=2))
+        self.use_parts(self.parts(model_seed))
+        self.rendered = None
+        self.data_gen.manual_seed(data_seed)
+        self.epoch, self.global_step, self.episode_step = 0, 0, 0
+        self.loss_ref = None
+        self.train_time_s = 0.0
+        self.last_step_time_s = 0.0
+        self.new_epoch_order()
+        self.credit = None
+        self.progress.reset()
+        self.pending_probe_flops = 0
+        if self.setup.uses_probe:  # the untrained ViT's probe: the first observation has one
+            self.run_probe()
+            self.pending_probe_flops = self.setup.probe_flops
+        self.load_batch()
+
+    def begin_episode(self) -> None:
+        """A new episode of the same run: its step count starts again (and with it the
+        progress observation's share of the episode done)."""
+        self.episode_step = 0
+        if self.setup.config.obs_type == "progress":
+            self.obs = self.observe(None)
+
+    # -- one step ----------------------------------------------------------------------
+    def train(self, keep: Keep) -> StepResult:
+        """One update on the pending batch with the kept patches (no bookkeeping)."""
+        # The observation's embedding, reused when it has its autograd graph. There is none
+        # with CUDA graphs (the graph embeds), nor when the observation does not read it
+        # (obs_type="progress"): then the step embeds only the kept patches.
+        cfg = self.setup.config
+        tokens = self.tokens if self.tokens is not None and self.tokens.requires_grad else None
+        return train_step(self.model, self.optimizer, self.batch_x, self.batch_y, keep.index, cfg.amp,
+                          tokens=tokens, forward_tokens=self.forward_tokens if cfg.compile else None,
+                          graphed=self.graphed)
+
+    def record(self, keep: Keep, result: StepResult) -> Update:
+        """The run's bookkeeping after an update, before the next batch is loaded: counters,
+        the reward's reference loss, the progress statistics and (every probe_every steps)
+        the probe, with the updated weights."""
+        s, cfg = self.setup, self.setup.config
+        if result.token_grad is not None:
+            self.credit = (result.token_grad, result.token_keep)
+        self.last_keep = keep
+        # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
+        # masks to the batch's largest count and needs no padding otherwise.
+        flops = s.train_flops(keep.longest)
+        trained_epoch = self.epoch
+        self.global_step += 1
+        self.episode_step += 1
+        if self.loss_ref is None and not result.diverged and self.global_step >= cfg.loss_ref_step:
+            self.loss_ref = result.loss
+        # Progress statistics and, every probe_every steps, the probe (with the updated
+        # weights, before the next batch's observation is made from them).
+        self.progress.after_step(result.loss, keep.kept, flops + self.pending_probe_flops,
+                                 s.train_flops(s.num_patches) + self.pending_probe_flops)
+        probe_flops, self.pending_probe_flops = self.pending_probe_flops, 0
+        progress_reward = 0.0
+        if s.uses_probe and not result.diverged and self.global_step % cfg.probe_every == 0:
+            progress_reward = self.run_probe()
+            probe_flops += s.probe_flops
+        if self.render:
+            self.rendered = render_mod.remember(self.batch_x, keep)
+        return Update(result, flops, probe_flops, progress_reward, trained_epoch)
+
+    def add_time(self, seconds: float) -> None:
+        """A step of this run took `seconds` of wall clock."""
+        self.last_step_time_s = seconds
+        self.train_time_s += seconds
+
+    # -- data order and the pending batch ---------------------------------------------
+    def new_epoch_order(self) -> None:
+        self.perm = torch.randperm(len(self.setup.data.train_y), device=self.setup.device, generator=self.data_gen)
+        self.pos = 0
+
+    def advance(self) -> None:
+        """Move to the next batch (the next epoch's first, after the last), load it and
+        make its observation with the current weights."""
+        self.next_position()
+        self.load_batch()
+
+    def next_position(self) -> None:
+        """The data position of the next batch: the next epoch's first (and its new order)
+        after the last."""
+        self.pos += 1
+        if self.pos >= self.setup.steps_per_epoch:
+            self.epoch += 1
+            self.new_epoch_order()
+
+    def next_batch_draws(self) -> tuple[torch.Tensor, tuple]:
+        """Move to the next batch and draw its augmentation, without loading it: (the
+        training images' indices (B,), the augmentation's draws). A population loads
+        every run's batch at once from these (`set_batch`)."""
+        self.next_position()
+        return self.batch_indices(), draw_augmentation(self.setup.batch_size, self.setup.device, self.data_gen)
+
+    def batch_indices(self) -> torch.Tensor:
+        """The training images of the pending batch, (B,) indices on the device."""
+        b = self.setup.batch_size
+        return self.perm[self.pos * b:(self.pos + 1) * b]
+
+    def load_batch(self) -> None:
+        idx = self.batch_indices()
+        data = self.setup.data
+        # augment crops the uint8 images (fewer bytes), normalize scales them.
+        self.batch_x = self.setup.normalize(augment(data.train_x[idx], self.data_gen))
+        self.batch_y = data.train_y[idx]
+        self.prepare_observation()
+
+    def set_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Make (x, y) the pending batch; its embedding and observation are the caller's."""
+        self.batch_x, self.batch_y = x, y
+
+    # -- what the agent observes -------------------------------------------------------
+    def prepare_observation(self) -> None:
+        # The embedding keeps its autograd graph: the eager training step on this batch
+        # reuses it. A CUDA-graph step embeds inside its graph, so it needs none. An
+        # observation that does not read it (progress) is made without it: the training step
+        # then embeds the kept patches only.
+        if not self.model.training:
+            self.model.train()
+        if self.setup.embeds_kept_only:
+            self.tokens = None
+        else:
+            with autocast(self.setup.device, self.setup.config.amp), torch.set_grad_enabled(self.graphed is None):
+                self.tokens = self.model.embed(self.batch_x)  # (B, N, D)
+        self.obs = self.observe(self.tokens)
+
+    def set_observation(self, tokens: Optional[torch.Tensor], obs: torch.Tensor) -> None:
+        """The pending batch's embedding and observation, made by a population for all its runs."""
+        self.tokens, self.obs = tokens, obs
+
+    def blank_observation(self) -> None:
+        """Zeros in place of an observation that is not finite (weights that overflowed)."""
+        self.obs = torch.zeros_like(self.obs)
+
+    @torch.no_grad()
+    def observe(self, tokens: Optional[torch.Tensor], for_agent: bool = False):
+        """The observation of `tokens` (a batch's embedding) as a device tensor; ``for_agent``:
+        in the form the agent gets (numpy unless ``tensor_obs``)."""
+        cfg = self.setup.config
+        if cfg.obs_type == "progress":  # the run's statistics; the batch's tokens do not enter
+            obs = torch.from_numpy(self.progress_vector()).to(self.setup.device)
+        else:
+            tokens = tokens.detach()
+            if cfg.obs_type == "embeddings":
+                obs = tokens
+            elif cfg.obs_type == "pooled":
+                obs = tokens.mean(dim=0)
+            else:
+                with autocast(self.setup.device, cfg.amp):
+                    obs = self.model.attention_state(tokens)
+            obs = obs.float()
+        return self.agent_view(obs) if for_agent else obs
+
+    def agent_view(self, obs: torch.Tensor):
+        """An observation as the agent gets it: the device tensor with ``tensor_obs``, else numpy
+        (note: a device-to-host copy, the Gymnasium boundary)."""
+        return obs if self.setup.config.tensor_obs else to_numpy(obs)
+
+    def progress_vector(self) -> np.ndarray:
+        """The progress observation (`patchenv.env.progress`) of the run now, on the host."""
+        s = self.setup
+        budget_done = (self.global_step / s.total_steps if s.total_steps is not None
+                       else self.episode_step / s.episode_steps)
+        return self.progress.observation(budget_done, self.pos / s.steps_per_epoch)
+
+    @torch.no_grad()
+    def run_probe(self) -> float:
+        """Evaluate the probe with every patch; record it; returns the progress reward of the
+        interval it closes."""
+        x, y = self.setup.probe
+        model = self.model
+        was_training = model.training
+        model.eval()
+        with autocast(self.setup.device, self.setup.config.amp):
+            logits = model(x)
+        model.train(was_training)
+        loss, acc = torch.stack([F.cross_entropy(logits.float(), y),
+                                 (logits.argmax(-1) == y).float().mean()]).tolist()  # note: one sync
+        return self.progress.after_probe(loss, acc, self.setup.probe_flops)

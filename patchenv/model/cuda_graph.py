@@ -40,6 +40,11 @@ class GraphedStep:
         self._graphs: dict[tuple, tuple] = {}  # shape key -> (graph, static keep or None, outputs)
         self._seen: set[tuple] = set()
 
+    @property
+    def shapes(self) -> set[tuple]:
+        """The shape keys (`key`) captured so far, one graph each."""
+        return set(self._graphs)
+
     @staticmethod
     def key(keep: Optional[torch.Tensor]) -> Optional[tuple]:
         """The graph a keep argument replays; None when it cannot be graphed (bool masks)."""

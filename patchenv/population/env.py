@@ -3,11 +3,12 @@
 ``gym.make_vec("patchenv/Digits-v1", num_envs=E, vectorization_mode="vector_entry_point")``
 builds it (every patchenv id registers it as its ``vector_entry_point``). What it is:
 
-- **E real single envs** (``env.runs``, `PatchSelectionEnv`s) keep everything a run is
-  made of: its ``np_random`` (run i is the single env reset with seed + i, as
+- **E runs** (``env.runs``: `PatchSelectionEnv` shells, each around its `TrainingRun`,
+  all over one `RunSetup`, so the data set is on the device once) keep everything a run
+  is made of: its ``np_random`` (run i is the single env reset with seed + i, as
   ``make_vec``'s sync mode does), data order and augmentation generator, pending batch,
-  counters, reward reference, progress statistics, episode. Every rule of a step
-  (`patchenv.env.step.record_update` and `finish_step`) is their code, run for each.
+  counters, reward reference, progress statistics, episode. Every rule of a step is the
+  single env's code, run for each (`TrainingRun.record`, `PatchSelectionEnv.conclude`).
 - **one stacked model** (`patchenv.model.stacked.StackedViT`, `StackedAdam`) holds their
   weights and optimiser state with a leading dimension E. A step embeds all pending
   batches, runs the transformer, backward and Adam once for all runs; each run's ViT
@@ -38,17 +39,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from patchenv.arrays import to_numpy
-from patchenv.data import ImageData, load_dataset
-from patchenv.env.batches import progress_vector
 from patchenv.env.config import EnvConfig
-from patchenv.env.device import resolve_device
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
-from patchenv.env.step import finish_step, record_update
+from patchenv.env.run_setup import RunSetup
 from patchenv.model.stacked import StackedViT
 from patchenv.model.stacked_adam import StackedAdam
 from patchenv.model.training import autocast
-from patchenv.population import checkpoint
+from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
 from patchenv.population.keeps import join, parse_actions
 from patchenv.population.training import population_step
@@ -72,16 +70,11 @@ class PopulationEnv(VectorEnv):
                 raise ValueError(f"PopulationEnv does not support {name}={kwargs[name]!r}: a population steps its "
                                  f"runs eagerly as one model, one training step per step (use the single env)")
         cfg = EnvConfig(**with_preset(preset, kwargs))  # checks every setting once, before any data loads
-        device = resolve_device(cfg.device)
-        images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
-            cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)
-        images = images.to(device)  # loaded and moved once; the runs share it
-        run_kwargs = {**kwargs, "dataset": images, "cuda_graph": False}
+        # One setup for every run: the data set, its splits and the probe on the device once.
+        self.setup = RunSetup(EnvConfig(**with_preset(preset, {**kwargs, "cuda_graph": False})))
         self.runs: tuple[PatchSelectionEnv, ...] = tuple(
-            PatchSelectionEnv(preset=preset, **run_kwargs) for _ in range(int(num_envs)))
+            PatchSelectionEnv.around(self.setup) for _ in range(int(num_envs)))
         first = self.runs[0]
-        for run in self.runs[1:]:  # one copy of the data on the device, not E
-            run.data, run._val, run._probe = first.data, first._val, first._probe
         self.config = cfg
         self.num_envs = int(num_envs)
         self.device = first.device
@@ -160,21 +153,21 @@ class PopulationEnv(VectorEnv):
         if training.any():
             run0 = self.runs[0]
             index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device)
-            y = torch.stack([run._batch_y for run in self.runs])
+            y = torch.stack([shell.run.batch_y for shell in self.runs])
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
                                       self.config.amp, training)
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
             for i in np.flatnonzero(training):
-                updates[i] = record_update(self.runs[i], keeps[i], results[i])
-            advance_all([self.runs[i] for i in updates])  # the next batches, loaded at once, embedded below
+                updates[i] = self.runs[i].run.record(keeps[i], results[i])
+            advance_all([self.runs[i].run for i in updates])  # the next batches, loaded at once, embedded below
         self._observe()
         obs, finite = self._agent_obs(), self._finite()
         errors = []
         for i, done in updates.items():
             obs_i = obs[i]
             try:
-                run_obs, rewards[i], terminated[i], truncated[i], infos[i] = finish_step(
-                    self.runs[i], keeps[i], done, obs=obs_i, finite=bool(finite[i]))
+                run_obs, rewards[i], terminated[i], truncated[i], infos[i] = self.runs[i].conclude(
+                    keeps[i], done, obs=obs_i, finite=bool(finite[i]))
             except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the step is applied
                 errors.append(e)
                 continue
@@ -186,8 +179,7 @@ class PopulationEnv(VectorEnv):
         elapsed = time.perf_counter() - t0
         self.train_time_s += elapsed
         for i in updates:  # every run waited for the whole population step
-            self.runs[i].last_step_time_s = elapsed
-            self.runs[i].train_time_s += elapsed
+            self.runs[i].run.add_time(elapsed)
         self._autoreset[moving] = (terminated | truncated)[moving]
         if errors:
             raise errors[0]
@@ -209,12 +201,20 @@ class PopulationEnv(VectorEnv):
 
     def save_checkpoint(self, path: Union[str, os.PathLike]) -> None:
         """Save every run (each in the single env's checkpoint format) in one file, atomically."""
-        checkpoint.save(self, path)
+        if any(shell.model is None for shell in self.runs):
+            raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there are no training runs yet")
+        population_checkpoint.save(path, [shell.sealed_checkpoint() for shell in self.runs],
+                                   self._autoreset.tolist(), self.train_time_s)
 
     def load_checkpoint(self, path: Union[str, os.PathLike]):
         """Restore a population saved by `save_checkpoint` (same configuration and E); no
         reset needed. Returns the pending observation."""
-        checkpoint.load(self, path)
+        states, autoreset, train_time_s = population_checkpoint.read(path, self.setup, self.num_envs)
+        for i, (shell, state) in enumerate(zip(self.runs, states)):
+            shell.restore_checkpoint(state, f"{path} (run {i})")
+            self._adopt(i)
+        self._autoreset = np.asarray(autoreset, dtype=bool)
+        self.train_time_s = train_time_s
         self._observe()
         return self._agent_obs()
 
@@ -239,25 +239,24 @@ class PopulationEnv(VectorEnv):
     def _adopt(self, i: int) -> None:
         """After run i built or loaded a ViT of its own (a new run, a checkpoint), move its
         weights and optimiser state into row i and give it back the aliased views."""
-        run = self.runs[i]
+        run = self.runs[i].run
         if run.model is self._models[i]:
             return
         self.stacked.load_run(i, run.model)
         self.adam.load_run(i, run.optimizer, run.model, self.stacked.names)
-        run.model, run.optimizer = self._models[i], self._optimizers[i]
-        run._forward_tokens = run.model.forward_tokens
+        run.use_model(self._models[i], self._optimizers[i])
 
     def _observe(self) -> None:
         """Embed every run's pending batch at once (keeping the graph for the training
         step, as a single env does) and make the stacked observation."""
         self._weights = w = self.stacked.weights()
-        x = torch.stack([run._batch_x for run in self.runs])
+        x = torch.stack([shell.run.batch_x for shell in self.runs])
         with autocast(self.device, self.config.amp):
             self._tokens = tokens = self.stacked.embed(w, x)  # (E, B, N, D)
         obs_type = self.config.obs_type
         with torch.no_grad():
             if obs_type == "progress":
-                obs = torch.from_numpy(np.stack([progress_vector(run) for run in self.runs])).to(self.device)
+                obs = torch.from_numpy(np.stack([shell.run.progress_vector() for shell in self.runs])).to(self.device)
             elif obs_type == "embeddings":
                 obs = tokens.detach().float()
             elif obs_type == "pooled":
@@ -266,8 +265,8 @@ class PopulationEnv(VectorEnv):
                 with autocast(self.device, self.config.amp):
                     obs = self.stacked.attention_state(w, tokens.detach()).float()
         self._obs = obs
-        for i, run in enumerate(self.runs):
-            run._tokens, run._obs = tokens[i], obs[i]
+        for i, shell in enumerate(self.runs):
+            shell.run.set_observation(tokens[i], obs[i])
 
     def _agent_obs(self):
         return self._obs if self.config.tensor_obs else to_numpy(self._obs)

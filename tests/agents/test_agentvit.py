@@ -163,7 +163,7 @@ def test_agentvit_next_state_is_the_same_images_after_the_update():
     env = make_env(agent)
     u = env.unwrapped
     obs = pending_obs(env)
-    images = u._batch_x
+    images = u.run.batch_x
     agent.train(env, steps=1)
     assert agent.replay_size == 1
     torch.testing.assert_close(agent._states[0], obs)

@@ -41,7 +41,7 @@ def test_keeprate_holds_each_decision_for_decide_every_steps(policy):
     for window in (kept[0:5], kept[5:10], kept[10:15]):
         assert len(set(window)) == 1
     # The decision is the policy's greedy action on the observation at the window's start.
-    obs = env.unwrapped._observation()
+    obs = env.unwrapped.run.agent_view(env.unwrapped.run.obs)
     level, _ = read_policy(policy)[0].predict(obs, deterministic=True)
     assert agent.act(obs) == count_for(int(level), 4, 64) - 1  # 15 steps done: a new decision
 
@@ -96,7 +96,7 @@ def test_the_target_objective_pays_compute_and_ends_at_the_target():
     # the progress observation reads no embedding: a step embeds its kept patches only
     full, half = (step_flops(u.vit_config, TINY["batch_size"], k, embedded=k)["total"] for k in (64, 32))
     # the first step also carries the probe run at reset; the fifth, its own probe
-    probe = step_flops(u.vit_config, min(128, len(u._val[1])), 64)["forward"]
+    probe = step_flops(u.vit_config, min(128, len(u.setup.val[1])), 64)["forward"]
     assert r == pytest.approx(-(5 * half + 2 * probe) / (5 * full))
     assert not terminated and not truncated
     reached = WholeRuns(env, levels=4, decide_every=5, target=0.0)  # any probe reaches it

@@ -81,10 +81,10 @@ def test_progress_observation_is_computed_from_the_run():
     f = dict(zip(PROGRESS_FEATURES, obs))
     assert f["budget_done"] == 0 and f["kept_so_far"] == 1
     # The probe: the first probe_size validation images, every patch, untrained ViT.
-    x, y = u._val[0][:40], u._val[1][:40]
+    x, y = u.setup.val[0][:40], u.setup.val[1][:40]
     with torch.no_grad():
         u.model.eval()
-        logits = u.model(data_mod.normalize(data_mod.to_unit(x), u._mean, u._std))
+        logits = u.model(data_mod.normalize(data_mod.to_unit(x), u.setup.mean, u.setup.std))
         u.model.train()
     assert f["probe_loss"] == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-5)
     assert f["probe_accuracy"] == pytest.approx((logits.argmax(-1) == y).float().mean().item())
@@ -146,7 +146,7 @@ def test_patch_credit_is_the_token_gradient_norm():
     # with torch.autograd.grad.
     model = copy.deepcopy(u.model)
     tokens = model.embed(u.pending_images)
-    loss = F.cross_entropy(model.forward_tokens(tokens, torch.from_numpy(np.flatnonzero(mask))), u._batch_y)
+    loss = F.cross_entropy(model.forward_tokens(tokens, torch.from_numpy(np.flatnonzero(mask))), u.run.batch_y)
     (grad,) = torch.autograd.grad(loss, tokens)
     env.step(mask)
     credit = u.patch_credit()
@@ -221,4 +221,4 @@ def test_the_kept_only_embedding_trains_the_same_vit_and_counts_its_flops():
     lean_w, whole_w = (dict(env.unwrapped.model.named_parameters()) for env in envs)
     for name, w in lean_w.items():
         torch.testing.assert_close(w, whole_w[name], rtol=1e-4, atol=1e-6)
-    assert envs[0].unwrapped._tokens is None and envs[1].unwrapped._tokens is not None
+    assert envs[0].unwrapped.run.tokens is None and envs[1].unwrapped.run.tokens is not None

@@ -239,7 +239,7 @@ def test_observations_are_what_they_claim():
     np.testing.assert_allclose(obs_p, obs_e.mean(0), rtol=1e-5, atol=1e-6)
     env = e.unwrapped
     with torch.no_grad():
-        tokens = env.model.embed(env._batch_x)
+        tokens = env.model.embed(env.run.batch_x)
         np.testing.assert_array_equal(obs_e, tokens.numpy())
         attn = env.model.transformer.layers[0][0]
         np.testing.assert_allclose(obs_a, attn(tokens).mean(-1).numpy(), rtol=1e-4, atol=1e-5)
@@ -380,9 +380,9 @@ def test_epochs_and_dropped_last_batch():
     for epoch in range(3):
         if epoch:
             env.reset()
-        perms.append(env._perm.clone())
+        perms.append(env.run.perm.clone())
         for i in range(2):
-            assert torch.equal(env._batch_y, env.data.train_y[perms[-1][16 * i:16 * (i + 1)]])
+            assert torch.equal(env.run.batch_y, env.data.train_y[perms[-1][16 * i:16 * (i + 1)]])
             obs, _, term, trunc, info = env.step(np.ones(N))
             assert obs.shape == (B, N, D) and info["epoch"] == epoch
         assert trunc and not term
@@ -492,7 +492,7 @@ def test_step_is_one_adam_step_on_the_masked_batch():
     keep = np.zeros(N, bool)
     keep[::3] = True
     twin = copy.deepcopy(env.model)
-    x, y = env._batch_x.clone(), env._batch_y.clone()
+    x, y = env.run.batch_x.clone(), env.run.batch_y.clone()
     logits = twin(x, torch.from_numpy(keep))
     loss = F.cross_entropy(logits, y)
     opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
@@ -539,7 +539,7 @@ def test_tokens_count_what_the_transformer_ran_on(selection):
 
 # -- evaluation ----------------------------------------------------------------------------------
 def _manual_accuracy(env, keep=None):
-    x = data.normalize(data.to_unit(env.data.test_x), env._mean, env._std)
+    x = data.normalize(data.to_unit(env.data.test_x), env.setup.mean, env.setup.std)
     with torch.no_grad():
         logits = env.model(x, None if keep is None else torch.as_tensor(keep))
     return float((logits.argmax(-1) == env.data.test_y).float().mean()), float(F.cross_entropy(logits, env.data.test_y))
@@ -573,7 +573,7 @@ def test_eval_fraction_evaluates_a_fixed_subset_of_the_test_split():
     env.reset(seed=0)
     env.step(np.ones(N))
     idx = torch.randperm(40, generator=torch.Generator().manual_seed(EVAL_SUBSET_SEED))[:30].sort().values
-    x = data.normalize(data.to_unit(env.data.test_x[idx]), env._mean, env._std)
+    x = data.normalize(data.to_unit(env.data.test_x[idx]), env.setup.mean, env.setup.std)
     with torch.no_grad():
         logits = env.model(x)
     res = env.evaluate()
@@ -614,7 +614,7 @@ def test_val_fraction_holds_out_a_fixed_validation_split():
     n = len(images.train_y)
     assert len(set(_image_bytes(images.train_x))) == n  # distinct images: bytes identify them
     env = make(val_fraction=0.1)
-    val_x, val_y = env._val
+    val_x, val_y = env.setup.val
     k = round(0.1 * n)
     assert k == 205 and len(val_y) == k and len(env.data.train_y) == n - k
     assert env.steps_per_epoch == (n - k) // B and env.episode_steps == (n - k) // B
@@ -631,13 +631,13 @@ def test_val_fraction_holds_out_a_fixed_validation_split():
     torch.testing.assert_close(env.data.train_x, images.train_x[perm[k:].sort().values], rtol=0, atol=0)
     # The test split and the normalisation are the data set's.
     torch.testing.assert_close(env.data.test_x, images.test_x, rtol=0, atol=0)
-    assert env._mean.flatten().tolist() == pytest.approx(images.mean)
+    assert env.setup.mean.flatten().tolist() == pytest.approx(images.mean)
 
     # evaluate("val"): the whole split, unaugmented, by hand.
     env.reset(seed=0)
     env.step(np.ones(N))
     res = env.evaluate(split="val")
-    x = data.normalize(data.to_unit(val_x), env._mean, env._std)
+    x = data.normalize(data.to_unit(val_x), env.setup.mean, env.setup.std)
     with torch.no_grad():
         logits = env.model(x)
     assert res["n"] == k == len(val_y)
@@ -647,7 +647,7 @@ def test_val_fraction_holds_out_a_fixed_validation_split():
     # The same split in another env, whatever its reset seed.
     other = make(val_fraction=0.1)
     other.reset(seed=9)
-    torch.testing.assert_close(other._val[0], val_x, rtol=0, atol=0)
+    torch.testing.assert_close(other.setup.val[0], val_x, rtol=0, atol=0)
     torch.testing.assert_close(other.data.train_x, env.data.train_x, rtol=0, atol=0)
     other.model.load_state_dict(env.model.state_dict())
     assert other.evaluate(split="val") == res
@@ -656,7 +656,7 @@ def test_val_fraction_holds_out_a_fixed_validation_split():
 def test_no_validation_split_by_default():
     images = data.synthetic(n_train=64, n_test=40)
     env = make(dataset=images)
-    assert env.config.val_fraction == 0.0 and env._val is None
+    assert env.config.val_fraction == 0.0 and env.setup.val is None
     torch.testing.assert_close(env.data.train_x, images.train_x, rtol=0, atol=0)
     torch.testing.assert_close(env.data.train_y, images.train_y, rtol=0, atol=0)
     assert env.steps_per_epoch == 64 // B
@@ -708,7 +708,7 @@ def test_evaluate_with_a_callable_selector():
     assert len(calls) == 3 and all(c.shape == (B, N) and c.dtype == np.float32 for c in calls)
     assert res["n"] == 40 and 0 <= res["accuracy"] <= 1
     # By hand: the selector on the attention state of each image, each image alone.
-    x = data.normalize(data.to_unit(env.data.test_x), env._mean, env._std)
+    x = data.normalize(data.to_unit(env.data.test_x), env.setup.mean, env.setup.std)
     with torch.no_grad():
         tokens = env.model.embed(x)
         state = env.model.transformer.layers[0][0](tokens).mean(-1).numpy()

@@ -445,7 +445,7 @@ def test_render_greys_out_the_dropped_patches_of_the_batch_just_trained():
     # By hand: the first image of the trained batch, denormalised, upscaled 4x; its top row
     # of patches (16 frame pixels) as it is, the rest blended towards grey.
     u = env.unwrapped
-    x = (u._rendered[0][0] * u._std[0] + u._mean[0]).clamp(0, 1).permute(1, 2, 0).numpy()
+    x = (u.run.rendered[0][0] * u.setup.std[0] + u.setup.mean[0]).clamp(0, 1).permute(1, 2, 0).numpy()
     x = x.repeat(4, axis=0).repeat(4, axis=1)
     want = np.where(np.arange(128)[:, None, None] < 16, x, 0.25 * x + 0.375)
     np.testing.assert_array_equal(frame[:, :128], (want * 255).round().astype(np.uint8))
@@ -535,7 +535,7 @@ def test_cuda_graph_default_is_eager_on_the_cpu_and_the_cli_can_say_either():
 
     from patchenv.env.config import add_env_arguments, env_kwargs_from_args
 
-    assert make().unwrapped.cuda_graph is False and make().unwrapped._graphed is None  # None on a CPU: eager
+    assert make().unwrapped.cuda_graph is False and make().unwrapped.run.graphed is None  # None on a CPU: eager
     assert make(compile=False, cuda_graph=False).unwrapped.cuda_graph is False
     parser = add_env_arguments(argparse.ArgumentParser(), include=["cuda_graph"])
     assert env_kwargs_from_args(parser.parse_args([])) == {}

@@ -157,4 +157,4 @@ def test_env_info_flops_is_what_the_step_computes(selection):
         flops = counted(lambda: info.update(env.step(action.astype(np.int8))[4]))
         assert info["flops"] == flops == step_flops(env.vit_config, b, k)["total"]
         assert type(info["flops"]) is int
-    assert sorted(env._flops) == sorted(set(longest))  # one computation per sequence length
+    assert sorted(env.unwrapped.setup.flops_by_length) == sorted(set(longest))  # one computation per sequence length

@@ -192,10 +192,10 @@ def test_agentvit_trains_on_the_cuda_env():
 # -- CUDA graphs (cuda_graph=True) -------------------------------------------------------------
 def test_cuda_graph_is_the_default_on_cuda():
     env = make_env(cuda_graph=None)
-    assert env.unwrapped.cuda_graph and env.unwrapped._graphed is not None
+    assert env.unwrapped.cuda_graph and env.unwrapped.run.graphed is not None
     with pytest.warns(UserWarning, match="compile=True"):
         compiled = make_env(cuda_graph=None, compile=True)
-    assert not compiled.unwrapped.cuda_graph and compiled.unwrapped._graphed is None
+    assert not compiled.unwrapped.cuda_graph and compiled.unwrapped.run.graphed is None
 
 
 def test_cuda_graph_steps_equal_eager_steps():
@@ -211,7 +211,7 @@ def test_cuda_graph_steps_equal_eager_steps():
         assert got["loss"] == pytest.approx(want["loss"], rel=1e-4), (i, k)
         assert got["accuracy"] == pytest.approx(want["accuracy"], abs=1e-6)
         assert r_got == pytest.approx(r_want, rel=1e-4) and got["tokens"] == want["tokens"]
-    assert set(graphed.unwrapped._graphed._graphs) == {("index", 32), ("index", 16), ("all",)}
+    assert set(graphed.unwrapped.run.graphed.shapes) == {("index", 32), ("index", 16), ("all",)}
     assert_same_update(before, params(graphed), params(eager))
     assert graphed.unwrapped.evaluate()["accuracy"] == pytest.approx(eager.unwrapped.evaluate()["accuracy"], abs=0.02)
 
@@ -225,7 +225,7 @@ def test_cuda_graph_per_image_rows_and_bf16():
             _, _, _, _, want = eager.step(masks)
             _, _, _, _, got = graphed.step(masks)
             assert got["loss"] == pytest.approx(want["loss"], rel=1e-4 if amp is None else 3e-2), (amp, i)
-        assert ("index", TINY["batch_size"], 24) in graphed.unwrapped._graphed._graphs
+        assert ("index", TINY["batch_size"], 24) in graphed.unwrapped.run.graphed.shapes
         uneven = image_masks([8 + (j % 5) * 6 for j in range(TINY["batch_size"])]).astype(np.int8)
         assert np.isfinite(graphed.step(uneven)[4]["loss"])  # uneven counts: the eager path
 
@@ -274,10 +274,10 @@ def test_count_selection_progress_reward_and_patch_credit_on_cuda():
         assert info["flops"] - info["probe_flops"] == step_flops(u.vit_config, TINY["batch_size"], a + 1)["total"]
         credit = u.patch_credit()
         assert credit.device.type == "cuda" and ((credit > 0).sum(dim=1) == a + 1).all()
-    x, y = u._val[0][:40], u._val[1][:40]
+    x, y = u.setup.val[0][:40], u.setup.val[1][:40]
     with torch.no_grad():
         u.model.eval()
-        logits = u.model(data_mod.normalize(data_mod.to_unit(x), u._mean, u._std))
+        logits = u.model(data_mod.normalize(data_mod.to_unit(x), u.setup.mean, u.setup.std))
         u.model.train()
     probe_loss = dict(zip(PROGRESS_FEATURES, obs))["probe_loss"]
     assert probe_loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-4)

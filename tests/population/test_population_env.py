@@ -178,4 +178,4 @@ def test_tensor_observations_reset_masks_and_frames():
     pop.reset(seed=[None, 9], options={"reset_mask": np.array([False, True])})
     assert pop.runs[0].global_step == 1 and before == 1 and pop.runs[1].global_step == 0
     single = PatchSelectionEnv(**dict(KW, tensor_obs=True, obs_type="pooled"))
-    torch.testing.assert_close(pop._obs[1], single.reset(seed=9)[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pop.runs[1].run.obs, single.reset(seed=9)[0], rtol=1e-5, atol=1e-6)

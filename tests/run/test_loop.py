@@ -145,7 +145,7 @@ def test_random_mask_accuracy_is_the_exploration_draw_evaluated_by_hand(tmp_path
         for start in range(0, len(ys), u.batch_size):
             values = rng.random(64)
             keep = torch.from_numpy(values >= values.mean())
-            x = (xs[start:start + u.batch_size].float() / 255 - u._mean) / u._std
+            x = (xs[start:start + u.batch_size].float() / 255 - u.setup.mean) / u.setup.std
             correct += int((u.model(x, keep).argmax(-1) == ys[start:start + u.batch_size]).sum())
     assert got == correct / len(ys)
     assert m["summary"]["test_accuracy_masked"] is not None  # the agent's own masks, beside it

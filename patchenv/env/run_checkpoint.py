@@ -1,4 +1,5 @@
-"""The env's whole training run on disk: ``save_checkpoint`` / ``load_checkpoint``.
+"""A training run on disk (`TrainingRun`, and what its env keeps of the episode): the
+file of ``save_checkpoint`` / ``load_checkpoint``.
 
 One file holds the ViT, the optimiser, every generator, the data order and position, the
 pending batch, the reward reference and the counters, with a SHA-256 of its contents, so a
@@ -17,9 +18,9 @@ import numpy as np
 import torch
 
 from patchenv.atomic import atomic_torch_save
-from patchenv.env.batches import prepare_observation
 from patchenv.env.progress import ProgressTracker
-from patchenv.env.training_run import install_run, run_parts
+from patchenv.env.run_setup import RunSetup
+from patchenv.env.training_run import TrainingRun
 
 # v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
 # transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
@@ -30,41 +31,39 @@ _OLD_CHECKPOINT_FORMATS = {
 }
 
 
-def fingerprint(env) -> dict:
-    """The settings a checkpoint must agree with to be loaded."""
-    return env.config.fingerprint(dataset_name=env.dataset_name, **env._data_shape)
-
-
-def save(env, path: Union[str, os.PathLike]) -> None:
+def save(run: TrainingRun, shell: dict, path: Union[str, os.PathLike]) -> None:
     """Save the whole training run (ViT, optimiser, every RNG, data order and position,
-    pending batch, reward reference, counters). Written atomically: temp file + rename."""
-    atomic_torch_save(sealed(env), path)
+    pending batch, reward reference, counters) and the `shell`'s state (`sealed`).
+    Written atomically: temp file + rename."""
+    atomic_torch_save(sealed(run, shell), path)
 
 
-def sealed(env) -> dict:
-    """The run as the file `save` writes holds it: the state, serialised, with its checksum."""
-    if env.model is None:
+def sealed(run: TrainingRun, shell: dict) -> dict:
+    """The run as the file `save` writes holds it: the state, serialised, with its checksum.
+    `shell`: what the env around the run keeps of its episode (``np_random``, its
+    ``np_random_seed`` and ``episode_over``)."""
+    if run.model is None:
         raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
     state = {
         "format": CHECKPOINT_FORMAT,
-        "config": fingerprint(env),
-        "model": _owned(env.model.state_dict()),
-        "optimizer": _owned(env.optimizer.state_dict()),
-        "np_random": env.np_random.bit_generator.state,
-        "np_random_seed": getattr(env, "_np_random_seed", None),
-        "data_gen": env._data_gen.get_state(),
-        "perm": env._perm,
-        "pos": env._pos,
-        "epoch": env.epoch,
-        "global_step": env.global_step,
-        "episode_step": env._episode_step,
-        "episode_over": env._episode_over,
-        "loss_ref": env._loss_ref,
-        "batch_x": env._batch_x,
-        "batch_y": env._batch_y,
-        "train_time_s": env.train_time_s,
-        "progress": env._progress.state_dict(),
-        "pending_probe_flops": env._pending_probe_flops,
+        "config": run.setup.fingerprint(),
+        "model": _owned(run.model.state_dict()),
+        "optimizer": _owned(run.optimizer.state_dict()),
+        "np_random": shell["np_random"],
+        "np_random_seed": shell["np_random_seed"],
+        "data_gen": run.data_gen.get_state(),
+        "perm": run.perm,
+        "pos": run.pos,
+        "epoch": run.epoch,
+        "global_step": run.global_step,
+        "episode_step": run.episode_step,
+        "episode_over": shell["episode_over"],
+        "loss_ref": run.loss_ref,
+        "batch_x": run.batch_x,
+        "batch_y": run.batch_y,
+        "train_time_s": run.train_time_s,
+        "progress": run.progress.state_dict(),
+        "pending_probe_flops": run.pending_probe_flops,
     }
     payload = io.BytesIO()
     torch.save(state, payload)
@@ -86,20 +85,19 @@ def _owned(obj):
     return obj
 
 
-def load(env, path: Union[str, os.PathLike]):
-    """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
-    observation. The env must be built with the same configuration."""
+def read(setup: RunSetup, path: Union[str, os.PathLike]) -> dict:
+    """The state in the checkpoint file `path`, checked (`unseal`); changes nothing."""
     path = Path(path)
     try:
         wrapper = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
-    return restore(env, unseal(env, wrapper, path), path)
+    return unseal(setup, wrapper, path)
 
 
-def unseal(env, wrapper: Any, path) -> dict:
-    """The state in a sealed run (`sealed`), checked: format, checksum, and the env's
-    configuration. Raises a one-line ValueError naming `path`; changes nothing."""
+def unseal(setup: RunSetup, wrapper: Any, path) -> dict:
+    """The state in a sealed run (`sealed`), checked: format, checksum, and the
+    configuration of `setup`. Raises a one-line ValueError naming `path`; changes nothing."""
     if isinstance(wrapper, dict) and wrapper.get("format") in _OLD_CHECKPOINT_FORMATS:
         raise ValueError(f"{path} is a {wrapper['format']} checkpoint: "
                          f"{_OLD_CHECKPOINT_FORMATS[wrapper['format']]}; start a new run")
@@ -109,8 +107,8 @@ def unseal(env, wrapper: Any, path) -> dict:
     if hashlib.sha256(wrapper["payload"]).hexdigest() != wrapper.get("sha256"):
         raise ValueError(f"checkpoint {path} is damaged: its contents do not match their checksum")
     try:
-        state = torch.load(io.BytesIO(wrapper["payload"]), map_location=env.device, weights_only=False)
-        saved, ours = state["config"], fingerprint(env)
+        state = torch.load(io.BytesIO(wrapper["payload"]), map_location=setup.device, weights_only=False)
+        saved, ours = state["config"], setup.fingerprint()
     except Exception as e:
         raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
     if saved != ours:
@@ -120,12 +118,13 @@ def unseal(env, wrapper: Any, path) -> dict:
     return state
 
 
-def restore(env, state: dict, path):
-    """Make `state` (from `unseal`) the env's run; returns the pending observation."""
+def restore(run: TrainingRun, state: dict, path) -> dict:
+    """Make `state` (from `unseal`) the run; returns the shell's part (``np_random`` as a
+    Generator, ``np_random_seed``, ``episode_over``). The run's pending observation is made."""
     # Everything is read into new objects first: a file that fails here leaves the
     # running run as it was.
-    parts = run_parts(env, model_seed=None)
-    progress = ProgressTracker(env.num_patches)
+    parts = run.parts(model_seed=None)
+    progress = ProgressTracker(run.setup.num_patches)
     try:
         parts["model"].load_state_dict(state["model"])
         # Checkpoints from before the progress statistics existed have none: a fresh
@@ -141,36 +140,32 @@ def restore(env, state: dict, path):
             raise KeyError(f"missing {sorted(missing)}")
     except Exception as e:
         raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {e}") from None
-    install_run(env, parts)
-    env._np_random = np_random
-    env._np_random_seed = state["np_random_seed"]
-    _restore_data_gen(env, state["data_gen"].cpu())  # generator states are CPU byte tensors
-    env._perm = state["perm"].to(env.device)
-    env._pos = state["pos"]
-    env.epoch = state["epoch"]
-    env.global_step = state["global_step"]
-    env._episode_step = state["episode_step"]
-    env._episode_over = state["episode_over"]
-    env._loss_ref = state["loss_ref"]
-    env._batch_x = state["batch_x"].to(env.device)
-    env._batch_y = state["batch_y"].to(env.device)
-    env.train_time_s = state["train_time_s"]
-    env._progress = progress
-    env._pending_probe_flops = state.get("pending_probe_flops", 0)
-    env._credit = None
-    env._restored = True
-    prepare_observation(env)
-    return env._observation()
+    device = run.setup.device
+    run.use_parts(parts)
+    _restore_data_gen(run.data_gen, state["data_gen"].cpu())  # generator states are CPU byte tensors
+    run.perm = state["perm"].to(device)
+    run.pos = state["pos"]
+    run.epoch = state["epoch"]
+    run.global_step = state["global_step"]
+    run.episode_step = state["episode_step"]
+    run.loss_ref = state["loss_ref"]
+    run.set_batch(state["batch_x"].to(device), state["batch_y"].to(device))
+    run.train_time_s = state["train_time_s"]
+    run.progress = progress
+    run.pending_probe_flops = state.get("pending_probe_flops", 0)
+    run.credit = None
+    run.prepare_observation()
+    return {"np_random": np_random, "np_random_seed": state["np_random_seed"], "episode_over": state["episode_over"]}
 
-def _restore_data_gen(env, saved: torch.Tensor) -> None:
+
+def _restore_data_gen(generator: torch.Generator, saved: torch.Tensor) -> None:
     """The data order's generator from a checkpoint. CPU and CUDA generators keep
     different states (5056 vs 16 bytes), so a run moved to the other device type is
     reseeded from a hash of the saved state: deterministic, and the pending batch is
     the saved one, but later epochs' order and crops differ from the original
     device's. On the same device type the run continues exactly."""
     try:
-        env._data_gen.set_state(saved)
+        generator.set_state(saved)
     except RuntimeError:
         digest = hashlib.sha256(saved.numpy().tobytes()).digest()
-        env._data_gen.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
-
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
