@@ -1,11 +1,16 @@
-"""What a training step of a run means to the agent: whether the episode ends, the reward
-and the info. Written once, for a `TrainingRun` after its update (`Update`) and the next
-observation; the single env and the population (for each of its runs) both use it."""
+"""What training steps mean to the agent: whether each episode ends, the rewards and the
+info, computed in one piece for E runs (arrays with a leading E dimension, as Gymnasium's
+vector envs keep their state). The single env is E = 1; a population passes all its
+training runs at once, so these rules are written once and cost no Python per run (a
+user's ``reward_fn``, called once per run, aside)."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
-from patchenv.env.rewards import RewardFn, StepStats, checked_reward, loss_term, patch_term
+import numpy as np
+
+from patchenv.env.rewards import RewardFn, StepStats, checked_reward
 from patchenv.env.training_run import TrainingRun, Update
 from patchenv.model.keep import Keep
 
@@ -13,47 +18,91 @@ from patchenv.model.keep import Keep
 REPEAT_SUMS = ("tokens", "padding_tokens", "flops", "probe_flops")
 
 
-def episode_end(run: TrainingRun, diverged: bool) -> tuple[bool, bool]:
-    """(terminated, truncated): a diverged run terminates; the episode's last step truncates."""
-    return diverged, (not diverged) and run.episode_step >= run.setup.episode_steps
+@dataclass
+class Steps:
+    """E runs' training steps, as arrays (E,): what each update measured, the run's
+    counters after it, and whether it diverged (a non-finite update, or an observation
+    after it that is not finite)."""
+
+    loss: np.ndarray
+    accuracy: np.ndarray
+    diverged: np.ndarray
+    kept: np.ndarray  # mean patches kept per image
+    tokens: np.ndarray
+    padding: np.ndarray
+    kept_per_image: Optional[np.ndarray]  # (E, B) with per-image masks, else None
+    epoch: np.ndarray  # the epoch the step trained in
+    global_step: np.ndarray
+    episode_step: np.ndarray
+    loss_ref: np.ndarray  # L(ref); the step's own loss until the run has one
+    flops: np.ndarray  # training FLOPs plus the probe's charged to the step
+    probe_flops: np.ndarray
+    progress_reward: np.ndarray
+
+    @classmethod
+    def of(cls, runs: Sequence[TrainingRun], keeps: Sequence[Keep], updates: Sequence[Update],
+           diverged: np.ndarray, per_image: bool) -> "Steps":
+        """The steps of `runs` (after `TrainingRun.record`), with their `keeps` and `updates`."""
+        loss = np.array([u.result.loss for u in updates], dtype=np.float64)
+        # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
+        loss_ref = np.array([r.loss_ref if r.loss_ref is not None else u.result.loss
+                             for r, u in zip(runs, updates)], dtype=np.float64)
+        probe_flops = np.array([u.probe_flops for u in updates], dtype=np.int64)
+        return cls(loss=loss, accuracy=np.array([u.result.accuracy for u in updates], dtype=np.float64),
+                   diverged=np.asarray(diverged, dtype=bool),
+                   kept=np.array([k.kept for k in keeps], dtype=np.float64),
+                   tokens=np.array([k.tokens for k in keeps], dtype=np.int64),
+                   padding=np.array([k.padding for k in keeps], dtype=np.int64),
+                   kept_per_image=np.stack([k.per_image for k in keeps]) if per_image else None,
+                   epoch=np.array([u.trained_epoch for u in updates], dtype=np.int64),
+                   global_step=np.array([r.global_step for r in runs], dtype=np.int64),
+                   episode_step=np.array([r.episode_step for r in runs], dtype=np.int64),
+                   loss_ref=loss_ref, flops=np.array([u.flops for u in updates], dtype=np.int64) + probe_flops,
+                   probe_flops=probe_flops,
+                   progress_reward=np.array([u.progress_reward for u in updates], dtype=np.float64))
 
 
-def step_reward(run: TrainingRun, keep: Keep, done: Update, diverged: bool, *, kind: str,
-                weights: tuple[float, float], reward_fn: Optional[RewardFn] = None) -> float:
-    """The step's reward: `reward_fn`'s (checked), the progress reward (``kind="progress"``),
-    or the paper's ``loss_weight * L(ref) / L(t) + patch_weight * patch_term`` with
-    `weights` = (loss_weight, patch_weight). A failing `reward_fn` raises after the step
-    was applied."""
-    lt, pt, stats = _terms(run, keep, done)
+def loss_terms(s: Steps) -> np.ndarray:
+    """L(ref) / L(t); 0 where the loss is not finite (a diverged step's reward stays finite)."""
+    ok = np.isfinite(s.loss) & (s.loss > 0)
+    return np.where(ok, s.loss_ref / np.where(ok, s.loss, 1.0), 0.0)
+
+
+def patch_terms(s: Steps, num_patches: int, n_patch_desired: int) -> np.ndarray:
+    """-|z - z*| / z* with z = N - kept dropped patches, z* = N - n_patch_desired."""
+    z_star = num_patches - n_patch_desired
+    return -np.abs((num_patches - s.kept) - z_star) / z_star
+
+
+def episode_ends(s: Steps, episode_steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(terminated, truncated): a diverged run terminates; an episode's last step truncates."""
+    return s.diverged.copy(), ~s.diverged & (s.episode_step >= episode_steps)
+
+
+def rewards(s: Steps, lt: np.ndarray, pt: np.ndarray, *, kind: str, weights: tuple[float, float],
+            num_patches: int, n_patch_desired: int, reward_fn: Optional[RewardFn] = None) -> np.ndarray:
+    """Each step's reward (E,): `reward_fn`'s (checked; it raises after the steps were
+    applied), the progress reward (``kind="progress"``), or the paper's
+    ``loss_weight * L(ref) / L(t) + patch_weight * patch_term``, `weights` = (loss_weight,
+    patch_weight), from `lt` = `loss_terms` and `pt` = `patch_terms`."""
     if reward_fn is not None:
-        return checked_reward(reward_fn, stats, diverged, run.global_step)
+        return np.array([checked_reward(reward_fn, StepStats(
+            loss=float(s.loss[i]), loss_ref=float(s.loss_ref[i]), accuracy=float(s.accuracy[i]),
+            kept=float(s.kept[i]), kept_per_image=None if s.kept_per_image is None else s.kept_per_image[i],
+            num_patches=num_patches, n_patch_desired=n_patch_desired, loss_term=float(lt[i]),
+            patch_term=float(pt[i])), bool(s.diverged[i]), int(s.global_step[i])) for i in range(len(s.loss))])
     if kind == "progress":
-        return float(done.progress_reward)
+        return s.progress_reward.copy()
     loss_weight, patch_weight = weights
-    return float(loss_weight * lt + patch_weight * pt)
+    return loss_weight * lt + patch_weight * pt
 
 
-def step_info(run: TrainingRun, keep: Keep, done: Update, diverged: bool) -> dict:
-    """The step's info dict (the env's docstring lists its keys)."""
-    lt, pt, _ = _terms(run, keep, done)
-    info = {"loss": done.result.loss, "accuracy": done.result.accuracy, "kept": keep.kept, "tokens": keep.tokens,
-            "padding_tokens": keep.padding, "epoch": done.trained_epoch, "global_step": run.global_step,
-            "loss_term": lt, "patch_term": pt, "diverged": diverged,
-            "flops": done.flops + done.probe_flops, "probe_flops": done.probe_flops}
-    if run.setup.config.selection == "image":
-        info["kept_per_image"] = keep.per_image.copy()
+def infos(s: Steps, lt: np.ndarray, pt: np.ndarray) -> dict[str, np.ndarray]:
+    """The info's numbers (the env's docstring lists them), each an array (E,)
+    (``kept_per_image``: (E, B), with per-image masks)."""
+    info = {"loss": s.loss, "accuracy": s.accuracy, "kept": s.kept, "tokens": s.tokens, "padding_tokens": s.padding,
+            "epoch": s.epoch, "global_step": s.global_step, "loss_term": lt, "patch_term": pt,
+            "diverged": s.diverged, "flops": s.flops, "probe_flops": s.probe_flops}
+    if s.kept_per_image is not None:
+        info["kept_per_image"] = s.kept_per_image
     return info
-
-
-def _terms(run: TrainingRun, keep: Keep, done: Update) -> tuple[float, float, StepStats]:
-    s = run.setup
-    loss = done.result.loss
-    # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
-    loss_ref = run.loss_ref if run.loss_ref is not None else loss
-    lt = loss_term(loss, loss_ref)
-    pt = patch_term(keep.kept, s.num_patches, s.config.n_patch_desired)
-    stats = StepStats(loss=loss, loss_ref=loss_ref, accuracy=done.result.accuracy, kept=keep.kept,
-                      kept_per_image=keep.per_image if s.config.selection == "image" else None,
-                      num_patches=s.num_patches, n_patch_desired=s.config.n_patch_desired,
-                      loss_term=lt, patch_term=pt)
-    return lt, pt, stats

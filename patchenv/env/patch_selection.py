@@ -24,7 +24,8 @@ from patchenv.env import run_checkpoint
 from patchenv.env.action import parse_action
 from patchenv.env.config import EnvConfig, keyword_signature
 from patchenv.env.evaluation import evaluate
-from patchenv.env.outcome import REPEAT_SUMS, episode_end, step_info, step_reward
+from patchenv.env import outcome
+from patchenv.env.outcome import REPEAT_SUMS
 from patchenv.env.presets import with_preset
 from patchenv.env.run_setup import RunSetup
 from patchenv.env.spaces import action_space, observation_space, refuse_gymnasium_check_env
@@ -201,7 +202,7 @@ class PatchSelectionEnv(gym.Env):
                                                    self.device if self.tensor_obs else None)
         # The training run: a ViT once reset() (or load_checkpoint()) has started one.
         self.run = TrainingRun(setup, render=self.render_mode is not None)
-        self._episode_over = False
+        self.episode_over = False  # terminated or truncated, until the next reset()
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
 
     # The run's state, as agents and front ends read it from the env.
@@ -224,18 +225,18 @@ class PatchSelectionEnv(gym.Env):
         run = self.run
         if seed is not None or run.model is None or options.get("new_run", False):
             run.start(self.np_random)
-        elif restored and not self._episode_over:
+        elif restored and not self.episode_over:
             # The first reset after load_checkpoint continues the saved episode, so that a
             # resumed run truncates where the uninterrupted one did (exact resume).
             return self._observation(), {"epoch": run.epoch, "global_step": run.global_step}
-        self._episode_over = False
+        self.episode_over = False
         run.begin_episode()
         return self._observation(), {"epoch": run.epoch, "global_step": run.global_step}
 
     def step(self, action):
         if self.run.model is None:
             raise gym.error.ResetNeeded("call reset() before step(): there is no training run yet")
-        if self._episode_over:
+        if self.episode_over:
             raise gym.error.ResetNeeded("the episode has ended (terminated or truncated); call reset() before step()")
         # Validated and parsed once, before anything changes.
         keep = parse_action(action, self.selection, self.num_patches, self.batch_size, self.device, self.np_random)
@@ -270,16 +271,13 @@ class PatchSelectionEnv(gym.Env):
                 torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
             run.add_time(time.perf_counter() - t0)
 
-    def conclude(self, keep: Keep, done: Update, obs=None, finite: Optional[bool] = None) -> tuple:
-        """What a step means to the agent once its run has trained (`done`) and made the next
-        observation: the observation checked, the episode's end, the reward and the info,
-        as Gymnasium's 5-tuple. A population, which trains its runs as one, passes each
-        run's `obs` (as the agent gets it) and whether it is `finite`, found for all at once."""
+    def conclude(self, keep: Keep, done: Update) -> tuple:
+        """What a step means to the agent once the run has trained (`done`) and made the
+        next observation: the observation checked, the episode's end, the reward and the
+        info (`patchenv.env.outcome`, for one run), as Gymnasium's 5-tuple."""
         run = self.run
-        if obs is None:
-            obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
-        if finite is None:
-            finite = bool(torch.isfinite(obs).all()) if self.tensor_obs else bool(np.isfinite(obs).all())
+        obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
+        finite = bool(torch.isfinite(obs).all()) if self.tensor_obs else bool(np.isfinite(obs).all())
         diverged = done.result.diverged
         if not diverged and not finite:
             # A finite update can still leave weights that overflow (a huge lr): the next
@@ -288,11 +286,15 @@ class PatchSelectionEnv(gym.Env):
             diverged = True
             run.blank_observation()
             obs = self._observation()
-        terminated, truncated = episode_end(run, diverged)
-        self._episode_over = terminated or truncated  # settled before a reward_fn can fail
-        reward = step_reward(run, keep, done, diverged, kind=self.reward_kind,
-                             weights=(self.loss_weight, self.patch_weight), reward_fn=self.reward_fn)
-        return obs, reward, terminated, truncated, step_info(run, keep, done, diverged)
+        steps = outcome.Steps.of([run], [keep], [done], np.array([diverged]), self.selection == "image")
+        terminated, truncated = (bool(x[0]) for x in outcome.episode_ends(steps, self.episode_steps))
+        self.episode_over = terminated or truncated  # settled before a reward_fn can fail
+        lt, pt = outcome.loss_terms(steps), outcome.patch_terms(steps, self.num_patches, self.n_patch_desired)
+        reward = outcome.rewards(steps, lt, pt, kind=self.reward_kind, weights=(self.loss_weight, self.patch_weight),
+                                 num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
+                                 reward_fn=self.reward_fn)
+        info = {k: (v[0].copy() if v.ndim > 1 else v[0].item()) for k, v in outcome.infos(steps, lt, pt).items()}
+        return obs, float(reward[0]), terminated, truncated, info
 
     def render(self):
         if self.render_mode is None:
@@ -379,14 +381,14 @@ class PatchSelectionEnv(gym.Env):
     def checkpoint_shell(self) -> dict:
         """What this env keeps of the episode beside its run, for `run_checkpoint.sealed`."""
         return {"np_random": self.np_random.bit_generator.state, "np_random_seed": self._np_random_seed,
-                "episode_over": self._episode_over}
+                "episode_over": self.episode_over}
 
     def restore_checkpoint(self, state: dict, path) -> Any:
         """Make a checked checkpoint `state` (`run_checkpoint.read` / `unseal`) this env's
         run and episode; returns the pending observation."""
         shell = run_checkpoint.restore(self.run, state, path)
         self._np_random, self._np_random_seed = shell["np_random"], shell["np_random_seed"]
-        self._episode_over = shell["episode_over"]
+        self.episode_over = shell["episode_over"]
         self._restored = True
         return self._observation()
 

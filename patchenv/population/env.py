@@ -39,6 +39,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from patchenv.arrays import to_numpy
+from patchenv.env import outcome
 from patchenv.env.config import EnvConfig
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
@@ -127,10 +128,7 @@ class PopulationEnv(VectorEnv):
     def step(self, actions):
         if any(run.model is None for run in self.runs):
             raise gym.error.ResetNeeded("call reset() before step(): there are no training runs yet")
-        obs, rewards, terminated, truncated, run_infos = self.step_runs(self._split(actions))
-        infos: dict = {}
-        for i, info in enumerate(run_infos):
-            infos = self._add_info(infos, info, i)
+        obs, rewards, terminated, truncated, infos = self.step_moving(self._split(actions))
         return obs, *self._scalars(rewards, terminated, truncated), infos
 
     def step_runs(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
@@ -138,51 +136,71 @@ class PopulationEnv(VectorEnv):
         standing still (not trained, nothing drawn; their `actions` entries are ignored).
         Returns (obs, rewards, terminated, truncated) as (E,) numpy arrays (obs as `step`)
         and a list of E single-env info dicts (empty for runs that did not move)."""
+        obs, rewards, terminated, truncated, infos = self.step_moving(actions, moving)
+        return obs, rewards, terminated, truncated, [run_info(infos, i) for i in range(self.num_envs)]
+
+    def step_moving(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
+        """`step_runs` with the info as `step` gives it: arrays (E, ...) with ``_key``
+        masks (the runs that moved), made in one piece."""
         moving = np.ones(self.num_envs, dtype=bool) if moving is None else np.asarray(moving, dtype=bool)
         resetting = self._autoreset & moving
         training = moving & ~resetting
         keeps = parse_actions(actions, self.runs, training)  # every action checked before anything changes
         t0 = time.perf_counter()
-        infos: list[dict] = [{} for _ in range(self.num_envs)]
+        infos: dict = {}
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
         truncated = np.zeros(self.num_envs, dtype=bool)
         for i in np.flatnonzero(resetting):  # next-step autoreset: the run continues, untrained
-            infos[i] = self.runs[i].reset()[1]
-        updates = {}
-        if training.any():
+            infos = self._add_info(infos, self.runs[i].reset()[1], i)
+        rows = np.flatnonzero(training)
+        runs = [self.runs[i].run for i in rows]
+        if len(rows):
             run0 = self.runs[0]
             index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
                                       self.config.amp, training)
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
-            for i in np.flatnonzero(training):
-                updates[i] = self.runs[i].run.record(keeps[i], results[i])
-            advance_all([self.runs[i].run for i in updates])  # the next batches, loaded at once, embedded below
+            updates = [run.record(keeps[i], results[i]) for run, i in zip(runs, rows)]
+            advance_all(runs)  # the next batches, loaded at once, embedded below
         self._observe()
-        obs, finite = self._agent_obs(), self._finite()
-        errors = []
-        for i, done in updates.items():
-            obs_i = obs[i]
+        obs = self._agent_obs()
+        error = None
+        if len(rows):
+            update_diverged = np.array([u.result.diverged for u in updates])
+            diverged = update_diverged | ~self._finite()[rows]
+            overflowed = rows[diverged & ~update_diverged]
+            if len(overflowed):  # a finite update whose weights overflow: zeros, as a single env observes
+                for i in overflowed:
+                    self.runs[i].run.blank_observation()
+                self._obs[overflowed] = 0
+                obs = self._agent_obs()
+            steps = outcome.Steps.of(runs, [keeps[i] for i in rows], updates, diverged,
+                                     self.config.selection == "image")
+            terminated[rows], truncated[rows] = outcome.episode_ends(steps, self.setup.episode_steps)
+            for i in rows[terminated[rows] | truncated[rows]]:
+                self.runs[i].episode_over = True
+            lt = outcome.loss_terms(steps)
+            pt = outcome.patch_terms(steps, self.setup.num_patches, self.config.n_patch_desired)
             try:
-                run_obs, rewards[i], terminated[i], truncated[i], infos[i] = self.runs[i].conclude(
-                    keeps[i], done, obs=obs_i, finite=bool(finite[i]))
-            except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the step is applied
-                errors.append(e)
-                continue
-            if run_obs is not obs_i:  # a run that overflowed observes zeros
-                obs[i] = run_obs
-                self._obs[i] = 0
+                rewards[rows] = outcome.rewards(steps, lt, pt, kind=self.config.reward,
+                                                weights=self.config.reward_weights,
+                                                num_patches=self.setup.num_patches,
+                                                n_patch_desired=self.config.n_patch_desired,
+                                                reward_fn=self.config.reward_fn)
+            except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the steps are applied
+                error = e
+            infos = self._add_rows_info(infos, outcome.infos(steps, lt, pt), rows)
         if self.device.type == "cuda" and self.config.tensor_obs:
             torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
         elapsed = time.perf_counter() - t0
         self.train_time_s += elapsed
-        for i in updates:  # every run waited for the whole population step
-            self.runs[i].run.add_time(elapsed)
+        for run in runs:  # every run waited for the whole population step
+            run.add_time(elapsed)
         self._autoreset[moving] = (terminated | truncated)[moving]
-        if errors:
-            raise errors[0]
+        if error is not None:
+            raise error
         return obs, rewards, terminated, truncated, infos
 
     def render(self):
@@ -268,6 +286,19 @@ class PopulationEnv(VectorEnv):
         for i, shell in enumerate(self.runs):
             shell.run.set_observation(tokens[i], obs[i])
 
+    def _add_rows_info(self, infos: dict, rows_info: dict[str, np.ndarray], rows: np.ndarray) -> dict:
+        """`infos` with `rows_info` (arrays over `rows`) placed at those rows, each key with
+        its ``_key`` mask (Gymnasium's vector info)."""
+        for key, values in rows_info.items():
+            array = infos.get(key)
+            if array is None:
+                array = np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype)
+            array[rows] = values
+            mask = infos.get(f"_{key}", np.zeros(self.num_envs, dtype=bool))
+            mask[rows] = True
+            infos[key], infos[f"_{key}"] = array, mask
+        return infos
+
     def _agent_obs(self):
         return self._obs if self.config.tensor_obs else to_numpy(self._obs)
 
@@ -295,3 +326,10 @@ class PopulationEnv(VectorEnv):
         if rows != self.num_envs:
             raise ValueError(f"actions must hold one action per run, {what} with E = {self.num_envs}; got {rows}")
         return [actions[i] for i in range(self.num_envs)]
+
+
+def run_info(infos: dict, i: int) -> dict:
+    """Run i's info as its single env gives it (Python numbers, arrays copied) from a
+    vector info (arrays (E, ...) with ``_key`` masks)."""
+    return {key: (value[i].item() if value[i].ndim == 0 else value[i].copy())
+            for key, value in infos.items() if not key.startswith("_") and infos[f"_{key}"][i]}

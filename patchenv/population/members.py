@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from patchenv.env.action import parse_action
+from patchenv.population.env import run_info
 from patchenv.run.checkpoints import rng_state, set_rng_state
 
 
@@ -166,13 +167,13 @@ class Members:
         actions = [self._posted.get(i) for i in range(population.num_envs)]
         self._posted.clear()
         try:
-            obs, rewards, terminated, truncated, infos = population.step_runs(actions, moving)
+            obs, rewards, terminated, truncated, infos = population.step_moving(actions, moving)
         except BaseException as e:  # a bad action or a failing reward: each moving run sees it
             for i in np.flatnonzero(moving):
                 self._results[i] = e
             return
         for i in np.flatnonzero(moving):
-            self._results[i] = (obs[i], float(rewards[i]), bool(terminated[i]), bool(truncated[i]), infos[i])
+            self._results[i] = (obs[i], float(rewards[i]), bool(terminated[i]), bool(truncated[i]), run_info(infos, i))
 
     def _pass(self, i: int) -> None:
         """Save run i's global generators and hand the baton to the next run that has not
@@ -182,3 +183,4 @@ class Members:
         after = [j for j in waiting if j > i]
         self._turn = (after or waiting or [None])[0]
         self._cv.notify_all()
+
