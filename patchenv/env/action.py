@@ -67,10 +67,7 @@ def _as_array(action, what: str) -> np.ndarray:
                 else None)
         if kind is not None:  # none of these converts to numpy
             raise TypeError(f"action must be {what}, a dense tensor of real dtype; got a {kind}")
-        t = action.detach()
-        if t.is_floating_point() and t.dtype not in (torch.float16, torch.float32, torch.float64):
-            t = t.float()  # bfloat16 and float8 have no numpy dtype
-        return t.cpu().numpy()  # note: sync; the mask's length decides the sequence length
+        return to_numpy(action)  # note: sync; the mask's length decides the sequence length
     if np.ma.is_masked(action):
         raise TypeError(f"action must be {what}, got a masked array with masked entries (its mask would be "
                         f"ignored; fill them first, e.g. action.filled(0))")

@@ -240,23 +240,11 @@ class TrainingRun:
         """Zeros in place of an observation that is not finite (weights that overflowed)."""
         self.obs = torch.zeros_like(self.obs)
 
-    @torch.no_grad()
     def observe(self, tokens: Optional[torch.Tensor], for_agent: bool = False):
         """The observation of `tokens` (a batch's embedding) as a device tensor; ``for_agent``:
         in the form the agent gets (numpy unless ``tensor_obs``)."""
-        cfg = self.setup.config
-        if cfg.obs_type == "progress":  # the run's statistics; the batch's tokens do not enter
-            obs = torch.from_numpy(self.progress_vector()).to(self.setup.device)
-        else:
-            tokens = tokens.detach()
-            if cfg.obs_type == "embeddings":
-                obs = tokens
-            elif cfg.obs_type == "pooled":
-                obs = tokens.mean(dim=0)
-            else:
-                with autocast(self.setup.device, cfg.amp):
-                    obs = self.model.attention_state(tokens)
-            obs = obs.float()
+        obs = observation(self.setup.config.obs_type, tokens, self.model.attention_state, self.progress_vector,
+                          self.setup.config.amp, self.setup.device)
         return self.agent_view(obs) if for_agent else obs
 
     def agent_view(self, obs: torch.Tensor):
@@ -285,3 +273,24 @@ class TrainingRun:
         loss, acc = torch.stack([F.cross_entropy(logits.float(), y),
                                  (logits.argmax(-1) == y).float().mean()]).tolist()  # note: one sync
         return self.progress.after_probe(loss, acc, self.setup.probe_flops)
+
+
+@torch.no_grad()
+def observation(obs_type: str, tokens: Optional[torch.Tensor], attention_state: Callable,
+                progress: Callable[[], np.ndarray], amp: Optional[str], device: torch.device) -> torch.Tensor:
+    """The observation (float32, on the device) of the embedding `tokens` (..., B, N, D):
+    one batch's (B, N, D) or a population's (E, B, N, D), the leading dimensions kept.
+    `attention_state(tokens)` is the paper's state of the ViT(s) that embedded them;
+    `progress()` the run(s)' progress vector(s) on the host, for ``obs_type="progress"``,
+    whose observation does not read the tokens."""
+    if obs_type == "progress":
+        return torch.from_numpy(progress()).to(device)
+    tokens = tokens.detach()
+    if obs_type == "embeddings":
+        obs = tokens
+    elif obs_type == "pooled":
+        obs = tokens.mean(dim=-3)
+    else:
+        with autocast(device, amp):
+            obs = attention_state(tokens)
+    return obs.float()

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import torch
 
+from patchenv.model.flat_buffer import flat_views
+
 
 class FlatAdam(torch.optim.Adam):
     def __init__(self, model: torch.nn.Module, lr: float):
@@ -35,16 +37,12 @@ class FlatAdam(torch.optim.Adam):
         total = sum(p.numel() for p in params)
         self.flat = torch.nn.Parameter(torch.empty(total, dtype=first.dtype, device=first.device))
         self.flat.grad = torch.zeros_like(self.flat)
-        self._views: list[tuple[torch.nn.Parameter, int, int]] = []  # (param, offset, size)
-        offset = 0
+        self._params = params
+        shapes = [p.shape for p in params]
         with torch.no_grad():
-            for p in params:
-                size = p.numel()
-                self.flat[offset:offset + size].copy_(p.reshape(-1))
-                p.data = self.flat.data[offset:offset + size].view_as(p)
-                p.grad = self.flat.grad[offset:offset + size].view_as(p)
-                self._views.append((p, offset, size))
-                offset += size
+            for p, weights, grad in zip(params, flat_views(self.flat.data, shapes), flat_views(self.flat.grad, shapes)):
+                weights.copy_(p)
+                p.data, p.grad = weights, grad
         self._inner = torch.optim.Adam([self.flat], lr=lr, fused=True)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -69,16 +67,16 @@ class FlatAdam(torch.optim.Adam):
     def _link_state(self) -> None:
         """Each parameter's state: views of the flat moments and the one shared step count."""
         flat_state = self._inner.state[self.flat]
-        for p, offset, size in self._views:
-            self.state[p] = {"step": flat_state["step"],
-                             "exp_avg": flat_state["exp_avg"][offset:offset + size].view_as(p),
-                             "exp_avg_sq": flat_state["exp_avg_sq"][offset:offset + size].view_as(p)}
+        shapes = [p.shape for p in self._params]
+        for p, exp_avg, exp_avg_sq in zip(self._params, flat_views(flat_state["exp_avg"], shapes),
+                                          flat_views(flat_state["exp_avg_sq"], shapes)):
+            self.state[p] = {"step": flat_state["step"], "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """A plain Adam's (or a FlatAdam's) state over the same parameters, copied into the
         flat buffers."""
         super().load_state_dict(state_dict)
-        loaded = [self.state.get(p, {}) for p, _, _ in self._views]
+        loaded = [self.state.get(p, {}) for p in self._params]
         self.state.clear()
         self._inner.state.clear()
         inner = self._inner.param_groups[0]

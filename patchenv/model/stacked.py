@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from patchenv.model.flat_buffer import flat_views
 from patchenv.model.vit import SimpleViT
 
 
@@ -61,12 +62,9 @@ class StackedViT:
         with torch.random.fork_rng(devices=[]):
             model = SimpleViT(**self.vit_config)
         model = model.to(self.flat.device)
-        offset = 0
-        for name, shape, size in zip(self.names, self.shapes, self.sizes):
+        for name, view in zip(self.names, flat_views(self.flat.data[i], self.shapes)):
             module_name, _, attr = name.rpartition(".")
-            view = self.flat.data[i, offset:offset + size].view(shape)
             setattr(model.get_submodule(module_name), attr, torch.nn.Parameter(view, requires_grad=False))
-            offset += size
         return model
 
     # -- the batched forward ----------------------------------------------------------

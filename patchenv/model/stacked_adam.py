@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import torch
 
+from patchenv.model.flat_buffer import flat_views
 from patchenv.model.vit import SimpleViT
 
 
@@ -66,17 +67,15 @@ class StackedAdam:
         self.exp_avg_sq[i].copy_(torch.cat([s["exp_avg_sq"].reshape(-1) for s in state]))
         self.steps[i] = float(state[0]["step"])
 
-    def member_optimizer(self, i: int, model: SimpleViT, names: list[str], sizes: list[int]) -> torch.optim.Optimizer:
+    def member_optimizer(self, i: int, model: SimpleViT, names: list[str]) -> torch.optim.Optimizer:
         """A single env's Adam over `model` (run i's aliased ViT) whose state is row i."""
         # A plain Adam: its state must be views of row i, not of a buffer of its own (FlatAdam).
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr, fused=True)
         params = dict(model.named_parameters())
-        offset = 0
+        ordered = [params[name] for name in names]
+        shapes = [p.shape for p in ordered]
         step = self.steps[i]  # a 0-d view: every parameter's count is the run's
-        for name, size in zip(names, sizes):
-            p = params[name]
-            optimizer.state[p] = {"step": step,
-                                  "exp_avg": self.exp_avg[i, offset:offset + size].view(p.shape),
-                                  "exp_avg_sq": self.exp_avg_sq[i, offset:offset + size].view(p.shape)}
-            offset += size
+        for p, exp_avg, exp_avg_sq in zip(ordered, flat_views(self.exp_avg[i], shapes),
+                                          flat_views(self.exp_avg_sq[i], shapes)):
+            optimizer.state[p] = {"step": step, "exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq}
         return optimizer

@@ -43,6 +43,7 @@ from patchenv.env import outcome
 from patchenv.env.config import EnvConfig
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
+from patchenv.env.training_run import observation
 from patchenv.env.run_setup import RunSetup
 from patchenv.model.stacked import StackedViT
 from patchenv.model.stacked_adam import StackedAdam
@@ -87,7 +88,7 @@ class PopulationEnv(VectorEnv):
         self.stacked = StackedViT(first.vit_config, self.num_envs, self.device)
         self.adam = StackedAdam(self.stacked.flat, first.lr)
         self._models = [self.stacked.member_model(i) for i in range(self.num_envs)]
-        self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names, self.stacked.sizes)
+        self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names)
                             for i in range(self.num_envs)]
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._weights: Optional[dict] = None  # per-parameter views of the stacked weights, with their graph
@@ -271,18 +272,9 @@ class PopulationEnv(VectorEnv):
         x = torch.stack([shell.run.batch_x for shell in self.runs])
         with autocast(self.device, self.config.amp):
             self._tokens = tokens = self.stacked.embed(w, x)  # (E, B, N, D)
-        obs_type = self.config.obs_type
-        with torch.no_grad():
-            if obs_type == "progress":
-                obs = torch.from_numpy(np.stack([shell.run.progress_vector() for shell in self.runs])).to(self.device)
-            elif obs_type == "embeddings":
-                obs = tokens.detach().float()
-            elif obs_type == "pooled":
-                obs = tokens.detach().mean(dim=1).float()
-            else:
-                with autocast(self.device, self.config.amp):
-                    obs = self.stacked.attention_state(w, tokens.detach()).float()
-        self._obs = obs
+        self._obs = obs = observation(self.config.obs_type, tokens, lambda t: self.stacked.attention_state(w, t),
+                                      lambda: np.stack([shell.run.progress_vector() for shell in self.runs]),
+                                      self.config.amp, self.device)
         for i, shell in enumerate(self.runs):
             shell.run.set_observation(tokens[i], obs[i])
 
@@ -314,10 +306,7 @@ class PopulationEnv(VectorEnv):
         """The E runs' actions, row by row (one device-to-host copy for a tensor)."""
         what = {"batch": "(E, N) masks", "image": "(E, B, N) masks", "count": "(E,) integers"}[self.config.selection]
         if isinstance(actions, torch.Tensor):
-            actions = actions.detach()
-            if actions.dtype == torch.bfloat16 or actions.dtype.itemsize == 1 and actions.is_floating_point():
-                actions = actions.float()
-            actions = actions.cpu().numpy()  # note: sync; the masks decide the sequence length
+            actions = to_numpy(actions)  # note: sync; the masks decide the sequence length
         try:
             rows = len(actions)
         except TypeError:
