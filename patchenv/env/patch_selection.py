@@ -262,7 +262,7 @@ class PatchSelectionEnv(gym.Env):
         # by parse_action (its length decides the sequence length).
         run = self.run
         t0 = time.perf_counter()
-        done = run.record(keep, run.train(keep))
+        done = run.record(keep, run.train_on(keep))
         run.advance()  # load batch t+1 and its observation with the updated weights
         try:
             return self.conclude(keep, done)

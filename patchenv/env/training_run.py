@@ -3,7 +3,7 @@
 It owns everything that changes while a ViT trains: the model and optimiser, the data
 order and its generator, the pending batch, its embedding and the observation made from
 it, the counters, the reward's reference loss, the progress statistics and the probe.
-Its operations are the run's: `start` a fresh run, `train` on a keep, `record` what the
+Its operations are the run's: `start` a fresh run, `train_on` a keep, `record` what the
 update did, `advance` to the next batch, `observe`, and its checkpoint state
 (`patchenv.env.run_checkpoint`). The shared, fixed part (data set, ViT shape, probe
 batch) is its `RunSetup`.
@@ -129,7 +129,7 @@ class TrainingRun:
             self.obs = self.observe(None)
 
     # -- one step ----------------------------------------------------------------------
-    def train(self, keep: Keep) -> StepResult:
+    def train_on(self, keep: Keep) -> StepResult:
         """One update on the pending batch with the kept patches (no bookkeeping)."""
         # The observation's embedding, reused when it has its autograd graph. There is none
         # with CUDA graphs (the graph embeds), nor when the observation does not read it
