@@ -9,7 +9,8 @@ reference (loss term 1). z is the number of dropped patches (mean per image in p
 mode), z* = N - n_patch_desired. The paper's code uses weights (1, 20); its README's
 `alpha` gives (alpha, 1 - alpha).
 
-A custom reward is any callable ``reward_fn(stats: StepStats) -> float``.
+A custom reward is any callable ``reward_fn(stats: StepStats) -> float``. The terms and
+the reward of E steps at once are computed in `patchenv.env.outcome`.
 """
 from __future__ import annotations
 
@@ -36,19 +37,6 @@ class StepStats:
 
 
 RewardFn = Callable[[StepStats], float]
-
-
-def loss_term(loss: float, loss_ref: float) -> float:
-    """L(ref) / L(t); 0 when the loss is not finite, so a diverged step gets a finite reward."""
-    if not math.isfinite(loss) or loss <= 0:
-        return 0.0
-    return loss_ref / loss
-
-
-def patch_term(kept: float, num_patches: int, n_patch_desired: int) -> float:
-    """-|z - z*| / z* with z = N - kept dropped patches, z* = N - n_patch_desired."""
-    z_star = num_patches - n_patch_desired
-    return -abs((num_patches - kept) - z_star) / z_star
 
 
 def weights_from_alpha(alpha: float) -> tuple[float, float]:
