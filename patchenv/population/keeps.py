@@ -46,15 +46,14 @@ def join(keeps: Sequence[Optional[Keep]], batch_size: int, num_patches: int,
     longest = max(k.longest for k in real) if real else 1
     if len(real) == len(keeps) and all(k.tokens == batch_size * num_patches for k in real):
         return None, None, num_patches  # every run keeps every patch: no gather at all
-    positions = np.arange(longest)
-    index = np.empty((len(keeps), batch_size, longest), dtype=np.int64)
-    real_token = np.ones((len(keeps), batch_size, longest), dtype=bool)
-    for i, k in enumerate(keeps):
-        if k is None:
-            index[i] = positions
-            continue
-        # Stable: each row's kept patches first, in patch order (as the single env's ViT sees them).
-        index[i] = np.argsort(~k.mask, axis=1, kind="stable")[:, :longest]
-        real_token[i] = positions[None, :] < k.per_image[:, None]
+    # A run without a Keep computes on its first L patches (every row keeps them).
+    idle_mask = np.zeros((batch_size, num_patches), dtype=bool)
+    idle_mask[:, :longest] = True
+    idle_counts = np.full(batch_size, longest, dtype=np.int64)
+    masks = np.stack([idle_mask if k is None else k.mask for k in keeps])  # (E, B, N)
+    counts = np.stack([idle_counts if k is None else k.per_image for k in keeps])  # (E, B)
+    # Stable: each row's kept patches first, in patch order (as the single env's ViT sees them).
+    index = np.argsort(~masks, axis=-1, kind="stable")[..., :longest]
+    real_token = np.arange(longest) < counts[..., None]
     key_mask = None if real_token.all() else torch.from_numpy(real_token).to(device)
-    return torch.from_numpy(index).to(device), key_mask, longest
+    return torch.from_numpy(np.ascontiguousarray(index)).to(device), key_mask, longest
