@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from agents.base import NO_PROBE
+from agents.count_controller import Held
 from agents.evolved import OBJECTIVES, PACKAGED, PARAMETERS, KeepCurve, policy_record
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.data import ImageData, load_dataset
@@ -154,13 +155,11 @@ def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_eve
     ref_cost = ref.flops if objective == "flops" else ref.steps * (fixed_cost + n)
     next_check = np.full(e, max(1, math.ceil(first_check * CHECKS)))  # in twentieths of ref_cost
     scores = [math.nan] * len(curves)
-    counts = [n - 1] * e
-    step = 0
+    held = Held(decide_every)  # each run's count action, decided every decide_every steps
     while moving.any():
-        if step % decide_every == 0:
-            counts = [curves[i].count(obs[i], n) - 1 if moving[i] else n - 1 for i in range(e)]
+        counts = held.get(lambda: [curves[i].count(obs[i], n) - 1 if moving[i] else n - 1 for i in range(e)])
         obs, _, terminated, truncated, infos = pop.step_runs(counts, moving)
-        step += 1
+        held.advance()
         for i in np.flatnonzero(moving):
             flops[i] += infos[i]["flops"]
             cost[i] += infos[i]["flops"] if objective == "flops" else fixed_cost + counts[i] + 1

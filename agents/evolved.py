@@ -50,7 +50,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from agents.base import NO_PROBE, build_config
-from agents.count_controller import CountController, check_frozen_policy_config
+from agents.count_controller import CountController, FrozenPolicyConfig
 from patchenv.arrays import to_numpy
 from patchenv.env.progress import PROGRESS_FEATURES
 
@@ -128,24 +128,15 @@ def policy_record(policy: KeepCurve, **extra) -> dict:
 
 
 @dataclass
-class EvolvedConfig:
+class EvolvedConfig(FrozenPolicyConfig):
     objective: str = "flops"
     """which packaged policy to use: "flops" (evolved for FLOPs to target, agents/policies/evolved-fmnist.json) or "time" (for time to target, agents/policies/evolved-time-fmnist.json)"""
-    policy: Optional[str] = None
-    """a policy file written by `python -m agents.evolve`; None = the packaged one for `objective`"""
-    decide_every: int = 20
-    """env steps between two decisions"""
-    seed: int = 0
-    """unused by the frozen policy (acting is deterministic); kept for the agent contract"""
 
-    def __post_init__(self):
-        check_frozen_policy_config(self, "an evolved")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+    OBJECTIVES = OBJECTIVES
+    KIND = "an evolved"
 
-    @property
-    def policy_path(self) -> Path:
-        return Path(self.policy) if self.policy is not None else PACKAGED_FOR[self.objective]
+    def packaged(self, objective: str) -> Path:
+        return PACKAGED_FOR[objective]
 
 
 class Evolved(CountController):

@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from agents.base import FORMAT, build_config
-from agents.count_controller import CountController, check_frozen_policy_config
+from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.keeprate_task import PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
 from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
@@ -74,24 +74,15 @@ def packaged_policy(objective: str) -> Path:
 
 
 @dataclass
-class KeepRateConfig:
+class KeepRateConfig(FrozenPolicyConfig):
     objective: str = "progress"
     """which packaged policy to use: "progress" (trained on the env's progress reward) or "target" (trained to reach the all-patch run's accuracy with the least compute)"""
-    policy: Optional[str] = None
-    """a trained policy file (an SB3 DQN zip written by `python -m agents.keeprate`); None = the packaged one for `objective`"""
-    decide_every: int = 20
-    """env steps between two decisions (also the env's probe_every)"""
-    seed: int = 0
-    """unused by the frozen policy (acting is deterministic); kept for the agent contract"""
 
-    def __post_init__(self):
-        check_frozen_policy_config(self, "a keeprate")
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+    OBJECTIVES = OBJECTIVES
+    KIND = "a keeprate"
 
-    @property
-    def policy_path(self) -> Path:
-        return Path(self.policy) if self.policy is not None else packaged_policy(self.objective)
+    def packaged(self, objective: str) -> Path:
+        return packaged_policy(objective)
 
 
 class KeepRate(CountController):

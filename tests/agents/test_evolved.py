@@ -94,11 +94,11 @@ def test_evolved_refuses_an_unknown_objective_in_one_line():
 
 def test_evolved_saves_and_loads_through_its_constructor(tmp_path):
     agent = agents.make("evolved", decide_every=7, objective="time")
-    agent._steps, agent._action = 9, 40
+    agent.load_state_dict({**agent.state_dict(), "steps": 9, "action": 40})
     agent.save(tmp_path / "e.json")
     same = agents.load(tmp_path / "e.json")
     assert isinstance(same, Evolved) and same.config() == agent.config()
-    assert (same._steps, same._action) == (9, 40)
+    assert (same.state_dict()["steps"], same.state_dict()["action"]) == (9, 40)
 
 
 # -- the trainer --------------------------------------------------------------------------------

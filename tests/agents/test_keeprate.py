@@ -48,11 +48,11 @@ def test_keeprate_holds_each_decision_for_decide_every_steps(policy):
 
 def test_keeprate_saves_and_loads_through_its_constructor(policy, tmp_path):
     agent = agents.make("keeprate", policy=str(policy), decide_every=5)
-    agent._steps, agent._action = 7, 31
+    agent.load_state_dict({**agent.state_dict(), "steps": 7, "action": 31})
     agent.save(tmp_path / "k.json")
     same = agents.load(tmp_path / "k.json")
     assert isinstance(same, KeepRate) and same.config() == agent.config()
-    assert (same._steps, same._action) == (7, 31)
+    assert (same.state_dict()["steps"], same.state_dict()["action"]) == (7, 31)
 
 
 def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
