@@ -284,6 +284,28 @@ def _remembers_env(setup: Callable) -> Callable:
 Agent.setup = _remembers_env(Agent.setup)
 
 
+class KeepsK(Agent):
+    """An agent keeping ``k`` patches a step (per image with ``selection="image"``):
+    ``k=None`` keeps the env's ``n_patch_desired`` (the paper's 30), or half the patches
+    where the env sets none. ``random`` and the top-k heuristics; a schedule overrides
+    `current_k`."""
+
+    def __init__(self, *, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
+        super().__init__(selection=selection, seed=seed)
+        self.k = check_k(k)
+
+    def setup(self, env) -> None:
+        super().setup(env)
+        check_k_fits(self.name, self.k, self.num_patches)
+
+    def current_k(self, n: int) -> int:
+        """Patches to keep at this step, of `n`."""
+        return self.k or self.n_patch_desired or n // 2
+
+    def config(self) -> dict:
+        return {"k": self.k, **super().config()}
+
+
 def topk_mask(scores: np.ndarray, k: int) -> np.ndarray:
     """0/1 int8 mask keeping the k highest scores along the last axis (ties: lower index)."""
     scores = np.asarray(scores)

@@ -5,7 +5,7 @@ from typing import Optional
 
 import numpy as np
 
-from agents.base import NO_PROBE, Agent, check_k, check_k_fits
+from agents.base import NO_PROBE, Agent, KeepsK
 
 
 class AllPatches(Agent):
@@ -20,7 +20,7 @@ class AllPatches(Agent):
         return np.ones(shape, dtype=np.int8)
 
 
-class RandomPatches(Agent):
+class RandomPatches(KeepsK):
     """A fresh uniformly random set of ``k`` patches every step: the PatchDropout baseline
     (Liu et al. 2022). ``k=None`` keeps the env's ``n_patch_desired`` (the paper's 30);
     per image with ``selection="image"``. It reads no observation, so it asks for the
@@ -31,17 +31,8 @@ class RandomPatches(Agent):
     obs_types = {"batch": "progress", "image": "progress"}
 
     def __init__(self, *, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
-        super().__init__(selection=selection, seed=seed)
-        self.k = check_k(k)
+        super().__init__(k=k, selection=selection, seed=seed)
         self._rng = np.random.default_rng(self.seed)
-
-    def setup(self, env) -> None:
-        super().setup(env)
-        check_k_fits(self.name, self.k, self.num_patches)
-
-    def current_k(self, n: int) -> int:
-        """Patches to keep at this step (a schedule overrides this)."""
-        return self.k or self.n_patch_desired or n // 2
 
     def env_kwargs(self) -> dict:
         return {**super().env_kwargs(), "probe_every": NO_PROBE}
@@ -60,9 +51,6 @@ class RandomPatches(Agent):
         mask = np.zeros((rows, n), dtype=np.int8)
         np.put_along_axis(mask, order, 1, axis=1)
         return mask[0] if self.selection == "batch" else mask
-
-    def config(self) -> dict:
-        return {"k": self.k, **super().config()}
 
     # The generator's state travels too, so a loaded agent draws the masks this one would
     # have drawn next (a resumed run continues exactly).

@@ -10,31 +10,13 @@ deterministic: ``seed`` is accepted (every agent takes one) and unused.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 
-from agents.base import Agent, check_k, check_k_fits, topk_mask
+from agents.base import KeepsK, topk_mask
 from patchenv.arrays import to_numpy
 
 
-class _TopK(Agent):
-    def __init__(self, *, k: Optional[int] = None, selection: str = "batch", seed: int = 0):
-        super().__init__(selection=selection, seed=seed)
-        self.k = check_k(k)
-
-    def setup(self, env) -> None:
-        super().setup(env)
-        check_k_fits(self.name, self.k, self.num_patches)
-
-    def _k(self, n: int) -> int:
-        return self.k or self.n_patch_desired or n // 2
-
-    def config(self) -> dict:
-        return {"k": self.k, **super().config()}
-
-
-class NormTopK(_TopK):
+class NormTopK(KeepsK):
     """Keep the k patches whose embeddings have the largest L2 norm."""
 
     name = "norm_topk"
@@ -43,10 +25,10 @@ class NormTopK(_TopK):
 
     def act(self, obs, explore: bool = False):
         scores = np.linalg.norm(to_numpy(obs), axis=-1)  # (N,) or (B, N)
-        return topk_mask(scores, self._k(scores.shape[-1]))
+        return topk_mask(scores, self.current_k(scores.shape[-1]))
 
 
-class AttentionTopK(_TopK):
+class AttentionTopK(KeepsK):
     """Keep the k patches with the largest attention state (the paper's observation)."""
 
     name = "attention_topk"
@@ -56,4 +38,4 @@ class AttentionTopK(_TopK):
         scores = to_numpy(obs)  # (B, N)
         if self.selection == "batch":
             scores = scores.mean(axis=0)
-        return topk_mask(scores, self._k(scores.shape[-1]))
+        return topk_mask(scores, self.current_k(scores.shape[-1]))
