@@ -9,7 +9,6 @@ import csv
 import io
 import math
 import os
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from patchenv.atomic import atomic_write, atomic_write_text, jsonable
+from patchenv.timing import DeviceTimer
 
 
 def parse_list(text: str, kind: Callable = str) -> list:
@@ -53,22 +53,11 @@ def pyplot():
 
 
 # -- timing and statistics ----------------------------------------------------------------
-def synchronize(device: Union[str, torch.device]) -> None:
-    """Wait for queued GPU work so the wall clock covers it (no-op on the CPU)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(fn: Callable[[], Any], device: Union[str, torch.device], inner: int = 1) -> float:
-    """Seconds per call of `fn`, averaged over `inner` back-to-back calls, device synchronised
-    before and after (note: two CPU-GPU sync points, outside the timed work)."""
-    synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    synchronize(device)
-    return (time.perf_counter() - t0) / inner
+    """Seconds per call of `fn`, averaged over `inner` back-to-back calls
+    (`patchenv.timing.DeviceTimer`: the device's earlier work waited for first, its queued
+    work included)."""
+    return DeviceTimer(device)(fn, inner)
 
 
 def mean_ci(values: Iterable[Optional[float]], level: float = 0.95) -> tuple[Optional[float], Optional[float], int]:

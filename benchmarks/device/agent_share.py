@@ -2,11 +2,10 @@
 steady state."""
 from __future__ import annotations
 
-import time
 
 import agents
-from benchmarks.common import synchronize
 from benchmarks.device.context import Context, make_env
+from patchenv.timing import DeviceTimer
 
 
 def section_agentvit(ctx: Context, rec: dict) -> None:
@@ -21,10 +20,8 @@ def section_agentvit(ctx: Context, rec: dict) -> None:
     env = make_env(ctx, ctx.random_images(), b, "fp32", "eager", **agent.env_kwargs())
     try:
         env.reset(seed=cfg.seed)
-        t0 = time.perf_counter()
-        agent.train(env, steps=cfg.warmup + 2)
-        synchronize(ctx.device)
-        per_step = (time.perf_counter() - t0) / (cfg.warmup + 2)
+        per_step = DeviceTimer(ctx.device, sync_start=False)(lambda: agent.train(env, steps=cfg.warmup + 2)) \
+            / (cfg.warmup + 2)
         # Fewer steps when the warm-up says the planned window would not fit the budget.
         # Never fewer than it takes to fill a replay batch and learn twice.
         budget = max(5.0, min(cfg.step_budget_s / 2, ctx.remaining() - 30))
@@ -32,11 +29,7 @@ def section_agentvit(ctx: Context, rec: dict) -> None:
         steps = int(min(cfg.agent_steps, max(floor, budget / max(per_step, 1e-9))))
         u = env.unwrapped
         overhead0, train0 = agent.overhead_time_s, u.train_time_s
-        synchronize(ctx.device)
-        t0 = time.perf_counter()
-        agent.train(env, steps=steps)
-        synchronize(ctx.device)
-        wall = time.perf_counter() - t0
+        wall = DeviceTimer(ctx.device)(lambda: agent.train(env, steps=steps))
         overhead = agent.overhead_time_s - overhead0
         rec.update({"steps": steps, "planned_steps": cfg.agent_steps, "frequency": cfg.agent_frequency,
                     "batch_size": b, "wall_s": wall, "agent_overhead_s": overhead, "agent_share": overhead / wall,

@@ -3,16 +3,15 @@ side by side."""
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
 from benchmarks.bare_step import BareStep
-from benchmarks.common import synchronize
 from benchmarks.device.attempts import attempt
 from benchmarks.device.config import IMAGE_SIZE, PATCH_SIZE
 from benchmarks.device.context import Context, env_step, fixed_mask, make_env
-from benchmarks.device.timing import Timer, paired_stats, repeats_for
+from benchmarks.device.timing import paired_stats, repeats_for
+from patchenv.timing import DeviceTimer
 
 
 def section_env_overhead(ctx: Context, rec: dict) -> None:
@@ -46,13 +45,13 @@ def time_env_overhead(ctx: Context, images, b: int, mask: np.ndarray, precision:
         bare = BareStep(ctx.model_config(), b, ctx.device, mode, cfg.seed)
         keep = bare.keep(mask)
         steps = {"env": lambda: env_step(env, mask), "bare": lambda: bare(keep, precision)}
-        timer = Timer(ctx.device)
-        t0 = time.perf_counter()
+        timer = DeviceTimer(ctx.device)
+        warmup = DeviceTimer(ctx.device, sync_start=False)
+        warmup.start()
         for fn in steps.values():
             for _ in range(cfg.warmup):
                 fn()
-        synchronize(ctx.device)
-        v["warmup_s"] = time.perf_counter() - t0
+        v["warmup_s"] = warmup.stop()
         probe = timer(steps["bare"])
         inner = max(1, math.ceil(cfg.min_time_s / max(probe, 1e-9)))
         repeats = repeats_for(cfg, 2.2 * inner * probe, cfg.overhead_budget_s)

@@ -2,16 +2,15 @@
 and the data pipeline's share of it."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 import agents
-from benchmarks.common import synchronize
 from benchmarks.device.attempts import attempt, release_memory
 from benchmarks.device.context import Context, env_step, make_env
+from patchenv.timing import DeviceTimer
 from patchenv import data as data_mod
 
 
@@ -46,12 +45,9 @@ def time_data_pipeline(ctx: Context, images: data_mod.ImageData, b: int, steps: 
 
     epoch()  # warm-up (allocator, kernels)
     times = []
+    timer = DeviceTimer(dev)
     for _ in range(3):
-        synchronize(dev)
-        t0 = time.perf_counter()
-        epoch()
-        synchronize(dev)
-        times.append(time.perf_counter() - t0)
+        times.append(timer(epoch))
     return {"steps": steps, "median_s": float(np.median(times)), "times_s": times}
 
 
@@ -95,21 +91,20 @@ def epoch_run(ctx: Context, images, b: int, precision: str, mode: str, selector:
         agent.setup(env)
         u = env.unwrapped
         obs, _ = env.reset(seed=cfg.seed)
-        t0 = time.perf_counter()
+        warmup = DeviceTimer(ctx.device, sync_start=False)
+        warmup.start()
         for _ in range(cfg.warmup):
             obs = env_step(env, agent.act(obs))
-        synchronize(ctx.device)
-        run["warmup_s"] = time.perf_counter() - t0  # with compile: mostly compiling
+        run["warmup_s"] = warmup.stop()  # with compile: mostly compiling
         if ctx.cuda:
             torch.cuda.reset_peak_memory_stats(ctx.device)
         train0 = u.train_time_s
         steps = u.steps_per_epoch
-        synchronize(ctx.device)
-        t0 = time.perf_counter()
+        timer = DeviceTimer(ctx.device)
+        timer.start()
         for _ in range(steps):
             obs = env_step(env, agent.act(obs))
-        synchronize(ctx.device)
-        wall = time.perf_counter() - t0
+        wall = timer.stop()
         run.update({"steps": steps, "wall_s": wall, "env_train_time_s": u.train_time_s - train0,
                     "step_ms": 1e3 * wall / steps, "images_per_s": steps * b / wall})
         if ctx.cuda:

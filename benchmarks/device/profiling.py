@@ -2,14 +2,13 @@
 torch.profiler."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
-from benchmarks.common import synchronize
 from benchmarks.device.attempts import attempt
 from benchmarks.device.config import IMAGE_SIZE, PATCH_SIZE
 from benchmarks.device.context import Context, env_step, fixed_mask, make_env
+from patchenv.timing import DeviceTimer
 
 
 def section_profile(ctx: Context, rec: dict) -> None:
@@ -34,13 +33,12 @@ def section_profile(ctx: Context, rec: dict) -> None:
                 env.reset(seed=cfg.seed)
                 for _ in range(3):  # warm-up (and, with graphs, capture)
                     env_step(env, mask)
-                synchronize(ctx.device)
-                t0 = time.perf_counter()
+                timer = DeviceTimer(ctx.device)
+                timer.start()
                 with profile(activities=activities) as prof:
                     for _ in range(steps):
                         env_step(env, mask)
-                    synchronize(ctx.device)
-                wall = time.perf_counter() - t0
+                    wall = timer.stop()
             finally:
                 env.close()
             events = prof.key_averages()

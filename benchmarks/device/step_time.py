@@ -3,18 +3,17 @@ patches kept, per batch size and precision, eager, from a CUDA graph or compiled
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from benchmarks.bare_step import BareStep
-from benchmarks.common import synchronize
 from benchmarks.device.attempts import attempt
 from benchmarks.device.config import IMAGE_SIZE, PATCH_SIZE
 from benchmarks.device.context import Context, fixed_mask
-from benchmarks.device.timing import Timer, paired_stats, repeats_for
+from benchmarks.device.timing import paired_stats, repeats_for
+from patchenv.timing import DeviceTimer
 
 
 def section_step_time(ctx: Context, rec: dict, mode: str) -> None:
@@ -24,7 +23,7 @@ def section_step_time(ctx: Context, rec: dict, mode: str) -> None:
     rng = np.random.default_rng(cfg.seed)
     masks = {k: fixed_mask(n, k, rng) for k in ks}
     order_rng = np.random.default_rng(cfg.seed + 1)
-    timer = Timer(ctx.device)
+    timer = DeviceTimer(ctx.device)
     compiled = mode == "compile"
     variants = [(b, p) for p in cfg.precisions for b in cfg.batch_sizes]
     rec.update({"mode": mode, "num_patches": n, "ks": ks, "variants": []})
@@ -49,7 +48,7 @@ def section_step_time(ctx: Context, rec: dict, mode: str) -> None:
                                                                    for v in rec["variants"]))
 
 
-def time_step_variant(ctx: Context, bare: BareStep, keeps: dict, batch_size: int, precision: str, timer: Timer,
+def time_step_variant(ctx: Context, bare: BareStep, keeps: dict, batch_size: int, precision: str, timer: DeviceTimer,
                       order_rng: np.random.Generator, budget_s: float, v: dict) -> None:
     cfg = ctx.cfg
     ks = list(keeps)
@@ -58,12 +57,12 @@ def time_step_variant(ctx: Context, bare: BareStep, keeps: dict, batch_size: int
     if ctx.cuda:
         torch.cuda.reset_peak_memory_stats(ctx.device)
     step = {k: (lambda k=k: bare(keeps[k], precision)) for k in ks}
-    t0 = time.perf_counter()
+    warmup = DeviceTimer(ctx.device, sync_start=False)
+    warmup.start()
     for k in ks:
         for _ in range(cfg.warmup):
             step[k]()
-    synchronize(ctx.device)
-    v["warmup_s"] = time.perf_counter() - t0  # with compile: mostly compiling
+    v["warmup_s"] = warmup.stop()  # with compile: mostly compiling
     probe = {k: timer(step[k]) for k in ks}
     inner = max(1, math.ceil(cfg.min_time_s / max(min(probe.values()), 1e-9)))
     repeats = repeats_for(cfg, inner * sum(probe.values()), budget_s)

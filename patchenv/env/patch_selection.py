@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import time
 from dataclasses import fields
 from typing import Any, Optional, Union
 
@@ -33,6 +32,7 @@ from patchenv.env.training_run import TrainingRun, Update
 from patchenv.model.keep import Keep
 from patchenv.model.training import autocast
 from patchenv.model.vit import place_tokens
+from patchenv.timing import DeviceTimer
 
 _ARGUMENTS = tuple(f.name for f in fields(EnvConfig))
 
@@ -202,6 +202,7 @@ class PatchSelectionEnv(gym.Env):
                                                    self.device if self.tensor_obs else None)
         # The training run: a ViT once reset() (or load_checkpoint()) has started one.
         self.run = TrainingRun(setup, render=self.render_mode is not None)
+        self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
         self.episode_over = False  # terminated or truncated, until the next reset()
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
 
@@ -261,15 +262,13 @@ class PatchSelectionEnv(gym.Env):
         # No sync here: the previous step ended with one, and a torch mask was synchronised
         # by parse_action (its length decides the sequence length).
         run = self.run
-        t0 = time.perf_counter()
+        self._clock.start()
         done = run.record(keep, run.train_on(keep))
         run.advance()  # load batch t+1 and its observation with the updated weights
         try:
             return self.conclude(keep, done)
         finally:  # a failing reward_fn raises here, and the step it follows is applied and timed
-            if self.tensor_obs and self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
-            run.add_time(time.perf_counter() - t0)
+            run.add_time(self._clock.stop())
 
     def conclude(self, keep: Keep, done: Update) -> tuple:
         """What a step means to the agent once the run has trained (`done`) and made the

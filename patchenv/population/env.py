@@ -29,7 +29,6 @@ episode; the others' numbers are unchanged.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Optional, Sequence, Union
 
 import gymnasium as gym
@@ -52,6 +51,7 @@ from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
 from patchenv.population.keeps import join, parse_actions
 from patchenv.population.training import population_step
+from patchenv.timing import DeviceTimer
 
 
 class PopulationEnv(VectorEnv):
@@ -91,6 +91,7 @@ class PopulationEnv(VectorEnv):
         self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names)
                             for i in range(self.num_envs)]
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
         self._weights: Optional[dict] = None  # per-parameter views of the stacked weights, with their graph
         self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) embedding of the pending batches
         self._obs: Optional[torch.Tensor] = None  # (E, ...) the stacked observation, on the device
@@ -147,7 +148,7 @@ class PopulationEnv(VectorEnv):
         resetting = self._autoreset & moving
         training = moving & ~resetting
         keeps = parse_actions(actions, self.runs, training)  # every action checked before anything changes
-        t0 = time.perf_counter()
+        self._clock.start()
         infos: dict = {}
         rewards = np.zeros(self.num_envs)
         terminated = np.zeros(self.num_envs, dtype=bool)
@@ -193,9 +194,7 @@ class PopulationEnv(VectorEnv):
             except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the steps are applied
                 error = e
             infos = self._add_rows_info(infos, outcome.infos(steps, lt, pt), rows)
-        if self.device.type == "cuda" and self.config.tensor_obs:
-            torch.cuda.synchronize(self.device)  # note: sync so the clock reads finished work
-        elapsed = time.perf_counter() - t0
+        elapsed = self._clock.stop()
         self.train_time_s += elapsed
         for run in runs:  # every run waited for the whole population step
             run.add_time(elapsed)

@@ -38,13 +38,11 @@ synchronised before it is read. The env's share is ``env_step_time_s`` (its
 from __future__ import annotations
 
 import shutil
-import time
 import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
 import gymnasium as gym
-import torch
 from tqdm import tqdm
 
 from patchenv.atomic import atomic_write_json
@@ -58,11 +56,7 @@ from patchenv.run.protocol import RunnableEnv
 from patchenv.run.recorder import Recorder
 from patchenv.run.records import (PROTOCOLS, Budget, RunState, Sums, epoch_record, eval_split, partial, summary)
 from patchenv.selector import PatchSelector
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # note: sync so the wall clock covers queued GPU work
+from patchenv.timing import DeviceTimer
 
 
 def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, seed: int = 0,
@@ -125,6 +119,7 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         clear_out(out, ("metrics.json", "progress.json", "checkpoints", f"agent{agent.save_suffix}"))
     spe = u.steps_per_epoch
     device = u.device
+    clock = DeviceTimer(device)  # an epoch's time, the device's queued work included
     try:
         log = RunLog(log_dir, resume_from_step=u.global_step if resumed else None) if log_dir else None
     except OSError as e:
@@ -169,20 +164,18 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                 stop.count_step()
                 if stop.requested:
                     return False
-                # note: env.step synchronised the device (the reward needs the loss), so the clock is honest;
-                # a seconds or FLOPs budget spent ends the run inside this epoch
-                return not budget.spent(t_start + time.perf_counter() - t0, state.total.flops)
+                # note: env.step synchronised the device (the reward needs the loss), so the host's
+                # clock is honest; a seconds or FLOPs budget spent ends the run inside this epoch
+                return not budget.spent(t_start + clock.elapsed(), state.total.flops)
 
             overhead_before = agent.overhead_time_s
             epoch_before = u.global_step // spe
-            _sync(device)
-            t0 = time.perf_counter()
+            clock.start()
             try:
                 agent.train(recorder, steps=steps, callback=callback)
             except KeyboardInterrupt:  # a second Ctrl-C inside a step: keep the last checkpoint
                 return write_metrics("interrupted")
-            _sync(device)
-            state.time_s += time.perf_counter() - t0
+            state.time_s += clock.stop()  # the device's queued work included
             state.overhead_s += agent.overhead_time_s - overhead_before
             # An agent may overrun the steps it was asked for (SB3 rounds to whole rollouts):
             # an epoch ends when the env's step count crosses a multiple of the epoch length.
