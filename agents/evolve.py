@@ -1,4 +1,4 @@
-"""python -m agents.evolve: evolve the ``evolved`` agent's policy (`agents.evolved.KeepCurve`,
+"""python -m agents.evolve: evolve the ``evolved`` agent's policy (`agents.evolved_curve.KeepCurve`,
 four numbers) with CMA-ES on proxy runs scored as the benchmark scores a selector.
 
 The proxy runs resemble the runs the policy is judged on (the Fashion-MNIST suite): the
@@ -60,7 +60,7 @@ import torch
 
 from agents.base import NO_PROBE
 from agents.count_controller import Held
-from agents.evolved import OBJECTIVES, PACKAGED, PARAMETERS, KeepCurve, policy_record
+from agents.evolved_curve import OBJECTIVES, PACKAGED, PARAMETERS, KeepCurve, policy_record
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.data import ImageData, load_dataset
 from patchenv.data.splits import hold_out_validation

@@ -1,5 +1,6 @@
-"""evolved: a keep-rate controller whose few parameters were evolved (CMA-ES) on proxy runs
-for the job it is judged on, reaching plain training's accuracy with the least compute.
+"""evolved: the agent that plays an evolved keep-rate curve, a keep-rate controller whose few
+parameters were evolved (CMA-ES, by `agents.evolve`) on proxy runs for the job it is judged
+on, reaching plain training's accuracy with the least compute.
 
 What it controls is what ``keeprate`` controls (``selection="count"``: how many patches, k
 drawn at random per image by the env), from the same ``"progress"`` observation. What

@@ -10,7 +10,7 @@ import torch
 import agents
 from agent_envs import make_env
 from agents.evolve import CHECKS, Reference, env_kwargs, evolve, proxy_images, references, score_curves
-from agents.evolved import PACKAGED, PARAMETERS, Evolved, KeepCurve, read_policy
+from agents.evolved_curve import PACKAGED, PARAMETERS, Evolved, KeepCurve, read_policy
 from patchenv.data import load_dataset
 from patchenv.data.splits import val_split
 from patchenv.env.progress import PROGRESS_FEATURES
