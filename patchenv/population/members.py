@@ -29,7 +29,7 @@ import numpy as np
 
 from patchenv.env.action import parse_action
 from patchenv.population.env import run_info
-from patchenv.run.checkpoints import rng_state, set_rng_state
+from patchenv.run.resume_points import rng_state, set_rng_state
 
 
 class MemberEnv(gym.Env):

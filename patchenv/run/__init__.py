@@ -3,7 +3,7 @@
 checkpoints (`checkpoints`), the output folder's lock (`folder`), its logs (`log`), Ctrl-C
 (`interrupt`), the meta block of every results file (`meta`), and what it needs of an env
 (`protocol`). ``patchenv train`` and ``compare_selectors`` are thin front ends over it."""
-from patchenv.run.checkpoints import FORMAT, has_checkpoint, read_progress
+from patchenv.run.resume_points import FORMAT, has_checkpoint, read_progress
 from patchenv.run.errors import ResumeNotExactWarning, RunError
 from patchenv.run.folder import clear_out, locked
 from patchenv.run.loop import print_line, run_training

@@ -46,7 +46,7 @@ import gymnasium as gym
 from tqdm import tqdm
 
 from patchenv.atomic import atomic_write_json
-from patchenv.run.checkpoints import has_checkpoint, load_checkpoint, save_checkpoint, seed_everything
+from patchenv.run.resume_points import has_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from patchenv.run.errors import ResumeNotExactWarning, RunError
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run.folder import clear_out, locked

@@ -1,4 +1,4 @@
-"""The run's checkpoints: ``out/checkpoints/step-<global step>/`` holding the env's run
+"""A run's resume points: ``out/checkpoints/step-<global step>/`` holding the env's run
 (``env.pt``), the agent (``agent<save_suffix>``) and every global generator (``rng.pt``),
 committed by ``out/progress.json``, which names the folder and holds the runner's state."""
 from __future__ import annotations

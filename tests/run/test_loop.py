@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import TINY
-from patchenv.run import checkpoints as run_checkpoints
+from patchenv.run import resume_points
 from patchenv.run import records as run_records
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.masks import exploration_mask
@@ -90,8 +90,8 @@ def test_a_stop_on_an_epoch_end_never_overwrites_the_checkpoint(tmp_path, monkey
     assert json.loads((tmp_path / "progress.json").read_text())["checkpoint"] == f"checkpoints/step-{spe:09d}"
     # A second save at the same step (e.g. a stop landing where an epoch-end save was just
     # made) writes a new folder; the old one goes only once progress.json names the new.
-    state = run_checkpoints.load_checkpoint(tmp_path, env, agent)
-    run_checkpoints.save_checkpoint(tmp_path, env, agent, state, {})
+    state = resume_points.load_checkpoint(tmp_path, env, agent)
+    resume_points.save_checkpoint(tmp_path, env, agent, state, {})
     progress = json.loads((tmp_path / "progress.json").read_text())
     folders = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert folders == [pathlib.Path(progress["checkpoint"]).name]  # one, complete, named by progress.json
