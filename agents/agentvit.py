@@ -46,7 +46,7 @@ is where the notebook and the env's default differ, and this agent takes the not
 
 One small departure, not changing what is learned: the replay overwrites the evicted
 slot instead of popping it and appending (sampling is uniform over the stored set either
-way). Exploration draws its masks with `patchenv.masks.exploration_mask`, the draw the
+way). Exploration draws its masks with `patchenv.agentvit_exploration.exploration_mask`, the draw the
 runner's ``test_accuracy_random_masks`` evaluates with.
 
 Performance: the state, the replay and both networks stay on the env's device;
@@ -77,7 +77,7 @@ from torch import nn
 
 from agents.base import FORMAT, Agent, build_config
 from patchenv.atomic import atomic_torch_save
-from patchenv.masks import exploration_mask
+from patchenv.agentvit_exploration import exploration_mask
 from patchenv.selector import Transition
 
 

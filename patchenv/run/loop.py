@@ -8,7 +8,7 @@ ends over:
   training FLOPs, whichever comes first;
 - **evaluation** with all patches at every epoch end (and at the budget's end), optionally
   (``masked_eval``) once more at the end with the agent's own masks and with random masks
-  drawn as AgentViT explores (`patchenv.masks.exploration_mask`, a fresh draw per
+  drawn as AgentViT explores (`patchenv.agentvit_exploration.exploration_mask`, a fresh draw per
   evaluation batch from a generator seeded with the run's seed): the notebook's three
   columns;
 - **records**: per-epoch rows with the same field names everywhere (`EPOCH_FIELDS`) and a

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from patchenv.arrays import to_numpy
-from patchenv.masks import exploration_mask
+from patchenv.agentvit_exploration import exploration_mask
 from patchenv.run.protocol import RunnableEnv
 from patchenv.selector import PatchSelector
 

@@ -185,9 +185,9 @@ def test_agentvit_rewards_count_inside_the_epoch_and_skip_the_first_epoch():
 
 
 def test_agentvit_explores_with_the_shared_exploration_mask():
-    """eps = 1: every mask is patchenv.masks.exploration_mask after the eps draw, the
+    """eps = 1: every mask is patchenv.agentvit_exploration.exploration_mask after the eps draw, the
     same draw the runner's random-mask evaluation uses."""
-    from patchenv.masks import exploration_mask
+    from patchenv.agentvit_exploration import exploration_mask
 
     agent = agents.make("agentvit", eps_start=1.0, eps_end=1.0, seed=3)
     by_hand = np.random.default_rng(3)

@@ -13,7 +13,7 @@ from conftest import TINY
 from patchenv.run import resume_points
 from patchenv.run import records as run_records
 from patchenv.run.interrupt import GracefulInterrupt
-from patchenv.masks import exploration_mask
+from patchenv.agentvit_exploration import exploration_mask
 from patchenv.registry import make_from_spec
 from patchenv.run import Budget, run_training
 
