@@ -60,6 +60,14 @@ def timed(fn: Callable[[], Any], device: Union[str, torch.device], inner: int = 
     return DeviceTimer(device)(fn, inner)
 
 
+def paired_stats(num: Sequence[float], den: Sequence[float]) -> dict:
+    """Median and quartiles of per-repeat ratios num[i] / den[i] of two steps timed side by
+    side (load that comes and goes cancels out)."""
+    r = np.asarray(num) / np.asarray(den)
+    return {"ratio": float(np.median(r)), "ratio_p25": float(np.percentile(r, 25)),
+            "ratio_p75": float(np.percentile(r, 75))}
+
+
 def mean_ci(values: Iterable[Optional[float]], level: float = 0.95) -> tuple[Optional[float], Optional[float], int]:
     """Mean and the half-width of its `level` confidence interval (Student's t over the
     non-None values; None for fewer than two), and the count."""

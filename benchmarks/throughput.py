@@ -32,7 +32,7 @@ import argparse
 import math
 import sys
 import time
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -42,12 +42,13 @@ from tqdm import tqdm
 import patchenv  # noqa: F401  (registers the env ids)
 from agents.base import NO_PROBE
 from benchmarks.bare_step import BareStep
-from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
+from benchmarks.common import markdown_table, paired_stats, parse_list, pyplot, save_figure
 from patchenv import data as data_mod
 from patchenv.atomic import atomic_write_json
 from patchenv.env import resolve_device
 from patchenv.run.meta import meta_block
 from patchenv.env.presets import PRESETS
+from patchenv.timing import DeviceTimer
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 
@@ -115,6 +116,33 @@ def _masks(rng: np.random.Generator, k: int, n: int, b: int, selection: str, une
     return mask
 
 
+def time_against_k(steppers: dict[str, Callable[[int], Any]], ks: list[int], timer: DeviceTimer, inner: int,
+                   repeats: int, order_rng: np.random.Generator,
+                   done: Callable[[], Any] = lambda: None) -> dict[tuple[str, int], list[float]]:
+    """The step-time-against-k curve of every stepper (name -> a step keeping k patches):
+    (name, k) -> seconds per step over `inner` back-to-back steps, `repeats` of them.
+    Interleaved: each repeat visits every k in a shuffled order and, within a k, every
+    stepper back to back in a shuffled order, so the steps compared at equal k are timed
+    seconds apart and load from other processes and clock drift hit them alike (the device
+    report's step time, one stepper, uses it too). `done` is called after each timing."""
+    names = list(steppers)
+    times: dict[tuple[str, int], list[float]] = {(name, k): [] for name in names for k in ks}
+    for _ in range(repeats):
+        for k in order_rng.permutation(ks):
+            for i in order_rng.permutation(len(names)):
+                name, k = names[i], int(k)
+                times[(name, k)].append(timer(lambda: steppers[name](k), inner))
+                done()
+    return times
+
+
+def spread(times: list[float]) -> dict:
+    """Median and quartiles of a timing's repeats, in seconds."""
+    t = np.asarray(times)
+    return {"median_s": float(np.median(t)), "p25_s": float(np.percentile(t, 25)),
+            "p75_s": float(np.percentile(t, 75))}
+
+
 def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
     """Time every variant and k for one batch size; returns rows and acceptance ratios."""
     device = torch.device(cfg["device"])
@@ -151,32 +179,23 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
     for name, k in tqdm(pairs, desc=f"B={batch_size} warm-up", disable=not show, leave=False):
         for _ in range(cfg["warmup"]):
             steppers[name](k)
-    cheapest = min(timed(lambda: steppers[name](min(ks)), device) for name in names)
+    timer = DeviceTimer(device)
+    cheapest = min(timer(lambda: steppers[name](min(ks))) for name in names)
     inner = max(1, math.ceil(cfg["min_time"] / max(cheapest, 1e-9)))
-    times = {pair: [] for pair in pairs}
     order_rng = np.random.default_rng(cfg["seed"] + 1)
     with tqdm(total=cfg["repeats"] * len(pairs), desc=f"B={batch_size} timing", disable=not show,
               leave=False) as bar:
-        for _ in range(cfg["repeats"]):
-            # One block per k, variants back to back in a fresh random order: the pairs the
-            # acceptance compares at equal k are timed seconds apart, so load from other
-            # processes and clock drift hit both sides alike.
-            for k in order_rng.permutation(ks):
-                for i in order_rng.permutation(len(names)):
-                    name, k = names[i], int(k)
-                    times[(name, k)].append(timed(lambda: steppers[name](k), device, inner))
-                    bar.update(1)
+        times = time_against_k({name: steppers[name] for name in names}, ks, timer, inner, cfg["repeats"],
+                               order_rng, done=lambda: bar.update(1))
 
     med = {pair: float(np.median(t)) for pair, t in times.items()}
     rows = []
     for name, k in pairs:
-        t = np.asarray(times[(name, k)])
         rows.append({
-            "variant": name, "k": k, "ideal": k / n, "median_s": med[(name, k)],
-            "p25_s": float(np.percentile(t, 25)), "p75_s": float(np.percentile(t, 75)),
+            "variant": name, "k": k, "ideal": k / n, **spread(times[(name, k)]),
             "ratio_to_full": med[(name, k)] / med[(name, n)],
             "overhead_vs_bare": med[(name, k)] / med[("bare", k)] if ("bare", k) in med else None,
-            "times_s": t.tolist(),
+            "times_s": list(times[(name, k)]),
         })
     acceptance = []
     for label, num, den, target in ACCEPTANCE:
@@ -185,12 +204,10 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
         # The decision value: the median over repeats of the ratio within one repeat (side
         # by side, so load that comes and goes cancels out); the ratio of the two medians
         # is reported next to it.
-        paired = np.asarray(times[num]) / np.asarray(times[den])
-        value = float(np.median(paired))
-        acceptance.append({"name": label, "value": value, "target": target, "pass": bool(value <= target),
-                           "ratio_of_medians": med[num] / med[den],
-                           "paired_p25": float(np.percentile(paired, 25)),
-                           "paired_p75": float(np.percentile(paired, 75))})
+        paired = paired_stats(times[num], times[den])
+        acceptance.append({"name": label, "value": paired["ratio"], "target": target,
+                           "pass": bool(paired["ratio"] <= target), "ratio_of_medians": med[num] / med[den],
+                           "paired_p25": paired["ratio_p25"], "paired_p75": paired["ratio_p75"]})
     for env in envs:
         env.close()
     return {"batch_size": batch_size, "num_patches": n, "inner_steps": inner, "rows": rows,
