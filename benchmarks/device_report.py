@@ -59,7 +59,7 @@ image epoch, compile skipped on a CPU): well under 2 minutes on 2 CPU cores.
 
 The exit status is 0 once the report is written, whatever it found: read the files.
 
-The sections, their timing and the files live in `benchmarks.device`; this is the command line.
+What the sections measure, and the report's files, live in `benchmarks.device`; this is the command line.
 """
 from __future__ import annotations
 
@@ -68,18 +68,30 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 from tqdm import tqdm
 
-from benchmarks.device.attempts import attempt
-from benchmarks.device.config import full_config, quick_config
-from benchmarks.device.context import Context
-from benchmarks.device.dynamo import allow_recompiles, dynamo_stats
+from benchmarks.device.gpu_tests import section_gpu_tests
+from benchmarks.device.harness import Context, allow_recompiles, attempt, dynamo_stats, full_config, quick_config
 from benchmarks.device.report import device_meta, write_report
-from benchmarks.device.sections import SECTIONS
+from benchmarks.device.step_time import (section_env_overhead, section_profile, section_step_time,
+                                         section_step_time_graph)
+from benchmarks.device.training_loop import section_agentvit, section_epoch
 from patchenv.env import resolve_device
+
+# The sections, in the order they run (cheap and telling first, compiling last).
+SECTIONS: list[tuple[str, Callable[[Context, dict], None]]] = [
+    ("gpu_tests", section_gpu_tests),
+    ("step_time", lambda ctx, rec: section_step_time(ctx, rec, mode="eager")),
+    ("step_time_graph", section_step_time_graph),
+    ("env_overhead", section_env_overhead),
+    ("profile", section_profile),
+    ("agentvit", section_agentvit),
+    ("epoch", section_epoch),
+    ("step_time_compiled", lambda ctx, rec: section_step_time(ctx, rec, mode="compile")),
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

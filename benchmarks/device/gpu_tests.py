@@ -1,4 +1,4 @@
-"""Section 1, ``gpu_tests``: ``pytest -m gpu tests/model/test_gpu.py`` in a subprocess, its JUnit
+"""The CUDA tests, the report's first section (``gpu_tests``): ``pytest -m gpu tests/model/test_gpu.py`` in a subprocess, its JUnit
 XML read back into counts and each failure's short text."""
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from benchmarks.device.config import ROOT
-from benchmarks.device.context import Context
+from benchmarks.device.harness import ROOT, Context
 
 
 def section_gpu_tests(ctx: Context, rec: dict) -> None:

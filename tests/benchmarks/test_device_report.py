@@ -8,9 +8,8 @@ import math
 import pytest
 
 from benchmarks import device_report
-from benchmarks.device.sections import SECTIONS as SECTION_LIST
 
-SECTIONS = [name for name, _ in SECTION_LIST]
+SECTIONS = [name for name, _ in device_report.SECTIONS]
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,5 @@
-"""benchmarks.device.targets and markdown on a small hand-made report."""
-from benchmarks.device.markdown import table
-from benchmarks.device.targets import evaluate_targets
+"""benchmarks.device.report: the targets and the Markdown on a small hand-made report."""
+from benchmarks.device.report import evaluate_targets, table
 
 CONFIG = {"batch_sizes": [16], "ks": [64, 32], "epoch_images": 1024, "epoch_batch": 16}
 

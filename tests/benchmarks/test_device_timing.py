@@ -1,9 +1,9 @@
-"""benchmarks.device.timing and the JUnit reader on small hand-made inputs."""
+"""The device report's paired ratios and repeats, and the JUnit reader, on small hand-made inputs."""
 import pytest
 
-from benchmarks.device.config import ReportConfig
+from benchmarks.common import paired_stats
 from benchmarks.device.gpu_tests import parse_junit
-from benchmarks.device.timing import paired_stats, repeats_for
+from benchmarks.device.harness import ReportConfig, repeats_for
 
 
 def test_paired_stats_are_quartiles_of_the_per_repeat_ratios():
