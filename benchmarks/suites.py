@@ -3,11 +3,12 @@ running the same suite run the same thing.
 
 A suite is a set of compare_selectors defaults; a flag given on the command line still
 wins (``--suite fmnist --seeds 0,1`` runs two of its seeds, ``--resume`` continues it).
-Both suites give every selector the same compute (``--budget equal-flops``, since
-2026-12-02): each trains until it has spent the training FLOPs of ``all`` on the same seed,
-so a selector that keeps few patches is not stopped while its curve still rises, and its
-FLOPs to ``all``'s final accuracy are counted within ``all``'s compute. (The report of
-2026-11-26 was run under equal epochs.)
+Both suites give every selector the same compute (``--budget equal-flops``): each trains
+until it has spent the training FLOPs of ``all`` on the same seed, so a selector that keeps
+few patches is not stopped while its curve still rises, and its FLOPs to ``all``'s final
+accuracy are counted within ``all``'s compute. (Under ``--budget equal-epochs`` such a
+selector would stop after ``all``'s epochs, having spent a fraction of ``all``'s compute;
+results measured that way are not comparable with the suites'.)
 
 ``fmnist``: Fashion-MNIST (the paper's second data set, offline from Debian's
 ``dataset-fashion-mnist``), the ``tiny`` ViT at batch 64 (64 patches of 4x4 on the 28x28
@@ -23,15 +24,15 @@ paper's schedule scaled to this run: CIFAR-10 has 391 batches an epoch, rewarded
 (7 per epoch) with eps decaying over 20000 of 39100 iterations (0.51 of the run); here an
 epoch has 844 batches, so every 108th batch and eps_decay 4300 of 8440 iterations.
 
-``fmnist-p2``: where patches matter more (issue 21's second suite): the same data and ViT
+``fmnist-p2``: the second suite, where patches matter more: the same data and ViT
 with 2x2 patches on the unpadded 28x28 images, N = 196 tokens (PatchDropout finds the
 savings grow with the token count), 5 epochs of ``all`` (65 s an epoch on one core), 5
 seeds, the selectors that answer its question (``all``, ``random``, ``grow``, ``agentvit``,
 ``evolved``, and ``evolved``'s curve as a schedule: 15 of 196 patches, its 7.5% floor, until
-the planned end, then every patch by 1.28). Under equal FLOPs a selector's run costs ``all``'s FLOPs but more wall clock
-(measured on 2026-12-02, 3 seeds: ``grow`` 1.26x, ``random`` 1.93x ``all``'s), so the
-suite is about 3.5 hours on one core, under two on the 2-core machine with two runs side
-by side (``make bench-fmnist-p2``: ``--backend ray --cpus-per-run 1``), or one population
+the planned end, then every patch by 1.28). Under equal FLOPs a selector's run costs
+``all``'s FLOPs but more wall clock (measured over 3 seeds on the project's 2-core CPU
+machine: ``grow`` 1.26x, ``random`` 1.93x ``all``'s), so the suite is about 3.5 hours on
+one core, under two on the 2-core machine with two runs side by side (``make bench-fmnist-p2``: ``--backend ray --cpus-per-run 1``), or one population
 per selector on a GPU (``--population``). ``agentvit`` is scaled as above: every 108th
 batch, eps decaying over 2150 of 4220 iterations.
 """

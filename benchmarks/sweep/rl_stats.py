@@ -32,7 +32,7 @@ import numpy as np
 from benchmarks.common import markdown_table
 from benchmarks.sweep.plan import REFERENCE
 
-BASELINE = "grow"  # the schedule a learned selector must beat (issue 21)
+BASELINE = "grow"  # the best training-free schedule: a learned selector earns its training by beating it
 REPS = 5000  # bootstrap resamples
 LEVEL = 0.95
 
