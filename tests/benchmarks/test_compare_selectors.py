@@ -1,24 +1,20 @@
 """python -m benchmarks.compare_selectors end to end (local backend) at the tiny preset on synthetic
 data: the files, their fields, resume, interruption, budgets, one-line errors."""
 import csv
+import functools
 import json
 import math
 
 import pytest
 
 from benchmarks import compare_selectors
+from compare_cli import compare
 from benchmarks.sweep.results import RUN_FIELDS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _compare(out, *extra, selectors="all,random,norm_topk", epochs=1):
-    # The paper's protocol (no validation split) and one run after another, unless a test
-    # asks otherwise: the bookkeeping below counts on 2048 training images.
-    argv = ["--dataset", "synthetic", "--epochs", str(epochs), "--preset", "tiny", "--selectors", selectors,
-            "--seeds", "0", "--device", "cpu", "--out", str(out), "--no-progress", "--protocol", "paper",
-            "--schedule", "sequential", *extra]
-    return compare_selectors.main(argv)
+_compare = functools.partial(compare, selectors="all,random,norm_topk")
 
 
 def _load(out):
@@ -315,7 +311,7 @@ def test_suites_parse_into_their_settings(suite):
     cfg = compare_selectors.make_config(args)
     want = SUITES[suite]
     assert cfg["dataset"] == want["dataset"] and cfg["epochs"] == want["epochs"]
-    assert cfg["budget"] == "equal-flops"  # the to-target figures at every selector's same compute (issue 21)
+    assert cfg["budget"] == "equal-flops"  # the to-target figures at every selector's same compute
     assert cfg["selectors"] == want["selectors"].split(",") and cfg["seeds"] == [0, 1, 2, 3, 4]
     for key in ("batch_size", "patch_size", "image_size", "n_patch_desired"):
         if key in want:

@@ -6,12 +6,7 @@ import pytest
 
 from benchmarks import compare_selectors
 from benchmarks.sweep import plan
-
-
-def _compare(out, *extra, selectors="all,random", epochs=1):
-    return compare_selectors.main(["--dataset", "synthetic", "--epochs", str(epochs), "--preset", "tiny",
-                                   "--selectors", selectors, "--seeds", "0", "--device", "cpu", "--out", str(out),
-                                   "--no-progress", "--protocol", "paper", "--schedule", "sequential", *extra])
+from compare_cli import compare
 
 
 def _config(*argv):
@@ -22,7 +17,7 @@ def _config(*argv):
 
 
 def test_a_grid_point_is_its_own_comparison(tmp_path, capsys):
-    assert _compare(tmp_path, "--grid", "alpha=0.3,0.7") == 0
+    assert compare(tmp_path, "--grid", "alpha=0.3,0.7") == 0
     printed = capsys.readouterr().out
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["meta"]["config"]["grid"] == {"alpha": [0.3, 0.7]}
@@ -79,7 +74,7 @@ def test_grid_points_cross_keys_and_follow_presets():
 ])
 def test_bad_grids_are_one_line_errors(tmp_path, capsys, grid, expected):
     with pytest.raises(SystemExit) as e:
-        _compare(tmp_path, "--grid", grid)
+        compare(tmp_path, "--grid", grid)
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--grid" in err and expected in err
@@ -88,12 +83,12 @@ def test_bad_grids_are_one_line_errors(tmp_path, capsys, grid, expected):
 
 def test_a_grid_point_that_cannot_be_built_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):  # --protocol paper forbids a validation split
-        _compare(tmp_path, "--grid", "val_fraction=0,0.2")
+        compare(tmp_path, "--grid", "val_fraction=0,0.2")
     assert "grid point val_fraction=0.2" in capsys.readouterr().err
 
 
 def test_resume_refuses_other_grid_keys(tmp_path, capsys):
-    assert _compare(tmp_path, "--grid", "lr=0.001", selectors="all") == 0
+    assert compare(tmp_path, "--grid", "lr=0.001", selectors="all") == 0
     with pytest.raises(SystemExit):
-        _compare(tmp_path, "--resume", "--grid", "alpha=0.5", selectors="all")
+        compare(tmp_path, "--resume", "--grid", "alpha=0.5", selectors="all")
     assert "grid keys" in capsys.readouterr().err

@@ -5,15 +5,9 @@ import sys
 import pytest
 import torch
 
-from benchmarks import compare_selectors
 from benchmarks.sweep import plan
+from compare_cli import compare
 from patchenv.run import Budget
-
-
-def _compare(out, *extra, selectors="all,random", epochs=1):
-    return compare_selectors.main(["--dataset", "synthetic", "--epochs", str(epochs), "--preset", "tiny",
-                                   "--selectors", selectors, "--seeds", "0", "--device", "cpu", "--out", str(out),
-                                   "--no-progress", "--protocol", "paper", "--schedule", "sequential", *extra])
 
 
 def test_run_folders_are_safe_names(tmp_path):
@@ -46,7 +40,7 @@ def test_equal_time_runs_references_in_a_phase_of_their_own():
 
 def test_cpus_per_run_sets_the_runs_torch_threads(tmp_path):
     torch.set_num_threads(1)
-    assert _compare(tmp_path, "--cpus-per-run", "2", selectors="all") == 0
+    assert compare(tmp_path, "--cpus-per-run", "2", selectors="all") == 0
     meta = json.loads((tmp_path / "results.json").read_text())["meta"]
     assert meta["torch_threads"] == 2 and meta["config"]["cpus_per_run"] == 2
     assert json.loads((tmp_path / "runs" / "all-seed0" / "metrics.json").read_text())["meta"]["torch_threads"] == 2
@@ -60,7 +54,7 @@ def test_cpus_per_run_sets_the_runs_torch_threads(tmp_path):
 ])
 def test_ray_flags_need_the_ray_backend(tmp_path, capsys, extra, expected):
     with pytest.raises(SystemExit) as e:
-        _compare(tmp_path, *extra)
+        compare(tmp_path, *extra)
     assert e.value.code == 2 and expected in capsys.readouterr().err
 
 
@@ -68,7 +62,7 @@ def test_backend_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monkey
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if it were not installed
     monkeypatch.setitem(sys.modules, "ray.tune", None)
     with pytest.raises(SystemExit) as e:
-        _compare(tmp_path, "--backend", "ray")
+        compare(tmp_path, "--backend", "ray")
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == 'python -m benchmarks.compare_selectors: error: --backend ray needs Ray: pip install -e ".[ray]"'
