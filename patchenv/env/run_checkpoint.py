@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from patchenv.atomic import atomic_torch_save
-from patchenv.env.progress import ProgressTracker
 from patchenv.env.run_setup import RunSetup
 from patchenv.env.training_run import TrainingRun
 
@@ -44,27 +43,10 @@ def sealed(run: TrainingRun, shell: dict) -> dict:
     ``np_random_seed`` and ``episode_over``)."""
     if run.model is None:
         raise gym.error.ResetNeeded("call reset() before save_checkpoint(): there is no training run yet")
-    state = {
-        "format": CHECKPOINT_FORMAT,
-        "config": run.setup.fingerprint(),
-        "model": _owned(run.model.state_dict()),
-        "optimizer": _owned(run.optimizer.state_dict()),
-        "np_random": shell["np_random"],
-        "np_random_seed": shell["np_random_seed"],
-        "data_gen": run.data_gen.get_state(),
-        "perm": run.perm,
-        "pos": run.pos,
-        "epoch": run.epoch,
-        "global_step": run.global_step,
-        "episode_step": run.episode_step,
-        "episode_over": shell["episode_over"],
-        "loss_ref": run.loss_ref,
-        "batch_x": run.batch_x,
-        "batch_y": run.batch_y,
-        "train_time_s": run.train_time_s,
-        "progress": run.progress.state_dict(),
-        "pending_probe_flops": run.pending_probe_flops,
-    }
+    state = {"format": CHECKPOINT_FORMAT, "config": run.setup.fingerprint(), **run.checkpoint_state(),
+             "np_random": shell["np_random"], "np_random_seed": shell["np_random_seed"],
+             "episode_over": shell["episode_over"]}
+    state["model"], state["optimizer"] = _owned(state["model"]), _owned(state["optimizer"])
     payload = io.BytesIO()
     torch.save(state, payload)
     payload = payload.getvalue()
@@ -119,53 +101,16 @@ def unseal(setup: RunSetup, wrapper: Any, path) -> dict:
 
 
 def restore(run: TrainingRun, state: dict, path) -> dict:
-    """Make `state` (from `unseal`) the run; returns the shell's part (``np_random`` as a
-    Generator, ``np_random_seed``, ``episode_over``). The run's pending observation is made."""
-    # Everything is read into new objects first: a file that fails here leaves the
-    # running run as it was.
-    parts = run.parts(model_seed=None)
-    progress = ProgressTracker(run.setup.num_patches)
+    """Make `state` (from `unseal`) the run (`TrainingRun.load_checkpoint_state`); returns
+    the shell's part (``np_random`` as a Generator, ``np_random_seed``, ``episode_over``).
+    A state that does not fit raises a one-line ValueError naming `path`, the run unchanged."""
     try:
-        parts["model"].load_state_dict(state["model"])
-        # Checkpoints from before the progress statistics existed have none: a fresh
-        # tracker (their envs neither observed nor rewarded progress).
-        if "progress" in state:
-            progress.load_state_dict(state["progress"])
-        parts["optimizer"].load_state_dict(state["optimizer"])
         np_random = np.random.Generator(np.random.PCG64())
         np_random.bit_generator.state = state["np_random"]
-        missing = {"np_random_seed", "data_gen", "perm", "pos", "epoch", "global_step", "episode_step",
-                   "episode_over", "loss_ref", "batch_x", "batch_y", "train_time_s"} - set(state)
+        missing = {"np_random_seed", "episode_over"} - set(state)
         if missing:
             raise KeyError(f"missing {sorted(missing)}")
+        run.load_checkpoint_state(state)
     except Exception as e:
         raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {e}") from None
-    device = run.setup.device
-    run.use_parts(parts)
-    _restore_data_gen(run.data_gen, state["data_gen"].cpu())  # generator states are CPU byte tensors
-    run.perm = state["perm"].to(device)
-    run.pos = state["pos"]
-    run.epoch = state["epoch"]
-    run.global_step = state["global_step"]
-    run.episode_step = state["episode_step"]
-    run.loss_ref = state["loss_ref"]
-    run.set_batch(state["batch_x"].to(device), state["batch_y"].to(device))
-    run.train_time_s = state["train_time_s"]
-    run.progress = progress
-    run.pending_probe_flops = state.get("pending_probe_flops", 0)
-    run.credit = None
-    run.prepare_observation()
     return {"np_random": np_random, "np_random_seed": state["np_random_seed"], "episode_over": state["episode_over"]}
-
-
-def _restore_data_gen(generator: torch.Generator, saved: torch.Tensor) -> None:
-    """The data order's generator from a checkpoint. CPU and CUDA generators keep
-    different states (5056 vs 16 bytes), so a run moved to the other device type is
-    reseeded from a hash of the saved state: deterministic, and the pending batch is
-    the saved one, but later epochs' order and crops differ from the original
-    device's. On the same device type the run continues exactly."""
-    try:
-        generator.set_state(saved)
-    except RuntimeError:
-        digest = hashlib.sha256(saved.numpy().tobytes()).digest()
-        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)

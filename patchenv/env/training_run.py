@@ -13,6 +13,7 @@ reward, the episode, the info); a population (`patchenv.population`) holds E run
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -49,7 +50,7 @@ class TrainingRun:
 
     def __init__(self, setup: RunSetup, render: bool = False):
         self.setup = setup
-        self.render = render  # keep the last trained batch for render()
+        self.keep_for_render = render  # keep the last trained batch for render()
         self.model: Optional[SimpleViT] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
         self.forward_tokens: Optional[Callable] = None  # the model's (compiled with compile=True)
@@ -121,6 +122,47 @@ class TrainingRun:
             self.pending_probe_flops = self.setup.probe_flops
         self.load_batch()
 
+    # -- its checkpoint state ---------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        """What continues this run bit for bit: weights, optimiser, data generator and order,
+        position, counters, L(ref), pending batch, clock and progress statistics (tensors and
+        plain values; `patchenv.env.run_checkpoint` writes them with the env's part)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "data_gen": self.data_gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch,
+                "global_step": self.global_step, "episode_step": self.episode_step, "loss_ref": self.loss_ref,
+                "batch_x": self.batch_x, "batch_y": self.batch_y, "train_time_s": self.train_time_s,
+                "progress": self.progress.state_dict(), "pending_probe_flops": self.pending_probe_flops}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        """Continue the run `state` (`checkpoint_state`) describes, and make its pending
+        observation. Everything is read into new objects first: a state that does not fit
+        raises (KeyError, ValueError, RuntimeError) with this run as it was."""
+        parts = self.parts(model_seed=None)
+        progress = ProgressTracker(self.setup.num_patches)
+        parts["model"].load_state_dict(state["model"])
+        # Checkpoints from before the progress statistics existed have none: a fresh
+        # tracker (their envs neither observed nor rewarded progress).
+        if "progress" in state:
+            progress.load_state_dict(state["progress"])
+        parts["optimizer"].load_state_dict(state["optimizer"])
+        missing = {"data_gen", "perm", "pos", "epoch", "global_step", "episode_step", "loss_ref", "batch_x",
+                   "batch_y", "train_time_s"} - set(state)
+        if missing:
+            raise KeyError(f"missing {sorted(missing)}")
+        device = self.setup.device
+        _restore_generator(parts["data_gen"], state["data_gen"].cpu())  # generator states are CPU byte tensors
+        perm, batch_x, batch_y = (state[k].to(device) for k in ("perm", "batch_x", "batch_y"))
+        self.use_parts(parts)  # nothing of the running run has changed before this line
+        self.perm, self.batch_x, self.batch_y = perm, batch_x, batch_y
+        self.pos, self.epoch = state["pos"], state["epoch"]
+        self.global_step, self.episode_step = state["global_step"], state["episode_step"]
+        self.loss_ref = state["loss_ref"]
+        self.train_time_s = state["train_time_s"]
+        self.progress = progress
+        self.pending_probe_flops = state.get("pending_probe_flops", 0)
+        self.credit = None
+        self.prepare_observation()
+
     def begin_episode(self) -> None:
         """A new episode of the same run: its step count starts again (and with it the
         progress observation's share of the episode done)."""
@@ -165,7 +207,7 @@ class TrainingRun:
         if s.uses_probe and not result.diverged and self.global_step % cfg.probe_every == 0:
             progress_reward = self.run_probe()
             probe_flops += s.probe_flops
-        if self.render:
+        if self.keep_for_render:
             self.rendered = render_mod.remember(self.batch_x, keep)
         return Update(result, flops, probe_flops, progress_reward, trained_epoch)
 
@@ -294,3 +336,16 @@ def observation(obs_type: str, tokens: Optional[torch.Tensor], attention_state: 
         with autocast(device, amp):
             obs = attention_state(tokens)
     return obs.float()
+
+
+def _restore_generator(generator: torch.Generator, saved: torch.Tensor) -> None:
+    """The data order's generator from a checkpoint. CPU and CUDA generators keep
+    different states (5056 vs 16 bytes), so a run moved to the other device type is
+    reseeded from a hash of the saved state: deterministic, and the pending batch is
+    the saved one, but later epochs' order and crops differ from the original
+    device's. On the same device type the run continues exactly."""
+    try:
+        generator.set_state(saved)
+    except RuntimeError:
+        digest = hashlib.sha256(saved.numpy().tobytes()).digest()
+        generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
