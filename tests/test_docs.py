@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), ROOT / "benchmarks" / "reports" / "README.md"]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), ROOT / "reports" / "README.md"]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-PATH = re.compile(r"`((?:patchenv|agents|benchmarks|tests|docs)/[A-Za-z0-9_./-]+)`")
+PATH = re.compile(r"`((?:patchenv|agents|benchmarks|tests|docs|reports)/[A-Za-z0-9_./-]+)`")
 GYM_ID = re.compile(r"^patchenv/[A-Za-z0-9]+-v\d+$")
 
 
