@@ -113,7 +113,7 @@ def init(address: Optional[str] = None, num_cpus: Optional[int] = None, temp_dir
     if commit:
         env_vars["PATCHENV_GIT_COMMIT"] = commit
     runtime_env = {"py_modules": [str(Path(m.__file__).parent) for m in (patchenv, agents, benchmarks)],
-                   "excludes": ["__pycache__", "*.pyc", "reports"], "env_vars": env_vars}
+                   "excludes": ["__pycache__", "*.pyc"], "env_vars": env_vars}
     common = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                   runtime_env=runtime_env)
     if address is None:
