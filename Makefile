@@ -25,14 +25,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The main job: every kind of selector on the offline digits set, 3 seeds (the fewest a
-# confidence interval can be read from), a mid-size ViT; 8 min 38 s on 2 idle CPU cores
-# (2026-12-01). Prints the compact table; writes results/digits/ (JSON, CSV, the full table in
-# results.md, PNG).
+# confidence interval can be read from), a mid-size ViT; under 9 min on 2 idle CPU cores.
+# Prints the compact table; writes results/digits/ (JSON, CSV, the full table in results.md,
+# PNG).
 # --resume: a second `make run` (or one after Ctrl-C) keeps the finished runs.
 # agentvit keeps the paper's schedule relative to the run: CIFAR-10 has 390 batches an
 # epoch, rewarded every 50th (7 per epoch), eps decaying over 20000 of ~39000 iterations;
 # digits at batch 32 has 44, so every 6th batch and eps_decay 450 of ~880 iterations.
-# --cpus-per-run 2: each run on two torch threads, as the README's table was measured (a
+# --cpus-per-run 2: each run on two torch threads, as its table in docs/results was measured (a
 # run's thread count is --cpus-per-run, default 1, so its numbers do not depend on the machine).
 run: $(STAMP)
 	$(PY) -m benchmarks.compare_selectors --dataset digits --preset small --epochs 20 --seeds 0,1,2 \
