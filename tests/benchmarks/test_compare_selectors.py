@@ -213,9 +213,9 @@ def test_compare_selectors_has_the_notebooks_three_columns(tmp_path, capsys):
 
 
 def test_interleaved_val_protocol_counts_compute_and_matches_sequential(tmp_path):
-    """The issue's acceptance run: digits, tiny, 2 epochs, seeds 0 and 1, all/random/agentvit,
+    """A whole sweep, small: digits, tiny, 2 epochs, seeds 0 and 1, all/random/agentvit,
     interleaved by default, validation curves, tokens and FLOPs; a sequential schedule
-    gives every run the same numbers."""
+    gives every run the same numbers (the order of the runs changes no result)."""
     def sweep(out, *extra):
         return compare_selectors.main(["--dataset", "digits", "--preset", "tiny", "--epochs", "2", "--seeds", "0,1",
                                        "--selectors", "all,random,agentvit", "--device", "cpu", "--out", str(out),

@@ -49,8 +49,8 @@ def _assert_same_runs(got: dict, want: dict) -> None:
 
 
 def test_ray_gives_the_local_numbers(tmp_path, capsys):
-    """The acceptance command: the same per-run numbers as --backend local, merged into the
-    same files, the backend recorded."""
+    """Ray changes where a run runs, not what it computes: the same per-run numbers as
+    --backend local, merged into the same files, the backend recorded."""
     assert _sweep(tmp_path / "local", backend="local") == 0
     assert _sweep(tmp_path / "ray") == 0
     printed = capsys.readouterr().out
