@@ -459,7 +459,7 @@ def test_a_damaged_run_folder_is_a_one_line_error_naming_the_file(tmp_path, caps
 
 
 def test_ppo_resume_mid_rollout_warns_once_and_is_close_but_not_exact(tmp_path, monkeypatch, capsys):
-    """The documented exception to exact resume (README, "One runner"): SB3 drops a partly
+    """The documented exception to exact resume (docs/cli.md, resume): SB3 drops a partly
     collected rollout, so a PPO run interrupted inside one continues and completes with the
     same steps and epochs, warns once that it is not bit-exact, and its numbers are close
     to, but not those of, the uninterrupted run. Resumed from an epoch-end checkpoint
