@@ -50,8 +50,14 @@ bench-fmnist: $(STAMP)
 bench-fmnist-p2: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.compare_selectors --suite fmnist-p2 --backend ray --cpus-per-run 1 --resume
 
+# One pytest-xdist worker per core (the tests run one torch thread each), at most 4: past
+# that the longest group of tests (the Ray module, on one worker) sets the time, and each
+# worker holds its own torch. --dist loadgroup keeps the tests of a module that shares a
+# module-scoped fixture on one worker (tests/conftest.py groups them): built once, and never
+# two private Rays at a time. PYTEST_ARGS: more options, e.g. PYTEST_ARGS="-n 0" for one process.
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --dist loadgroup $(PYTEST_ARGS)
 
 # As py3-none-any wheels, without their dependencies (torch, numpy, ... are on the GPU box).
 wheels:

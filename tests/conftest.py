@@ -1,6 +1,15 @@
 """Shared test configuration: a tiny ViT on synthetic data, CPU only."""
-import pytest
-import torch
+import os
+
+# Before torch loads OpenMP, which reads it once: threads waiting for work sleep instead of
+# spinning. The tests that run two threads (--cpus-per-run 2, a multithreaded parent) share
+# two cores with a second pytest-xdist worker and other processes; spinning, a 3 s run took
+# 50 to 100 s on a loaded machine. The subprocesses the tests start inherit it. A value the
+# user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 import patchenv  # noqa: F401  (registers the env ids)
 from patchenv import registry
@@ -31,3 +40,18 @@ def restore_registry():
     yield
     registry._REGISTRY.clear()
     registry._REGISTRY.update(saved)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (`make test`: --dist loadgroup) a module-scoped fixture is built
+    once in every worker that runs one of the module's tests. The modules that have one
+    share something costly or single (a trained policy, a finished run, a device report, a
+    private local Ray, which must not be started twice at once), so all the tests of such a
+    module go to one worker, as one xdist group named after the module."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None:
+            continue
+        if any(defs and defs[-1].scope == "module" for defs in info.name2fixturedefs.values()):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
