@@ -11,7 +11,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from patchenv.env.rewards import RewardFn, StepStats, checked_reward
-from patchenv.env.training_run import TrainingRun, Update
+from patchenv.env.counters import RunCounters
+from patchenv.env.training_run import Update
 from patchenv.model.keep import Keep
 
 # What an env.step of several training steps (action_repeat) sums over them.
@@ -40,13 +41,14 @@ class Steps:
     progress_reward: np.ndarray
 
     @classmethod
-    def of(cls, runs: Sequence[TrainingRun], keeps: Sequence[Keep], updates: Sequence[Update],
+    def of(cls, counters: RunCounters, rows: np.ndarray, keeps: Sequence[Keep], updates: Sequence[Update],
            diverged: np.ndarray, per_image: bool) -> "Steps":
-        """The steps of `runs` (after `TrainingRun.record`), with their `keeps` and `updates`."""
+        """The steps of the runs at `rows` of `counters` (after they counted them), with
+        their `keeps` and `updates`."""
         loss = np.array([u.result.loss for u in updates], dtype=np.float64)
         # Until L(ref) is set (steps before loss_ref_step) a step is its own reference.
-        loss_ref = np.array([r.loss_ref if r.loss_ref is not None else u.result.loss
-                             for r, u in zip(runs, updates)], dtype=np.float64)
+        loss_ref = counters.loss_ref[rows]
+        loss_ref = np.where(np.isnan(loss_ref), loss, loss_ref)
         probe_flops = np.array([u.probe_flops for u in updates], dtype=np.int64)
         return cls(loss=loss, accuracy=np.array([u.result.accuracy for u in updates], dtype=np.float64),
                    diverged=np.asarray(diverged, dtype=bool),
@@ -55,8 +57,7 @@ class Steps:
                    padding=np.array([k.padding for k in keeps], dtype=np.int64),
                    kept_per_image=np.stack([k.per_image for k in keeps]) if per_image else None,
                    epoch=np.array([u.trained_epoch for u in updates], dtype=np.int64),
-                   global_step=np.array([r.global_step for r in runs], dtype=np.int64),
-                   episode_step=np.array([r.episode_step for r in runs], dtype=np.int64),
+                   global_step=counters.global_step[rows].copy(), episode_step=counters.episode_step[rows].copy(),
                    loss_ref=loss_ref, flops=np.array([u.flops for u in updates], dtype=np.int64) + probe_flops,
                    probe_flops=probe_flops,
                    progress_reward=np.array([u.progress_reward for u in updates], dtype=np.float64))

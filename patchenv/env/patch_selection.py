@@ -22,6 +22,7 @@ from patchenv.env import render as render_mod
 from patchenv.env import run_checkpoint
 from patchenv.env.action import parse_action
 from patchenv.env.config import EnvConfig, keyword_signature
+from patchenv.env.counters import RunCounters
 from patchenv.env.evaluation import evaluate
 from patchenv.env import outcome
 from patchenv.env.outcome import REPEAT_SUMS
@@ -175,13 +176,14 @@ class PatchSelectionEnv(gym.Env):
         self._shell(RunSetup(EnvConfig(**kwargs)))
 
     @classmethod
-    def around(cls, setup: RunSetup) -> "PatchSelectionEnv":
-        """An env over `setup` (a population's runs share one: one copy of the data set)."""
+    def around(cls, setup: RunSetup, counters: Optional[RunCounters] = None, row: int = 0) -> "PatchSelectionEnv":
+        """An env over `setup` whose run counts in row `row` of `counters` (a population's
+        runs share one setup, one copy of the data set, and one `RunCounters`)."""
         env = cls.__new__(cls)
-        env._shell(setup)
+        env._shell(setup, counters, row)
         return env
 
-    def _shell(self, setup: RunSetup) -> None:
+    def _shell(self, setup: RunSetup, counters: Optional[RunCounters] = None, row: int = 0) -> None:
         self.setup, self.config = setup, setup.config
         cfg = setup.config
         # The settings agents and front ends read, from the (frozen) config and the setup.
@@ -201,7 +203,7 @@ class PatchSelectionEnv(gym.Env):
         self.observation_space = observation_space(self.obs_type, self.batch_size, self.num_patches, cfg.dim,
                                                    self.device if self.tensor_obs else None)
         # The training run: a ViT once reset() (or load_checkpoint()) has started one.
-        self.run = TrainingRun(setup, render=self.render_mode is not None)
+        self.run = TrainingRun(setup, render=self.render_mode is not None, counters=counters, row=row)
         self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
         self.episode_over = False  # terminated or truncated, until the next reset()
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
@@ -285,7 +287,8 @@ class PatchSelectionEnv(gym.Env):
             diverged = True
             run.blank_observation()
             obs = self._observation()
-        steps = outcome.Steps.of([run], [keep], [done], np.array([diverged]), self.selection == "image")
+        steps = outcome.Steps.of(run.counters, np.array([run.row]), [keep], [done], np.array([diverged]),
+                                 self.selection == "image")
         terminated, truncated = (bool(x[0]) for x in outcome.episode_ends(steps, self.episode_steps))
         self.episode_over = terminated or truncated  # settled before a reward_fn can fail
         lt, pt = outcome.loss_terms(steps), outcome.patch_terms(steps, self.num_patches, self.n_patch_desired)

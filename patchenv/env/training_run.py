@@ -25,6 +25,7 @@ from patchenv.arrays import to_numpy
 from patchenv.data import augment
 from patchenv.data.transforms import draw_augmentation
 from patchenv.env import render as render_mod
+from patchenv.env.counters import RunCounters
 from patchenv.env.progress import ProgressTracker
 from patchenv.env.run_setup import RunSetup
 from patchenv.model.cuda_graph import GraphedStep
@@ -48,7 +49,8 @@ class TrainingRun:
     """One training run (module docstring). Built empty; `start` (or a checkpoint's
     `run_checkpoint.restore`) makes it a run."""
 
-    def __init__(self, setup: RunSetup, render: bool = False):
+    def __init__(self, setup: RunSetup, render: bool = False, counters: Optional[RunCounters] = None,
+                 row: int = 0):
         self.setup = setup
         self.keep_for_render = render  # keep the last trained batch for render()
         self.model: Optional[SimpleViT] = None
@@ -58,10 +60,10 @@ class TrainingRun:
         self.data_gen: Optional[torch.Generator] = None
         self.perm: Optional[torch.Tensor] = None  # this epoch's data order
         self.pos = 0  # index of the pending batch within the epoch
-        self.epoch = 0
-        self.global_step = 0
-        self.episode_step = 0
-        self.loss_ref: Optional[float] = None  # the reward's L(ref), once step loss_ref_step has run
+        # The epoch, global and episode step and L(ref): row `row` of `counters` (a
+        # population's runs share one RunCounters; a single env's run has its own).
+        self.counters = RunCounters(1) if counters is None else counters
+        self.row = row
         self.batch_x: Optional[torch.Tensor] = None  # the pending batch, augmented and normalised
         self.batch_y: Optional[torch.Tensor] = None
         self.tokens: Optional[torch.Tensor] = None  # its embedding, with its autograd graph
@@ -73,6 +75,41 @@ class TrainingRun:
         self.last_keep: Optional[Keep] = None  # the last step's keep (records and render)
         self.train_time_s = 0.0  # cumulative wall-clock of the steps (evaluation excluded)
         self.last_step_time_s = 0.0
+
+    # -- its counters (row `row` of `counters`) ------------------------------------------
+    @property
+    def epoch(self) -> int:
+        return int(self.counters.epoch[self.row])
+
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.counters.epoch[self.row] = value
+
+    @property
+    def global_step(self) -> int:
+        return int(self.counters.global_step[self.row])
+
+    @global_step.setter
+    def global_step(self, value: int) -> None:
+        self.counters.global_step[self.row] = value
+
+    @property
+    def episode_step(self) -> int:
+        return int(self.counters.episode_step[self.row])
+
+    @episode_step.setter
+    def episode_step(self, value: int) -> None:
+        self.counters.episode_step[self.row] = value
+
+    @property
+    def loss_ref(self) -> Optional[float]:
+        """The reward's L(ref), once the run's step loss_ref_step has run (None before)."""
+        value = self.counters.loss_ref[self.row]
+        return None if np.isnan(value) else float(value)
+
+    @loss_ref.setter
+    def loss_ref(self, value: Optional[float]) -> None:
+        self.counters.loss_ref[self.row] = np.nan if value is None else value
 
     # -- a fresh run -------------------------------------------------------------------
     def parts(self, model_seed: Optional[int]) -> dict:
@@ -183,9 +220,18 @@ class TrainingRun:
                           graphed=self.graphed)
 
     def record(self, keep: Keep, result: StepResult) -> Update:
-        """The run's bookkeeping after an update, before the next batch is loaded: counters,
-        the reward's reference loss, the progress statistics and (every probe_every steps)
-        the probe, with the updated weights."""
+        """The run's bookkeeping after an update, before the next batch is loaded: counters
+        and the reward's reference loss (`RunCounters.after_updates`, this run's row), then
+        `after_update`."""
+        trained_epoch = self.counters.after_updates(np.array([self.row]), np.array([result.loss]),
+                                                    np.array([result.diverged]), self.setup.config.loss_ref_step)
+        return self.after_update(keep, result, int(trained_epoch[0]))
+
+    def after_update(self, keep: Keep, result: StepResult, trained_epoch: int) -> Update:
+        """The run's own bookkeeping once its counters have counted the step (a population
+        counts all its runs' steps at once): the progress statistics and (every
+        probe_every steps) the probe, with the updated weights; the token gradients and
+        the keep, for patch_credit() and render()."""
         s, cfg = self.setup, self.setup.config
         if result.token_grad is not None:
             self.credit = (result.token_grad, result.token_keep)
@@ -193,11 +239,6 @@ class TrainingRun:
         # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
         # masks to the batch's largest count and needs no padding otherwise.
         flops = s.train_flops(keep.longest)
-        trained_epoch = self.epoch
-        self.global_step += 1
-        self.episode_step += 1
-        if self.loss_ref is None and not result.diverged and self.global_step >= cfg.loss_ref_step:
-            self.loss_ref = result.loss
         # Progress statistics and, every probe_every steps, the probe (with the updated
         # weights, before the next batch's observation is made from them).
         self.progress.after_step(result.loss, keep.kept, flops + self.pending_probe_flops,

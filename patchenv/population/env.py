@@ -40,6 +40,7 @@ from gymnasium.vector.utils import batch_space
 from patchenv.arrays import to_numpy
 from patchenv.env import outcome
 from patchenv.env.config import EnvConfig
+from patchenv.env.counters import RunCounters
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
 from patchenv.env.training_run import observation
@@ -74,8 +75,10 @@ class PopulationEnv(VectorEnv):
         cfg = EnvConfig(**with_preset(preset, kwargs))  # checks every setting once, before any data loads
         # One setup for every run: the data set, its splits and the probe on the device once.
         self.setup = RunSetup(EnvConfig(**with_preset(preset, {**kwargs, "cuda_graph": False})))
+        # The runs' counters (epoch, steps, L(ref)) as arrays: each step counts them at once.
+        self.counters = RunCounters(int(num_envs))
         self.runs: tuple[PatchSelectionEnv, ...] = tuple(
-            PatchSelectionEnv.around(self.setup) for _ in range(int(num_envs)))
+            PatchSelectionEnv.around(self.setup, self.counters, i) for i in range(int(num_envs)))
         first = self.runs[0]
         self.config = cfg
         self.num_envs = int(num_envs)
@@ -164,7 +167,11 @@ class PopulationEnv(VectorEnv):
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
                                       self.config.amp, training)
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
-            updates = [run.record(keeps[i], results[i]) for run, i in zip(runs, rows)]
+            trained_epoch = self.counters.after_updates(
+                rows, np.array([results[i].loss for i in rows]), np.array([results[i].diverged for i in rows]),
+                self.config.loss_ref_step)
+            updates = [run.after_update(keeps[i], results[i], int(epoch))
+                       for run, i, epoch in zip(runs, rows, trained_epoch)]
             advance_all(runs)  # the next batches, loaded at once, embedded below
         self._observe()
         obs = self._agent_obs()
@@ -178,7 +185,7 @@ class PopulationEnv(VectorEnv):
                     self.runs[i].run.blank_observation()
                 self._obs[overflowed] = 0
                 obs = self._agent_obs()
-            steps = outcome.Steps.of(runs, [keeps[i] for i in rows], updates, diverged,
+            steps = outcome.Steps.of(self.counters, rows, [keeps[i] for i in rows], updates, diverged,
                                      self.config.selection == "image")
             terminated[rows], truncated[rows] = outcome.episode_ends(steps, self.setup.episode_steps)
             for i in rows[terminated[rows] | truncated[rows]]:
