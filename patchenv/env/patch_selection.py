@@ -27,6 +27,7 @@ from patchenv.env.evaluation import evaluate
 from patchenv.env import outcome
 from patchenv.env.outcome import REPEAT_SUMS
 from patchenv.env.presets import with_preset
+from patchenv.env.progress import ProgressTracker
 from patchenv.env.run_setup import RunSetup
 from patchenv.env.spaces import action_space, observation_space, refuse_gymnasium_check_env
 from patchenv.env.training_run import TrainingRun, Update
@@ -176,14 +177,16 @@ class PatchSelectionEnv(gym.Env):
         self._shell(RunSetup(EnvConfig(**kwargs)))
 
     @classmethod
-    def around(cls, setup: RunSetup, counters: Optional[RunCounters] = None, row: int = 0) -> "PatchSelectionEnv":
-        """An env over `setup` whose run counts in row `row` of `counters` (a population's
-        runs share one setup, one copy of the data set, and one `RunCounters`)."""
+    def around(cls, setup: RunSetup, counters: Optional[RunCounters] = None,
+               progress: Optional[ProgressTracker] = None, row: int = 0) -> "PatchSelectionEnv":
+        """An env over `setup` whose run counts in row `row` of `counters` and `progress` (a
+        population's runs share one setup, one copy of the data set, and one of each)."""
         env = cls.__new__(cls)
-        env._shell(setup, counters, row)
+        env._shell(setup, counters, progress, row)
         return env
 
-    def _shell(self, setup: RunSetup, counters: Optional[RunCounters] = None, row: int = 0) -> None:
+    def _shell(self, setup: RunSetup, counters: Optional[RunCounters] = None,
+               progress: Optional[ProgressTracker] = None, row: int = 0) -> None:
         self.setup, self.config = setup, setup.config
         cfg = setup.config
         # The settings agents and front ends read, from the (frozen) config and the setup.
@@ -203,7 +206,8 @@ class PatchSelectionEnv(gym.Env):
         self.observation_space = observation_space(self.obs_type, self.batch_size, self.num_patches, cfg.dim,
                                                    self.device if self.tensor_obs else None)
         # The training run: a ViT once reset() (or load_checkpoint()) has started one.
-        self.run = TrainingRun(setup, render=self.render_mode is not None, counters=counters, row=row)
+        self.run = TrainingRun(setup, render=self.render_mode is not None, counters=counters,
+                               progress=progress, row=row)
         self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
         self.episode_over = False  # terminated or truncated, until the next reset()
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode

@@ -5,7 +5,7 @@ keep, not which) needs to see the run, not the images: in the spirit of DACBench
 learning-rate control, the observation is a short vector of training statistics, and the
 reward is what a user of the run wants, held-out improvement per unit of compute.
 
-`ProgressTracker` keeps the statistics on the host (floats the step already has there, so
+`ProgressTracker` keeps the statistics of E runs on the host, as arrays, (floats the step already has there, so
 no extra device sync) and the probe's results. The probe is a fixed batch of held-out
 images (``probe_size``, from the validation split) evaluated with every patch every
 ``probe_every`` training steps; its forward FLOPs are part of the run's compute
@@ -40,7 +40,7 @@ of held-out improvement per unit of compute.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Sequence
 
 import numpy as np
 
@@ -50,67 +50,114 @@ PROGRESS_FEATURES = ("budget_done", "epoch_done", "loss", "loss_trend", "probe_l
 _FAST, _SLOW = 0.9, 0.99  # EMA decays: ~10 and ~100 steps
 
 
+# The statistics a run's checkpoint holds, in this order (see `ProgressTracker.state_dict`).
+_STATE_KEYS = ("num_patches", "steps", "loss_fast", "loss_slow", "kept_sum", "last_kept", "probe_loss",
+               "probe_accuracy", "probe_accuracy_change", "flops", "flops_all")
+
+
 class ProgressTracker:
-    """Statistics of one training run for the progress observation and reward."""
+    """Statistics of `num_runs` training runs for the progress observation and reward, as
+    arrays with a leading E dimension (a single env's run is row 0 of its own; a
+    population's runs are the rows of one, and a step records all its runs at once).
+    Not measured yet: NaN (``loss_fast``, ``loss_slow``), or ``probed`` False (the probe's)."""
 
-    def __init__(self, num_patches: int):
+    def __init__(self, num_patches: int, num_runs: int = 1):
         self.num_patches = num_patches
-        self.reset()
+        self.steps = np.zeros(num_runs, dtype=np.int64)
+        self.loss_fast = np.full(num_runs, np.nan)
+        self.loss_slow = np.full(num_runs, np.nan)
+        self.kept_sum = np.zeros(num_runs)  # patches kept per image, summed over steps
+        self.last_kept = np.ones(num_runs)
+        self.probed = np.zeros(num_runs, dtype=bool)  # a probe has run (its loss may be non-finite)
+        self.probe_loss = np.zeros(num_runs)
+        self.probe_accuracy = np.zeros(num_runs)
+        self.probe_accuracy_change = np.zeros(num_runs)
+        # Compute since the last probe, and what every patch would have cost (Python ints:
+        # exact, whatever their size, as the reward's ratio of the two needs).
+        self.flops = [0] * num_runs
+        self.flops_all = [0] * num_runs
 
-    def reset(self) -> None:
-        self.steps = 0
-        self.loss_fast: Optional[float] = None
-        self.loss_slow: Optional[float] = None
-        self.kept_sum = 0.0  # patches kept per image, summed over steps
-        self.last_kept = 1.0
-        self.probe_loss: Optional[float] = None
-        self.probe_accuracy: Optional[float] = None
-        self.probe_accuracy_change = 0.0
-        self.flops = 0  # compute since the last probe, and what every patch would have cost
-        self.flops_all = 0
+    def reset(self, row: int) -> None:
+        """Run `row` starts afresh: nothing measured."""
+        self.steps[row], self.loss_fast[row], self.loss_slow[row] = 0, np.nan, np.nan
+        self.kept_sum[row], self.last_kept[row] = 0.0, 1.0
+        self.probed[row], self.probe_loss[row], self.probe_accuracy[row] = False, 0.0, 0.0
+        self.probe_accuracy_change[row] = 0.0
+        self.flops[row] = self.flops_all[row] = 0
 
-    def after_step(self, loss: float, kept: float, flops: int, flops_all: int) -> None:
-        """Record a training step: its loss, patches kept per image, and its FLOPs with the
-        patches kept and with every patch."""
-        self.steps += 1
-        if math.isfinite(loss):
-            self.loss_fast = loss if self.loss_fast is None else _FAST * self.loss_fast + (1 - _FAST) * loss
-            self.loss_slow = loss if self.loss_slow is None else _SLOW * self.loss_slow + (1 - _SLOW) * loss
-        self.kept_sum += kept
-        self.last_kept = kept / self.num_patches
-        self.flops += flops
-        self.flops_all += flops_all
+    def after_steps(self, rows: np.ndarray, losses: np.ndarray, kept: np.ndarray, flops: Sequence[int],
+                    flops_all: Sequence[int]) -> None:
+        """Record a training step of each run in `rows`: its loss, patches kept per image,
+        and its FLOPs with the patches kept and with every patch (arrays over `rows`)."""
+        self.steps[rows] += 1
+        finite = np.isfinite(losses)
+        for ema, decay in ((self.loss_fast, _FAST), (self.loss_slow, _SLOW)):
+            old = ema[rows]
+            ema[rows] = np.where(finite, np.where(np.isnan(old), losses, decay * old + (1 - decay) * losses), old)
+        self.kept_sum[rows] += kept
+        self.last_kept[rows] = kept / self.num_patches
+        for row, f, f_all in zip(rows.tolist(), flops, flops_all):
+            self.flops[row] += int(f)
+            self.flops_all[row] += int(f_all)
 
-    def after_probe(self, loss: float, accuracy: float, probe_flops: int) -> float:
-        """Record a probe evaluation; returns the progress reward of the interval it closes
-        (0 for the first probe of a run, which has no interval before it)."""
+    def after_probe(self, row: int, loss: float, accuracy: float, probe_flops: int) -> float:
+        """Record a probe evaluation of run `row`; returns the progress reward of the
+        interval it closes (0 for the first probe of a run, which has no interval before it)."""
         reward = 0.0
-        if self.probe_loss is not None:
-            spent, spent_all = self.flops + probe_flops, self.flops_all + probe_flops
-            if math.isfinite(loss) and math.isfinite(self.probe_loss) and spent > 0:
-                reward = (self.probe_loss - loss) / (spent / spent_all)
-            self.probe_accuracy_change = accuracy - self.probe_accuracy
-        self.probe_loss, self.probe_accuracy = loss, accuracy
-        self.flops = self.flops_all = 0
+        if self.probed[row]:
+            spent, spent_all = self.flops[row] + probe_flops, self.flops_all[row] + probe_flops
+            last = float(self.probe_loss[row])
+            if math.isfinite(loss) and math.isfinite(last) and spent > 0:
+                reward = (last - loss) / (spent / spent_all)
+            self.probe_accuracy_change[row] = accuracy - float(self.probe_accuracy[row])
+        self.probed[row], self.probe_loss[row], self.probe_accuracy[row] = True, loss, accuracy
+        self.flops[row] = self.flops_all[row] = 0
         return reward
 
-    def observation(self, budget_done: float, epoch_done: float) -> np.ndarray:
-        """The `PROGRESS_FEATURES` vector (float32), finite; statistics not measured yet
-        are 0."""
-        loss = self.loss_fast if self.loss_fast is not None else 0.0
-        trend = (self.loss_fast - self.loss_slow) if self.loss_slow is not None else 0.0
-        probe_loss = self.probe_loss if self.probe_loss is not None and math.isfinite(self.probe_loss) else 0.0
-        values = [budget_done, epoch_done, loss, trend, probe_loss, self.probe_accuracy or 0.0,
-                  self.probe_accuracy_change, self.kept_sum / (self.steps * self.num_patches) if self.steps else 1.0,
-                  self.last_kept]
+    def observation(self, row: int, budget_done: float, epoch_done: float) -> np.ndarray:
+        """Run `row`'s `PROGRESS_FEATURES` vector (float32), finite; statistics not measured
+        yet are 0."""
+        fast, slow = float(self.loss_fast[row]), float(self.loss_slow[row])
+        loss = fast if not math.isnan(fast) else 0.0
+        trend = (fast - slow) if not math.isnan(slow) else 0.0
+        probe_loss = float(self.probe_loss[row])
+        probe_loss = probe_loss if self.probed[row] and math.isfinite(probe_loss) else 0.0
+        steps = int(self.steps[row])
+        values = [budget_done, epoch_done, loss, trend, probe_loss,
+                  float(self.probe_accuracy[row]) if self.probed[row] else 0.0,
+                  float(self.probe_accuracy_change[row]),
+                  float(self.kept_sum[row]) / (steps * self.num_patches) if steps else 1.0, float(self.last_kept[row])]
         return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
-    def state_dict(self) -> dict:
-        return dict(vars(self))
+    def state_dict(self, row: int) -> dict:
+        """Run `row`'s statistics as plain Python values (None: not measured yet)."""
+        probed = bool(self.probed[row])
+        unset = lambda x: None if math.isnan(x) else x  # noqa: E731
+        return {"num_patches": self.num_patches, "steps": int(self.steps[row]),
+                "loss_fast": unset(float(self.loss_fast[row])), "loss_slow": unset(float(self.loss_slow[row])),
+                "kept_sum": float(self.kept_sum[row]), "last_kept": float(self.last_kept[row]),
+                "probe_loss": float(self.probe_loss[row]) if probed else None,
+                "probe_accuracy": float(self.probe_accuracy[row]) if probed else None,
+                "probe_accuracy_change": float(self.probe_accuracy_change[row]),
+                "flops": self.flops[row], "flops_all": self.flops_all[row]}
 
-    def load_state_dict(self, state: dict) -> None:
-        missing = set(vars(self)) - set(state)
+    @staticmethod
+    def check_state(state: dict) -> dict:
+        """`state` (a `state_dict`), checked before anything changes: a KeyError names what
+        it lacks."""
+        missing = set(_STATE_KEYS) - set(state)
         if missing:
             raise KeyError(f"progress state lacks {sorted(missing)}")
-        for name in vars(self):
-            setattr(self, name, state[name])
+        return state
+
+    def load_state_dict(self, row: int, state: dict) -> None:
+        """Run `row`'s statistics from a checked `state` (`check_state`)."""
+        nan = lambda x: np.nan if x is None else x  # noqa: E731
+        self.steps[row] = state["steps"]
+        self.loss_fast[row], self.loss_slow[row] = nan(state["loss_fast"]), nan(state["loss_slow"])
+        self.kept_sum[row], self.last_kept[row] = state["kept_sum"], state["last_kept"]
+        self.probed[row] = state["probe_loss"] is not None
+        self.probe_loss[row] = 0.0 if state["probe_loss"] is None else state["probe_loss"]
+        self.probe_accuracy[row] = 0.0 if state["probe_accuracy"] is None else state["probe_accuracy"]
+        self.probe_accuracy_change[row] = state["probe_accuracy_change"]
+        self.flops[row], self.flops_all[row] = int(state["flops"]), int(state["flops_all"])

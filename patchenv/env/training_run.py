@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ class TrainingRun:
     `run_checkpoint.restore`) makes it a run."""
 
     def __init__(self, setup: RunSetup, render: bool = False, counters: Optional[RunCounters] = None,
-                 row: int = 0):
+                 progress: Optional[ProgressTracker] = None, row: int = 0):
         self.setup = setup
         self.keep_for_render = render  # keep the last trained batch for render()
         self.model: Optional[SimpleViT] = None
@@ -60,15 +60,16 @@ class TrainingRun:
         self.data_gen: Optional[torch.Generator] = None
         self.perm: Optional[torch.Tensor] = None  # this epoch's data order
         self.pos = 0  # index of the pending batch within the epoch
-        # The epoch, global and episode step and L(ref): row `row` of `counters` (a
-        # population's runs share one RunCounters; a single env's run has its own).
+        # The epoch, global and episode step and L(ref): row `row` of `counters`, and the
+        # progress statistics: row `row` of `progress` (a population's runs share one of
+        # each; a single env's run has its own).
         self.counters = RunCounters(1) if counters is None else counters
         self.row = row
         self.batch_x: Optional[torch.Tensor] = None  # the pending batch, augmented and normalised
         self.batch_y: Optional[torch.Tensor] = None
         self.tokens: Optional[torch.Tensor] = None  # its embedding, with its autograd graph
         self.obs: Optional[torch.Tensor] = None  # its observation, a device tensor
-        self.progress = ProgressTracker(setup.num_patches)
+        self.progress = ProgressTracker(setup.num_patches) if progress is None else progress
         self.pending_probe_flops = 0  # a probe run before the first step, charged to it
         self.credit: Optional[tuple] = None  # (dL/d(token), keep) of the last step, for patch_credit()
         self.rendered: Optional[tuple] = None  # (images, keep mask) of the last trained batch
@@ -152,7 +153,7 @@ class TrainingRun:
         self.last_step_time_s = 0.0
         self.new_epoch_order()
         self.credit = None
-        self.progress.reset()
+        self.progress.reset(self.row)
         self.pending_probe_flops = 0
         if self.setup.uses_probe:  # the untrained ViT's probe: the first observation has one
             self.run_probe()
@@ -168,19 +169,17 @@ class TrainingRun:
                 "data_gen": self.data_gen.get_state(), "perm": self.perm, "pos": self.pos, "epoch": self.epoch,
                 "global_step": self.global_step, "episode_step": self.episode_step, "loss_ref": self.loss_ref,
                 "batch_x": self.batch_x, "batch_y": self.batch_y, "train_time_s": self.train_time_s,
-                "progress": self.progress.state_dict(), "pending_probe_flops": self.pending_probe_flops}
+                "progress": self.progress.state_dict(self.row), "pending_probe_flops": self.pending_probe_flops}
 
     def load_checkpoint_state(self, state: dict) -> None:
         """Continue the run `state` (`checkpoint_state`) describes, and make its pending
         observation. Everything is read into new objects first: a state that does not fit
         raises (KeyError, ValueError, RuntimeError) with this run as it was."""
         parts = self.parts(model_seed=None)
-        progress = ProgressTracker(self.setup.num_patches)
         parts["model"].load_state_dict(state["model"])
-        # Checkpoints from before the progress statistics existed have none: a fresh
-        # tracker (their envs neither observed nor rewarded progress).
-        if "progress" in state:
-            progress.load_state_dict(state["progress"])
+        # Checkpoints from before the progress statistics existed have none: fresh
+        # statistics (their envs neither observed nor rewarded progress).
+        progress = ProgressTracker.check_state(state["progress"]) if "progress" in state else None
         parts["optimizer"].load_state_dict(state["optimizer"])
         missing = {"data_gen", "perm", "pos", "epoch", "global_step", "episode_step", "loss_ref", "batch_x",
                    "batch_y", "train_time_s"} - set(state)
@@ -195,7 +194,10 @@ class TrainingRun:
         self.global_step, self.episode_step = state["global_step"], state["episode_step"]
         self.loss_ref = state["loss_ref"]
         self.train_time_s = state["train_time_s"]
-        self.progress = progress
+        if progress is None:
+            self.progress.reset(self.row)
+        else:
+            self.progress.load_state_dict(self.row, progress)
         self.pending_probe_flops = state.get("pending_probe_flops", 0)
         self.credit = None
         self.prepare_observation()
@@ -220,29 +222,18 @@ class TrainingRun:
                           graphed=self.graphed)
 
     def record(self, keep: Keep, result: StepResult) -> Update:
-        """The run's bookkeeping after an update, before the next batch is loaded: counters
-        and the reward's reference loss (`RunCounters.after_updates`, this run's row), then
-        `after_update`."""
-        trained_epoch = self.counters.after_updates(np.array([self.row]), np.array([result.loss]),
-                                                    np.array([result.diverged]), self.setup.config.loss_ref_step)
-        return self.after_update(keep, result, int(trained_epoch[0]))
+        """The run's bookkeeping after an update, before the next batch is loaded
+        (`record_steps` for this run alone)."""
+        return record_steps([self], [keep], [result])[0]
 
-    def after_update(self, keep: Keep, result: StepResult, trained_epoch: int) -> Update:
-        """The run's own bookkeeping once its counters have counted the step (a population
-        counts all its runs' steps at once): the progress statistics and (every
-        probe_every steps) the probe, with the updated weights; the token gradients and
-        the keep, for patch_credit() and render()."""
+    def after_update(self, keep: Keep, result: StepResult, trained_epoch: int, flops: int) -> Update:
+        """The run's own part of `record_steps`, once its counters and statistics have
+        counted the step: the probe (every probe_every steps, with the updated weights),
+        the token gradients and the keep, for patch_credit() and render()."""
         s, cfg = self.setup, self.setup.config
         if result.token_grad is not None:
             self.credit = (result.token_grad, result.token_keep)
         self.last_keep = keep
-        # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
-        # masks to the batch's largest count and needs no padding otherwise.
-        flops = s.train_flops(keep.longest)
-        # Progress statistics and, every probe_every steps, the probe (with the updated
-        # weights, before the next batch's observation is made from them).
-        self.progress.after_step(result.loss, keep.kept, flops + self.pending_probe_flops,
-                                 s.train_flops(s.num_patches) + self.pending_probe_flops)
         probe_flops, self.pending_probe_flops = self.pending_probe_flops, 0
         progress_reward = 0.0
         if s.uses_probe and not result.diverged and self.global_step % cfg.probe_every == 0:
@@ -340,7 +331,7 @@ class TrainingRun:
         s = self.setup
         budget_done = (self.global_step / s.total_steps if s.total_steps is not None
                        else self.episode_step / s.episode_steps)
-        return self.progress.observation(budget_done, self.pos / s.steps_per_epoch)
+        return self.progress.observation(self.row, budget_done, self.pos / s.steps_per_epoch)
 
     @torch.no_grad()
     def run_probe(self) -> float:
@@ -355,7 +346,7 @@ class TrainingRun:
         model.train(was_training)
         loss, acc = torch.stack([F.cross_entropy(logits.float(), y),
                                  (logits.argmax(-1) == y).float().mean()]).tolist()  # note: one sync
-        return self.progress.after_probe(loss, acc, self.setup.probe_flops)
+        return self.progress.after_probe(self.row, loss, acc, self.setup.probe_flops)
 
 
 @torch.no_grad()
@@ -390,3 +381,27 @@ def _restore_generator(generator: torch.Generator, saved: torch.Tensor) -> None:
     except RuntimeError:
         digest = hashlib.sha256(saved.numpy().tobytes()).digest()
         generator.manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def record_steps(runs: Sequence[TrainingRun], keeps: Sequence[Keep], results: Sequence[StepResult]) -> list[Update]:
+    """The bookkeeping of one training step of each of `runs` (rows of one `RunCounters`
+    and one `ProgressTracker`: a single env's run, or a population's training runs),
+    before their next batches load: the counters and L(ref), and the progress statistics,
+    counted for all at once; then each run's probe and what it keeps of the step
+    (`TrainingRun.after_update`)."""
+    setup = runs[0].setup
+    rows = np.array([run.row for run in runs])
+    losses = np.array([r.loss for r in results], dtype=np.float64)
+    trained_epoch = runs[0].counters.after_updates(rows, losses, np.array([r.diverged for r in results]),
+                                                   setup.config.loss_ref_step)
+    # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
+    # masks to the batch's largest count and needs no padding otherwise.
+    flops = [setup.train_flops(k.longest) for k in keeps]
+    pending = [run.pending_probe_flops for run in runs]
+    full = setup.train_flops(setup.num_patches)
+    # The statistics before the probe (with the updated weights, before the next batch's
+    # observation is made from them).
+    runs[0].progress.after_steps(rows, losses, np.array([k.kept for k in keeps], dtype=np.float64),
+                                 [f + p for f, p in zip(flops, pending)], [full + p for p in pending])
+    return [run.after_update(keep, result, int(epoch), f)
+            for run, keep, result, epoch, f in zip(runs, keeps, results, trained_epoch, flops)]

@@ -43,7 +43,8 @@ from patchenv.env.config import EnvConfig
 from patchenv.env.counters import RunCounters
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
-from patchenv.env.training_run import observation
+from patchenv.env.progress import ProgressTracker
+from patchenv.env.training_run import observation, record_steps
 from patchenv.env.run_setup import RunSetup
 from patchenv.model.stacked import StackedViT
 from patchenv.model.stacked_adam import StackedAdam
@@ -75,10 +76,12 @@ class PopulationEnv(VectorEnv):
         cfg = EnvConfig(**with_preset(preset, kwargs))  # checks every setting once, before any data loads
         # One setup for every run: the data set, its splits and the probe on the device once.
         self.setup = RunSetup(EnvConfig(**with_preset(preset, {**kwargs, "cuda_graph": False})))
-        # The runs' counters (epoch, steps, L(ref)) as arrays: each step counts them at once.
+        # The runs' counters (epoch, steps, L(ref)) and progress statistics as arrays: each
+        # step counts them for all training runs at once.
         self.counters = RunCounters(int(num_envs))
+        self.progress = ProgressTracker(self.setup.num_patches, int(num_envs))
         self.runs: tuple[PatchSelectionEnv, ...] = tuple(
-            PatchSelectionEnv.around(self.setup, self.counters, i) for i in range(int(num_envs)))
+            PatchSelectionEnv.around(self.setup, self.counters, self.progress, i) for i in range(int(num_envs)))
         first = self.runs[0]
         self.config = cfg
         self.num_envs = int(num_envs)
@@ -167,11 +170,7 @@ class PopulationEnv(VectorEnv):
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
                                       self.config.amp, training)
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
-            trained_epoch = self.counters.after_updates(
-                rows, np.array([results[i].loss for i in rows]), np.array([results[i].diverged for i in rows]),
-                self.config.loss_ref_step)
-            updates = [run.after_update(keeps[i], results[i], int(epoch))
-                       for run, i, epoch in zip(runs, rows, trained_epoch)]
+            updates = record_steps(runs, [keeps[i] for i in rows], [results[i] for i in rows])
             advance_all(runs)  # the next batches, loaded at once, embedded below
         self._observe()
         obs = self._agent_obs()
