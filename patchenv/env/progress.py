@@ -114,20 +114,27 @@ class ProgressTracker:
         self.flops[row] = self.flops_all[row] = 0
         return reward
 
+    def observations(self, rows: np.ndarray, budget_done: np.ndarray, epoch_done: np.ndarray) -> np.ndarray:
+        """The `PROGRESS_FEATURES` vectors (len(rows), 9) float32 of the runs in `rows`,
+        given their budget and epoch done (arrays over `rows`); finite, statistics not
+        measured yet 0."""
+        fast, slow, probed = self.loss_fast[rows], self.loss_slow[rows], self.probed[rows]
+        probe_loss = self.probe_loss[rows]
+        steps = self.steps[rows]
+        values = np.stack([
+            np.asarray(budget_done, dtype=np.float64), np.asarray(epoch_done, dtype=np.float64),
+            np.where(np.isnan(fast), 0.0, fast),
+            np.where(np.isnan(slow), 0.0, fast - slow),
+            np.where(probed & np.isfinite(probe_loss), probe_loss, 0.0),
+            np.where(probed, self.probe_accuracy[rows], 0.0),
+            self.probe_accuracy_change[rows],
+            np.where(steps > 0, self.kept_sum[rows] / np.maximum(steps * self.num_patches, 1), 1.0),
+            self.last_kept[rows]], axis=1)
+        return np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+
     def observation(self, row: int, budget_done: float, epoch_done: float) -> np.ndarray:
-        """Run `row`'s `PROGRESS_FEATURES` vector (float32), finite; statistics not measured
-        yet are 0."""
-        fast, slow = float(self.loss_fast[row]), float(self.loss_slow[row])
-        loss = fast if not math.isnan(fast) else 0.0
-        trend = (fast - slow) if not math.isnan(slow) else 0.0
-        probe_loss = float(self.probe_loss[row])
-        probe_loss = probe_loss if self.probed[row] and math.isfinite(probe_loss) else 0.0
-        steps = int(self.steps[row])
-        values = [budget_done, epoch_done, loss, trend, probe_loss,
-                  float(self.probe_accuracy[row]) if self.probed[row] else 0.0,
-                  float(self.probe_accuracy_change[row]),
-                  float(self.kept_sum[row]) / (steps * self.num_patches) if steps else 1.0, float(self.last_kept[row])]
-        return np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        """Run `row`'s `PROGRESS_FEATURES` vector (float32): `observations` of one run."""
+        return self.observations(np.array([row]), np.array([budget_done]), np.array([epoch_done]))[0]
 
     def state_dict(self, row: int) -> dict:
         """Run `row`'s statistics as plain Python values (None: not measured yet)."""

@@ -328,10 +328,7 @@ class TrainingRun:
 
     def progress_vector(self) -> np.ndarray:
         """The progress observation (`patchenv.env.progress`) of the run now, on the host."""
-        s = self.setup
-        budget_done = (self.global_step / s.total_steps if s.total_steps is not None
-                       else self.episode_step / s.episode_steps)
-        return self.progress.observation(self.row, budget_done, self.pos / s.steps_per_epoch)
+        return progress_vectors([self])[0]
 
     @torch.no_grad()
     def run_probe(self) -> float:
@@ -405,3 +402,16 @@ def record_steps(runs: Sequence[TrainingRun], keeps: Sequence[Keep], results: Se
                                  [f + p for f, p in zip(flops, pending)], [full + p for p in pending])
     return [run.after_update(keep, result, int(epoch), f)
             for run, keep, result, epoch, f in zip(runs, keeps, results, trained_epoch, flops)]
+
+
+def progress_vectors(runs: Sequence[TrainingRun]) -> np.ndarray:
+    """The progress observations (len(runs), 9) of `runs` (rows of one `RunCounters` and
+    one `ProgressTracker`), made at once: the budget done is the run's steps over its
+    planned steps (without a budget, its episode's share done)."""
+    s = runs[0].setup
+    rows = np.array([run.row for run in runs])
+    counters = runs[0].counters
+    budget_done = (counters.global_step[rows] / s.total_steps if s.total_steps is not None
+                   else counters.episode_step[rows] / s.episode_steps)
+    epoch_done = np.array([run.pos for run in runs]) / s.steps_per_epoch
+    return runs[0].progress.observations(rows, budget_done, epoch_done)

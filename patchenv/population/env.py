@@ -44,7 +44,7 @@ from patchenv.env.counters import RunCounters
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
 from patchenv.env.progress import ProgressTracker
-from patchenv.env.training_run import observation, record_steps
+from patchenv.env.training_run import observation, progress_vectors, record_steps
 from patchenv.env.run_setup import RunSetup
 from patchenv.model.stacked import StackedViT
 from patchenv.model.stacked_adam import StackedAdam
@@ -278,7 +278,7 @@ class PopulationEnv(VectorEnv):
         with autocast(self.device, self.config.amp):
             self._tokens = tokens = self.stacked.embed(w, x)  # (E, B, N, D)
         self._obs = obs = observation(self.config.obs_type, tokens, lambda t: self.stacked.attention_state(w, t),
-                                      lambda: np.stack([shell.run.progress_vector() for shell in self.runs]),
+                                      lambda: progress_vectors([shell.run for shell in self.runs]),
                                       self.config.amp, self.device)
         for i, shell in enumerate(self.runs):
             shell.run.set_observation(tokens[i], obs[i])
