@@ -118,18 +118,16 @@ class ProgressTracker:
         """The `PROGRESS_FEATURES` vectors (len(rows), 9) float32 of the runs in `rows`,
         given their budget and epoch done (arrays over `rows`); finite, statistics not
         measured yet 0."""
-        fast, slow, probed = self.loss_fast[rows], self.loss_slow[rows], self.probed[rows]
-        probe_loss = self.probe_loss[rows]
-        steps = self.steps[rows]
-        values = np.stack([
-            np.asarray(budget_done, dtype=np.float64), np.asarray(epoch_done, dtype=np.float64),
-            np.where(np.isnan(fast), 0.0, fast),
-            np.where(np.isnan(slow), 0.0, fast - slow),
-            np.where(probed & np.isfinite(probe_loss), probe_loss, 0.0),
-            np.where(probed, self.probe_accuracy[rows], 0.0),
-            self.probe_accuracy_change[rows],
-            np.where(steps > 0, self.kept_sum[rows] / np.maximum(steps * self.num_patches, 1), 1.0),
-            self.last_kept[rows]], axis=1)
+        # NaN (not measured yet) and non-finite values become 0 in the last line; a run
+        # never probed holds 0 as its probe's loss, accuracy and change.
+        fast, steps = self.loss_fast[rows], self.steps[rows]
+        values = np.empty((len(rows), len(PROGRESS_FEATURES)))
+        values[:, 0], values[:, 1] = budget_done, epoch_done
+        values[:, 2], values[:, 3] = fast, fast - self.loss_slow[rows]
+        values[:, 4], values[:, 5] = self.probe_loss[rows], self.probe_accuracy[rows]
+        values[:, 6] = self.probe_accuracy_change[rows]
+        values[:, 7] = np.where(steps > 0, self.kept_sum[rows] / np.maximum(steps * self.num_patches, 1), 1.0)
+        values[:, 8] = self.last_kept[rows]
         return np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
 
     def observation(self, row: int, budget_done: float, epoch_done: float) -> np.ndarray:
