@@ -98,6 +98,23 @@ def rewards(s: Steps, lt: np.ndarray, pt: np.ndarray, *, kind: str, weights: tup
     return loss_weight * lt + patch_weight * pt
 
 
+def rewards_and_infos(s: Steps, *, num_patches: int, n_patch_desired: int, kind: str,
+                      weights: tuple[float, float], reward_fn: Optional[RewardFn] = None) -> tuple[np.ndarray, dict]:
+    """Each step's reward (`rewards`) and the info's numbers (`infos`), from one computation
+    of the loss and patch terms. A failing `reward_fn` raises (the steps were applied)."""
+    lt, pt = loss_terms(s), patch_terms(s, num_patches, n_patch_desired)
+    return (rewards(s, lt, pt, kind=kind, weights=weights, num_patches=num_patches, n_patch_desired=n_patch_desired,
+                    reward_fn=reward_fn), infos(s, lt, pt))
+
+
+def row_info(infos: dict, i: int) -> dict:
+    """Run i's info as its single env gives it (Python numbers, arrays copied) from an info
+    of arrays (E, ...); a key whose ``_key`` mask (Gymnasium's vector info) leaves run i
+    out is left out."""
+    return {key: (value[i].item() if value[i].ndim == 0 else value[i].copy())
+            for key, value in infos.items() if not key.startswith("_") and (f"_{key}" not in infos or infos[f"_{key}"][i])}
+
+
 def infos(s: Steps, lt: np.ndarray, pt: np.ndarray) -> dict[str, np.ndarray]:
     """The info's numbers (the env's docstring lists them), each an array (E,)
     (``kept_per_image``: (E, B), with per-image masks)."""

@@ -295,12 +295,10 @@ class PatchSelectionEnv(gym.Env):
                                  self.selection == "image")
         terminated, truncated = (bool(x[0]) for x in outcome.episode_ends(steps, self.episode_steps))
         self.episode_over = terminated or truncated  # settled before a reward_fn can fail
-        lt, pt = outcome.loss_terms(steps), outcome.patch_terms(steps, self.num_patches, self.n_patch_desired)
-        reward = outcome.rewards(steps, lt, pt, kind=self.reward_kind, weights=(self.loss_weight, self.patch_weight),
-                                 num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
-                                 reward_fn=self.reward_fn)
-        info = {k: (v[0].copy() if v.ndim > 1 else v[0].item()) for k, v in outcome.infos(steps, lt, pt).items()}
-        return obs, float(reward[0]), terminated, truncated, info
+        reward, info = outcome.rewards_and_infos(
+            steps, num_patches=self.num_patches, n_patch_desired=self.n_patch_desired, kind=self.reward_kind,
+            weights=(self.loss_weight, self.patch_weight), reward_fn=self.reward_fn)
+        return obs, float(reward[0]), terminated, truncated, outcome.row_info(info, 0)
 
     def render(self):
         if self.render_mode is None:

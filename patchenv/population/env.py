@@ -8,7 +8,9 @@ builds it (every patchenv id registers it as its ``vector_entry_point``). What i
   is made of: its ``np_random`` (run i is the single env reset with seed + i, as
   ``make_vec``'s sync mode does), data order and augmentation generator, pending batch,
   counters, reward reference, progress statistics, episode. Every rule of a step is the
-  single env's code, run for each (`TrainingRun.record`, `PatchSelectionEnv.conclude`).
+  single env's code, run for all training runs at once on arrays with a leading E
+  (`training_run.record_steps`: counters and statistics, rows of ``env.counters`` and
+  ``env.progress``; `patchenv.env.outcome`: episode ends, rewards, info).
 - **one stacked model** (`patchenv.model.stacked.StackedViT`, `StackedAdam`) holds their
   weights and optimiser state with a leading dimension E. A step embeds all pending
   batches, runs the transformer, backward and Adam once for all runs; each run's ViT
@@ -145,7 +147,7 @@ class PopulationEnv(VectorEnv):
         Returns (obs, rewards, terminated, truncated) as (E,) numpy arrays (obs as `step`)
         and a list of E single-env info dicts (empty for runs that did not move)."""
         obs, rewards, terminated, truncated, infos = self.step_moving(actions, moving)
-        return obs, rewards, terminated, truncated, [run_info(infos, i) for i in range(self.num_envs)]
+        return obs, rewards, terminated, truncated, [outcome.row_info(infos, i) for i in range(self.num_envs)]
 
     def step_moving(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
         """`step_runs` with the info as `step` gives it: arrays (E, ...) with ``_key``
@@ -189,17 +191,13 @@ class PopulationEnv(VectorEnv):
             terminated[rows], truncated[rows] = outcome.episode_ends(steps, self.setup.episode_steps)
             for i in rows[terminated[rows] | truncated[rows]]:
                 self.runs[i].episode_over = True
-            lt = outcome.loss_terms(steps)
-            pt = outcome.patch_terms(steps, self.setup.num_patches, self.config.n_patch_desired)
             try:
-                rewards[rows] = outcome.rewards(steps, lt, pt, kind=self.config.reward,
-                                                weights=self.config.reward_weights,
-                                                num_patches=self.setup.num_patches,
-                                                n_patch_desired=self.config.n_patch_desired,
-                                                reward_fn=self.config.reward_fn)
+                rewards[rows], rows_info = outcome.rewards_and_infos(
+                    steps, num_patches=self.setup.num_patches, n_patch_desired=self.config.n_patch_desired,
+                    kind=self.config.reward, weights=self.config.reward_weights, reward_fn=self.config.reward_fn)
+                infos = self._add_rows_info(infos, rows_info, rows)
             except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the steps are applied
                 error = e
-            infos = self._add_rows_info(infos, outcome.infos(steps, lt, pt), rows)
         elapsed = self._clock.stop()
         self.train_time_s += elapsed
         for run in runs:  # every run waited for the whole population step
@@ -320,10 +318,3 @@ class PopulationEnv(VectorEnv):
         if rows != self.num_envs:
             raise ValueError(f"actions must hold one action per run, {what} with E = {self.num_envs}; got {rows}")
         return [actions[i] for i in range(self.num_envs)]
-
-
-def run_info(infos: dict, i: int) -> dict:
-    """Run i's info as its single env gives it (Python numbers, arrays copied) from a
-    vector info (arrays (E, ...) with ``_key`` masks)."""
-    return {key: (value[i].item() if value[i].ndim == 0 else value[i].copy())
-            for key, value in infos.items() if not key.startswith("_") and infos[f"_{key}"][i]}
