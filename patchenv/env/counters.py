@@ -28,3 +28,19 @@ class RunCounters:
         unset = np.isnan(self.loss_ref[rows]) & ~diverged & (self.global_step[rows] >= loss_ref_step)
         self.loss_ref[rows[unset]] = losses[unset]
         return trained_epoch
+
+
+class CounterRow:
+    """A run's counter as an attribute (``TrainingRun.epoch`` ...): row ``run.row`` of
+    ``run.counters``' array of that name, read as a Python int."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, run, owner=None):
+        if run is None:
+            return self
+        return int(getattr(run.counters, self.name)[run.row])
+
+    def __set__(self, run, value: int) -> None:
+        getattr(run.counters, self.name)[run.row] = value

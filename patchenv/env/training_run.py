@@ -25,7 +25,7 @@ from patchenv.arrays import to_numpy
 from patchenv.data import augment
 from patchenv.data.transforms import draw_augmentation
 from patchenv.env import render as render_mod
-from patchenv.env.counters import RunCounters
+from patchenv.env.counters import CounterRow, RunCounters
 from patchenv.env.progress import ProgressTracker
 from patchenv.env.run_setup import RunSetup
 from patchenv.model.cuda_graph import GraphedStep
@@ -78,29 +78,9 @@ class TrainingRun:
         self.last_step_time_s = 0.0
 
     # -- its counters (row `row` of `counters`) ------------------------------------------
-    @property
-    def epoch(self) -> int:
-        return int(self.counters.epoch[self.row])
-
-    @epoch.setter
-    def epoch(self, value: int) -> None:
-        self.counters.epoch[self.row] = value
-
-    @property
-    def global_step(self) -> int:
-        return int(self.counters.global_step[self.row])
-
-    @global_step.setter
-    def global_step(self, value: int) -> None:
-        self.counters.global_step[self.row] = value
-
-    @property
-    def episode_step(self) -> int:
-        return int(self.counters.episode_step[self.row])
-
-    @episode_step.setter
-    def episode_step(self, value: int) -> None:
-        self.counters.episode_step[self.row] = value
+    epoch = CounterRow()
+    global_step = CounterRow()
+    episode_step = CounterRow()
 
     @property
     def loss_ref(self) -> Optional[float]:
