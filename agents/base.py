@@ -226,9 +226,11 @@ class Agent:
         payload = {"format": FORMAT, "agent": self.name, "config": self.config(), "state": self.state_dict()}
         atomic_write_text(path, json.dumps(payload, indent=2))
 
-    def load(self, path: Union[str, os.PathLike]) -> "Agent":
+    def load(self, path: Union[str, os.PathLike], trust_checkpoint: bool = False) -> "Agent":
         """Become the agent saved at `path`: the constructor re-runs with the saved config,
-        then the saved state is restored. Returns self."""
+        then the saved state is restored. Returns self. No file is read by unpickling it,
+        except, with ``trust_checkpoint=True``, one an older patchenv wrote that needs it
+        (the ``ppo`` agent's)."""
         path = Path(path)
         if path.is_dir():
             raise ValueError(f"{path} is a folder, not an agent file")
@@ -242,7 +244,7 @@ class Agent:
         except Exception as e:
             raise ValueError(f"cannot read agent file {path}: {type(e).__name__}: {e}") from None
         self.rebuild(name, config, path)
-        self.restore(path, state)
+        self.restore(path, state, trust_checkpoint)
         return self
 
     def read_file(self, path: Path) -> dict:
@@ -250,8 +252,9 @@ class Agent:
         another file format override this)."""
         return json.loads(path.read_text())
 
-    def restore(self, path: Path, state: dict) -> None:
-        """The last step of ``load``, once the constructor has re-run: the saved state."""
+    def restore(self, path: Path, state: dict, trust: bool = False) -> None:
+        """The last step of ``load``, once the constructor has re-run: the saved state
+        (`trust`: whether the user trusts the file, for a format that needs unpickling)."""
         self.load_state_dict(state)
 
     def rebuild(self, name: str, config: dict, path: Union[str, os.PathLike] = "the file") -> None:

@@ -60,12 +60,15 @@ from agents.base import FORMAT, build_config
 from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.keeprate_task import PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
 from patchenv.arrays import to_numpy
+from agents.sb3_files import load_model
 from patchenv.atomic import atomic_write_bytes
+from patchenv.env.spaces import observation_space
 from patchenv.selector import ZIP_HEADER
 
 POLICIES = Path(__file__).with_name("policies")
 PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for evaluation
 OBJECTIVES = ("progress", "target")
+TRAIN_FREQ = 1  # a gradient step after every decision
 
 
 def packaged_policy(objective: str) -> Path:
@@ -120,8 +123,10 @@ def read_policy(path: Union[str, os.PathLike]):
         with zipfile.ZipFile(path) as archive:
             header = json.loads(archive.read(ZIP_HEADER))
         levels = int(header["levels"])
-        with open(path, "rb") as f:
-            model = DQN.load(f, device="cpu")
+        # The policy's spaces are the count task's (the progress observation, a level), and
+        # its train_freq is train_policy's: nothing of the file is unpickled.
+        model = load_model(DQN, path, observation_space=observation_space("progress", 1, 1, 1, None),
+                           action_space=gym.spaces.Discrete(levels), known={"train_freq": TRAIN_FREQ})
     except FileNotFoundError:
         raise ValueError(f"keeprate policy {path} not found; train one with `python -m agents.keeprate --out {path}`") \
             from None
@@ -157,7 +162,7 @@ def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every
 
         learner = PopulationRuns(PopulationEnv(population, **env_kwargs), levels, decide_every, target)
     model = DQN("MlpPolicy", learner, learning_rate=1e-3, buffer_size=20000, learning_starts=2 * decisions,
-                batch_size=64, gamma=0.98 if objective == "progress" else 0.995, train_freq=1,
+                batch_size=64, gamma=0.98 if objective == "progress" else 0.995, train_freq=TRAIN_FREQ,
                 gradient_steps=population, target_update_interval=4 * decisions,
                 exploration_fraction=0.4, exploration_final_eps=0.05, policy_kwargs=dict(net_arch=[64, 64]),
                 seed=seed, verbose=0, device="cpu")

@@ -46,8 +46,10 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 from agents.base import FORMAT, Agent, build_config
+from agents.sb3_files import load_model, space_from_json, space_to_json
 from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
+from patchenv.safe_load import TRUST_HINT
 from patchenv.selector import ZIP_HEADER, Transition
 from patchenv.wrappers import FlattenMultiBinaryAction, NonEmptyMask, ensure_nonempty
 
@@ -200,13 +202,14 @@ class PPOAgent(Agent):
             wrapped = FlattenMultiBinaryAction(wrapped)
         return wrapped
 
+    def _policy_kwargs(self) -> dict:
+        return dict(features_extractor_class=PatchFeatures,
+                    features_extractor_kwargs=dict(item_hidden=self.hp.item_hidden, item_features=self.hp.item_features),
+                    net_arch=list(self.hp.net_arch))
+
     def _create(self, env, rollout_len: int) -> None:
         device = env.unwrapped.device if self.hp.device == "auto" else torch.device(self.hp.device)
-        policy_kwargs = dict(
-            features_extractor_class=PatchFeatures,
-            features_extractor_kwargs=dict(item_hidden=self.hp.item_hidden, item_features=self.hp.item_features),
-            net_arch=list(self.hp.net_arch),
-        )
+        policy_kwargs = self._policy_kwargs()
         # No `seed=` for PPO: SB3 would reseed the global RNGs and pass the seed to the
         # env's first reset, which starts a fresh ViT run. Seed the initialisation only.
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
@@ -248,18 +251,34 @@ class PPOAgent(Agent):
         with zipfile.ZipFile(path) as archive:
             return json.loads(archive.read(ZIP_HEADER))
 
-    def restore(self, path: Path, state: dict) -> None:
+    def restore(self, path: Path, state: dict, trust: bool = False) -> None:
         """SB3's model from the same zip (onto the config's device; "auto": CUDA when
-        present), then the counters."""
+        present), then the counters. Nothing of the zip is unpickled (`agents.sb3_files`):
+        the spaces come from the header, the policy's settings from the config. A file
+        without its spaces in the header (an older patchenv's) is read with SB3's own
+        unpickling only if `trust`."""
         try:
-            with open(path, "rb") as f:
-                self.model = PPO.load(f, device=self.hp.device)
+            if "spaces" in state:
+                spaces = {k: space_from_json(state["spaces"][k]) for k in ("observation", "action")}
+                self.model = load_model(PPO, path, observation_space=spaces["observation"],
+                                        action_space=spaces["action"], device=self.hp.device,
+                                        known={"policy_kwargs": self._policy_kwargs(), "clip_range": self.hp.clip_range})
+            elif trust:
+                with open(path, "rb") as f:
+                    self.model = PPO.load(f, device=self.hp.device)
+            else:
+                raise ValueError(f"it is from an older patchenv, whose PPO spaces SB3 reads by unpickling them; "
+                                 f"{TRUST_HINT}")
         except Exception as e:
             raise ValueError(f"cannot read PPO agent file {path}: {type(e).__name__}: {e}") from None
         self.load_state_dict(state)
 
     def state_dict(self) -> dict:
-        return {**super().state_dict(), "action_shape": list(self._action_shape), "rollout_cut": self._rollout_cut}
+        state = {**super().state_dict(), "action_shape": list(self._action_shape), "rollout_cut": self._rollout_cut}
+        if self.model is not None:  # what `restore` gives SB3 instead of its pickled spaces
+            state["spaces"] = {"observation": space_to_json(self.model.observation_space),
+                               "action": space_to_json(self.model.action_space)}
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)

@@ -26,12 +26,13 @@ class RunOptions:
     checkpoint_every: int = 1
     log_dir: Optional[str] = None  # each run logs under its own sub-folder of it
     show_progress: bool = True
+    trust_checkpoint: bool = False  # also resume checkpoints an older patchenv wrote (unpickled)
 
     @classmethod
     def from_args(cls, args) -> "RunOptions":
         return cls(checkpoint_every=args.checkpoint_every,
                    log_dir=None if args.log_dir is None else str(args.log_dir),
-                   show_progress=not args.no_progress)
+                   show_progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint)
 
 
 def make_env_kwargs(cfg: dict, images, agent) -> dict:
@@ -74,7 +75,8 @@ def run_one(cfg: dict, images, selector: str, seed: int, budget: Budget, options
                             masked_eval=selector != REFERENCE and last_turn,
                             checkpoint_every=options.checkpoint_every, keep_checkpoint=keep_checkpoint,
                             log_dir=log_dir, show_progress=options.show_progress, desc=desc, stop=stop,
-                            protocol=cfg["protocol"], on_epoch=on_epoch, pause_at_epochs=pause_at_epochs)
+                            protocol=cfg["protocol"], on_epoch=on_epoch, pause_at_epochs=pause_at_epochs,
+                            trust_checkpoint=options.trust_checkpoint)
     finally:
         env.close()
 

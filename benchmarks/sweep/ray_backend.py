@@ -264,7 +264,7 @@ def job(unit: list[tuple], results: Results, options: RunOptions, die_marker: Op
     return {"point": {**point, "env": env, "out": str(results.out.resolve())}, "selector": selector, "seeds": seeds,
             "budgets": [budget_for(point, results.runs, selector, seed, None).record() for seed in seeds],
             "threads": results.cfg["threads"],
-            "checkpoint_every": options.checkpoint_every,
+            "checkpoint_every": options.checkpoint_every, "trust_checkpoint": options.trust_checkpoint,
             "log_dir": None if options.log_dir is None else str(Path(options.log_dir).resolve()),
             "die_marker": None if die_marker is None else str(Path(die_marker).resolve())}
 
@@ -293,7 +293,8 @@ def trial(config: dict, jobs: list) -> None:
     point, selector = job["point"], job["selector"]
     folders = [run_dir(Path(point["out"]), selector, seed, point.get("setting")) for seed in job["seeds"]]
     resumed_from = max(read_progress(f)["state"]["total"]["steps"] if has_checkpoint(f) else 0 for f in folders)
-    options = RunOptions(checkpoint_every=job["checkpoint_every"], log_dir=job["log_dir"], show_progress=False)
+    options = RunOptions(checkpoint_every=job["checkpoint_every"], log_dir=job["log_dir"], show_progress=False,
+                         trust_checkpoint=job.get("trust_checkpoint", False))
     # Outside the main thread GracefulInterrupt installs no handler: Tune ends a trial by
     # ending its worker, and the run's last epoch checkpoint stays for the next attempt.
     stop = GracefulInterrupt()

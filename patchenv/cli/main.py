@@ -146,7 +146,8 @@ def train(args) -> dict:
                                    resume=args.resume, config=config, checkpoint_every=args.checkpoint_every,
                                    log_dir=args.log_dir, show_progress=show, on_epoch=on_epoch,
                                    protocol=config.get("protocol", "val"), overwrite=args.overwrite, save_agent=True,
-                                   masked_eval=agent.name != "all")  # every patch is what `all` keeps anyway
+                                   masked_eval=agent.name != "all",  # every patch is what `all` keeps anyway
+                                   trust_checkpoint=args.trust_checkpoint)
             if metrics["meta"]["status"] != "complete":
                 print(f"interrupted at step {u.global_step}; continue with: patchenv train --resume --out {out}",
                       file=sys.stderr, flush=True)

@@ -46,6 +46,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, out_default: Optional[
     out.add_argument("--out", default=out_default, type=folder_path,
                      help="output folder (default: " + (out_default or "runs/<agent>-<dataset>") + ")")
     out.add_argument("--resume", action="store_true", help="continue the work saved in --out")
+    out.add_argument("--trust-checkpoint", action="store_true",
+                     help="with --resume: also continue a checkpoint an older patchenv wrote, which is read by "
+                          "unpickling it and so can run code; only for files you made (docs/security.md)")
     out.add_argument("--overwrite", action="store_true",
                      help="start over in an --out that holds results (deleted only once the new settings are valid)")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -376,10 +376,13 @@ class PatchSelectionEnv(gym.Env):
         """The run as `save_checkpoint` writes it, in memory (a population's file holds E)."""
         return run_checkpoint.sealed(self.run, self.checkpoint_shell())
 
-    def load_checkpoint(self, path: Union[str, os.PathLike]):
+    def load_checkpoint(self, path: Union[str, os.PathLike], trust_checkpoint: bool = False):
         """Restore a run saved by `save_checkpoint`; no reset needed. Returns the pending
-        observation. The env must be built with the same configuration."""
-        state = run_checkpoint.read(self.setup, path)
+        observation. The env must be built with the same configuration. The file is read
+        without running code from it; a checkpoint of an older format (v1), which needs
+        the free unpickler, is read only with ``trust_checkpoint=True``: for files you wrote.
+        A file that cannot be read is a one-line ValueError, the env unchanged."""
+        state = run_checkpoint.read(self.setup, path, trust=trust_checkpoint)
         return self.restore_checkpoint(state, path)
 
     def checkpoint_shell(self) -> dict:

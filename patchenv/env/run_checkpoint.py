@@ -4,6 +4,8 @@ file of ``save_checkpoint`` / ``load_checkpoint``.
 One file holds the ViT, the optimiser, every generator, the data order and position, the
 pending batch, the reward reference and the counters, with a SHA-256 of its contents, so a
 run continues bit for bit (same device type) and a damaged file is refused, not loaded.
+The file holds tensors and plain values only and is read without the free unpickler
+(`patchenv.safe_load`): a crafted file cannot run code.
 """
 from __future__ import annotations
 
@@ -17,13 +19,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from patchenv import safe_load
 from patchenv.atomic import atomic_torch_save
 from patchenv.env.run_setup import RunSetup
 from patchenv.env.training_run import TrainingRun
 
-# v1: the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in the
-# transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
-CHECKPOINT_FORMAT = "patchenv-checkpoint-v1"
+# v2: tensors and plain values only, read with torch.load(weights_only=True).
+# v1 holds the same run, but was read by unpickling: continued only if the user trusts it.
+# v1 and v2 have the notebook's ViT head (LayerNorm after pooling; no final LayerNorm in
+# the transformer). A v0 run's weights belong to the other architecture: refused, not loaded.
+CHECKPOINT_FORMAT = "patchenv-checkpoint-v2"
+TRUSTED_ONLY_FORMATS = ("patchenv-checkpoint-v1",)
 _OLD_CHECKPOINT_FORMATS = {
     "patchenv-checkpoint-v0": "its ViT has the newer vit-pytorch head (a LayerNorm on every token before pooling), "
                               "not the notebook's (LayerNorm after pooling) that this patchenv trains",
@@ -47,6 +53,7 @@ def sealed(run: TrainingRun, shell: dict) -> dict:
              "np_random": shell["np_random"], "np_random_seed": shell["np_random_seed"],
              "episode_over": shell["episode_over"]}
     state["model"], state["optimizer"] = _owned(state["model"]), _owned(state["optimizer"])
+    safe_load.check_plain(state, "checkpoint")  # what weights_only=True reads back, and nothing else
     payload = io.BytesIO()
     torch.save(state, payload)
     payload = payload.getvalue()
@@ -67,32 +74,34 @@ def _owned(obj):
     return obj
 
 
-def read(setup: RunSetup, path: Union[str, os.PathLike]) -> dict:
-    """The state in the checkpoint file `path`, checked (`unseal`); changes nothing."""
+def read(setup: RunSetup, path: Union[str, os.PathLike], trust: bool = False) -> dict:
+    """The state in the checkpoint file `path`, checked (`unseal`); changes nothing. The
+    file is read without running code from it; `trust` also reads the format (v1) that
+    needs the free unpickler, for a file the user wrote."""
     path = Path(path)
-    try:
-        wrapper = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
-    return unseal(setup, wrapper, path)
+    wrapper = safe_load.load(path, f"checkpoint {path}")
+    return unseal(setup, wrapper, path, trust)
 
 
-def unseal(setup: RunSetup, wrapper: Any, path) -> dict:
+def unseal(setup: RunSetup, wrapper: Any, path, trust: bool = False) -> dict:
     """The state in a sealed run (`sealed`), checked: format, checksum, and the
-    configuration of `setup`. Raises a one-line ValueError naming `path`; changes nothing."""
+    configuration of `setup`. Raises a one-line ValueError naming `path`; changes nothing.
+    A v1 run is read only if `trust` (its payload goes through the free unpickler)."""
+    if isinstance(wrapper, dict) and wrapper.get("format") in TRUSTED_ONLY_FORMATS and not trust:
+        raise ValueError(f"{path} is a {wrapper['format']} checkpoint, from a patchenv that read checkpoints by "
+                         f"unpickling them; {safe_load.TRUST_HINT}")
     if isinstance(wrapper, dict) and wrapper.get("format") in _OLD_CHECKPOINT_FORMATS:
         raise ValueError(f"{path} is a {wrapper['format']} checkpoint: "
                          f"{_OLD_CHECKPOINT_FORMATS[wrapper['format']]}; start a new run")
-    if not isinstance(wrapper, dict) or wrapper.get("format") != CHECKPOINT_FORMAT \
+    if not isinstance(wrapper, dict) or wrapper.get("format") not in (CHECKPOINT_FORMAT, *TRUSTED_ONLY_FORMATS) \
             or not isinstance(wrapper.get("payload"), bytes):
         raise ValueError(f"{path} is not a patchenv checkpoint ({CHECKPOINT_FORMAT})")
     if hashlib.sha256(wrapper["payload"]).hexdigest() != wrapper.get("sha256"):
         raise ValueError(f"checkpoint {path} is damaged: its contents do not match their checksum")
-    try:
-        state = torch.load(io.BytesIO(wrapper["payload"]), map_location=setup.device, weights_only=False)
-        saved, ours = state["config"], setup.fingerprint()
-    except Exception as e:
-        raise ValueError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    state = safe_load.load(wrapper["payload"], f"checkpoint {path}", map_location=setup.device, trust=trust)
+    saved, ours = state.get("config") if isinstance(state, dict) else None, setup.fingerprint()
+    if not isinstance(saved, dict):
+        raise ValueError(f"checkpoint {path} is damaged: it holds no env configuration")
     if saved != ours:
         diff = ", ".join(f"{k} {saved.get(k)!r} (saved) != {ours.get(k)!r}"
                          for k in sorted(saved.keys() | ours.keys()) if saved.get(k) != ours.get(k))

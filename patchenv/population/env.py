@@ -40,7 +40,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from patchenv.arrays import to_numpy
-from patchenv.env import outcome
+from patchenv.env import outcome, run_checkpoint
 from patchenv.env.config import EnvConfig
 from patchenv.env.counters import RunCounters
 from patchenv.env.patch_selection import PatchSelectionEnv
@@ -228,13 +228,28 @@ class PopulationEnv(VectorEnv):
         population_checkpoint.save(path, [shell.sealed_checkpoint() for shell in self.runs],
                                    self._autoreset.tolist(), self.train_time_s)
 
-    def load_checkpoint(self, path: Union[str, os.PathLike]):
+    def load_checkpoint(self, path: Union[str, os.PathLike], trust_checkpoint: bool = False):
         """Restore a population saved by `save_checkpoint` (same configuration and E); no
-        reset needed. Returns the pending observation."""
-        states, autoreset, train_time_s = population_checkpoint.read(path, self.setup, self.num_envs)
-        for i, (shell, state) in enumerate(zip(self.runs, states)):
-            shell.restore_checkpoint(state, f"{path} (run {i})")
-            self._adopt(i)
+        reset needed. Returns the pending observation. Read without running code from the
+        file; an older format (v1) only with ``trust_checkpoint=True`` (as the single env's
+        ``load_checkpoint``). A file that cannot be read or restored is a one-line
+        ValueError, with every run as it was."""
+        states, autoreset, train_time_s = population_checkpoint.read(path, self.setup, self.num_envs,
+                                                                     trust=trust_checkpoint)
+        # Every state is checked, but a run can still refuse its state (a tensor of another
+        # shape under a valid checksum): then the runs restored before it go back.
+        before = [shell.sealed_checkpoint() if shell.model is not None else None for shell in self.runs]
+        try:
+            for i, (shell, state) in enumerate(zip(self.runs, states)):
+                shell.restore_checkpoint(state, f"{path} (run {i})")
+                self._adopt(i)
+        except ValueError:
+            for j, sealed in enumerate(before[:i]):
+                if sealed is not None:
+                    self.runs[j].restore_checkpoint(run_checkpoint.unseal(self.setup, sealed, "the run before"),
+                                                    "the run before")
+                    self._adopt(j)
+            raise
         self._autoreset = np.asarray(autoreset, dtype=bool)
         self.train_time_s = train_time_s
         self._observe()
@@ -245,9 +260,10 @@ class PopulationEnv(VectorEnv):
         same settings continues it with ``load_checkpoint``."""
         self.runs[i].save_checkpoint(path)
 
-    def load_run_checkpoint(self, i: int, path: Union[str, os.PathLike]):
-        """Make run i the run a single env (or `save_run_checkpoint`) saved to `path`."""
-        self.runs[i].load_checkpoint(path)
+    def load_run_checkpoint(self, i: int, path: Union[str, os.PathLike], trust_checkpoint: bool = False):
+        """Make run i the run a single env (or `save_run_checkpoint`) saved to `path`
+        (``trust_checkpoint`` as in ``load_checkpoint``)."""
+        self.runs[i].load_checkpoint(path, trust_checkpoint=trust_checkpoint)
         self._adopt(i)
         self._autoreset[i] = False
         self._observe()

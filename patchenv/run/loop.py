@@ -64,7 +64,8 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
                  checkpoint_every: int = 1, keep_checkpoint: bool = True, log_dir=None,
                  show_progress: bool = True, desc: str = "", stop: Optional[GracefulInterrupt] = None,
                  on_epoch: Optional[Callable[[dict], None]] = None, protocol: str = "val",
-                 overwrite: bool = False, save_agent: bool = False, pause_at_epochs: bool = False) -> dict:
+                 overwrite: bool = False, save_agent: bool = False, pause_at_epochs: bool = False,
+                 trust_checkpoint: bool = False) -> dict:
     """Train `agent` in `env` (built with ``agent.env_kwargs()``) for `budget`; returns the
     metrics written to ``out/metrics.json``: ``{"meta", "epochs", "partial", "summary"}``
     with ``meta["status"]`` ``complete``, ``paused`` or ``interrupted``.
@@ -82,7 +83,9 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
     passed ``setup`` (a bad agent deletes nothing); ``save_agent=True`` writes the trained
     agent to ``out/agent<save_suffix>`` when the run completes. ``pause_at_epochs=True``: the
     epoch budget is a turn of a longer run (an interleaved sweep), so reaching it leaves
-    ``status: "paused"`` (a seconds or FLOPs budget, when it ends the run, still completes it)."""
+    ``status: "paused"`` (a seconds or FLOPs budget, when it ends the run, still completes it).
+    The checkpoint is read without running code from its files; ``trust_checkpoint=True``
+    also continues one an older patchenv wrote (read with the free unpickler)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
     out = Path(out)
@@ -90,17 +93,18 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
         return _run(env, agent, out, budget=budget, seed=seed, resume=resume, config=dict(config or {}),
                     masked_eval=masked_eval, checkpoint_every=checkpoint_every, keep_checkpoint=keep_checkpoint,
                     log_dir=log_dir, show_progress=show_progress, desc=desc, stop=stop, on_epoch=on_epoch,
-                    protocol=protocol, overwrite=overwrite, save_agent=save_agent, pause_at_epochs=pause_at_epochs)
+                    protocol=protocol, overwrite=overwrite, save_agent=save_agent, pause_at_epochs=pause_at_epochs,
+                    trust_checkpoint=trust_checkpoint)
 
 
 def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed: int, resume: bool, config: dict,
          masked_eval: bool, checkpoint_every: int, keep_checkpoint: bool, log_dir, show_progress: bool, desc: str,
          stop: Optional[GracefulInterrupt], on_epoch: Optional[Callable[[dict], None]], protocol: str,
-         overwrite: bool, save_agent: bool, pause_at_epochs: bool) -> dict:
+         overwrite: bool, save_agent: bool, pause_at_epochs: bool, trust_checkpoint: bool) -> dict:
     """`run_training`'s work, with the folder's lock held."""
     u: RunnableEnv = env.unwrapped
     if resume and has_checkpoint(out):
-        state = load_checkpoint(out, env, agent)
+        state = load_checkpoint(out, env, agent, trust_checkpoint)
         resumed = True
         caveat = getattr(agent, "resume_caveat", None)
         if caveat:  # an agent that cannot continue bit for bit from this checkpoint says why

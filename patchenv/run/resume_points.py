@@ -1,6 +1,7 @@
 """A run's resume points: ``out/checkpoints/step-<global step>/`` holding the env's run
 (``env.pt``), the agent (``agent<save_suffix>``) and every global generator (``rng.pt``),
-committed by ``out/progress.json``, which names the folder and holds the runner's state."""
+committed by ``out/progress.json``, which names the folder and holds the runner's state.
+Every file of it is read without running code from it (`patchenv.safe_load`, JSON)."""
 from __future__ import annotations
 
 import json
@@ -12,12 +13,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from patchenv import safe_load
 from patchenv.atomic import atomic_torch_save, atomic_write_json
 from patchenv.run.errors import RunError
 from patchenv.run.records import RunState
 from patchenv.selector import PatchSelector
 
 FORMAT = "patchenv-run-v1"
+# rng.pt: every global generator's state as tensors and plain values (numpy's key as a
+# tensor), read with weights_only=True. The file before it (no format) held numpy arrays.
+RNG_FORMAT = "patchenv-rng-v2"
 
 
 def seed_everything(seed: int) -> None:
@@ -29,15 +34,31 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The global generators' states (Python's, numpy's legacy one, torch's and CUDA's), as
+    tensors and plain values."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"] = {"key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+                            "pos": int(numpy_state["state"]["pos"])}
+    state = {"format": RNG_FORMAT, "python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Make `state` (`rng_state`, or the older layout with numpy's own tuple) the global
+    generators'. Raises (TypeError, ValueError, KeyError) on a state that does not fit."""
+    numpy_state = state["numpy"]
+    if isinstance(numpy_state, dict):  # ours: the key back to numpy's uint32 array
+        key = numpy_state["state"]["key"]
+        if not (isinstance(key, torch.Tensor) and key.shape == (624,) and key.dtype == torch.int64):
+            raise ValueError("numpy's generator key should be 624 integers")
+        numpy_state = {**numpy_state, "state": {**numpy_state["state"], "key": key.numpy().astype(np.uint32)}}
+    python_state = state["python"]
+    if isinstance(python_state, list):  # a tuple, if the file came through a list-only writer
+        python_state = (python_state[0], tuple(python_state[1]), python_state[2])
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -99,19 +120,24 @@ def save_checkpoint(out: Path, env, agent: PatchSelector, state: RunState, confi
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(out: Path, env, agent: PatchSelector) -> RunState:
+def load_checkpoint(out: Path, env, agent: PatchSelector, trust_checkpoint: bool = False) -> RunState:
     """Restore env, agent, RNGs and the runner's state; a damaged or mismatched checkpoint
-    is a one-line RunError naming the folder."""
+    is a one-line RunError naming the folder. No file is unpickled freely unless
+    `trust_checkpoint` (for a folder an older patchenv wrote, that the user trusts)."""
     progress = read_progress(out)
     folder = out / progress["checkpoint"]
     try:
-        env.unwrapped.load_checkpoint(folder / "env.pt")
-        agent.load(folder / f"agent{agent.save_suffix}")
-        rngs = torch.load(folder / "rng.pt", weights_only=False)
+        rngs = safe_load.load(folder / "rng.pt", folder / "rng.pt", trust=trust_checkpoint)
         if not (isinstance(rngs, dict) and {"python", "numpy", "torch"} <= set(rngs)):
             raise ValueError(f"{folder / 'rng.pt'} holds no python, numpy and torch generator states")
+        if rngs.get("format") != RNG_FORMAT and not trust_checkpoint:
+            raise ValueError(f"{folder / 'rng.pt'} is from an older patchenv; {safe_load.TRUST_HINT}")
+        env.unwrapped.load_checkpoint(folder / "env.pt", trust_checkpoint=trust_checkpoint)
+        # A plug-in's load(path) need not take the flag: it is passed only when given.
+        agent_file = folder / f"agent{agent.save_suffix}"
+        agent.load(agent_file, trust_checkpoint=True) if trust_checkpoint else agent.load(agent_file)
         state = RunState.from_dict(progress["state"])
         set_rng_state(rngs)
-    except Exception as e:  # unpickling a damaged file can raise almost anything
+    except Exception as e:  # a damaged file can raise almost anything on its way in
         raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {e}") from None
     return state

@@ -423,7 +423,7 @@ DAMAGE = {  # what a crash, a full disk or a curious user can leave in a run fol
     "agent file not JSON": (lambda d, ck: (ck / "agent.json").write_text("not json{"), "agent.json"),
     "agent file empty": (lambda d, ck: (ck / "agent.json").write_text(""), "agent.json is empty"),
     "agent file a folder": (lambda d, ck: _folder_instead(ck / "agent.json"), "agent.json is a folder"),
-    "rng file garbage": (lambda d, ck: (ck / "rng.pt").write_bytes(b"garbage"), "UnpicklingError"),
+    "rng file garbage": (lambda d, ck: (ck / "rng.pt").write_bytes(b"garbage"), "not a torch.save file"),
     "rng file of something else": (lambda d, ck: __import__("torch").save({"x": 1}, ck / "rng.pt"),
                                    "rng.pt holds no python, numpy and torch"),
     "env checkpoint a folder": (lambda d, ck: _folder_instead(ck / "env.pt"), "env.pt"),

@@ -39,7 +39,7 @@ def assert_same_step(s1, s2):
 
 def read_run(path):
     """The run a checkpoint file holds (inside its checksummed wrapper)."""
-    return torch.load(io.BytesIO(torch.load(path, weights_only=False)["payload"]), weights_only=False)
+    return torch.load(io.BytesIO(torch.load(path, weights_only=True)["payload"]), weights_only=True)
 
 
 def write_run(state, path, checksum=True):
@@ -394,7 +394,7 @@ def test_checkpoint_of_the_previous_vit_architecture_is_refused(tmp_path):
     env.step(np.ones(N))
     env.save_checkpoint(tmp_path / "c.pt")
     state = read_run(tmp_path / "c.pt")
-    assert state["format"] == "patchenv-checkpoint-v1"
+    assert state["format"] == "patchenv-checkpoint-v2"
     model = state["model"]
     d = model["linear_head.0.weight"].shape[0]
     model["transformer.norm.weight"], model["transformer.norm.bias"] = torch.ones(d), torch.zeros(d)
