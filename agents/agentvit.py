@@ -65,7 +65,6 @@ from __future__ import annotations
 import math
 import os
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -76,6 +75,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from agents.base import FORMAT, Agent, build_config
+from patchenv import safe_load
 from patchenv.atomic import atomic_torch_save
 from patchenv.agentvit_exploration import exploration_mask
 from patchenv.selector import Transition
@@ -343,11 +343,10 @@ class AgentViT(Agent):
         atomic_torch_save({"format": FORMAT, "agent": self.name, "config": self.config(),
                            "state": self.state_dict()}, path)
 
-    def read_file(self, path: Path) -> dict:
-        """One ``torch.save`` file (weights, replay, optimiser), read without unpickling code."""
-        if not zipfile.is_zipfile(path):  # torch.save writes a zip; torch.load's own complaint spans lines
-            raise ValueError("not a torch.save archive (agentvit saves one .pt file written by torch.save)")
-        return torch.load(path, map_location="cpu", weights_only=True)
+    def read_file(self, path: Path, trust: bool = False) -> dict:
+        """One ``torch.save`` file (weights, replay, optimiser), read without unpickling code
+        and with its members' checksums checked (`patchenv.safe_load`)."""
+        return safe_load.load(path, "the file")
 
     def state_dict(self) -> dict:
         k = self.replay_size

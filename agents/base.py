@@ -15,7 +15,6 @@ override ``train``.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import time
 from dataclasses import fields
@@ -24,7 +23,7 @@ from typing import Any, Callable, ClassVar, Optional, TypeVar, Union
 
 import numpy as np
 
-from patchenv.atomic import atomic_write_text
+from patchenv import checked_json
 from patchenv.checks import check_seed
 from patchenv.selector import SELECTIONS, Transition
 
@@ -222,9 +221,10 @@ class Agent:
         self.overhead_time_s = float(state.get("overhead_time_s", 0.0))
 
     def save(self, path: Union[str, os.PathLike]) -> None:
-        """One JSON file: ``{"format", "agent", "config", "state"}``, written atomically."""
-        payload = {"format": FORMAT, "agent": self.name, "config": self.config(), "state": self.state_dict()}
-        atomic_write_text(path, json.dumps(payload, indent=2))
+        """One JSON file: ``{"format", "agent", "config", "state"}`` and its checksum
+        (`patchenv.checked_json`), written atomically."""
+        checked_json.write(path, {"format": FORMAT, "agent": self.name, "config": self.config(),
+                                  "state": self.state_dict()})
 
     def load(self, path: Union[str, os.PathLike], trust_checkpoint: bool = False) -> "Agent":
         """Become the agent saved at `path`: the constructor re-runs with the saved config,
@@ -237,7 +237,7 @@ class Agent:
         if path.is_file() and path.stat().st_size == 0:
             raise ValueError(f"agent file {path} is empty")
         try:
-            payload = self.read_file(path)
+            payload = self.read_file(path, trust_checkpoint)
             name, config, state = payload["agent"], payload["config"], payload["state"]
         except FileNotFoundError:
             raise
@@ -247,10 +247,10 @@ class Agent:
         self.restore(path, state, trust_checkpoint)
         return self
 
-    def read_file(self, path: Path) -> dict:
-        """``{"agent", "config", "state"}`` as ``save`` wrote it (JSON here; agents with
-        another file format override this)."""
-        return json.loads(path.read_text())
+    def read_file(self, path: Path, trust: bool = False) -> dict:
+        """``{"agent", "config", "state"}`` as ``save`` wrote it (checked JSON here: a file
+        without its checksum only if `trust`; agents with another file format override this)."""
+        return checked_json.read(path, trust=trust)
 
     def restore(self, path: Path, state: dict, trust: bool = False) -> None:
         """The last step of ``load``, once the constructor has re-run: the saved state

@@ -246,7 +246,7 @@ class PPOAgent(Agent):
             archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
         atomic_write_bytes(path, buf.getvalue())
 
-    def read_file(self, path: Path) -> dict:
+    def read_file(self, path: Path, trust: bool = False) -> dict:
         """The patchenv header inside SB3's zip (name, config, counters)."""
         with zipfile.ZipFile(path) as archive:
             return json.loads(archive.read(ZIP_HEADER))

@@ -180,7 +180,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         check_out(out, "results.json", args.resume, args.overwrite)
         cfg = make_config(args)
         points = plan.grid_points(cfg, args)
-        runs = load_previous(out, cfg) if args.resume else []
+        runs = load_previous(out, cfg, args.trust_checkpoint) if args.resume else []
     except ValueError as e:
         parser.error(one_line(e))
     fill_eval_split(runs, cfg, points)

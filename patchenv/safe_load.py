@@ -43,6 +43,15 @@ def load(source: Union[str, os.PathLike, bytes], name, *, map_location="cpu", tr
     # the weights-only unpickler's complaint about it would read like a crafted file's).
     if not zipfile.is_zipfile(source):
         raise ValueError(f"cannot read {name}: not a torch.save file")
+    # torch's reader does not check the members' CRC-32s: a flipped bit in a tensor would
+    # load as another number. Python's zipfile does.
+    try:
+        with zipfile.ZipFile(source) as archive:
+            damaged = archive.testzip()
+    except Exception as e:
+        raise ValueError(f"cannot read {name}: {type(e).__name__}: {first_line(e)}") from None
+    if damaged is not None:
+        raise ValueError(f"{name} is damaged: its member {damaged} does not match its checksum")
     source.seek(0)
     try:
         with warnings.catch_warnings():  # a damaged file's pickle protocol warning is not the user's news

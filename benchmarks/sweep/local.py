@@ -107,7 +107,8 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
     for point, seed, selector in todo:  # a resumed sweep continues from each run's checkpoint
         folder = run_dir(out, selector, seed, point.get("setting"))
         done_epochs[(point.get("setting"), seed, selector)] = (
-            len(read_progress(folder)["state"]["history"]) if resume and has_checkpoint(folder) else 0)
+            len(read_progress(folder, options.trust_checkpoint)["state"]["history"])
+            if resume and has_checkpoint(folder) else 0)
     active = list(todo)
     while active:
         for i in rng.permutation(len(active)):

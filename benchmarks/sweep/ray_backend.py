@@ -47,7 +47,7 @@ from benchmarks.sweep.plan import (REFERENCE, budget_for, images_key, population
                                    safe_name)
 from benchmarks.sweep.population_schedule import run_population_of
 from benchmarks.sweep.results import Results
-from patchenv import data as data_mod
+from patchenv import checked_json, data as data_mod
 from patchenv.atomic import jsonable
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run.meta import git_commit
@@ -292,7 +292,8 @@ def trial(config: dict, jobs: list) -> None:
     torch.set_num_threads(job["threads"])  # as the local backend; Ray's OMP_NUM_THREADS is not what torch uses
     point, selector = job["point"], job["selector"]
     folders = [run_dir(Path(point["out"]), selector, seed, point.get("setting")) for seed in job["seeds"]]
-    resumed_from = max(read_progress(f)["state"]["total"]["steps"] if has_checkpoint(f) else 0 for f in folders)
+    trust = job.get("trust_checkpoint", False)
+    resumed_from = max(read_progress(f, trust)["state"]["total"]["steps"] if has_checkpoint(f) else 0 for f in folders)
     options = RunOptions(checkpoint_every=job["checkpoint_every"], log_dir=job["log_dir"], show_progress=False,
                          trust_checkpoint=job.get("trust_checkpoint", False))
     # Outside the main thread GracefulInterrupt installs no handler: Tune ends a trial by
@@ -326,10 +327,10 @@ def finished_before(folder: Path, config: dict) -> Optional[dict]:
     if has_checkpoint(folder) or not path.is_file():
         return None
     try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
+        metrics = checked_json.read(path)  # damaged, edited or older: the run is run again
+    except ValueError:
         return None
-    meta = metrics.get("meta") or {}
+    meta = metrics.get("meta") if isinstance(metrics.get("meta"), dict) else {}
     return metrics if meta.get("status") == "complete" and meta.get("config") == jsonable(config) else None
 
 

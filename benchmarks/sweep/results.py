@@ -3,7 +3,6 @@
 finished run; and the rows of an earlier sweep, read back for ``--resume``."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +12,7 @@ from benchmarks.common import write_csv
 from benchmarks.sweep.grid import grid_text
 from benchmarks.sweep.plots import plot, plot_keep_frequency
 from benchmarks.sweep.stats import fill_relative
-from patchenv.atomic import atomic_write_json
+from patchenv import checked_json
 from patchenv.run import SUMMARY_FIELDS, eval_split
 
 # Scalar per-run fields: the CSV's columns, in order (the JSON adds the per-epoch "curve").
@@ -51,7 +50,7 @@ def write_results(out: Path, meta: dict, runs: list[dict], cfg: dict, status: st
     fields filled in first)."""
     fill_relative(runs, cfg["target_accuracy"])
     meta = dict(meta, status=status, in_progress=in_progress)
-    atomic_write_json(out / "results.json", {"meta": meta, "runs": runs})
+    checked_json.write(out / "results.json", {"meta": meta, "runs": runs})
     write_csv(out / "results.csv", runs, csv_fields(cfg))
     if runs:
         title = f"{cfg['dataset']}, preset {cfg['preset']}, {cfg['budget']} ({cfg['device']})"
@@ -85,16 +84,19 @@ class Results:
             self.bar.update(1)
 
 
-def load_previous(out: Path, cfg: dict) -> list[dict]:
+def load_previous(out: Path, cfg: dict, trust: bool = False) -> list[dict]:
     """The rows of OUT/results.json, for --resume; refused when it was made with another
-    configuration (the keys of COMPARABLE, the grid's keys)."""
+    configuration (the keys of COMPARABLE, the grid's keys), or is damaged (its checksum,
+    `patchenv.checked_json`; a file without one only if `trust`)."""
     path = out / "results.json"
     if not path.is_file():
         return []
     try:
-        previous = json.loads(path.read_text())
+        previous = checked_json.read(path, trust=trust)
         old_cfg = previous["meta"]["config"]
         runs = list(previous["runs"])
+        if not isinstance(old_cfg, dict) or not all(isinstance(r, dict) for r in runs):
+            raise TypeError("its config or rows are not JSON objects")
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); use another --out") from None
     diff = {k: (old_cfg.get(k), cfg.get(k)) for k in COMPARABLE if old_cfg.get(k) != cfg.get(k)}

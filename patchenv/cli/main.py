@@ -58,7 +58,7 @@ def _resume_config(args, out: Path) -> tuple[dict, dict]:
     """The saved run's configuration (checked against what was given again) and its
     progress.json, read once."""
     try:
-        progress = read_progress(out)
+        progress = read_progress(out, trust=args.trust_checkpoint)
     except RunError as e:
         raise CLIError(f"{e} (start the run without --resume)") from None
     saved = progress["config"]

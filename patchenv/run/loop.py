@@ -45,7 +45,7 @@ from typing import Callable, Optional
 import gymnasium as gym
 from tqdm import tqdm
 
-from patchenv.atomic import atomic_write_json
+from patchenv import checked_json
 from patchenv.run.resume_points import has_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from patchenv.run.errors import ResumeNotExactWarning, RunError
 from patchenv.run.interrupt import GracefulInterrupt
@@ -137,7 +137,7 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
             meta["exit_status"] = stop.exit_status
         metrics = {"meta": meta, "epochs": state.history,
                    "partial": partial(state) if state.epoch.steps else None, "summary": final}
-        atomic_write_json(out / "metrics.json", metrics)
+        checked_json.write(out / "metrics.json", metrics)
         return metrics
 
     def done() -> bool:

@@ -4,7 +4,6 @@ committed by ``out/progress.json``, which names the folder and holds the runner'
 Every file of it is read without running code from it (`patchenv.safe_load`, JSON)."""
 from __future__ import annotations
 
-import json
 import random
 import shutil
 from dataclasses import asdict
@@ -13,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from patchenv import safe_load
-from patchenv.atomic import atomic_torch_save, atomic_write_json
+from patchenv import checked_json, safe_load
+from patchenv.atomic import atomic_torch_save
 from patchenv.run.errors import RunError
 from patchenv.run.records import RunState
 from patchenv.selector import PatchSelector
@@ -68,18 +67,19 @@ def has_checkpoint(out) -> bool:
     return (Path(out) / "progress.json").is_file()
 
 
-def read_progress(out) -> dict:
-    """progress.json of `out`, checked: it names an existing checkpoint folder of `out`,
-    and holds a configuration and a runner state of the right shape."""
+def read_progress(out, trust: bool = False) -> dict:
+    """progress.json of `out`, checked: its checksum (`patchenv.checked_json`; one without
+    is read only if `trust`), it names an existing checkpoint folder of `out`, and holds a
+    configuration and a runner state of the right shape."""
     path = Path(out) / "progress.json"
     if path.exists() and not path.is_file():
         raise RunError(f"{path} is a folder; it should be the run's progress file")
     if not path.is_file():
         raise RunError(f"nothing to resume in {out}: no progress.json")
     try:
-        progress = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise RunError(f"cannot read {path}: {e}") from None
+        progress = checked_json.read(path, trust=trust)
+    except ValueError as e:
+        raise RunError(str(e)) from None
     if not isinstance(progress, dict) or progress.get("format") != FORMAT:
         raise RunError(f"{path} is not a patchenv run ({FORMAT})")
     checkpoint = progress.get("checkpoint")
@@ -113,7 +113,7 @@ def save_checkpoint(out: Path, env, agent: PatchSelector, state: RunState, confi
     agent.save(folder / f"agent{agent.save_suffix}")
     atomic_torch_save(rng_state(), folder / "rng.pt")
     # The commit point: until progress.json names the new folder, the old one is the checkpoint.
-    atomic_write_json(out / "progress.json", {"format": FORMAT, "checkpoint": f"checkpoints/{name}",
+    checked_json.write(out / "progress.json", {"format": FORMAT, "checkpoint": f"checkpoints/{name}",
                                               "config": config, "state": asdict(state)})
     for old in root.iterdir():
         if old.name != name:
@@ -124,7 +124,7 @@ def load_checkpoint(out: Path, env, agent: PatchSelector, trust_checkpoint: bool
     """Restore env, agent, RNGs and the runner's state; a damaged or mismatched checkpoint
     is a one-line RunError naming the folder. No file is unpickled freely unless
     `trust_checkpoint` (for a folder an older patchenv wrote, that the user trusts)."""
-    progress = read_progress(out)
+    progress = read_progress(out, trust_checkpoint)
     folder = out / progress["checkpoint"]
     try:
         rngs = safe_load.load(folder / "rng.pt", folder / "rng.pt", trust=trust_checkpoint)

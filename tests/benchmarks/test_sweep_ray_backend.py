@@ -8,6 +8,7 @@ import pytest
 from benchmarks import compare_selectors
 from benchmarks.sweep import plan, ray_backend
 from benchmarks.sweep.results import RUN_FIELDS
+from patchenv import checked_json
 from patchenv.run import Budget
 
 ray_backend.prepare_environment()  # before Ray is imported: it reads these settings once
@@ -87,7 +88,7 @@ def test_a_run_finished_but_not_reported_is_not_run_again(tmp_path):
     folder = plan.run_dir(tmp_path, "all", 0)
     config = plan.run_config(cfg, "all", 0, Budget(epochs=1))
     metrics = ray_backend.finished_before(folder, config)
-    assert metrics == json.loads((folder / "metrics.json").read_text())
+    assert metrics == checked_json.read(folder / "metrics.json")
     assert ray_backend.finished_before(folder, plan.run_config(
         cfg, "all", 0, Budget(epochs=2))) is None  # another budget: run it
 

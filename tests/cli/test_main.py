@@ -8,7 +8,7 @@ import pytest
 
 import agents
 from benchmarks import compare_selectors
-from patchenv import cli
+from patchenv import checked_json, cli
 from patchenv.run import loop as run_loop
 from patchenv.run.interrupt import GracefulInterrupt
 
@@ -409,9 +409,11 @@ def _progress(run_dir):
 
 
 def _rewrite_progress(run_dir, change):
-    progress = _progress(run_dir)
+    """progress.json with `change` made, resealed: a file our writer made, that holds
+    something wrong (a damaged one is refused by its checksum, tested elsewhere)."""
+    progress = checked_json.read(run_dir / "progress.json")
     change(progress)
-    (run_dir / "progress.json").write_text(json.dumps(progress))
+    checked_json.write(run_dir / "progress.json", progress)
 
 
 def _folder_instead(path):
