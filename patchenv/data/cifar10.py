@@ -42,6 +42,21 @@ def load(root: Path, download: bool) -> ImageData:
     return ImageData("cifar10", *splits, num_classes=10, mean=CIFAR10_MEAN, std=CIFAR10_STD)
 
 
+class _ArraysOnly(pickle.Unpickler):
+    """An unpickler that builds dicts, lists, strings, numbers and numpy arrays, and no
+    other object: the batch files are pickles, and a crafted one would otherwise run code
+    on the machine that reads it."""
+
+    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}  # bytes in a protocol-2 pickle
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR-10 batch never holds")
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path):
     """One CIFAR-10 batch file: a pickled dict with "data", (n, 3072) uint8 rows holding
     the R, G and B planes of a 32x32 image, and "labels", n ints in [0, 10). The keys are
@@ -49,7 +64,7 @@ def _read_cifar_batch(path: Path):
     from Python 3; both are accepted. Returns ((n, 3, 32, 32) uint8, (n,) int64)."""
     try:
         with open(path, "rb") as f:
-            entry = pickle.load(f, encoding="latin1")
+            entry = _ArraysOnly(f, encoding="latin1").load()
         entry = {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in dict(entry).items()}
         x = np.asarray(entry["data"])
         y = np.asarray(entry["labels"])

@@ -238,3 +238,20 @@ def test_an_agentvit_file_with_code_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"a\.pt"):
         agents.make("agentvit", seed=0).load(tmp_path / "a.pt")
     assert not marker.exists()
+
+
+def test_a_crafted_cifar10_batch_runs_nothing(tmp_path):
+    """CIFAR-10's own format is a pickle: the reader builds arrays, lists and strings only."""
+    from datasets_on_disk import write_cifar10
+
+    from patchenv.data.images import DatasetCorruptError
+
+    write_cifar10(tmp_path, n_per_file=8)
+    assert data.load_dataset("cifar10", data_root=tmp_path).train_x.shape[0] == 40  # the real format reads
+    marker = tmp_path / "ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(pickle.dumps({"data": Payload(marker), "labels": [0]}, protocol=2))
+    with pytest.raises(DatasetCorruptError, match=r"data_batch_3.*os\.system|data_batch_3.*posix\.system") as e:
+        data.load_dataset("cifar10", data_root=tmp_path)
+    one_line(str(e.value))
+    assert not marker.exists()
