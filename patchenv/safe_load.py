@@ -68,6 +68,12 @@ def load(source: Union[str, os.PathLike, bytes], name, *, map_location="cpu", tr
         raise ValueError(f"cannot read {name}: {type(e).__name__}: {first_line(e)}") from None
 
 
+def one_line(e: BaseException) -> str:
+    """An exception's whole message on one line (torch's state-dict errors list one
+    mismatch per line)."""
+    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+
+
 def first_line(e: BaseException) -> str:
     """The first non-empty line of an exception's message (torch's are often paragraphs)."""
     for line in str(e).splitlines():

@@ -121,5 +121,5 @@ def restore(run: TrainingRun, state: dict, path) -> dict:
             raise KeyError(f"missing {sorted(missing)}")
         run.load_checkpoint_state(state)
     except Exception as e:
-        raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {e}") from None
+        raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {safe_load.one_line(e)}") from None
     return {"np_random": np_random, "np_random_seed": state["np_random_seed"], "episode_over": state["episode_over"]}

@@ -139,5 +139,5 @@ def load_checkpoint(out: Path, env, agent: PatchSelector, trust_checkpoint: bool
         state = RunState.from_dict(progress["state"])
         set_rng_state(rngs)
     except Exception as e:  # a damaged file can raise almost anything on its way in
-        raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {e}") from None
+        raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {safe_load.one_line(e)}") from None
     return state

@@ -255,3 +255,24 @@ def test_a_crafted_cifar10_batch_runs_nothing(tmp_path):
         data.load_dataset("cifar10", data_root=tmp_path)
     one_line(str(e.value))
     assert not marker.exists()
+
+
+def test_a_population_that_refuses_one_runs_state_keeps_every_run_as_it_was(tmp_path):
+    """Each run's state is checked before any changes, but a run can still refuse one (a
+    tensor of another shape under a checksum that matches): the runs restored before it
+    go back to what they were."""
+    envs = PopulationEnv(2, **{**TINY, "dataset": _SYNTHETIC})
+    envs.reset(seed=0)
+    envs.save_checkpoint(tmp_path / "pop.pt")
+    envs.step(np.ones((2, N), dtype=np.int8))  # the runs move on from what the file holds
+    before = [run.sealed_checkpoint()["sha256"] for run in envs.runs]
+    saved = torch.load(tmp_path / "pop.pt", weights_only=True)
+    state = torch.load(io.BytesIO(saved["runs"][1]["payload"]), weights_only=True)
+    name = next(iter(state["model"]))
+    state["model"][name] = torch.zeros(3, 3)
+    torch.save({**saved, "runs": [saved["runs"][0], sealed(state, "patchenv-checkpoint-v2")]}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match=r"bad\.pt \(run 1\)") as e:
+        envs.load_checkpoint(tmp_path / "bad.pt")
+    one_line(str(e.value))
+    assert [run.sealed_checkpoint()["sha256"] for run in envs.runs] == before
+    envs.close()
