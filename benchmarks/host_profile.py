@@ -1,6 +1,7 @@
 """Where a population step's time goes on the host: Python bookkeeping against torch ops.
 
     python -m benchmarks.host_profile --num-envs 1,2,4,8,16,32,64 --preset tiny --out results/host_profile
+    python -m benchmarks.population --host-profile ...   # the same rows, beside the speed-up table
 
 For each E, one `PopulationEnv` (synthetic data, ``selection="batch"``, ``obs_type="pooled"``,
 every other patch kept, episodes longer than the run) takes ``--warmup`` steps, then
@@ -40,9 +41,11 @@ def _top_level_ms(prof: torch.profiler.profile) -> float:
     return sum(e.cpu_time_total for e in prof.events() if e.cpu_parent is None) / 1e3
 
 
-def profile_population(num_envs: int, preset: str, steps: int, warmup: int, repeats: int) -> dict:
-    """Per-step milliseconds of E runs as one population (module docstring)."""
-    pop = PopulationEnv(num_envs, preset=preset, dataset="synthetic", device="cpu", selection="batch",
+def profile_population(num_envs: int, preset: str, steps: int, warmup: int, repeats: int, device: str = "cpu",
+                       dataset="synthetic") -> dict:
+    """Per-step milliseconds of E runs as one population (module docstring). On CUDA the
+    operators' host time is their launch (and any wait for the device)."""
+    pop = PopulationEnv(num_envs, preset=preset, dataset=dataset, device=device, selection="batch",
                         obs_type="pooled", episode_steps=10**6)
     pop.reset(seed=0)
     n = pop.single_action_space.shape[0]
@@ -51,7 +54,7 @@ def profile_population(num_envs: int, preset: str, steps: int, warmup: int, repe
     for _ in range(warmup):
         pop.step(actions)
     walls, torch_ms, python_ms = [], [], []
-    timer = DeviceTimer("cpu")
+    timer = DeviceTimer(device)
     for _ in range(repeats):
         walls.append(timer(lambda: pop.step(actions), steps) * 1e3)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:

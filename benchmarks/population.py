@@ -40,6 +40,13 @@ kernels, which a population pays once for E runs. Target on an H100/H200-class G
 tiny runs as one population at >= 10x the run-steps/s of the same 32 runs one by one
 (printed with PASS/FAIL when measured on CUDA).
 
+``--host-profile``: then, for each preset and E, where a population step's time goes on the
+host (`benchmarks.host_profile`): milliseconds in torch's top-level operators against the
+Python around them (parsing actions, the runs' bookkeeping, the info), per step and per
+run. The Python part does not shrink on a faster device, so it bounds a GPU population's
+speed-up at large E. Rows under ``host_profile`` in population.json, a second table in
+population.md, and OUT/population_host.png.
+
 Writes OUT/population.json (meta block and rows, rewritten after every cell, so a long
 run keeps what it measured), OUT/population.md (the table) and OUT/population.png
 (speed-up against E, one line per preset).
@@ -59,6 +66,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import markdown_table, parse_list, pyplot, save_figure, timed
+from benchmarks.host_profile import profile_population
 from benchmarks.trial_memory import peak_rss_mib
 from patchenv import PatchSelectionEnv
 from patchenv.atomic import atomic_write_json, atomic_write_text
@@ -92,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:<index>")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 on the CPU, "
                    "torch's own on CUDA)")
+    p.add_argument("--host-profile", action="store_true",
+                   help="also profile a population step: Python bookkeeping against torch ops, per preset and E")
     p.add_argument("--out", default="results/population", help="folder for population.json, .md and .png")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -232,6 +242,35 @@ def target_check(rows: list[dict]) -> Optional[dict]:
     return None
 
 
+def host_table(rows: list[dict]) -> str:
+    header = ["preset", "E", "wall ms/step", "torch ops ms", "Python ms", "Python ms per run", "Python share"]
+    body = [[r["preset"], r["num_envs"], f"{r['wall_ms']:.2f}", f"{r['torch_ms']:.2f}", f"{r['python_ms']:.2f}",
+             f"{r['python_ms_per_run']:.3f}", f"{r['python_ms'] / (r['python_ms'] + r['torch_ms']):.0%}"]
+            for r in rows]
+    return markdown_table(header, body)
+
+
+def host_plot(rows: list[dict], path: Path) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for preset in dict.fromkeys(r["preset"] for r in rows):
+        mine = sorted((r["num_envs"], r["python_ms"], r["torch_ms"]) for r in rows if r["preset"] == preset)
+        es = [m[0] for m in mine]
+        ax.plot(es, [m[1] for m in mine], marker="o", label=f"{preset}: Python")
+        ax.plot(es, [m[2] for m in mine], marker="s", ls="--", label=f"{preset}: torch ops")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    es = sorted({r["num_envs"] for r in rows})
+    ax.set_xticks(es, [str(e) for e in es])
+    ax.set_xlabel("E (runs)")
+    ax.set_ylabel("ms per population step (host)")
+    ax.set_title("Where a population step's host time goes", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -280,11 +319,24 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows.append(row)
         atomic_write_json(out / "population.json", {"meta": meta, "rows": rows, "target": target_check(rows)})
     _free(device)
+    host_rows: list[dict] = []
+    if args.host_profile:
+        for preset, num_envs in tqdm(cells, desc="host profile", disable=args.no_progress):
+            _free(device)
+            host_rows.append(profile_population(num_envs, preset, cfg["steps"], cfg["warmup"], cfg["repeats"],
+                                                cfg["device"], images))
+            atomic_write_json(out / "population.json", {"meta": meta, "rows": rows, "target": target_check(rows),
+                                                        "host_profile": host_rows})
     meta["status"] = "complete"
     meta["wall_time_s"] = time.perf_counter() - start
     target = target_check(rows)
-    atomic_write_json(out / "population.json", {"meta": meta, "rows": rows, "target": target})
+    atomic_write_json(out / "population.json", {"meta": meta, "rows": rows, "target": target,
+                                                "host_profile": host_rows or None})
     text = table(rows)
+    if host_rows:
+        host_plot(host_rows, out / "population_host.png")
+        text += "\n\nHost time of one population step (torch.profiler; Python = the step's time outside " \
+                "torch's top-level operators):\n\n" + host_table(host_rows)
     atomic_write_text(out / "population.md", text + "\n")
     plot(rows, out / "population.png")
     print(text)

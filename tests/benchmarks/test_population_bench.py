@@ -37,6 +37,22 @@ def test_population_bench_quick(tmp_path, capsys):
     assert md.startswith("| preset | E |") and md.count("\n| tiny |") == 2
 
 
+def test_population_bench_host_profile(tmp_path):
+    """--host-profile: a row per (preset, E) splitting a step's host time into torch's
+    top-level operators and the Python around them; the per-run share is the step's / E."""
+    argv = ["--device", "cpu", "--quick", "--num-envs", "1,3", "--steps", "2", "--out", str(tmp_path),
+            "--no-progress", "--host-profile"]
+    assert population.main(argv) == 0
+    host = json.loads((tmp_path / "population.json").read_text())["host_profile"]
+    assert [(r["preset"], r["num_envs"]) for r in host] == [("tiny", 1), ("tiny", 3)]
+    for r in host:
+        assert r["wall_ms"] > 0 and r["torch_ms"] > 0 and r["python_ms"] > 0
+        assert r["python_ms_per_run"] == pytest.approx(r["python_ms"] / r["num_envs"])
+    assert host[1]["torch_ms"] > host[0]["torch_ms"]  # three runs' arithmetic against one
+    assert (tmp_path / "population_host.png").read_bytes()[:8] == PNG_MAGIC
+    assert "| tiny | 3 |" in (tmp_path / "population.md").read_text().split("Host time")[1]
+
+
 @pytest.mark.parametrize("bad", [["--num-envs", "0"], ["--num-envs", "two"], ["--presets", "huge"],
                                  ["--steps", "0"]])
 def test_population_bench_bad_arguments(tmp_path, capsys, bad):
