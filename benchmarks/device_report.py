@@ -26,6 +26,9 @@ GPU there is one try):
 3. ``env_overhead``: ``env.step`` with a fixed k=32 mask against the bare step with the
    same mask and configuration, timed side by side in alternating order (median of the
    per-repeat ratios); eager fp32, and bf16 + compile where compile runs.
+   ``peer`` (after it): timm's ViT with PatchDropout at the same width, depth and heads,
+   its step at 64 and 32 tokens beside the bare step and ``env.step`` (`benchmarks.device.peer`;
+   skipped without timm).
 4. ``agentvit``: AgentViT trains on the env on the device, with the paper's
    hyperparameters except that it acts greedily (eps 0.01) and learns from the first
    step, i.e. in its steady state; its own wall time (``overhead_time_s``: acting, s',
@@ -78,6 +81,7 @@ from benchmarks.device.harness import Context, allow_recompiles, attempt, dynamo
 from benchmarks.device.report import device_meta, write_report
 from benchmarks.device.step_time import (section_env_overhead, section_profile, section_step_time,
                                          section_step_time_graph)
+from benchmarks.device.peer import available as timm_available, section_peer
 from benchmarks.device.training_loop import section_agentvit, section_epoch
 from patchenv.env import resolve_device
 
@@ -87,6 +91,7 @@ SECTIONS: list[tuple[str, Callable[[Context, dict], None]]] = [
     ("step_time", lambda ctx, rec: section_step_time(ctx, rec, mode="eager")),
     ("step_time_graph", section_step_time_graph),
     ("env_overhead", section_env_overhead),
+    ("peer", section_peer),
     ("profile", section_profile),
     ("agentvit", section_agentvit),
     ("epoch", section_epoch),
@@ -147,6 +152,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rec.update(status="skipped", skipped="compile off (--no-compile, or --quick on a CPU)")
             elif name in ("step_time_graph",) and device.type != "cuda":
                 rec.update(status="skipped", skipped="CUDA graphs need a CUDA device")
+            elif name == "peer" and not timm_available():
+                rec.update(status="skipped", skipped="timm is not installed (pip install timm: a benchmark-only extra)")
             elif ctx.remaining() < 10:
                 rec.update(status="skipped", skipped=f"the run's budget of {cfg.budget_s:.0f} s is spent")
             else:

@@ -152,6 +152,17 @@ def markdown(report: dict) -> str:
                         if "ratio" in x else x.get("error", x.get("skipped", "-"))[:120]]
                        for x in eo["variants"]])
         out.append("")
+    peer = s.get("peer", {})
+    if peer.get("median_s"):
+        med, heads = peer["median_s"], peer["head_dim"]
+        out += [f"## The peer: timm's ViT with PatchDropout (batch {peer['batch_size']}, {peer['precision']} "
+                f"{peer['mode']}; tokens {peer['timm_tokens']['timm_64']} and {peer['timm_tokens']['timm_32']}; "
+                f"head width timm {heads['timm']}, SimpleViT {heads['simplevit']})", ""]
+        out += table(["step", "ms"], [[name, _f(1e3 * t, "{:.2f}")] for name, t in med.items()])
+        out += [""] + table(["ratio", "median (p25-p75)"],
+                            [[name, f"{_f(r['ratio'])} ({_f(r['ratio_p25'])}-{_f(r['ratio_p75'])})"]
+                             for name, r in peer["ratios"].items()])
+        out.append("")
     pr = s.get("profile", {})
     if pr.get("variants"):
         x0 = pr["variants"][0]

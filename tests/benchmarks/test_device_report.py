@@ -87,6 +87,22 @@ def test_env_overhead_agentvit_and_epoch(report):
         assert positive(run["wall_s"]) and positive(run["data_pipeline_share"]) and positive(run["images_per_s"])
 
 
+def test_the_peer_is_timed_beside_env_step(report):
+    """timm's ViT keeps half its tokens at patch_drop_rate 0.5 (read from its first block),
+    and each ratio is the median of the per-repeat ratios of the recorded times."""
+    import numpy as np
+
+    _, r = report
+    p = r["sections"]["peer"]
+    assert p["timm_tokens"] == {"timm_64": p["num_patches"], "timm_32": p["num_patches"] // 2}
+    times = p["times_s"]
+    assert set(times) == {"timm_64", "timm_32", "bare_64", "bare_32", "env_32"}
+    assert all(len(t) == p["repeats"] and all(positive(x) for x in t) for t in times.values())
+    for name, stats in p["ratios"].items():
+        num, den = name.split(" / ")
+        assert stats["ratio"] == pytest.approx(float(np.median(np.divide(times[num], times[den]))))
+
+
 def test_targets_are_booleans_and_markdown_is_written(report):
     out, r = report
     targets = r["targets"]
