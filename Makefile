@@ -8,11 +8,22 @@ STAMP := $(VENV)/.installed-stamp
 # .venv's (pip show); `wheel` gives setuptools older than 70.1 the bdist_wheel command an
 # editable install needs.
 WHEELS := .wheels
-WHEEL_PINS := gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2 wheel==0.45.1
+WHEEL_PINS := gymnasium==1.4.0 farama-notifications==0.0.6 stable-baselines3==2.9.2 wheel==0.45.1 \
+	timm==1.0.31
 BENCH_GPU_ARGS ?=
 BENCH_GPU_POPULATION_ARGS ?=
+BENCH_GPU_SUITE_ARGS ?=
+# BENCH_GPU_QUICK=1: the same commands at smoke-test size on the CPU (the recipe's check).
+BENCH_GPU_QUICK ?=
+# Where the device run writes: reports/device-<date>-<card> (evaluated only by bench-gpu).
+BENCH_GPU_OUT ?= reports/device-$(shell date +%Y-%m-%d)-$(shell $(PYTHON) -c "import torch, re; \
+	print(re.sub(r'[^A-Za-z0-9]+', '-', torch.cuda.get_device_name(0)).strip('-').lower() if torch.cuda.is_available() else 'cpu')")
+# Fashion-MNIST for the device's suite: Debian's files, carried in a git-ignored folder.
+FMNIST_CARRY := data/FashionMNIST/raw
+BENCH_GPU_POPULATION_SIZES := --presets tiny,small --num-envs 1,2,4,8,16,32,64
+BENCH_GPU_SUITE_QUICK := --seeds 0 --selectors all,random
 
-.PHONY: run test venv clean wheels bench-gpu bench-fmnist bench-fmnist-p2
+.PHONY: run test venv clean wheels carry-fmnist bench-gpu bench-fmnist bench-fmnist-p2
 
 venv: $(STAMP)
 
@@ -65,13 +76,23 @@ wheels:
 	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --dest $(WHEELS) $(WHEEL_PINS)
 	@ls $(WHEELS)/*.whl
 
+# Fashion-MNIST's four files into data/ (git-ignored), to carry to a device with the checkout.
+carry-fmnist:
+	mkdir -p $(FMNIST_CARRY)
+	cp /usr/share/datasets/fashion-mnist/*-ubyte.gz $(FMNIST_CARRY)/
+
 # On a bare GPU box, with its python3 (not .venv): install the carried wheels if gymnasium
 # is missing, then the project in editable mode if no patchenv is installed (no build
-# isolation: no network to fetch setuptools), then the device report (~5 min on an H100;
-# results/device/). Where pip refuses (an externally managed python), the wheels are
-# unpacked into .wheels/site instead; the checkout always runs first on PYTHONPATH, so an
-# existing install of another checkout is neither used nor changed.
-# Check the recipe on a CPU: make bench-gpu PYTHON=.venv/bin/python BENCH_GPU_ARGS="--device cpu --quick" BENCH_GPU_POPULATION_ARGS="--device cpu --quick"
+# isolation: no network to fetch setuptools), then, into $(BENCH_GPU_OUT):
+# - the device report (CUDA tests, step times, env overhead, timm's PatchDropout peer,
+#   profile, AgentViT, epochs, compiled steps; ~5 min on an H100);
+# - benchmarks.population for tiny and small at E = 1..64, with the host profile;
+# - the Fashion-MNIST suite for one epoch with --population, when the data is there
+#   (make carry-fmnist where it is installed, and carry data/).
+# Where pip refuses (an externally managed python), the wheels are unpacked into
+# .wheels/site instead; the checkout always runs first on PYTHONPATH, so an existing
+# install of another checkout is neither used nor changed.
+# Check the recipe on a CPU: make bench-gpu PYTHON=.venv/bin/python BENCH_GPU_QUICK=1
 bench-gpu:
 	@if $(PYTHON) -c "import gymnasium, stable_baselines3" 2>/dev/null; then \
 		echo "bench-gpu: gymnasium and stable-baselines3 found"; \
@@ -91,10 +112,22 @@ bench-gpu:
 		$(PYTHON) -m pip install --quiet --no-deps --no-index --no-build-isolation -e . || \
 		echo "bench-gpu: 'pip install -e .' failed; running the checkout from PYTHONPATH" >&2; \
 	fi
+	@echo "bench-gpu: writing $(BENCH_GPU_OUT)"
 	PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
-		$(PYTHON) -m benchmarks.device_report --out results/device $(BENCH_GPU_ARGS)
+		$(PYTHON) -m benchmarks.device_report --out $(BENCH_GPU_OUT) --no-progress \
+		$(if $(BENCH_GPU_QUICK),--device cpu --quick) $(BENCH_GPU_ARGS)
 	PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
-		$(PYTHON) -m benchmarks.population --out results/device/population $(BENCH_GPU_POPULATION_ARGS)
+		$(PYTHON) -m benchmarks.population --out $(BENCH_GPU_OUT)/population --host-profile --no-progress \
+		$(if $(BENCH_GPU_QUICK),--device cpu --quick,$(BENCH_GPU_POPULATION_SIZES)) \
+		$(BENCH_GPU_POPULATION_ARGS)
+	@if [ -f $(FMNIST_CARRY)/train-images-idx3-ubyte.gz ] || [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
+		PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
+		$(PYTHON) -m benchmarks.compare_selectors --suite fmnist --epochs 1 --population --data-root data \
+			--no-progress --out $(BENCH_GPU_OUT)/fmnist-1-epoch-population \
+			$(if $(BENCH_GPU_QUICK),--device cpu $(BENCH_GPU_SUITE_QUICK),--device auto) $(BENCH_GPU_SUITE_ARGS); \
+	else \
+		echo "bench-gpu: no Fashion-MNIST in $(FMNIST_CARRY) (make carry-fmnist where it is installed): suite skipped"; \
+	fi
 
 clean:
 	rm -rf $(VENV) results runs
