@@ -276,3 +276,15 @@ def test_a_population_that_refuses_one_runs_state_keeps_every_run_as_it_was(tmp_
     one_line(str(e.value))
     assert [run.sealed_checkpoint()["sha256"] for run in envs.runs] == before
     envs.close()
+
+
+def test_an_agent_file_without_its_checksum_loads_only_when_trusted(tmp_path):
+    agent = agents.make("random", seed=4, k=8)
+    agent.save(tmp_path / "agent.json")
+    saved = json.loads((tmp_path / "agent.json").read_text())
+    older = {k: v for k, v in saved.items() if k != "sha256"}  # as an older patchenv wrote it
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    with pytest.raises(ValueError, match=r"old\.json has no checksum.*trust_checkpoint=True"):
+        agents.load(tmp_path / "old.json")
+    loaded = agents.load(tmp_path / "old.json", trust_checkpoint=True)
+    assert loaded.state_dict() == agents.load(tmp_path / "agent.json").state_dict()
