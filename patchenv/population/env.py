@@ -53,7 +53,7 @@ from patchenv.model.stacked_adam import StackedAdam
 from patchenv.model.training import autocast
 from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
-from patchenv.population.keeps import idle_counts, join, parse_actions
+from patchenv.population.keeps import join, parse_actions
 from patchenv.population.training import population_step
 from patchenv.timing import DeviceTimer
 
@@ -156,7 +156,6 @@ class PopulationEnv(VectorEnv):
         resetting = self._autoreset & moving
         training = moving & ~resetting
         keeps = parse_actions(actions, self.runs, training)  # every action checked before anything changes
-        idle = idle_counts(actions, self.runs, resetting)  # they shape the step as if they trained
         self._clock.start()
         infos: dict = {}
         rewards = np.zeros(self.num_envs)
@@ -168,7 +167,7 @@ class PopulationEnv(VectorEnv):
         runs = [self.runs[i].run for i in rows]
         if len(rows):
             run0 = self.runs[0]
-            index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device, idle)
+            index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
                                       self.config.amp, training)
