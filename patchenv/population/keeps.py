@@ -74,9 +74,12 @@ def join(keeps: Sequence[Optional[Keep]], batch_size: int, num_patches: int, dev
     of each image where given (`restart_counts`), else on the first L patches."""
     idle_counts = [None] * len(keeps) if idle_counts is None else list(idle_counts)
     shaped = [k.per_image if k is not None else c for k, c in zip(keeps, idle_counts)]  # (B,) or None
-    given = [c for c in shaped if c is not None]
-    longest = int(max(c.max() for c in given)) if given else 1
-    if len(given) == len(keeps) and all(int(c.sum()) == batch_size * num_patches for c in given):
+    # A Keep's longest and tokens are cached: asked for every run at every step.
+    longest = max([k.longest for k in keeps if k is not None]
+                  + [int(c.max()) for k, c in zip(keeps, idle_counts) if k is None and c is not None], default=1)
+    full = batch_size * num_patches
+    if all(k.tokens == full if k is not None else c is not None and int(c.sum()) == full
+           for k, c in zip(keeps, idle_counts)):
         return None, None, num_patches  # every slot keeps every patch: no gather at all
     # An idle slot computes on the first patches of each image: its given counts, else L.
     counts = np.stack([np.full(batch_size, longest, dtype=np.int64) if c is None else c for c in shaped])  # (E, B)
