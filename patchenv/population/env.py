@@ -26,7 +26,8 @@ run (``reset()`` without a seed: the run continues, as a single env's does) and 
 train it (reward 0). ``reset(options={"reset_mask": m})`` resets the runs where m is True.
 
 A run whose loss or gradient is not finite skips its own update and ends its own
-episode; the others' numbers are unchanged.
+episode; the others' numbers are bit for bit those of a population in which it did not
+diverge, for the rest of that episode (docs/population.md, "Isolation").
 """
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ from patchenv.model.stacked_adam import StackedAdam
 from patchenv.model.training import autocast
 from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
-from patchenv.population.keeps import join, parse_actions
+from patchenv.population.keeps import join, parse_actions, restart_counts
 from patchenv.population.training import population_step
 from patchenv.timing import DeviceTimer
 
@@ -156,6 +157,12 @@ class PopulationEnv(VectorEnv):
         resetting = self._autoreset & moving
         training = moving & ~resetting
         keeps = parse_actions(actions, self.runs, training)  # every action checked before anything changes
+        # A run whose episode ended before its last step diverged (outcome.episode_ends): had
+        # it not, it would train now. Its slot takes the shape its action asks for, so the
+        # others compute on the shapes they would have (the episode step is read before the
+        # autoreset below sets it to 0; it is in the checkpoint, so a resume agrees).
+        restarting = resetting & (self.counters.episode_step < self.setup.episode_steps)
+        idle_counts = restart_counts(actions, self.runs, restarting)
         self._clock.start()
         infos: dict = {}
         rewards = np.zeros(self.num_envs)
@@ -167,7 +174,8 @@ class PopulationEnv(VectorEnv):
         runs = [self.runs[i].run for i in rows]
         if len(rows):
             run0 = self.runs[0]
-            index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device)
+            index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device,
+                                           idle_counts)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
                                       self.config.amp, training)

@@ -10,6 +10,15 @@ the FLOPs and padding as its single env does (its own largest count, and with th
 observation the embedding of its kept patches only, though the stacked step embeds every
 patch), so results do not depend on the population a run was in;
 `PopulationEnv.last_step_tokens` says what the population really ran.
+
+A run that does not train still fills its slot, and the slot's shape decides the padded
+length L and whether a key mask is needed, which decide how every run's sums are grouped
+(their last bits). A run restarting after a divergence ended its episode early fills its
+slot as its posted action asks (`restart_counts`): the slot then has the shape it would
+have had, had the run not diverged and trained, so the other runs compute exactly what
+they would have. Any other idle run (an autoreset after a full episode, a run standing
+still) fills it with the first L patches, L set by the training runs: a population in
+which nothing diverges computes what it always did.
 """
 from __future__ import annotations
 
@@ -38,20 +47,44 @@ def parse_actions(actions, members: Sequence, active: np.ndarray) -> list[Option
     return keeps
 
 
-def join(keeps: Sequence[Optional[Keep]], batch_size: int, num_patches: int,
-         device: torch.device) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
+def restart_counts(actions, members: Sequence, restarting: np.ndarray) -> list[Optional[np.ndarray]]:
+    """For each run where `restarting` (its episode ended early, by a divergence, and it
+    resets this step), the (B,) patches per image its action asks for; None for the other
+    runs and for an action that does not parse (the action of a resetting run is ignored,
+    whatever it is). Nothing is drawn from the run's generator: a count's patches are
+    random, its counts are not, so a throwaway generator parses it."""
+    counts: list[Optional[np.ndarray]] = []
+    for i, m in enumerate(members):
+        keep = None
+        if restarting[i]:
+            try:
+                keep = parse_action(actions[i], m.selection, m.num_patches, m.batch_size, torch.device("cpu"),
+                                    np.random.default_rng(0))
+            except (TypeError, ValueError, IndexError):
+                keep = None
+        counts.append(None if keep is None else keep.per_image)
+    return counts
+
+
+def join(keeps: Sequence[Optional[Keep]], batch_size: int, num_patches: int, device: torch.device,
+         idle_counts: Optional[Sequence[Optional[np.ndarray]]] = None
+         ) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor], int]:
     """(index (E, B, L) or None, key_mask (E, B, L) or None, L). A run without a Keep (not
-    training this step) gets the first L patches: computed, and discarded."""
-    real = [k for k in keeps if k is not None]
-    longest = max(k.longest for k in real) if real else 1
-    if len(real) == len(keeps) and all(k.tokens == batch_size * num_patches for k in real):
-        return None, None, num_patches  # every run keeps every patch: no gather at all
-    # A run without a Keep computes on its first L patches (every row keeps them).
-    idle_mask = np.zeros((batch_size, num_patches), dtype=bool)
-    idle_mask[:, :longest] = True
-    idle_counts = np.full(batch_size, longest, dtype=np.int64)
-    masks = np.stack([idle_mask if k is None else k.mask for k in keeps])  # (E, B, N)
-    counts = np.stack([idle_counts if k is None else k.per_image for k in keeps])  # (E, B)
+    training this step) is computed and discarded: on the first `idle_counts[i]` patches
+    of each image where given (`restart_counts`), else on the first L patches."""
+    idle_counts = [None] * len(keeps) if idle_counts is None else list(idle_counts)
+    shaped = [k.per_image if k is not None else c for k, c in zip(keeps, idle_counts)]  # (B,) or None
+    # A Keep's longest and tokens are cached: asked for every run at every step.
+    longest = max([k.longest for k in keeps if k is not None]
+                  + [int(c.max()) for k, c in zip(keeps, idle_counts) if k is None and c is not None], default=1)
+    full = batch_size * num_patches
+    if all(k.tokens == full if k is not None else c is not None and int(c.sum()) == full
+           for k, c in zip(keeps, idle_counts)):
+        return None, None, num_patches  # every slot keeps every patch: no gather at all
+    # An idle slot computes on the first patches of each image: its given counts, else L.
+    counts = np.stack([np.full(batch_size, longest, dtype=np.int64) if c is None else c for c in shaped])  # (E, B)
+    first = np.arange(num_patches) < counts[:, :, None]  # (E, B, N)
+    masks = np.stack([first[i] if k is None else k.mask for i, k in enumerate(keeps)])  # (E, B, N)
     # Stable: each row's kept patches first, in patch order (as the single env's ViT sees them).
     index = np.argsort(~masks, axis=-1, kind="stable")[..., :longest]
     real_token = np.arange(longest) < counts[..., None]

@@ -105,6 +105,96 @@ def test_a_diverging_run_leaves_the_others_unchanged():
     assert not info["_loss"][1] and info["_loss"][0] and info["_loss"][2]
 
 
+K = 1  # the run made to diverge in the isolation tests
+OTHERS = [i for i in range(E) if i != K]
+
+
+def overflow(pop, k):
+    """Make run k's patch embedding infinite through its ViT (a view of its row of the
+    stacked weights): every step it trains from now on diverges."""
+    with torch.no_grad():
+        pop.runs[k].model.to_patch_embedding[1].weight.fill_(float("inf"))
+
+
+def uneven_actions(selection: str, t: int) -> np.ndarray:
+    """Runs at different counts, run K keeping the most: its count is the padded length
+    whenever it trains (image mode: uneven rows too)."""
+    if selection == "count":
+        return np.array([4 + t % 3, 12, 2 + t % 4])
+    rng = np.random.default_rng(t)
+    shape = (E, N) if selection == "batch" else (E, B, N)
+    a = (rng.random(shape) < np.array([0.4, 0.9, 0.3]).reshape((E,) + (1,) * (len(shape) - 1))).astype(np.int8)
+    a[..., 0] = 1
+    return a
+
+
+def others(pop, out) -> list:
+    """Everything of the runs other than K after a step: what step returned and the state."""
+    obs, rewards, terminated, truncated, info = out
+    return [np.asarray(obs)[OTHERS], rewards[OTHERS], terminated[OTHERS], truncated[OTHERS],
+            *(info[key][OTHERS] for key in ("loss", "accuracy", "kept", "padding_tokens", "flops", "epoch")),
+            pop.stacked.flat.detach()[OTHERS], pop.adam.exp_avg[OTHERS], pop.adam.exp_avg_sq[OTHERS],
+            pop.adam.steps[OTHERS], pop.counters.global_step[OTHERS]]
+
+
+@pytest.mark.parametrize("selection", ["batch", "image", "count"])
+def test_a_run_diverging_mid_episode_leaves_the_others_bit_identical(selection):
+    # Population `broken`: run K's weights overflow after 3 steps, 3 steps into a 12-step
+    # episode; it diverges, restarts, diverges again at each step it trains. `clean`: the
+    # same seeds and actions, nothing diverges. The other runs must not tell them apart.
+    kw = dict(KW, selection=selection, episode_steps=12)
+    broken, clean = PopulationEnv(E, **kw), PopulationEnv(E, **kw)
+    broken.reset(seed=1)
+    clean.reset(seed=1)
+    diverged = []
+    for t in range(10):
+        if t == 3:
+            overflow(broken, K)
+        a = uneven_actions(selection, t)
+        out_broken, out_clean = broken.step(a), clean.step(a)
+        diverged.append(bool(out_broken[4]["diverged"][K]) if out_broken[4]["_diverged"][K] else None)
+        # On a restart step the padded length is run K's action's, as when it trains.
+        assert broken.last_step_tokens == clean.last_step_tokens, t
+        for x, y in zip(others(broken, out_broken), others(clean, out_clean)):
+            assert (torch.equal(x, y) if isinstance(x, torch.Tensor) else np.array_equal(x, y)), t
+        assert not out_clean[4]["diverged"].any()
+    # Run K diverged at every step it trained after the overflow and restarted in between
+    # (its slot computed, its update discarded): the steps the old shapes got wrong.
+    assert diverged == [False] * 3 + [True, None] * 3 + [True]
+    assert not torch.isfinite(broken.stacked.flat[K]).all() and torch.isfinite(broken.stacked.flat[OTHERS]).all()
+
+
+def test_a_run_restarting_after_a_full_episode_pads_as_before():
+    # Nothing diverges: a run on its autoreset step after its episode's last step computes
+    # on the others' longest count (the shapes, and so the numbers, of before), whatever
+    # its ignored action asks for.
+    kw = dict(KW, selection="count", episode_steps=2)
+    pop = PopulationEnv(E, **kw)
+    pop.reset(seed=2)
+    pop.step(np.array([3, 3, 3]))
+    pop.reset(options={"reset_mask": np.arange(E) == 0})  # run 0's episode now ends a step later
+    _, _, _, truncated, _ = pop.step(np.array([3, 3, 3]))
+    assert truncated.tolist() == [False, True, True]
+    pop.step(np.array([5, 15, 15]))  # runs 1 and 2 autoreset: run 0's 6 patches set the length
+    assert pop.last_step_tokens == E * B * 6
+
+
+def test_a_population_saved_between_a_divergence_and_its_restart_resumes_exactly(tmp_path):
+    kw = dict(KW, selection="batch", episode_steps=12)
+    a, b = PopulationEnv(E, **kw), PopulationEnv(E, **kw)
+    a.reset(seed=3)
+    a.step(uneven_actions("batch", 0))
+    overflow(a, K)
+    assert a.step(uneven_actions("batch", 1))[4]["diverged"].tolist() == [False, True, False]
+    a.save_checkpoint(tmp_path / "pop.pt")
+    b.load_checkpoint(tmp_path / "pop.pt")
+    for t in range(2, 6):  # the restart (shaped by run K's action) is the first step resumed
+        out_a, out_b = a.step(uneven_actions("batch", t)), b.step(uneven_actions("batch", t))
+        assert a.last_step_tokens == b.last_step_tokens
+        for x, y in zip(others(a, out_a), others(b, out_b)):
+            assert (torch.equal(x, y) if isinstance(x, torch.Tensor) else np.array_equal(x, y)), t
+
+
 def test_a_population_resumed_from_its_checkpoint_continues_exactly(tmp_path):
     kw = dict(KW, selection="count", obs_type="progress")
     rng = np.random.default_rng(5)
