@@ -28,8 +28,12 @@ def typed(info: dict) -> dict:
             for key, value in info.items()}
 
 
-class TypedInfo(gym.Wrapper):
+class TypedInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """`reset` and `step` return the info through `typed`; nothing else changes."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)  # Gymnasium's check_env rebuilds the wrapped env
+        gym.Wrapper.__init__(self, env)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
