@@ -19,7 +19,7 @@ that is a 2**-64 chance per row.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 import gymnasium as gym
 import numpy as np
@@ -29,32 +29,41 @@ from gymnasium import spaces
 from patchenv.integrations.info import INFO_DTYPES, TypedInfo
 from patchenv.wrappers import FlattenMultiBinaryAction
 
-try:
-    from torchrl.data import Binary, Composite, Unbounded
-    from torchrl.envs import GymWrapper, default_info_dict_reader
-except ImportError as e:  # optional dependency
-    raise ImportError(f"patchenv.integrations.torchrl needs torchrl ({e}); "
-                      f"pip install -e \".[integrations]\" or pip install torchrl") from None
+if TYPE_CHECKING:
+    from torchrl.data import Composite
+    from torchrl.envs import GymWrapper
 
 __all__ = ["make_env", "info_spec"]
 
 
-def info_spec(env: gym.Env, keys: Iterable[str], device: Union[str, torch.device, None] = None) -> Composite:
+def _torchrl():
+    """torchrl, imported when used: ``import patchenv.integrations.torchrl`` works without it."""
+    try:
+        import torchrl.data
+        import torchrl.envs
+    except ImportError as e:
+        raise ImportError(f"patchenv.integrations.torchrl needs torchrl ({e}): "
+                          f"pip install -e \".[integrations]\" or pip install torchrl") from None
+    return torchrl
+
+
+def info_spec(env: gym.Env, keys: Iterable[str], device: Union[str, torch.device, None] = None) -> "Composite":
     """TorchRL specs of the info `keys` of `env` (a patchenv env, wrapped or not): scalars,
     ``kept_per_image`` (B,), each of its `INFO_DTYPES` dtype."""
+    specs = _torchrl().data
     keys = list(keys)
     unknown = [k for k in keys if k not in INFO_DTYPES]
     if unknown:
         raise ValueError(f"unknown info key {unknown[0]!r}; the info holds {sorted(INFO_DTYPES)}")
     batch = env.unwrapped.batch_size
-    return Composite({key: Unbounded((batch,) if key == "kept_per_image" else (), device=device,
+    return specs.Composite({key: specs.Unbounded((batch,) if key == "kept_per_image" else (), device=device,
                                      dtype=torch.from_numpy(np.zeros(0, INFO_DTYPES[key])).dtype)
                       for key in keys}, shape=())
 
 
 def make_env(env_id: str = "patchenv/Digits-v1", *, device: str = "auto",
              torchrl_device: Union[str, torch.device, None] = None, info_keys: Optional[Iterable[str]] = None,
-             categorical_action_encoding: bool = False, **env_kwargs) -> GymWrapper:
+             categorical_action_encoding: bool = False, **env_kwargs) -> "GymWrapper":
     """A TorchRL env of the patchenv id `env_id` built with ``device`` (patchenv's: where
     the ViT trains) and `env_kwargs` (``preset``, ``selection``, ... as for
     ``gymnasium.make``). ``torchrl_device``: where TorchRL puts the tensordicts (default:
@@ -63,7 +72,7 @@ def make_env(env_id: str = "patchenv/Digits-v1", *, device: str = "auto",
         raise ValueError(f"make_env builds patchenv ids (patchenv/...), got {env_id!r}; use torchrl's GymEnv for others")
     if env_kwargs.get("tensor_obs"):
         raise ValueError("make_env needs numpy observations (TorchRL converts them): leave tensor_obs off")
-    import patchenv  # noqa: F401  (registers the ids)
+    torchrl = _torchrl()
 
     env = TypedInfo(gym.make(env_id, device=device, **env_kwargs))
     space = env.action_space
@@ -71,12 +80,13 @@ def make_env(env_id: str = "patchenv/Digits-v1", *, device: str = "auto",
     if per_image:  # TorchRL converts the flat space; the spec is put back to (B, N) below
         env = FlattenMultiBinaryAction(env)
     tensor_device = env.unwrapped.device if torchrl_device is None else torchrl_device
-    wrapped = GymWrapper(env, device=tensor_device, categorical_action_encoding=categorical_action_encoding)
+    wrapped = torchrl.envs.GymWrapper(env, device=tensor_device, categorical_action_encoding=categorical_action_encoding)
     if per_image:
         # The flatten wrapper reshapes a (B, N) action as well as a flat one.
-        wrapped.action_spec = Binary(n=space.shape[-1], shape=space.shape, device=tensor_device,
-                                     dtype=wrapped.action_spec.dtype)
+        wrapped.action_spec = torchrl.data.Binary(n=space.shape[-1], shape=space.shape, device=tensor_device,
+                                                  dtype=wrapped.action_spec.dtype)
     if info_keys is not None:
         keys = list(info_keys)
-        wrapped.set_info_dict_reader(default_info_dict_reader(keys, spec=info_spec(env, keys, tensor_device)))
+        reader = torchrl.envs.default_info_dict_reader(keys, spec=info_spec(env, keys, tensor_device))
+        wrapped.set_info_dict_reader(reader)
     return wrapped
