@@ -59,3 +59,22 @@ def test_bad_arguments_are_one_line_errors(example, capsys):
     with pytest.raises(SystemExit):
         example.parse_args(["--num-envs", "0"])
     assert "--num-envs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_the_population_and_the_sync_vector_env_give_the_same_info_keys_and_masks():
+    """What a CleanRL loop reads, across an autoreset step on which both runs reset (the
+    info then has no "loss"): the same keys, masks and dtypes, numbers to float32 precision."""
+    import gymnasium as gym
+
+    kw = dict(num_envs=2, preset="tiny", selection="count", episode_steps=3, device="cpu")
+    envs = [gym.make_vec("patchenv/Digits-v1", vectorization_mode=mode, **kw) for mode in ("vector_entry_point", "sync")]
+    for env in envs:
+        env.reset(seed=0)
+    for t in range(5):
+        (_, r0, _, tr0, i0), (_, r1, _, tr1, i1) = (env.step(np.array([5, 9])) for env in envs)
+        assert sorted(i0) == sorted(i1) and ("loss" in i0) == (t != 3)
+        for key in i0:
+            assert i0[key].dtype == i1[key].dtype, key
+            np.testing.assert_allclose(i0[key], i1[key], rtol=1e-5, err_msg=key)
+        np.testing.assert_allclose(r0, r1, rtol=1e-5)
+        assert tr0.tolist() == tr1.tolist() == [t == 2] * 2
