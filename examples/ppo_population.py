@@ -39,8 +39,10 @@ import patchenv  # noqa: F401  (registers the patchenv ids)
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--exp-name", default="ppo_population", help="the name of this experiment (the run folder's prefix)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the policy, the sampling and the ViTs (run i: seed + i)")
+    p.add_argument("--exp-name", default="ppo_population",
+                   help="the name of this experiment (part of the run folder's name)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the policy, the sampling and the ViTs (run i: seed + i)")
     p.add_argument("--torch-deterministic", action=argparse.BooleanOptionalAction, default=True,
                    help="torch.backends.cudnn.deterministic")
     p.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
@@ -126,7 +128,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         raise SystemExit("this example logs to TensorBoard: pip install tensorboard") from None
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     writer = SummaryWriter(f"{args.log_dir}/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -198,7 +201,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             returns = adv + values
 
         b_obs, b_actions, b_logprobs = obs.reshape(-1, obs_dim), actions.reshape(-1), logprobs.reshape(-1)
-        b_adv, b_returns, b_values, b_valid = adv.reshape(-1), returns.reshape(-1), values.reshape(-1), valid.reshape(-1)
+        b_adv, b_returns = adv.reshape(-1), returns.reshape(-1)
+        b_values, b_valid = values.reshape(-1), valid.reshape(-1)
         # Autoreset steps stay in the minibatches with weight 0, so every minibatch has the same size.
         n_valid = b_valid.sum().clamp(min=1.0)
         adv_mean = (b_adv * b_valid).sum() / n_valid
@@ -216,11 +220,12 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
                 ratio = (newlogprob - b_logprobs[mb]).exp()
                 with torch.no_grad():
                     clipfracs.append(float((((ratio - 1.0).abs() > args.clip_coef).float() * w).sum() / denom))
-                pg_loss = (torch.max(-b_adv[mb] * ratio,
-                                     -b_adv[mb] * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)) * w).sum() / denom
+                clipped = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+                pg_loss = (torch.max(-b_adv[mb] * ratio, -b_adv[mb] * clipped) * w).sum() / denom
                 newvalue = newvalue.flatten()
                 v_clipped = b_values[mb] + (newvalue - b_values[mb]).clamp(-args.clip_coef, args.clip_coef)
-                v_loss = 0.5 * (torch.max((newvalue - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2) * w).sum() / denom
+                v_loss = torch.max((newvalue - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2)
+                v_loss = 0.5 * (v_loss * w).sum() / denom
                 entropy_loss = (entropy * w).sum() / denom
                 loss = pg_loss - args.ent_coef * entropy_loss + v_loss * args.vf_coef
                 optimizer.zero_grad()

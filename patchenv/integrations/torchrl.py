@@ -69,7 +69,8 @@ def make_env(env_id: str = "patchenv/Digits-v1", *, device: str = "auto",
     ``gymnasium.make``). ``torchrl_device``: where TorchRL puts the tensordicts (default:
     the env's resolved device). ``info_keys``: info entries the rollout carries."""
     if not env_id.startswith("patchenv/"):
-        raise ValueError(f"make_env builds patchenv ids (patchenv/...), got {env_id!r}; use torchrl's GymEnv for others")
+        raise ValueError(f"make_env builds patchenv ids (patchenv/...), got {env_id!r}; "
+                         f"use torchrl's GymEnv for others")
     if env_kwargs.get("tensor_obs"):
         raise ValueError("make_env needs numpy observations (TorchRL converts them): leave tensor_obs off")
     torchrl = _torchrl()
@@ -80,7 +81,8 @@ def make_env(env_id: str = "patchenv/Digits-v1", *, device: str = "auto",
     if per_image:  # TorchRL converts the flat space; the spec is put back to (B, N) below
         env = FlattenMultiBinaryAction(env)
     tensor_device = env.unwrapped.device if torchrl_device is None else torchrl_device
-    wrapped = torchrl.envs.GymWrapper(env, device=tensor_device, categorical_action_encoding=categorical_action_encoding)
+    wrapped = torchrl.envs.GymWrapper(env, device=tensor_device,
+                                      categorical_action_encoding=categorical_action_encoding)
     if per_image:
         # The flatten wrapper reshapes a (B, N) action as well as a flat one.
         wrapped.action_spec = torchrl.data.Binary(n=space.shape[-1], shape=space.shape, device=tensor_device,

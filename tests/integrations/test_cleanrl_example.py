@@ -67,7 +67,8 @@ def test_the_population_and_the_sync_vector_env_give_the_same_info_keys_and_mask
     import gymnasium as gym
 
     kw = dict(num_envs=2, preset="tiny", selection="count", episode_steps=3, device="cpu")
-    envs = [gym.make_vec("patchenv/Digits-v1", vectorization_mode=mode, **kw) for mode in ("vector_entry_point", "sync")]
+    envs = [gym.make_vec("patchenv/Digits-v1", vectorization_mode=mode, **kw)
+            for mode in ("vector_entry_point", "sync")]
     for env in envs:
         env.reset(seed=0)
     for t in range(5):

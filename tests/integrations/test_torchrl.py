@@ -27,7 +27,8 @@ def test_device_is_patchenvs_and_torchrl_follows_it():
 
 @pytest.mark.parametrize("selection", sorted(MODES))
 def test_every_selection_converts_and_the_action_reaches_the_env(selection):
-    keys = ["loss", "kept", "tokens", "diverged", "epoch", "global_step"] + (["kept_per_image"] if selection == "image" else [])
+    keys = ["loss", "kept", "tokens", "diverged", "epoch", "global_step"]
+    keys += ["kept_per_image"] if selection == "image" else []
     env = make_env("patchenv/Digits-v1", device="cpu", selection=selection, info_keys=keys, **KW, **MODES[selection])
     space = env._env.unwrapped.action_space
     assert tuple(env.action_spec.shape) == ((space.n,) if selection == "count" else space.shape)
@@ -35,7 +36,10 @@ def test_every_selection_converts_and_the_action_reaches_the_env(selection):
     td = env.rollout(5)
     action = td["action"].numpy()
     # Patches kept per image, from the action in the rollout (count: one-hot index + 1).
-    counts = (action.argmax(-1) + 1) if selection == "count" else action.reshape(5, -1, action.shape[-1]).sum(-1).mean(-1)
+    if selection == "count":
+        counts = action.argmax(-1) + 1
+    else:
+        counts = action.reshape(5, -1, action.shape[-1]).sum(-1).mean(-1)
     np.testing.assert_allclose(td["next", "kept"].numpy(), counts)
     batch = env._env.unwrapped.batch_size
     if selection == "image":
@@ -90,6 +94,21 @@ def test_typed_info_keeps_the_values_and_the_checkers_pass():
         np.testing.assert_array_equal(info[key], value)
     assert float(info["loss"]) == raw["loss"] and int(info["flops"]) == raw["flops"] and not info["diverged"]
     assert typed({"epoch": 2})["epoch"].dtype == np.int64
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_machine_the_vit_trains_where_device_says():
+    on_cpu = make_env("patchenv/Digits-v1", device="cpu", **KW)
+    on_cpu.rollout(2)
+    assert all(p.device.type == "cpu" for p in on_cpu._env.unwrapped.model.parameters())
+    plain = GymEnv("patchenv/Digits-v1", device="cpu", **KW)  # what make_env avoids: "auto" picks CUDA
+    plain.rollout(2)
+    assert next(plain._env.unwrapped.model.parameters()).device.type == "cuda"
+    on_gpu = make_env("patchenv/Digits-v1", device="cuda", info_keys=["loss"], **KW)
+    td = on_gpu.rollout(2)
+    assert next(on_gpu._env.unwrapped.model.parameters()).device.type == "cuda"
+    assert td["observation"].device.type == td["next", "loss"].device.type == "cuda"
 
 
 def test_bad_arguments_are_one_line_errors():
