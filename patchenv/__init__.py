@@ -12,6 +12,10 @@ Importing the package registers the environments:
 Each id's ``vector_entry_point`` is `patchenv.population.PopulationEnv`: E training runs
 stepped as one batched model (``gym.make_vec(id, num_envs=E, vectorization_mode=
 "vector_entry_point")``); ``"sync"`` still gives E separate envs.
+
+The ids are registered with ``order_enforce=False, disable_env_checker=True`` (below, and
+docs/frameworks.md: a restored run steps without a reset; the env enforces the order
+itself). RL frameworks beyond SB3: `patchenv.integrations` and docs/frameworks.md.
 """
 from gymnasium.envs.registration import register
 
