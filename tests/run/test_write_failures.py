@@ -7,6 +7,8 @@ import csv
 import errno
 import functools
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -148,3 +150,52 @@ def test_an_unchanged_folder_after_a_failure_at_the_start(tmp_path, monkeypatch,
     assert cli.main(command(tmp_path / "run")) == 1
     assert "Read-only file system" in one_line(capsys.readouterr().err)
     assert disk.path == tmp_path / "run" / ".lock" and not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of its own (8 MiB), where the machine lets the tests mount one (root, Linux)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_real_full_disk_and_a_read_only_one(small_disk, monkeypatch, capsys, reference):
+    """The kernel's own refusals, no monkeypatched write: a run stopped at step 40, resumed
+    on a disk with less room left than a checkpoint takes (ENOSPC), then on the disk
+    remounted read-only (EROFS), then once it is writable again."""
+    out = small_disk / "run"
+    interrupt_after(monkeypatch, 40)
+    assert cli.main(command(out)) == 130
+    monkeypatch.undo()
+    capsys.readouterr()
+    checkpoint = max((out / "checkpoints").iterdir())
+    room = os.statvfs(small_disk)
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (room.f_bavail * room.f_frsize - (checkpoint / "env.pt").stat().st_size // 2))
+    before = files(out)
+    resume = ["train", "--resume", "--out", str(out), "--no-progress"]
+    assert cli.main(resume) == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"patchenv: error: cannot write {out}/") and ": [Errno 28] No space left on device (" in line
+    intact(out, before)
+    filler.unlink()
+
+    before = files(out)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        assert cli.main(resume) == 1
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith(f"patchenv: error: cannot write {out / '.lock'}: [Errno 30] Read-only file system (")
+    intact(out, before)
+
+    assert cli.main(resume) == 0
+    assert results(out) == results(reference)
