@@ -19,22 +19,32 @@ from typing import Any, Callable, Iterator, Union
 PathLike = Union[str, os.PathLike]
 
 
-class WriteError(Exception):
-    """A file (or folder) that could not be written: ``path`` and the OSError ``cause``.
-    Not an OSError itself, so no handler meant for a missing or unreadable input takes it
-    for one."""
+class WriteError(OSError):
+    """A file (or folder) that could not be written: ``path`` and the OSError ``cause``,
+    said on one line. An OSError with the cause's errno, so a caller that gets by without
+    the file (a cache) still catches it as one."""
 
     def __init__(self, path: PathLike, cause: OSError):
+        super().__init__(cause.errno, cause.strerror)
         self.path, self.cause = Path(os.fsdecode(path)), cause  # TensorBoard names its files in bytes
+
+    def __reduce__(self):  # pickled as itself (a Ray trial's error travels so)
+        return type(self), (str(self.path), self.cause)
+
+    def __str__(self) -> str:
+        cause = self.cause
         reason = f"[Errno {cause.errno}] {cause.strerror}" if cause.errno is not None else str(cause)
-        super().__init__(f"cannot write {self.path}: {reason}")
+        return f"cannot write {self.path}: {reason}"
 
 
 @contextlib.contextmanager
 def writing(path: PathLike) -> Iterator[None]:
-    """Inside the block, an OSError is a `WriteError` naming `path`."""
+    """Inside the block, an OSError is a `WriteError` naming `path` (one that already
+    names its file is kept)."""
     try:
         yield
+    except WriteError:
+        raise
     except OSError as e:
         raise WriteError(path, e) from e
 

@@ -128,7 +128,9 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     clock = DeviceTimer(device)  # an epoch's time, the device's queued work included
     try:
         log = RunLog(log_dir, resume_from_step=u.global_step if resumed else None) if log_dir else None
-    except OSError as e:  # reading the logs back (a write that fails is a WriteError)
+    except WriteError:
+        raise
+    except OSError as e:  # reading the logs back
         raise RunError(f"cannot read the log folder {log_dir}: {e.strerror or e} ({e.filename or log_dir})") from None
     meta = meta_block(device, config, "running")
     meta["eval_split"] = eval_split(u, protocol)
