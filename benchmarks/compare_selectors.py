@@ -81,7 +81,7 @@ from benchmarks.sweep.rl_stats import rl_statistics, rl_table
 from benchmarks.sweep.stats import curve_key, summary_table
 from patchenv import data as data_mod
 from patchenv import registry
-from patchenv.atomic import atomic_write_text
+from patchenv.atomic import WriteError, atomic_write_text
 from patchenv.checks import one_line, out_of_memory_as
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run.meta import meta_block
@@ -205,6 +205,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(one_line(e))
     except SettingsTooLarge as e:
         parser.error(str(e))
+    except WriteError as e:  # a full disk, a read-only folder: what was written before stays
+        again = "the same command plus --resume" if (out / "results.json").is_file() else "the same command"
+        print(f"{parser.prog}: error: {one_line(e)} (once it can be written, continue with {again})", file=sys.stderr)
+        return 1
     finally:
         torch.set_num_threads(threads)
 

@@ -72,8 +72,10 @@ def plot(runs: list[dict], selectors: list[str], path: Path, title: str, x: str 
     for axis in (ax, zoom):
         axis.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    save_figure(fig, path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:  # a figure that could not be written is not kept open either
+        plt.close(fig)
 
 
 def plot_keep_frequency(runs: list[dict], selectors: list[str], path: Path, title: str) -> None:
@@ -95,5 +97,7 @@ def plot_keep_frequency(runs: list[dict], selectors: list[str], path: Path, titl
         ax.set_yticks([])
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of images keeping the patch")
     fig.suptitle(title, fontsize=9)
-    save_figure(fig, path)
-    plt.close(fig)
+    try:
+        save_figure(fig, path)
+    finally:  # a figure that could not be written is not kept open either
+        plt.close(fig)

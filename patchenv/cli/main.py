@@ -31,10 +31,11 @@ import warnings
 from pathlib import Path
 
 from patchenv import registry
+from patchenv.atomic import WriteError
 from patchenv.checks import SEED_MAX, check_seed, one_line, out_of_memory_as
 from patchenv.cli.options import DEFAULT_PRESET, add_run_arguments, check_out, env_settings, parse_key_values
 from patchenv.env.config import EnvConfig
-from patchenv.run import Budget, RunError, eval_split, print_line, read_progress, run_training
+from patchenv.run import Budget, RunError, eval_split, has_checkpoint, print_line, read_progress, run_training
 
 # What --resume takes from the saved run (given again, it must be the same).
 RUN_KEYS = ("agent", "dataset", "preset", "env", "seed")
@@ -113,6 +114,7 @@ def train(args) -> dict:
     import patchenv  # noqa: F401  (registers the env ids)
 
     out = Path(args.out or f"runs/{(args.agent or 'all').split(':')[0]}-{args.dataset or 'digits'}")
+    args.out = str(out)
     try:
         with out_of_memory_as(CLIError):
             check_out(out, "metrics.json", args.resume, args.overwrite)
@@ -153,8 +155,16 @@ def train(args) -> dict:
                       file=sys.stderr, flush=True)
     except RunError as e:  # the agent does not fit the env, another writer holds --out, a damaged checkpoint
         raise CLIError(str(e)) from None
-    args.out = str(out)
     return metrics
+
+
+def how_to_continue(out: Path) -> str:
+    """What continues a run stopped by a write that failed, once the disk takes writes again."""
+    if has_checkpoint(out):
+        return f"once it can be written, continue with: patchenv train --resume --out {out}"
+    if (out / "metrics.json").is_file():  # an epoch ended without a checkpoint (--checkpoint-every)
+        return "no checkpoint was saved yet; once it can be written, start over with --overwrite"
+    return "nothing was saved yet; once it can be written, run the same command again"
 
 
 def list_agents() -> int:
@@ -230,6 +240,9 @@ def main(argv=None) -> int:
         sub.error(one_line(e))  # the subcommand's usage line, exit status 2
     except DatasetError as e:  # missing or corrupt data: the message says what to do
         print(f"patchenv: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except WriteError as e:  # a full disk, a read-only folder: what was written before stays
+        print(f"patchenv: error: {one_line(e)} ({how_to_continue(Path(args.out))})", file=sys.stderr)
         return 1
     if metrics["meta"]["status"] != "complete":
         return metrics["meta"].get("exit_status", 130)  # 130 after Ctrl-C, 143 after SIGTERM

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from patchenv.atomic import WriteError, writing
 from patchenv.run.errors import RunError
 
 
@@ -20,10 +21,13 @@ def locked(out) -> Iterator[None]:
     out = Path(out)
     created = not out.exists()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        handle = open(out / ".lock", "a")
-    except OSError as e:  # a read-only place, a file in the way, ...
-        raise RunError(f"cannot write the output folder {out}: {e.strerror or e} ({e.filename or out})") from None
+        with writing(out / ".lock"):  # a read-only place, a full disk: a WriteError naming the lock
+            out.mkdir(parents=True, exist_ok=True)
+            handle = open(out / ".lock", "a")
+    except WriteError:
+        if created:  # a run that could not start leaves no trace
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -6,17 +6,21 @@ patches kept, tokens and the agent's own ``stats()``, e.g. AgentViT's epsilon) a
 ``record`` "final" with the test accuracies the run trains for), and the same scalars to TensorBoard event files
 in ``log_dir`` (``tensorboard --logdir DIR``) when the optional ``tensorboard`` package
 is installed (``pip install -e ".[log]"``). A resumed run first drops the rows past its
-checkpoint, so the logs never hold a step twice.
+checkpoint, so the logs never hold a step twice; a run that starts afresh starts them over
+(an earlier attempt in the same folder, e.g. one stopped by a full disk before its first
+checkpoint, leaves no rows behind).
 """
 from __future__ import annotations
 
 import csv
 import math
 import sys
+import threading
+import weakref
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from patchenv.atomic import atomic_write
+from patchenv.atomic import WriteError, atomic_write, writing
 
 STEP_FIELDS = ("global_step", "epoch", "reward", "loss", "accuracy", "kept", "tokens", "padding_tokens", "flops",
                "loss_term", "patch_term")
@@ -28,9 +32,13 @@ FINAL_FIELDS = ("test_accuracy", "test_loss", "test_accuracy_masked", "test_mean
 class RunLog:
     def __init__(self, log_dir, resume_from_step: Optional[int] = None):
         self.dir = Path(log_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        if resume_from_step is not None:
-            for name in ("steps.csv", "epochs.csv"):
+        with writing(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
+        for name in ("steps.csv", "epochs.csv"):
+            if resume_from_step is None:
+                with writing(self.dir / name):
+                    (self.dir / name).unlink(missing_ok=True)
+            else:
                 _truncate_csv(self.dir / name, resume_from_step)
         self._files: dict[str, tuple] = {}
         self._writer = None
@@ -41,9 +49,12 @@ class RunLog:
                   f"{self.dir}", file=sys.stderr)
         else:
             # purge_step hides the events a stopped run wrote past its checkpoint: those of
-            # steps after it (the checkpoint's own step was logged before it was saved).
-            self._writer = SummaryWriter(str(self.dir),
-                                         purge_step=None if resume_from_step is None else resume_from_step + 1)
+            # steps after it (the checkpoint's own step was logged before it was saved); a
+            # fresh start hides every earlier event.
+            threads = set(threading.enumerate())
+            self._writer = self._events(lambda: SummaryWriter(
+                str(self.dir), purge_step=0 if resume_from_step is None else resume_from_step + 1))
+            _quiet(set(threading.enumerate()) - threads)
 
     def step(self, info: dict, reward: float, agent_stats: dict) -> None:
         row = {"global_step": info["global_step"], "epoch": info["epoch"], "reward": reward,
@@ -53,7 +64,8 @@ class RunLog:
         if self._writer is not None:
             for key, value in row.items():
                 if key not in ("global_step", "epoch") and _is_number(value):
-                    self._writer.add_scalar(key if "/" in key else f"train/{key}", value, row["global_step"])
+                    self._events(lambda: self._writer.add_scalar(key if "/" in key else f"train/{key}", value,
+                                                                 row["global_step"]))
 
     def epoch(self, record: dict) -> None:
         # The final record's columns exist from the first row on (empty in epoch rows).
@@ -72,33 +84,74 @@ class RunLog:
         if self._writer is not None:
             for key, value in values.items():
                 if key not in ("global_step", "epoch") and _is_number(value):
-                    self._writer.add_scalar(f"{group}/{key}", value, global_step)
+                    self._events(lambda: self._writer.add_scalar(f"{group}/{key}", value, global_step))
         self.flush()
 
     def flush(self) -> None:
-        for handle, _ in self._files.values():
-            handle.flush()
+        for name, (handle, _) in self._files.items():
+            with writing(self.dir / name):
+                handle.flush()
         if self._writer is not None:
-            self._writer.flush()
+            self._events(self._writer.flush)
 
     def close(self) -> None:
-        for handle, _ in self._files.values():
-            handle.close()
+        """Close every file; all are closed even when one fails, the first failure raised."""
+        failed = None
+        for name, (handle, _) in self._files.items():
+            try:
+                with writing(self.dir / name):
+                    handle.close()  # flushes what is buffered
+            except WriteError as e:
+                failed = failed or e
         self._files.clear()
         if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+            writer, self._writer = self._writer, None
+            try:
+                self._events(writer.close)
+            except WriteError as e:
+                failed = failed or e
+        if failed is not None:
+            raise failed
+
+    def _events(self, call: Callable):
+        """A TensorBoard call; an OSError of its writer thread, which the next call raises,
+        as a WriteError naming the event file."""
+        try:
+            return call()
+        except OSError as e:
+            raise WriteError(e.filename or self.dir, e) from e
 
     def _append(self, name: str, row: dict) -> None:
-        if name not in self._files:
-            path = self.dir / name
-            fields = _header(path) or list(row)
-            handle = open(path, "a", newline="")
-            writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-            if path.stat().st_size == 0:
-                writer.writeheader()
-            self._files[name] = (handle, writer)
-        self._files[name][1].writerow({k: ("" if v is None else v) for k, v in row.items()})
+        path = self.dir / name
+        with writing(path):
+            if name not in self._files:
+                fields = _header(path) or list(row)
+                handle = open(path, "a", newline="")
+                writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+                self._files[name] = (handle, writer)
+                if path.stat().st_size == 0:
+                    writer.writeheader()
+            self._files[name][1].writerow({k: ("" if v is None else v) for k, v in row.items()})
+
+
+# TensorBoard's writer threads: an OSError there is kept by TensorBoard and raised again by
+# the next call in the run's thread (`RunLog._events`, one line); the thread's own report
+# of it, a traceback, is not printed.
+_QUIET_THREADS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+_print_thread_error = threading.excepthook
+
+
+def _thread_error(args) -> None:
+    if not (args.thread in _QUIET_THREADS and issubclass(args.exc_type, OSError)):
+        _print_thread_error(args)
+
+
+def _quiet(threads) -> None:
+    """Silence `threads`' OSErrors (installed on first use, over whatever hook is in place)."""
+    global _print_thread_error
+    _QUIET_THREADS.update(threads)
+    if threading.excepthook is not _thread_error:
+        _print_thread_error, threading.excepthook = threading.excepthook, _thread_error
 
 
 def _is_number(value) -> bool:
@@ -113,7 +166,8 @@ def _header(path: Path) -> Optional[list]:
 
 
 def _truncate_csv(path: Path, last_step: int) -> None:
-    """Keep the header and the rows whose global_step is at most `last_step`."""
+    """Keep the header and the rows whose global_step is at most `last_step`, but no final
+    record: a run resumed after it (its completion failed to be written) writes it again."""
     if not path.is_file():
         return
     with open(path, newline="") as f:
@@ -121,7 +175,9 @@ def _truncate_csv(path: Path, last_step: int) -> None:
     if not rows:
         return
     col = rows[0].index("global_step") if "global_step" in rows[0] else None
-    keep = [rows[0]] + [r for r in rows[1:] if col is None or (r[col] and float(r[col]) <= last_step)]
+    kind = rows[0].index("record") if "record" in rows[0] else None
+    keep = [rows[0]] + [r for r in rows[1:] if (col is None or (r[col] and float(r[col]) <= last_step))
+                        and (kind is None or r[kind] != "final")]
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:
             csv.writer(f, lineterminator="\n").writerows(keep)

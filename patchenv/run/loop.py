@@ -37,6 +37,7 @@ synchronised before it is read. The env's share is ``env_step_time_s`` (its
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 from pathlib import Path
@@ -46,6 +47,7 @@ import gymnasium as gym
 from tqdm import tqdm
 
 from patchenv import checked_json
+from patchenv.atomic import WriteError, writing
 from patchenv.run.resume_points import has_checkpoint, load_checkpoint, save_checkpoint, seed_everything
 from patchenv.run.errors import ResumeNotExactWarning, RunError
 from patchenv.run.interrupt import GracefulInterrupt
@@ -126,8 +128,10 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     clock = DeviceTimer(device)  # an epoch's time, the device's queued work included
     try:
         log = RunLog(log_dir, resume_from_step=u.global_step if resumed else None) if log_dir else None
-    except OSError as e:
-        raise RunError(f"cannot write the log folder {log_dir}: {e.strerror or e} ({e.filename or log_dir})") from None
+    except WriteError:
+        raise
+    except OSError as e:  # reading the logs back
+        raise RunError(f"cannot read the log folder {log_dir}: {e.strerror or e} ({e.filename or log_dir})") from None
     meta = meta_block(device, config, "running")
     meta["eval_split"] = eval_split(u, protocol)
 
@@ -207,6 +211,11 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         metrics = write_metrics("paused" if pause_at_epochs and not spent else "complete", final)
         if log is not None and metrics["meta"]["status"] == "complete":
             log.final(final, u.global_step)
+    except BaseException:
+        if log is not None:
+            with contextlib.suppress(WriteError):  # the error in flight is the one to report
+                log.close()
+        raise
     finally:
         bar.close()
         if log is not None:
@@ -215,7 +224,8 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
             stop.__exit__(None, None, None)
 
     if save_agent:
-        agent.save(out / f"agent{agent.save_suffix}")
+        with writing(out / f"agent{agent.save_suffix}"):  # a plug-in's save may write without patchenv.atomic
+            agent.save(out / f"agent{agent.save_suffix}")
     if not keep_checkpoint:
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
         (out / "progress.json").unlink(missing_ok=True)

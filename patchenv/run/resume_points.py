@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from patchenv import checked_json, safe_load
-from patchenv.atomic import atomic_torch_save
+from patchenv.atomic import atomic_torch_save, writing
 from patchenv.run.errors import RunError
 from patchenv.run.records import RunState
 from patchenv.selector import PatchSelector
@@ -108,13 +108,22 @@ def save_checkpoint(out: Path, env, agent: PatchSelector, state: RunState, confi
     while (root / name).exists():  # e.g. a Ctrl-C on an epoch's last step: never overwrite the good one
         name, n = f"step-{u.global_step:09d}.{n}", n + 1
     folder = root / name
-    folder.mkdir(parents=True)
-    u.save_checkpoint(folder / "env.pt")
-    agent.save(folder / f"agent{agent.save_suffix}")
-    atomic_torch_save(rng_state(), folder / "rng.pt")
-    # The commit point: until progress.json names the new folder, the old one is the checkpoint.
-    checked_json.write(out / "progress.json", {"format": FORMAT, "checkpoint": f"checkpoints/{name}",
-                                              "config": config, "state": asdict(state)})
+    try:
+        with writing(folder):
+            folder.mkdir(parents=True)
+        u.save_checkpoint(folder / "env.pt")
+        agent_file = folder / f"agent{agent.save_suffix}"
+        with writing(agent_file):  # a plug-in's save may write without patchenv.atomic
+            agent.save(agent_file)
+        atomic_torch_save(rng_state(), folder / "rng.pt")
+        # The commit point: until progress.json names the new folder, the old one is the checkpoint.
+        checked_json.write(out / "progress.json", {"format": FORMAT, "checkpoint": f"checkpoints/{name}",
+                                                  "config": config, "state": asdict(state)})
+    except Exception:
+        # A write that failed (a full disk, a read-only folder) leaves no half-made folder beside
+        # the committed one; progress.json still names that one.
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     for old in root.iterdir():
         if old.name != name:
             shutil.rmtree(old, ignore_errors=True)

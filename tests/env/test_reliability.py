@@ -4,6 +4,7 @@ import io
 import math
 import os
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -346,16 +347,13 @@ def test_failed_save_leaves_the_older_checkpoint_intact(tmp_path, monkeypatch):
     good = path.read_bytes()
     env.step(np.ones(N))
 
-    real_save = torch.save
+    real_write = Path.write_bytes
 
-    def broken_save(obj, f, *args, **kwargs):
-        if not isinstance(f, (str, os.PathLike)):  # the in-memory payload; the file write fails
-            return real_save(obj, f, *args, **kwargs)
-        with open(f, "wb") as fh:
-            fh.write(b"half a checkpoint")
+    def broken_write(self, data):  # the checkpoint is serialised in memory; writing it to disk fails
+        real_write(self, b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(torch, "save", broken_save)
+    monkeypatch.setattr(Path, "write_bytes", broken_write)
     with pytest.raises(OSError, match="disk full"):
         env.save_checkpoint(path)
     monkeypatch.undo()
