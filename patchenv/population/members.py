@@ -70,8 +70,8 @@ class MemberEnv(gym.Env):
     def save_checkpoint(self, path) -> None:
         self._members.population.save_run_checkpoint(self._index, path)
 
-    def load_checkpoint(self, path):
-        return self._members.population.load_run_checkpoint(self._index, path)
+    def load_checkpoint(self, path, trust_checkpoint: bool = False):
+        return self._members.population.load_run_checkpoint(self._index, path, trust_checkpoint=trust_checkpoint)
 
     def close(self):
         pass  # the population is the coordinator's to close

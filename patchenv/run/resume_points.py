@@ -141,7 +141,9 @@ def load_checkpoint(out: Path, env, agent: PatchSelector, trust_checkpoint: bool
             raise ValueError(f"{folder / 'rng.pt'} holds no python, numpy and torch generator states")
         if rngs.get("format") != RNG_FORMAT and not trust_checkpoint:
             raise ValueError(f"{folder / 'rng.pt'} is from an older patchenv; {safe_load.TRUST_HINT}")
-        env.unwrapped.load_checkpoint(folder / "env.pt", trust_checkpoint=trust_checkpoint)
+        # An env of the user's own (the RunnableEnv protocol) need not take the flag either.
+        env_file, u = folder / "env.pt", env.unwrapped
+        u.load_checkpoint(env_file, trust_checkpoint=True) if trust_checkpoint else u.load_checkpoint(env_file)
         # A plug-in's load(path) need not take the flag: it is passed only when given.
         agent_file = folder / f"agent{agent.save_suffix}"
         agent.load(agent_file, trust_checkpoint=True) if trust_checkpoint else agent.load(agent_file)

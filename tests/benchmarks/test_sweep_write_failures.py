@@ -10,7 +10,7 @@ import json
 import pytest
 
 from compare_cli import compare
-from write_faults import DiskFull, intact, one_line
+from write_faults import TEMP, DiskFull, intact, one_line
 
 PROG = "python -m benchmarks.compare_selectors"
 FAST = ("--batch-size", "64")  # 32 steps per run
@@ -97,4 +97,22 @@ def test_an_interleaved_sweep_continues_after_a_failed_checkpoint(tmp_path, monk
     intact(cut, disk.before)
     monkeypatch.undo()
     assert compare(cut, *args, "--resume", epochs=2) == 0
+    assert results(cut) == results(straight)
+
+
+def test_a_population_sweep_continues_after_a_failed_checkpoint(tmp_path, monkeypatch, capsys):
+    """--population: each run of a selector's seeds checkpoints as a member of the
+    population; a failed checkpoint ends the sweep, and --resume loads every member's
+    checkpoint back into a population and completes it with the same results."""
+    straight, cut = tmp_path / "straight", tmp_path / "cut"
+    args = (*FAST, "--population", "--seeds", "0,1")
+    assert compare(straight, *args, selectors=ONE, epochs=2) == 0
+    disk = DiskFull(monkeypatch, "progress.json", 3, "replace", root=cut)
+    assert compare(cut, *args, selectors=ONE, epochs=2) == 1
+    assert one_line(capsys.readouterr().err).startswith(f"{PROG}: error: cannot write {disk.path}: {disk.reason}")
+    # The other member finishes its own step and writes its own files (atomically): only
+    # the failed file's run stands at its previous checkpoint.
+    assert not [p for p in cut.rglob("*") if TEMP in p.name]
+    monkeypatch.undo()
+    assert compare(cut, *args, "--resume", selectors=ONE, epochs=2) == 0
     assert results(cut) == results(straight)
