@@ -29,6 +29,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
+from patchenv import safe_load
 from patchenv.selector import ZIP_HEADER, PatchSelector
 
 __all__ = ["available", "import_plugins", "load", "make", "make_from_spec", "parse_spec", "register"]
@@ -216,8 +217,6 @@ def _read_header(path: Path) -> tuple[str, dict]:
                 if ZIP_HEADER in names:
                     header = json.loads(archive.read(ZIP_HEADER))
                 else:  # torch.save writes a zip archive too: read without running code
-                    from patchenv import safe_load
-
                     header = safe_load.load(path, path)
         else:
             header = json.loads(path.read_text())
@@ -237,6 +236,4 @@ def load(path: Union[str, os.PathLike], trust_checkpoint: bool = False) -> Patch
     you made (docs/security.md)."""
     path = Path(path)
     name, config = _read_header(path)
-    agent = make(name, **config)
-    # A plug-in's load(path) need not take the flag: it is passed only when given.
-    return agent.load(path, trust_checkpoint=True) if trust_checkpoint else agent.load(path)
+    return safe_load.load_trusting(make(name, **config).load, path, trust_checkpoint)

@@ -18,7 +18,8 @@ import os
 import re
 import warnings
 import zipfile
-from typing import Any, Union
+from pathlib import Path
+from typing import Any, Callable, Union
 
 import torch
 
@@ -36,7 +37,7 @@ def load(source: Union[str, os.PathLike, bytes], name, *, map_location="cpu", tr
         source = io.BytesIO(source)
     else:
         try:
-            source = io.BytesIO(open(source, "rb").read())  # one read: the checks and the load see the same bytes
+            source = io.BytesIO(Path(source).read_bytes())  # one read: the checks and the load see the same bytes
         except OSError as e:
             raise ValueError(f"cannot read {name}: {e.strerror or first_line(e)}") from None
     # torch.save has written zip archives since torch 1.6; anything else is not ours (and
@@ -68,10 +69,17 @@ def load(source: Union[str, os.PathLike, bytes], name, *, map_location="cpu", tr
         raise ValueError(f"cannot read {name}: {type(e).__name__}: {first_line(e)}") from None
 
 
-def one_line(e: BaseException) -> str:
-    """An exception's whole message on one line (torch's state-dict errors list one
-    mismatch per line)."""
-    return " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+def older_format(path, fmt: str) -> ValueError:
+    """The refusal of a file in format `fmt`, which an older patchenv read by unpickling:
+    one line that says how to continue it."""
+    return ValueError(f"{path} is a {fmt} checkpoint, from a patchenv that read checkpoints by unpickling them; "
+                      f"{TRUST_HINT}")
+
+
+def load_trusting(load: Callable[..., Any], path, trust: bool) -> Any:
+    """``load(path)``, given ``trust_checkpoint=True`` only when `trust`: an env's or an
+    agent's ``load`` of the user's own (a plug-in, a RunnableEnv) need not take the flag."""
+    return load(path, trust_checkpoint=True) if trust else load(path)
 
 
 def first_line(e: BaseException) -> str:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from patchenv import safe_load
+from patchenv.checks import one_line
 from patchenv.atomic import atomic_torch_save
 from patchenv.env.run_setup import RunSetup
 from patchenv.env.training_run import TrainingRun
@@ -88,8 +89,7 @@ def unseal(setup: RunSetup, wrapper: Any, path, trust: bool = False) -> dict:
     configuration of `setup`. Raises a one-line ValueError naming `path`; changes nothing.
     A v1 run is read only if `trust` (its payload goes through the free unpickler)."""
     if isinstance(wrapper, dict) and wrapper.get("format") in TRUSTED_ONLY_FORMATS and not trust:
-        raise ValueError(f"{path} is a {wrapper['format']} checkpoint, from a patchenv that read checkpoints by "
-                         f"unpickling them; {safe_load.TRUST_HINT}")
+        raise safe_load.older_format(path, wrapper["format"])
     if isinstance(wrapper, dict) and wrapper.get("format") in _OLD_CHECKPOINT_FORMATS:
         raise ValueError(f"{path} is a {wrapper['format']} checkpoint: "
                          f"{_OLD_CHECKPOINT_FORMATS[wrapper['format']]}; start a new run")
@@ -121,5 +121,5 @@ def restore(run: TrainingRun, state: dict, path) -> dict:
             raise KeyError(f"missing {sorted(missing)}")
         run.load_checkpoint_state(state)
     except Exception as e:
-        raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {safe_load.one_line(e)}") from None
+        raise ValueError(f"cannot restore checkpoint {path}: {type(e).__name__}: {one_line(e)}") from None
     return {"np_random": np_random, "np_random_seed": state["np_random_seed"], "episode_over": state["episode_over"]}

@@ -33,8 +33,7 @@ def read(path: Union[str, os.PathLike], setup: RunSetup, num_envs: int,
     path = Path(path)
     saved = safe_load.load(path, f"population checkpoint {path}")
     if isinstance(saved, dict) and saved.get("format") in TRUSTED_ONLY_FORMATS and not trust:
-        raise ValueError(f"{path} is a {saved['format']} checkpoint, from a patchenv that read checkpoints by "
-                         f"unpickling them; {safe_load.TRUST_HINT}")
+        raise safe_load.older_format(path, saved["format"])
     if not isinstance(saved, dict) or saved.get("format") not in (POPULATION_FORMAT, *TRUSTED_ONLY_FORMATS):
         raise ValueError(f"{path} is not a patchenv population checkpoint ({POPULATION_FORMAT})")
     runs = saved.get("runs")

@@ -14,6 +14,7 @@ import torch
 
 from patchenv import checked_json, safe_load
 from patchenv.atomic import atomic_torch_save, writing
+from patchenv.checks import one_line
 from patchenv.run.errors import RunError
 from patchenv.run.records import RunState
 from patchenv.selector import PatchSelector
@@ -141,14 +142,10 @@ def load_checkpoint(out: Path, env, agent: PatchSelector, trust_checkpoint: bool
             raise ValueError(f"{folder / 'rng.pt'} holds no python, numpy and torch generator states")
         if rngs.get("format") != RNG_FORMAT and not trust_checkpoint:
             raise ValueError(f"{folder / 'rng.pt'} is from an older patchenv; {safe_load.TRUST_HINT}")
-        # An env of the user's own (the RunnableEnv protocol) need not take the flag either.
-        env_file, u = folder / "env.pt", env.unwrapped
-        u.load_checkpoint(env_file, trust_checkpoint=True) if trust_checkpoint else u.load_checkpoint(env_file)
-        # A plug-in's load(path) need not take the flag: it is passed only when given.
-        agent_file = folder / f"agent{agent.save_suffix}"
-        agent.load(agent_file, trust_checkpoint=True) if trust_checkpoint else agent.load(agent_file)
+        safe_load.load_trusting(env.unwrapped.load_checkpoint, folder / "env.pt", trust_checkpoint)
+        safe_load.load_trusting(agent.load, folder / f"agent{agent.save_suffix}", trust_checkpoint)
         state = RunState.from_dict(progress["state"])
         set_rng_state(rngs)
     except Exception as e:  # a damaged file can raise almost anything on its way in
-        raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {safe_load.one_line(e)}") from None
+        raise RunError(f"cannot resume from {folder}: {type(e).__name__}: {one_line(e)}") from None
     return state
