@@ -74,7 +74,7 @@ import patchenv  # noqa: F401  (registers the env ids)
 from benchmarks.suites import SUITES
 from benchmarks.sweep import plan
 from benchmarks.sweep.grid import grid_actions, grid_text
-from benchmarks.sweep.local import RunOptions, check_selector, run_interleaved, run_sequential
+from benchmarks.sweep.local import RunOptions, check_selector, reference_flops, run_interleaved, run_sequential
 from benchmarks.sweep.population_schedule import run_population
 from benchmarks.sweep.results import OUTPUTS, Results, fill_eval_split, load_previous
 from benchmarks.sweep.rl_stats import rl_statistics, rl_table
@@ -86,7 +86,7 @@ from patchenv.checks import one_line, out_of_memory_as
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run.meta import meta_block
 from patchenv.cli.options import add_run_arguments, check_out
-from patchenv.run import RunError, clear_out, locked
+from patchenv.run import Budget, RunError, clear_out, locked
 
 
 class SettingsTooLarge(Exception):
@@ -114,7 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run each selector's seeds (at each grid point) as one population, E runs of one batched ViT "
                         "(patchenv.population), each with its own agent; a run's time is the population's wall clock")
     p.add_argument("--target-accuracy", type=float, default=None,
-                   help="test accuracy (fraction) for time_to_target_s; default: the `all` run's final, same seed")
+                   help="accuracy (fraction, on the per-epoch split: validation under --protocol val) for "
+                        "time_to_target_s; default: the `all` run's final, same seed")
+    p.add_argument("--stop-at-target", action="store_true",
+                   help="every run, `all` included, stops once an evaluation reaches --target-accuracy (checked "
+                        f"{Budget.checks_per_epoch} times an epoch once within a point of it, outside the clock): "
+                        "its cost so far is its cost to target. Under equal-flops the budget is then `all`'s FLOPs "
+                        "for --epochs epochs, computed, so every run starts at once (interleaved from the start)")
+    p.add_argument("--horizon-epochs", type=float, default=None,
+                   help="the run length schedules plan for (the env's budget_epochs: `grow`, `evolved`, `keeprate` "
+                        "read their progress against it); default: --epochs")
     add_run_arguments(p, out_default="results/compare")
     p.add_argument("--suite", choices=sorted(SUITES), default=None,
                    help="a named standard comparison (benchmarks/suites.py): its settings become the defaults, "
@@ -188,6 +197,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         with out_of_memory_as(SettingsTooLarge):
             images = plan.load_images(points)
             check_selectors(cfg, points, images)
+            if plan.computed_reference(cfg):  # the budget every run gets, known before any starts
+                for point in points:
+                    point["reference_flops"] = reference_flops(plan.checkable(point), images[plan.images_key(point)])
     except data_mod.DatasetError as e:  # missing or corrupt data: the message says what to do
         print(f"{parser.prog}: error: {one_line(e)}", file=sys.stderr)
         return 1
@@ -211,6 +223,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     finally:
         torch.set_num_threads(threads)
+
+
+def target_text(cfg: dict, split: str) -> str:
+    """What the target accuracy of the report is, in words."""
+    if cfg["target_accuracy"] is None:
+        return f"all's final {split} accuracy"
+    stop = ", every run stopped on reaching it" if cfg.get("stop_at_target") else ""
+    return f"{100 * cfg['target_accuracy']:.2f}% {split} accuracy (--target-accuracy){stop}"
 
 
 def check_selectors(cfg: dict, points: list[dict], images: dict) -> None:
@@ -308,7 +328,7 @@ def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Pat
     note = (f"mean ± 95% confidence interval over seeds (Student's t; with fewer than 3 seeds: mean (min to max)); "
             f"Δ, ratios and speed-ups paired by seed against all, '*' where the interval excludes 0 (Δ) or 1 "
             f"(ratios; speed-ups over the seeds that reached the target); test accuracy on the test split; the "
-            f"target is all's final {curve_key(runs).split('_')[0]} accuracy; schedule {cfg['schedule']}{backend}; "
+            f"target is {target_text(cfg, curve_key(runs).split('_')[0])}; schedule {cfg['schedule']}{backend}; "
             f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
     print(f"\n{note}")
     rl = rl_statistics(runs, cfg["selectors"])

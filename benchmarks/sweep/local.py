@@ -13,6 +13,7 @@ import numpy as np
 from benchmarks.sweep.plan import REFERENCE, budget_for, epoch_cap, finished, images_key, run_config, run_dir
 from benchmarks.sweep.results import Results
 from patchenv import registry
+from patchenv.model.flops import step_flops
 from patchenv.run.interrupt import GracefulInterrupt
 from patchenv.run import clear_out
 from patchenv.run import Budget, has_checkpoint, read_progress, run_training
@@ -37,8 +38,23 @@ class RunOptions:
 
 def make_env_kwargs(cfg: dict, images, agent) -> dict:
     """The env settings of a run at point `cfg`, with the agent's own env_kwargs."""
-    # budget_epochs: the horizon schedules read (under equal-time, the `all` run's epochs)
-    return {**cfg["env"], "dataset": images, "budget_epochs": cfg["epochs"], **agent.env_kwargs()}
+    # budget_epochs: the horizon schedules read (--horizon-epochs, else --epochs: under
+    # equal-time, the `all` run's epochs)
+    horizon = cfg.get("horizon_epochs") or cfg["epochs"]
+    return {**cfg["env"], "dataset": images, "budget_epochs": horizon, **agent.env_kwargs()}
+
+
+def reference_flops(cfg: dict, images) -> int:
+    """The training FLOPs of `all` over ``cfg["epochs"]`` epochs at point `cfg`, computed
+    from the ViT's FLOPs count (`patchenv.model.flops.step_flops`) rather than measured: the
+    budget of a ``--stop-at-target`` sweep under equal-flops, known before any run."""
+    agent = registry.make_from_spec(REFERENCE, seed=0)
+    env = make_env(cfg, images, agent)
+    try:
+        u = env.unwrapped
+        return int(step_flops(u.vit_config, u.batch_size, u.num_patches)["total"]) * u.steps_per_epoch * cfg["epochs"]
+    finally:
+        env.close()
 
 
 def make_env(cfg: dict, images, agent) -> gym.Env:
@@ -118,8 +134,9 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
             cap = epoch_cap(cfg, selector)  # `all` trains --epochs; a selector held to its cost may train more
             budget = budget_for(point, results.runs, selector, seed, epochs)
             # The masked evaluations are for the final numbers: only on a run's last turn
-            # (under equal-time any turn may be the last).
-            last_turn = epochs >= cap or budget.seconds is not None or budget.flops is not None
+            # (under equal-time or with a target any turn may be the last).
+            last_turn = (epochs >= cap or budget.seconds is not None or budget.flops is not None
+                         or budget.accuracy is not None)
             # A turn that is not the run's end leaves it paused (a seconds or FLOPs budget
             # that runs out completes it).
             metrics = run_one(point, images[images_key(point)], selector, seed, budget, options, stop, resume=True,
@@ -127,9 +144,8 @@ def run_interleaved(todo: list[tuple], images: dict, options: RunOptions, stop: 
             if metrics["meta"]["status"] not in ("paused", "complete"):
                 return point, seed, selector
             done_epochs[key] = epochs
-            summary = metrics["summary"]
-            over = epochs >= cap or budget.spent(summary["train_time_s"], summary["train_flops"])
-            if over:
+            # complete: the run's cap, its time or FLOPs, or its target reached (paused: a turn)
+            if metrics["meta"]["status"] == "complete":
                 folder = run_dir(out, selector, seed, point.get("setting"))
                 clear_out(folder, ("checkpoints", "progress.json"))  # finished: nothing left to resume
                 results.add(point, selector, seed, metrics)

@@ -38,6 +38,12 @@ def make_config(args, grid_actions: dict) -> dict:
         raise ValueError(f"--epochs must be positive, got {args.epochs}")
     if args.target_accuracy is not None and not 0 < args.target_accuracy <= 1:
         raise ValueError(f"--target-accuracy is a fraction in (0, 1], got {args.target_accuracy}")
+    if args.stop_at_target and args.target_accuracy is None:
+        raise ValueError("--stop-at-target needs --target-accuracy: the target is fixed before any run starts")
+    if args.stop_at_target and (args.schedule == "population"):
+        raise ValueError("--stop-at-target runs each run through the runner: not with --population")
+    if args.horizon_epochs is not None and not args.horizon_epochs > 0:
+        raise ValueError(f"--horizon-epochs must be positive, got {args.horizon_epochs}")
     selectors = parse_list(args.selectors)
     if not selectors:
         raise ValueError("--selectors is empty")
@@ -61,6 +67,11 @@ def make_config(args, grid_actions: dict) -> dict:
     if args.backend == "ray":
         cfg.update(gpus_per_run=args.gpus_per_run or 0.0, ray_address=args.ray_address,
                    max_failures=3 if args.max_failures is None else args.max_failures)
+    # Only when given, so a sweep without them keeps its configuration (and --resume its check) as before
+    if args.stop_at_target:
+        cfg["stop_at_target"] = True
+    if args.horizon_epochs is not None:
+        cfg["horizon_epochs"] = args.horizon_epochs
     grid = parse_grid(args.grid, grid_actions)
     if grid:  # only then: a sweep without a grid keeps its configuration (and --resume its check) as before
         cfg["grid"] = grid
@@ -185,9 +196,11 @@ def planned_runs(points: list[dict], cfg: dict) -> list[tuple]:
 
 def phases(todo: list[tuple], cfg: dict) -> list[list[tuple]]:
     """The runs in the order they may start: under equal-time (equal-flops) the references
-    first, as the others' budget is their time (FLOPs); otherwise all at once."""
-    split = ([[t for t in todo if t[2] == REFERENCE], [t for t in todo if t[2] != REFERENCE]]
-             if cfg["budget"] in ("equal-time", "equal-flops") else [todo])
+    first, as the others' budget is their time (FLOPs); otherwise, and under equal-flops
+    with a target fixed before any run (``--stop-at-target``: the reference's FLOPs are
+    computed, `computed_reference`), all at once."""
+    waits = cfg["budget"] == "equal-time" or cfg["budget"] == "equal-flops" and not computed_reference(cfg)
+    split = [[t for t in todo if t[2] == REFERENCE], [t for t in todo if t[2] != REFERENCE]] if waits else [todo]
     return [phase for phase in split if phase]
 
 
@@ -223,18 +236,33 @@ def epoch_cap(cfg: dict, selector: str) -> int:
     return EPOCH_CAP * cfg["epochs"] if held else cfg["epochs"]
 
 
+def computed_reference(cfg: dict) -> bool:
+    """Whether the reference's FLOPs budget is computed rather than measured: under
+    equal-flops with ``--stop-at-target`` it is what `all` spends in ``--epochs`` epochs
+    (``reference_flops``, filled in per point before any run), whatever the `all` run on
+    the seed does once it stops at the target."""
+    return cfg["budget"] == "equal-flops" and bool(cfg.get("stop_at_target"))
+
+
 def budget_for(cfg: dict, runs: list[dict], selector: str, seed: int, epochs: Optional[int]) -> Budget:
     """`epochs` (the whole run's when None); under equal-time (equal-flops) a selector also
     stops at the `all` run's training time (FLOPs) on the same seed and grid point, and may
-    then train up to `EPOCH_CAP` times as many epochs (the last one cut at the budget)."""
+    then train up to `EPOCH_CAP` times as many epochs (the last one cut at the budget).
+    With ``--stop-at-target`` every run, `all` included, also stops once an evaluation
+    reaches ``--target-accuracy``; under equal-flops the FLOPs are then the computed
+    ``reference_flops`` of the point."""
+    target = {"accuracy": cfg["target_accuracy"]} if cfg.get("stop_at_target") else {}
     if cfg["budget"] in ("equal-time", "equal-flops") and selector != REFERENCE:
+        if computed_reference(cfg):
+            return Budget(epochs=epochs if epochs is not None else epoch_cap(cfg, selector),
+                          flops=int(cfg["reference_flops"]), **target)
         ref = next(r for r in runs if r["selector"] == REFERENCE and r["seed"] == seed
                    and r.get("setting") == cfg.get("setting"))
         if cfg["budget"] == "equal-flops":
             return Budget(epochs=epochs if epochs is not None else epoch_cap(cfg, selector),
-                          flops=int(ref["train_flops"]))
-        return Budget(epochs=epochs, seconds=ref["train_time_s"])
-    return Budget(epochs=epochs if epochs is not None else cfg["epochs"])
+                          flops=int(ref["train_flops"]), **target)
+        return Budget(epochs=epochs, seconds=ref["train_time_s"], **target)
+    return Budget(epochs=epochs if epochs is not None else cfg["epochs"], **target)
 
 
 def run_config(cfg: dict, selector: str, seed: int, budget: Budget) -> dict:

@@ -20,7 +20,8 @@ RUN_FIELDS = ("selector", "seed", "dataset") + SUMMARY_FIELDS + (
     "speedup_vs_all", "accuracy_delta_vs_all", "target_accuracy", "time_to_target_s", "tokens_to_target",
     "flops_to_target", "speedup_to_target", "speedup_to_target_flops", "accuracy_delta_at_equal_flops")
 # Configuration keys that must match for --resume to reuse earlier runs.
-COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device", "protocol")
+COMPARABLE = ("dataset", "preset", "env", "epochs", "budget", "device", "protocol", "stop_at_target",
+              "horizon_epochs")
 # What a sweep writes into OUT (--overwrite removes these, and nothing else).
 OUTPUTS = ("results.json", "results.csv", "results.md", "accuracy_vs_time.png", "accuracy_vs_flops.png", "patch_keep_frequency.png",
            "runs", "ray")
@@ -99,7 +100,9 @@ def load_previous(out: Path, cfg: dict, trust: bool = False) -> list[dict]:
             raise TypeError("its config or rows are not JSON objects")
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); use another --out") from None
-    diff = {k: (old_cfg.get(k), cfg.get(k)) for k in COMPARABLE if old_cfg.get(k) != cfg.get(k)}
+    # A run stopped at its target depends on the target: then it must match too.
+    keys = COMPARABLE + (("target_accuracy",) if cfg.get("stop_at_target") else ())
+    diff = {k: (old_cfg.get(k), cfg.get(k)) for k in keys if old_cfg.get(k) != cfg.get(k)}
     # A grid may gain values (new points run, finished ones are kept) but not change its
     # keys: the rows' columns and folders are the keys'.
     old_keys, keys = list(old_cfg.get("grid") or {}), list(cfg.get("grid") or {})

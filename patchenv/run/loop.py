@@ -5,7 +5,8 @@
 ends over:
 
 - **budget**: whole epochs, seconds of training wall-clock (evaluation excluded) or
-  training FLOPs, whichever comes first;
+  training FLOPs, whichever comes first, and optionally a target accuracy that ends the
+  run once an evaluation reaches it (checked several times an epoch near it);
 - **evaluation** with all patches at every epoch end (and at the budget's end), optionally
   (``masked_eval``) once more at the end with the agent's own masks and with random masks
   drawn as AgentViT explores (`patchenv.agentvit_exploration.exploration_mask`, a fresh draw per
@@ -13,7 +14,8 @@ ends over:
   columns;
 - **records**: per-epoch rows with the same field names everywhere (`EPOCH_FIELDS`) and a
   final `summary` (`SUMMARY_FIELDS`), written to ``out/metrics.json`` with the ``meta``
-  block (`patchenv.run.meta`) after every epoch;
+  block (`patchenv.run.meta`) after every epoch; under an accuracy budget, the
+  evaluations inside epochs near its target (``checks``, `CHECK_FIELDS`);
 - **checkpoints**: one format, a folder ``out/checkpoints/step-<global step>/`` holding
   the env's run (``env.pt``), the agent (``agent<save_suffix>``) and every global RNG
   (python, numpy, torch, CUDA: ``rng.pt``), committed by ``out/progress.json`` which names
@@ -56,7 +58,8 @@ from patchenv.run.log import RunLog
 from patchenv.run.meta import meta_block
 from patchenv.run.protocol import RunnableEnv
 from patchenv.run.recorder import Recorder
-from patchenv.run.records import (PROTOCOLS, Budget, RunState, Sums, epoch_record, eval_split, partial, summary)
+from patchenv.run.records import (PROTOCOLS, Budget, RunState, Sums, check_record, epoch_record, eval_split, partial,
+                                  summary)
 from patchenv.selector import PatchSelector
 from patchenv.timing import DeviceTimer
 
@@ -69,7 +72,7 @@ def run_training(env: gym.Env, agent: PatchSelector, out, *, budget: Budget, see
                  overwrite: bool = False, save_agent: bool = False, pause_at_epochs: bool = False,
                  trust_checkpoint: bool = False) -> dict:
     """Train `agent` in `env` (built with ``agent.env_kwargs()``) for `budget`; returns the
-    metrics written to ``out/metrics.json``: ``{"meta", "epochs", "partial", "summary"}``
+    metrics written to ``out/metrics.json``: ``{"meta", "epochs", "checks", "partial", "summary"}``
     with ``meta["status"]`` ``complete``, ``paused`` or ``interrupted``.
 
     A fresh run seeds the global RNGs and ``env.reset(seed=seed)``; ``resume=True``
@@ -139,14 +142,30 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         meta.update(status=status)
         if status == "interrupted":  # the front ends exit with 128 + its number (130 Ctrl-C, 143 SIGTERM)
             meta["exit_status"] = stop.exit_status
-        metrics = {"meta": meta, "epochs": state.history,
+        metrics = {"meta": meta, "epochs": state.history, "checks": state.checks,
                    "partial": partial(state) if state.epoch.steps else None, "summary": final}
         checked_json.write(out / "metrics.json", metrics)
         return metrics
 
     def done() -> bool:
-        return (budget.spent(state.time_s, state.total.flops)
+        return (budget.spent(state.time_s, state.total.flops) or budget.reached(state.best_accuracy)
                 or budget.epochs is not None and u.global_step >= budget.epochs * spe)
+
+    def to_next_stop() -> int:
+        """Training steps to the end of this epoch or, near an accuracy budget's target, to
+        the epoch's next check (at round(j * spe / checks_per_epoch), j = 1, 2, ...)."""
+        into = u.global_step % spe
+        stops = [spe]
+        if budget.checking(state.best_accuracy):
+            k = budget.checks_per_epoch
+            stops += [round(j * spe / k) for j in range(1, k)]
+        return min(s for s in stops if s > into) - into
+
+    def at_check() -> bool:
+        into = u.global_step % spe
+        k = budget.checks_per_epoch
+        return (into != 0 and budget.checking(state.best_accuracy)
+                and any(into == round(j * spe / k) for j in range(1, k)))
 
     def on_step(reward: float, info: dict) -> None:
         if log is not None:
@@ -165,8 +184,9 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     try:
         while not done():
             t_start = state.time_s
-            # env steps to the end of this epoch (one env step is action_repeat training steps)
-            steps = -(-(spe - u.global_step % spe) // getattr(u, "action_repeat", 1))
+            # env steps to the end of this epoch or its next check (one env step is action_repeat
+            # training steps)
+            steps = -(-to_next_stop() // getattr(u, "action_repeat", 1))
 
             def callback(_transition) -> bool:
                 stop.count_step()
@@ -188,16 +208,23 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
             # An agent may overrun the steps it was asked for (SB3 rounds to whole rollouts):
             # an epoch ends when the env's step count crosses a multiple of the epoch length.
             epoch_end = u.global_step // spe > epoch_before
+            check = None
+            if not epoch_end and at_check():  # near the target: evaluated inside the epoch, outside the clock
+                check = u.evaluate(eval_split(u, protocol))
+                state.checks.append(check_record(u, state, spe, protocol, check))
+                state.best_accuracy = max(state.best_accuracy, check["accuracy"])
             if epoch_end or done():
-                record = epoch_record(u, state, spe, protocol)
+                # a check that reached the target is the run's last evaluation: its row reuses it
+                record = epoch_record(u, state, spe, protocol, ev=check)
                 state.history.append(record)
+                accuracy = record["val_accuracy"] if record["val_accuracy"] is not None else record["test_accuracy"]
+                state.best_accuracy = accuracy if state.best_accuracy is None else max(state.best_accuracy, accuracy)
                 state.epoch = Sums()
                 if log is not None:
                     log.epoch(record)
                 if on_epoch is not None:
                     on_epoch(record)
-                acc = record["val_accuracy"] if record["val_accuracy"] is not None else record["test_accuracy"]
-                bar.set_postfix(acc=f"{acc:.3f}", reward=f"{record['mean_reward']:.3f}")
+                bar.set_postfix(acc=f"{accuracy:.3f}", reward=f"{record['mean_reward']:.3f}")
                 bar.update(1 if by_epoch else min(round(state.time_s, 1), bar_total) - bar.n)
             if stop.requested:
                 save_checkpoint(out, env, agent, state, config)
@@ -206,7 +233,7 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                 save_checkpoint(out, env, agent, state, config)
             write_metrics("running")
         # a seconds or FLOPs budget that runs out ends the run, whatever turn it is
-        spent = budget.spent(state.time_s, state.total.flops)
+        spent = budget.spent(state.time_s, state.total.flops) or budget.reached(state.best_accuracy)
         final = summary(u, agent, state, masked_eval)
         metrics = write_metrics("paused" if pause_at_epochs and not spent else "complete", final)
         if log is not None and metrics["meta"]["status"] == "complete":

@@ -25,6 +25,10 @@ EPOCH_FIELDS = (
     "episode_return", "diverged_steps", "val_accuracy", "val_loss", "test_accuracy", "test_loss",
 )
 PROTOCOLS = ("val", "paper")
+# How close to its accuracy budget a run's last evaluation must be for the runner to
+# evaluate it several times an epoch: a point, about what `all` gains in ten epochs near
+# its plateau on Fashion-MNIST, so the extra evaluations fall where the target may be hit.
+CHECK_WITHIN = 0.01
 SUMMARY_FIELDS = (
     "epochs", "steps", "val_accuracy", "test_accuracy", "test_loss", "test_accuracy_masked", "test_mean_patches_kept_masked",
     "test_accuracy_random_masks", "mean_patches_kept", "mean_reward", "train_time_s", "images_per_s", "env_step_time_s", "agent_overhead_s",
@@ -36,11 +40,19 @@ SUMMARY_FIELDS = (
 class Budget:
     """How long to train: whole ``epochs``, ``seconds`` of training wall-clock, training
     ``flops`` (forward + backward, as `info["flops"]` counts them), or several (whichever
-    comes first). A seconds or FLOPs budget may end a run inside an epoch."""
+    comes first). A seconds or FLOPs budget may end a run inside an epoch.
+
+    ``accuracy`` (with one of the others as its cap) also ends the run once an evaluation
+    reaches it: the run stops at its target, and its cost so far is its cost to target.
+    Evaluations fall at epoch ends and, once one has come within `CHECK_WITHIN` of the
+    target, ``checks_per_epoch`` times an epoch (outside the clock), so a run's time to
+    target is not an epoch's granularity."""
 
     epochs: Optional[int] = None
     seconds: Optional[float] = None
     flops: Optional[int] = None
+    accuracy: Optional[float] = None
+    checks_per_epoch: int = 4
 
     def __post_init__(self):
         if self.epochs is None and self.seconds is None and self.flops is None:
@@ -54,6 +66,12 @@ class Budget:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if self.seconds is not None and not self.seconds > 0:
             raise ValueError(f"seconds must be positive, got {self.seconds!r}")
+        if self.accuracy is not None and not (isinstance(self.accuracy, (int, float))
+                                              and not isinstance(self.accuracy, bool) and 0 < self.accuracy <= 1):
+            raise ValueError(f"accuracy must be a fraction in (0, 1], got {self.accuracy!r}")
+        if not (isinstance(self.checks_per_epoch, int) and not isinstance(self.checks_per_epoch, bool)
+                and self.checks_per_epoch >= 1):
+            raise ValueError(f"checks_per_epoch must be a positive integer, got {self.checks_per_epoch!r}")
 
     def spent(self, time_s: float, flops: int) -> bool:
         """Whether a run that has trained `time_s` seconds and `flops` FLOPs has used up the
@@ -61,10 +79,24 @@ class Budget:
         return ((self.seconds is not None and time_s >= self.seconds)
                 or (self.flops is not None and flops >= self.flops))
 
+    def reached(self, accuracy: Optional[float]) -> bool:
+        """Whether an evaluation of `accuracy` (None: none yet) reached the accuracy budget
+        (to 1e-12, as the sweep's time to target counts it)."""
+        return self.accuracy is not None and accuracy is not None and accuracy >= self.accuracy - 1e-12
+
+    def checking(self, accuracy: Optional[float]) -> bool:
+        """Whether a run whose best evaluation so far gave `accuracy` is near enough its
+        target to be evaluated ``checks_per_epoch`` times an epoch (the best, not the last:
+        one evaluation that dips does not stop the checks)."""
+        return (self.accuracy is not None and self.checks_per_epoch > 1 and accuracy is not None
+                and accuracy >= self.accuracy - CHECK_WITHIN)
+
     def record(self) -> dict:
-        """The budget as a run records it (``flops`` only when set, so records written
-        before FLOPs budgets existed still match)."""
-        return {"epochs": self.epochs, "seconds": self.seconds, **({"flops": self.flops} if self.flops else {})}
+        """The budget as a run records it (``flops`` and ``accuracy`` only when set, so
+        records written before they existed still match)."""
+        return {"epochs": self.epochs, "seconds": self.seconds, **({"flops": self.flops} if self.flops else {}),
+                **({"accuracy": self.accuracy, "checks_per_epoch": self.checks_per_epoch}
+                   if self.accuracy is not None else {})}
 
 
 @dataclass
@@ -113,11 +145,30 @@ class RunState:
     history: list = field(default_factory=list)  # EPOCH_FIELDS rows
     keep_counts: Optional[np.ndarray] = None  # per patch position: images trained with it kept
     keep_images: int = 0  # images the counts cover
+    best_accuracy: Optional[float] = None  # the best evaluation's (epoch ends and checks), what an accuracy budget reads
+    checks: list = field(default_factory=list)  # CHECK_FIELDS rows: the evaluations inside epochs
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunState":
         counts = None if d.get("keep_counts") is None else np.asarray(d["keep_counts"], dtype=np.int64)
         return cls(**{**d, "epoch": Sums(**d["epoch"]), "total": Sums(**d["total"]), "keep_counts": counts})
+
+
+# One row per evaluation inside an epoch (an accuracy budget's checks near its target);
+# cumulative like EPOCH_FIELDS'.
+CHECK_FIELDS = ("epoch", "global_step", "train_time_s", "train_flops", "val_accuracy", "val_loss", "test_accuracy",
+                "test_loss")
+
+
+def check_record(u: RunnableEnv, state: RunState, spe: int, protocol: str, ev: dict) -> dict:
+    """A check's row, from its evaluation `ev` (of `eval_split`)."""
+    split = eval_split(u, protocol)
+    return {"epoch": round(u.global_step / spe, 4), "global_step": u.global_step, "train_time_s": state.time_s,
+            "train_flops": state.total.flops,
+            "val_accuracy": ev["accuracy"] if split == "val" else None,
+            "val_loss": ev["loss"] if split == "val" else None,
+            "test_accuracy": ev["accuracy"] if split == "test" else None,
+            "test_loss": ev["loss"] if split == "test" else None}
 
 
 def partial(state: RunState) -> dict:
@@ -133,9 +184,11 @@ def eval_split(u: RunnableEnv, protocol: str) -> str:
     return "val" if protocol == "val" and u.config.val_fraction > 0 else "test"
 
 
-def epoch_record(u: RunnableEnv, state: RunState, spe: int, protocol: str) -> dict:
+def epoch_record(u: RunnableEnv, state: RunState, spe: int, protocol: str, ev: Optional[dict] = None) -> dict:
+    """The row of an evaluation at an epoch end or the budget's end; `ev` is the
+    evaluation when it was just made (a check that reached the target), else one is made."""
     split = eval_split(u, protocol)
-    ev = u.evaluate(split)
+    ev = ev if ev is not None else u.evaluate(split)
     s = state.epoch
     previous = state.history[-1]["train_time_s"] if state.history else 0.0
     return {
