@@ -151,21 +151,13 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         return (budget.spent(state.time_s, state.total.flops) or budget.reached(state.best_accuracy)
                 or budget.epochs is not None and u.global_step >= budget.epochs * spe)
 
-    def to_next_stop() -> int:
-        """Training steps to the end of this epoch or, near an accuracy budget's target, to
-        the epoch's next check (at round(j * spe / checks_per_epoch), j = 1, 2, ...)."""
-        into = u.global_step % spe
-        stops = [spe]
-        if budget.checking(state.best_accuracy):
-            k = budget.checks_per_epoch
-            stops += [round(j * spe / k) for j in range(1, k)]
-        return min(s for s in stops if s > into) - into
+    k = budget.checks_per_epoch
+    check_points = sorted({round(j * spe / k) for j in range(1, k)} - {0})  # inside an epoch
 
-    def at_check() -> bool:
-        into = u.global_step % spe
-        k = budget.checks_per_epoch
-        return (into != 0 and budget.checking(state.best_accuracy)
-                and any(into == round(j * spe / k) for j in range(1, k)))
+    def checks_passed(step: int) -> int:
+        """Check points (round(j * spe / checks_per_epoch) into an epoch, j = 1, 2, ...; epoch
+        ends apart) at or before training step `step` of the run."""
+        return (step // spe) * len(check_points) + sum(c <= step % spe for c in check_points)
 
     def on_step(reward: float, info: dict) -> None:
         if log is not None:
@@ -182,19 +174,39 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
     if own_stop:
         stop.__enter__()
     try:
+        checked_upto = checks_passed(u.global_step)
         while not done():
             t_start = state.time_s
-            # env steps to the end of this epoch or its next check (one env step is action_repeat
-            # training steps)
-            steps = -(-to_next_stop() // getattr(u, "action_repeat", 1))
+            # env steps to the end of this epoch (one env step is action_repeat training steps)
+            steps = -(-(spe - u.global_step % spe) // getattr(u, "action_repeat", 1))
+            excluded = 0.0  # seconds of this turn's checks, off the training clock
+            last_check = None  # (global step, evaluation) of this turn's latest check
 
             def callback(_transition) -> bool:
+                nonlocal excluded, last_check, checked_upto
                 stop.count_step()
                 if stop.requested:
                     return False
+                passed = checks_passed(u.global_step)
+                if (passed > checked_upto and u.global_step % spe != 0
+                        and budget.checking(state.best_accuracy)):
+                    # Near the target: evaluated here, inside the agent's loop (stopping it would
+                    # end its episode early), and off the clock; the timer waits for the queued
+                    # training work first, which stays on the clock.
+                    checked_upto = passed
+                    timer = DeviceTimer(device)
+                    timer.start()
+                    now = t_start + clock.elapsed() - excluded
+                    ev = u.evaluate(eval_split(u, protocol))
+                    excluded += timer.stop()
+                    state.checks.append(check_record(u, state, spe, protocol, ev, now))
+                    state.best_accuracy = max(state.best_accuracy, ev["accuracy"])
+                    last_check = (u.global_step, ev)
+                    if budget.reached(state.best_accuracy):
+                        return False
                 # note: env.step synchronised the device (the reward needs the loss), so the host's
                 # clock is honest; a seconds or FLOPs budget spent ends the run inside this epoch
-                return not budget.spent(t_start + clock.elapsed(), state.total.flops)
+                return not budget.spent(t_start + clock.elapsed() - excluded, state.total.flops)
 
             overhead_before = agent.overhead_time_s
             epoch_before = u.global_step // spe
@@ -203,19 +215,16 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                 agent.train(recorder, steps=steps, callback=callback)
             except KeyboardInterrupt:  # a second Ctrl-C inside a step: keep the last checkpoint
                 return write_metrics("interrupted")
-            state.time_s += clock.stop()  # the device's queued work included
+            state.time_s += clock.stop() - excluded  # the device's queued work included, the checks not
             state.overhead_s += agent.overhead_time_s - overhead_before
             # An agent may overrun the steps it was asked for (SB3 rounds to whole rollouts):
             # an epoch ends when the env's step count crosses a multiple of the epoch length.
             epoch_end = u.global_step // spe > epoch_before
-            check = None
-            if not epoch_end and at_check():  # near the target: evaluated inside the epoch, outside the clock
-                check = u.evaluate(eval_split(u, protocol))
-                state.checks.append(check_record(u, state, spe, protocol, check))
-                state.best_accuracy = max(state.best_accuracy, check["accuracy"])
             if epoch_end or done():
-                # a check that reached the target is the run's last evaluation: its row reuses it
+                # a check that reached the target, the last thing the run did, is its last row
+                check = last_check[1] if last_check is not None and last_check[0] == u.global_step else None
                 record = epoch_record(u, state, spe, protocol, ev=check)
+                checked_upto = checks_passed(u.global_step)
                 state.history.append(record)
                 accuracy = record["val_accuracy"] if record["val_accuracy"] is not None else record["test_accuracy"]
                 state.best_accuracy = accuracy if state.best_accuracy is None else max(state.best_accuracy, accuracy)

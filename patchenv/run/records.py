@@ -160,10 +160,10 @@ CHECK_FIELDS = ("epoch", "global_step", "train_time_s", "train_flops", "val_accu
                 "test_loss")
 
 
-def check_record(u: RunnableEnv, state: RunState, spe: int, protocol: str, ev: dict) -> dict:
-    """A check's row, from its evaluation `ev` (of `eval_split`)."""
+def check_record(u: RunnableEnv, state: RunState, spe: int, protocol: str, ev: dict, time_s: float) -> dict:
+    """A check's row, from its evaluation `ev` (of `eval_split`) after `time_s` seconds of training."""
     split = eval_split(u, protocol)
-    return {"epoch": round(u.global_step / spe, 4), "global_step": u.global_step, "train_time_s": state.time_s,
+    return {"epoch": round(u.global_step / spe, 4), "global_step": u.global_step, "train_time_s": time_s,
             "train_flops": state.total.flops,
             "val_accuracy": ev["accuracy"] if split == "val" else None,
             "val_loss": ev["loss"] if split == "val" else None,
