@@ -300,7 +300,7 @@ def test_each_selector_is_built_once_to_validate_it(tmp_path, monkeypatch):
     assert built == ["all", "random:k=8", "norm_topk"]
 
 
-@pytest.mark.parametrize("suite", ["fmnist", "fmnist-p2"])
+@pytest.mark.parametrize("suite", ["fmnist", "fmnist-p2", "fmnist-long"])
 def test_suites_parse_into_their_settings(suite):
     """A suite's settings are flags compare_selectors knows: the env gets them (no data is
     loaded here: the suites' Fashion-MNIST is not on every machine)."""
@@ -316,3 +316,5 @@ def test_suites_parse_into_their_settings(suite):
     for key in ("batch_size", "patch_size", "image_size", "n_patch_desired"):
         if key in want:
             assert cfg["env"][key] == want[key], key
+    for key in ("target_accuracy", "stop_at_target", "horizon_epochs"):
+        assert cfg.get(key) == want.get(key), key
