@@ -17,6 +17,12 @@ next to the paired t intervals of `benchmarks.sweep.stats`:
   FLOPs than ``grow`` on the same seed. A run that never reached it counts as infinite
   FLOPs; both never reaching it is a tie (half).
 
+- **IQM cost to target against `all`**: per seed, the selector's training time (FLOPs)
+  to the target over `all`'s on the same seed (seeds where `all` reached it; a selector
+  that did not counts as infinite, so up to a quarter of misses are cut off and more make
+  the IQM infinite), with its stratified bootstrap interval: the time-to-train figure of
+  a ``--stop-at-target`` suite.
+
 Why our own code: ``rliable`` 1.2.0 does not import here. Its bootstrap dependency
 ``arch`` 7.2.0 fails at import with pandas 3 (``deprecate_kwarg() missing 1 required
 positional argument``). These are its definitions, and a test checks them against
@@ -35,6 +41,7 @@ from benchmarks.sweep.plan import REFERENCE
 BASELINE = "grow"  # the best training-free schedule: a learned selector earns its training by beating it
 REPS = 5000  # bootstrap resamples
 LEVEL = 0.95
+MISS = 1e12  # a run that never reached the target, in a cost ratio's bootstrap (far above any real ratio)
 
 
 def iqm(x: np.ndarray) -> np.ndarray:
@@ -78,6 +85,20 @@ def fewer_flops_to_target(runs: list[dict], selector: str, baseline: str = BASEL
     return (float(np.mean(wins)), len(wins)) if wins else None
 
 
+def cost_to_target_ratios(runs: list[dict], selector: str, key: str) -> list[np.ndarray]:
+    """Per grid point, the `selector`'s `key` (``time_to_target_s`` or ``flops_to_target``)
+    over `all`'s on the same seed, for the seeds where `all` reached the target (inf where
+    the selector did not); points without such a seed are left out."""
+    ref = {(r["seed"], r.get("setting")): r for r in runs if r["selector"] == REFERENCE}
+    by_point: dict = {}
+    for r in runs:
+        a = ref.get((r["seed"], r.get("setting")))
+        if r["selector"] != selector or a is None or not a.get(key):
+            continue
+        by_point.setdefault(r.get("setting"), []).append(math.inf if r.get(key) is None else r[key] / a[key])
+    return [np.array(v) for v in by_point.values()]
+
+
 def rl_statistics(runs: list[dict], selectors: list[str], reps: int = REPS) -> dict:
     """Per selector: IQM of the final test accuracy with its interval, P(better than all)
     with its interval, and P(fewer FLOPs to target than grow). JSON-able."""
@@ -97,6 +118,16 @@ def rl_statistics(runs: list[dict], selectors: list[str], reps: int = REPS) -> d
         if name != REFERENCE and pairs:
             entry["p_better_than_all"] = dict(zip(("value", "low", "high"),
                                                   stratified_bootstrap(probability_of_improvement, pairs, reps)))
+        if name != REFERENCE:
+            for key, field in (("time_to_target_s", "iqm_time_to_target_vs_all"),
+                               ("flops_to_target", "iqm_flops_to_target_vs_all")):
+                ratios = cost_to_target_ratios(runs, name, key)
+                if ratios:
+                    # A miss enters the bootstrap as MISS (percentiles between two infinities
+                    # would be NaN) and any estimate it dominates comes out as inf.
+                    finite = [(np.minimum(a, MISS),) for a in ratios]
+                    entry[field] = {k: (math.inf if v >= MISS / 1e6 else v)
+                                    for k, v in zip(("value", "low", "high"), stratified_bootstrap(iqm, finite, reps))}
         if name != BASELINE:
             fewer = fewer_flops_to_target(runs, name)
             if fewer is not None:
@@ -114,7 +145,9 @@ def rl_table(stats: dict) -> str:
 
     rows = [[name, s["runs"], interval(s["iqm_test_accuracy"], 100), interval(s.get("p_better_than_all")),
              "-" if "p_fewer_flops_to_target_than_grow" not in s
-             else f"{s['p_fewer_flops_to_target_than_grow']:.2f} ({s['pairs_with_grow']} seeds)"]
+             else f"{s['p_fewer_flops_to_target_than_grow']:.2f} ({s['pairs_with_grow']} seeds)",
+             interval(s.get("iqm_time_to_target_vs_all")), interval(s.get("iqm_flops_to_target_vs_all"))]
             for name, s in stats.items()]
     return markdown_table(["selector", "runs", "IQM test acc % [95% CI]", "P(better than all) [95% CI]",
-                           f"P(fewer FLOPs to target than {BASELINE})"], rows)
+                           f"P(fewer FLOPs to target than {BASELINE})", "IQM time to target / all's [95% CI]",
+                           "IQM FLOPs to target / all's [95% CI]"], rows)

@@ -46,3 +46,17 @@ def test_rl_statistics_per_selector():
     assert stats["all"]["p_fewer_flops_to_target_than_grow"] == 0.0 and stats["all"]["pairs_with_grow"] == 3
     assert math.isclose(stats["grow"]["iqm_test_accuracy"]["value"], 0.84)
     assert "| grow | 3 | 84.00 [" in rl_table(stats)
+
+
+def test_cost_to_target_against_all_pairs_by_seed_and_counts_misses_as_infinite():
+    runs = [{"selector": "all", "seed": s, "test_accuracy": 0.8, "time_to_target_s": t, "flops_to_target": f}
+            for s, t, f in ((0, 100.0, 10), (1, 200.0, 20), (2, None, None), (3, 50.0, 40), (4, 100.0, 10))]
+    runs += [{"selector": "x", "seed": s, "test_accuracy": 0.8, "time_to_target_s": t, "flops_to_target": f}
+             for s, t, f in ((0, 50.0, 3), (1, 100.0, 4), (2, 10.0, 1), (3, None, None), (4, 30.0, 5))]
+    stats = rl_statistics(runs, ["all", "x"], reps=300)["x"]
+    # seed 2 is left out (all missed); ratios 0.5, 0.5, inf (a miss), 0.3: IQM cuts one at each end
+    assert stats["iqm_time_to_target_vs_all"]["value"] == pytest.approx(0.5)
+    # FLOPs ratios 0.3, 0.2, inf, 0.5: the middle two, 0.3 and 0.5
+    assert stats["iqm_flops_to_target_vs_all"]["value"] == pytest.approx(0.4)
+    assert stats["iqm_time_to_target_vs_all"]["low"] <= 0.5 <= stats["iqm_time_to_target_vs_all"]["high"]
+    assert "| x | 5 |" in rl_table({"x": stats}) and "0.50 [" in rl_table({"x": stats})
