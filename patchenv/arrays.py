@@ -1,5 +1,8 @@
-"""The one conversion of an action or observation (numpy, list or torch tensor) to numpy."""
+"""The one conversion of an action or observation (numpy, list or torch tensor) to numpy,
+and of a step's device values to numpy in one trip."""
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -17,3 +20,30 @@ def to_numpy(x) -> np.ndarray:
     if t.is_floating_point() and t.dtype not in _NUMPY_FLOATS:
         t = t.float()
     return t.cpu().numpy()
+
+
+def to_numpy_all(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """`tensors` (of any dtypes and shapes, on one device) as numpy arrays, copied to the
+    host in one trip: their bytes are joined on the device, so the host waits once for
+    all of them (one device sync), not once per tensor."""
+    if not tensors:
+        return []
+    flat = [t.detach().contiguous().reshape(-1) for t in tensors]
+    joined = torch.cat([t.view(torch.uint8) for t in flat]).cpu().numpy()  # note: the one sync
+    out, at = [], 0
+    for t, f in zip(tensors, flat):
+        size = f.numel() * f.element_size()
+        out.append(joined[at:at + size].view(_numpy_dtype(f.dtype)).reshape(tuple(t.shape)).copy())
+        at += size
+    return out
+
+
+_NUMPY_DTYPES = {torch.float16: np.float16, torch.float32: np.float32, torch.float64: np.float64,
+                 torch.bool: np.bool_, torch.uint8: np.uint8, torch.int8: np.int8, torch.int16: np.int16,
+                 torch.int32: np.int32, torch.int64: np.int64}
+
+
+def _numpy_dtype(dtype: torch.dtype) -> type:
+    if dtype not in _NUMPY_DTYPES:
+        raise TypeError(f"to_numpy_all takes tensors of a dtype numpy has ({sorted(map(str, _NUMPY_DTYPES))}), got {dtype}")
+    return _NUMPY_DTYPES[dtype]

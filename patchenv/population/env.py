@@ -81,8 +81,8 @@ class PopulationEnv(VectorEnv):
         self.setup = RunSetup(EnvConfig(**with_preset(preset, {**kwargs, "cuda_graph": False})))
         # The runs' counters (epoch, steps, L(ref)) and progress statistics as arrays: each
         # step counts them for all training runs at once.
-        self.counters = RunCounters(int(num_envs))
-        self.progress = ProgressTracker(self.setup.num_patches, int(num_envs))
+        self.counters = RunCounters(int(num_envs), self.setup.device)
+        self.progress = ProgressTracker(self.setup.num_patches, int(num_envs), self.setup.device)
         self.runs: tuple[PatchSelectionEnv, ...] = tuple(
             PatchSelectionEnv.around(self.setup, self.counters, self.progress, i) for i in range(int(num_envs)))
         first = self.runs[0]
@@ -139,20 +139,27 @@ class PopulationEnv(VectorEnv):
     def step(self, actions):
         if any(run.model is None for run in self.runs):
             raise gym.error.ResetNeeded("call reset() before step(): there are no training runs yet")
-        obs, rewards, terminated, truncated, infos = self.step_moving(self._split(actions))
-        return obs, *self._scalars(rewards, terminated, truncated), infos
+        return self.step_moving(self._split(actions))
 
     def step_runs(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
         """`step` for the runs where `moving` (E,) is True (default: all), the others
         standing still (not trained, nothing drawn; their `actions` entries are ignored).
-        Returns (obs, rewards, terminated, truncated) as (E,) numpy arrays (obs as `step`)
-        and a list of E single-env info dicts (empty for runs that did not move)."""
+        Returns (obs, rewards, terminated, truncated) as (E,) arrays (as `step`: numpy, or
+        tensors on the device with ``tensor_obs=True``) and a list of E single-env info
+        dicts (empty for runs that did not move)."""
         obs, rewards, terminated, truncated, infos = self.step_moving(actions, moving)
         return obs, rewards, terminated, truncated, [outcome.row_info(infos, i) for i in range(self.num_envs)]
 
     def step_moving(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
         """`step_runs` with the info as `step` gives it: arrays (E, ...) with ``_key``
-        masks (the runs that moved), made in one piece."""
+        masks (the runs that moved), made in one piece.
+
+        Host reads: ``tensor_obs=False``: one (the observations and every number, in one
+        copy). ``tensor_obs=True``: one, of which runs' episodes ended (terminated or
+        truncated: a divergence is known on the device only), since the next step's
+        autoresets are the host's to do; the rewards, ends and the info's measured numbers
+        stay tensors on the device. It comes last, once the next batches and observations
+        are queued. A probe step and a ``reward_fn`` read as a single env's do."""
         moving = np.ones(self.num_envs, dtype=bool) if moving is None else np.asarray(moving, dtype=bool)
         resetting = self._autoreset & moving
         training = moving & ~resetting
@@ -165,9 +172,6 @@ class PopulationEnv(VectorEnv):
         idle_counts = restart_counts(actions, self.runs, restarting)
         self._clock.start()
         infos: dict = {}
-        rewards = np.zeros(self.num_envs)
-        terminated = np.zeros(self.num_envs, dtype=bool)
-        truncated = np.zeros(self.num_envs, dtype=bool)
         for i in np.flatnonzero(resetting):  # next-step autoreset: the run continues, untrained
             infos = self._add_info(infos, self.runs[i].reset()[1], i)
         rows = np.flatnonzero(training)
@@ -178,42 +182,58 @@ class PopulationEnv(VectorEnv):
                                            idle_counts)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
             results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
-                                      self.config.amp, training)
+                                      self.config.amp, torch.from_numpy(training).to(self.device))
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
             updates = record_steps(runs, [keeps[i] for i in rows], [results[i] for i in rows])
             advance_all(runs)  # the next batches, loaded at once, embedded below
         self._observe()
-        obs = self._agent_obs()
-        error = None
+        device = self.device
+        result = outcome.Outcome(torch.zeros(self.num_envs, dtype=torch.float64, device=device),
+                                 torch.zeros(self.num_envs, dtype=torch.bool, device=device),
+                                 torch.zeros(self.num_envs, dtype=torch.bool, device=device), infos,
+                                 torch.zeros(0, dtype=torch.float64, device=device))
         if len(rows):
-            update_diverged = np.array([u.result.diverged for u in updates])
-            diverged = update_diverged | ~self._finite()[rows]
-            overflowed = rows[diverged & ~update_diverged]
-            if len(overflowed):  # a finite update whose weights overflow: zeros, as a single env observes
-                for i in overflowed:
-                    self.runs[i].run.blank_observation()
-                self._obs[overflowed] = 0
-                obs = self._agent_obs()
+            # Everything on the device: a finite update whose weights overflow gets zeros as
+            # its observation, as a single env's does.
+            obs, diverged = outcome.settle_observations(self._obs, rows, torch.stack([u.result.finite for u in updates]))
+            self._set_observations(obs)
             steps = outcome.Steps.of(self.counters, rows, [keeps[i] for i in rows], updates, diverged,
                                      self.config.selection == "image")
-            terminated[rows], truncated[rows] = outcome.episode_ends(steps, self.setup.episode_steps)
-            for i in rows[terminated[rows] | truncated[rows]]:
-                self.runs[i].episode_over = True
-            try:
-                rewards[rows], rows_info = outcome.rewards_and_infos(
-                    steps, num_patches=self.setup.num_patches, n_patch_desired=self.config.n_patch_desired,
-                    kind=self.config.reward, weights=self.config.reward_weights, reward_fn=self.config.reward_fn)
-                infos = self._add_rows_info(infos, rows_info, rows)
-            except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the steps are applied
+            rows_result = outcome.outcome(steps, num_patches=self.setup.num_patches,
+                                          n_patch_desired=self.config.n_patch_desired, kind=self.config.reward,
+                                          weights=self.config.reward_weights, episode_steps=self.setup.episode_steps)
+            result = self._place_rows(result, rows_result, rows, infos)
+        if self.config.tensor_obs:
+            obs = self._obs
+            # note: the step's one sync (after the next batches and observations are queued):
+            # which runs ended decides the next step's autoresets, the host's to do.
+            ended = to_numpy(result.terminated | result.truncated)
+        else:
+            obs, result = result.on_host(self._obs)  # note: the step's one sync, everything in one copy
+            ended = result.terminated | result.truncated
+        for i in rows[ended[rows]]:
+            self.runs[i].episode_over = True
+        error = None
+        if self.config.reward_fn is not None and len(rows):
+            try:  # a reward_fn's error is raised once the step is complete; the steps are applied
+                rewards = outcome.custom_rewards(
+                    outcome.Outcome(result.rewards[rows], result.terminated[rows], result.truncated[rows],
+                                    {k: v[rows] for k, v in result.info.items() if not k.startswith("_")},
+                                    result.loss_ref), self.config.reward_fn, num_patches=self.setup.num_patches,
+                    n_patch_desired=self.config.n_patch_desired)
+                full = np.zeros(self.num_envs)
+                full[rows] = rewards
+                result = outcome.with_rewards(result, full)
+            except (RuntimeError, TypeError, ValueError) as e:
                 error = e
         elapsed = self._clock.stop()
         self.train_time_s += elapsed
         for run in runs:  # every run waited for the whole population step
             run.add_time(elapsed)
-        self._autoreset[moving] = (terminated | truncated)[moving]
+        self._autoreset[moving] = ended[moving]
         if error is not None:
             raise error
-        return obs, rewards, terminated, truncated, infos
+        return obs, result.rewards, result.terminated, result.truncated, result.info
 
     def render(self):
         """One frame per run (as Gymnasium's sync vector env): a tuple of (H, W, 3) uint8."""
@@ -305,29 +325,35 @@ class PopulationEnv(VectorEnv):
         for i, shell in enumerate(self.runs):
             shell.run.set_observation(tokens[i], obs[i])
 
-    def _add_rows_info(self, infos: dict, rows_info: dict[str, np.ndarray], rows: np.ndarray) -> dict:
-        """`infos` with `rows_info` (arrays over `rows`) placed at those rows, each key with
-        its ``_key`` mask (Gymnasium's vector info)."""
-        for key, values in rows_info.items():
+    def _place_rows(self, result: outcome.Outcome, rows_result: outcome.Outcome, rows: np.ndarray,
+                    infos: dict) -> outcome.Outcome:
+        """`result` (E runs) with `rows_result` (the runs at `rows`) placed at those rows, and
+        its info added to `infos` (the autoresets'), each key with its ``_key`` mask
+        (Gymnasium's vector info). Device tensors stay on the device."""
+        index = torch.from_numpy(rows).to(self.device)
+        for full, part in ((result.rewards, rows_result.rewards), (result.terminated, rows_result.terminated),
+                           (result.truncated, rows_result.truncated)):
+            full[index] = part
+        for key, values in rows_result.info.items():
             array = infos.get(key)
             if array is None:
-                array = np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype)
-            array[rows] = values
+                array = (torch.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype, device=self.device)
+                         if isinstance(values, torch.Tensor) else
+                         np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype))
+            array[index if isinstance(array, torch.Tensor) else rows] = values
             mask = infos.get(f"_{key}", np.zeros(self.num_envs, dtype=bool))
             mask[rows] = True
             infos[key], infos[f"_{key}"] = array, mask
-        return infos
+        return outcome.Outcome(result.rewards, result.terminated, result.truncated, infos, rows_result.loss_ref)
+
+    def _set_observations(self, obs: torch.Tensor) -> None:
+        """`obs` (E, ...) is the pending observation of every run (row i run i's)."""
+        self._obs = obs
+        for i, shell in enumerate(self.runs):
+            shell.run.set_observation(shell.run.tokens, obs[i])
 
     def _agent_obs(self):
         return self._obs if self.config.tensor_obs else to_numpy(self._obs)
-
-    def _finite(self) -> np.ndarray:
-        return torch.isfinite(self._obs.flatten(1)).all(dim=1).cpu().numpy()  # note: one sync for all runs
-
-    def _scalars(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> tuple:
-        if self.config.tensor_obs:
-            return tuple(torch.from_numpy(a).to(self.device) for a in (rewards, terminated, truncated))
-        return rewards, terminated, truncated
 
     def _split(self, actions) -> list:
         """The E runs' actions, row by row (one device-to-host copy for a tensor)."""

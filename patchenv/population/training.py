@@ -8,10 +8,8 @@ moments and step count stay), as a single env skips a diverged update.
 """
 from __future__ import annotations
 
-import math
 from typing import Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,9 +20,10 @@ from patchenv.model.training import StepResult, autocast
 
 def population_step(stacked: StackedViT, adam: StackedAdam, weights: dict, tokens: torch.Tensor, y: torch.Tensor,
                     index: Optional[torch.Tensor], key_mask: Optional[torch.Tensor], amp: Optional[str],
-                    training: np.ndarray) -> list[StepResult]:
-    """Train the runs where `training` (E,) is True on `tokens` (E, B, N, D, embedded from
-    `weights` with its autograd graph) and labels `y` (E, B). One StepResult per run."""
+                    training: torch.Tensor) -> list[StepResult]:
+    """Train the runs where `training` (E,) bool on the device is True on `tokens` (E, B,
+    N, D, embedded from `weights` with its autograd graph) and labels `y` (E, B). One
+    StepResult per run, of 0-d views on the device: nothing is read on the host."""
     e = tokens.shape[0]
     with autocast(tokens.device, amp):
         logits = stacked.forward_tokens(weights, tokens, index, key_mask)  # (E, B, classes)
@@ -34,12 +33,10 @@ def population_step(stacked: StackedViT, adam: StackedAdam, weights: dict, token
     losses.sum().backward()
     grad_norms = adam.flat.grad.norm(dim=1)  # (E,): each run's total gradient norm
     correct = (logits.argmax(dim=-1) == y).float().mean(dim=1)
-    # note: the step's one CPU-GPU sync point (the rewards need the losses on the host).
-    loss_v, acc_v, grad_v = torch.stack([losses.detach().float(), correct, grad_norms.float()]).tolist()
-    finite = np.array([math.isfinite(a) and math.isfinite(b) for a, b in zip(loss_v, grad_v)])
-    apply = torch.from_numpy(finite & training).to(tokens.device)
-    adam.step(apply)
+    losses, grad_norms = losses.detach().float(), grad_norms.float()
+    finite = torch.isfinite(losses) & torch.isfinite(grad_norms)
+    adam.step(finite & training)
     token_grad = tokens.grad
     adam.zero_grad()
-    return [StepResult(loss_v[i], acc_v[i], grad_v[i], not finite[i],
+    return [StepResult(losses[i], correct[i], grad_norms[i], finite[i],
                        None if token_grad is None else token_grad[i]) for i in range(e)]
