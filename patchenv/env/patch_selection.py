@@ -222,7 +222,7 @@ class PatchSelectionEnv(gym.Env):
         # The training run: a ViT once reset() (or load_checkpoint()) has started one.
         self.run = TrainingRun(setup, render=self.render_mode is not None, counters=counters,
                                progress=progress, row=row)
-        self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
+        self._clock = DeviceTimer(self.device, sync_start=False)  # a step waits for nothing, its clock included
         self.episode_over = False  # terminated or truncated, until the next reset()
         self._terminated: Optional[torch.Tensor] = None  # tensor_obs: the last step's, unread
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
@@ -291,7 +291,7 @@ class PatchSelectionEnv(gym.Env):
         try:
             return self.conclude(keep, done)
         finally:  # a failing reward_fn raises here, and the step it follows is applied and timed
-            run.add_time(self._clock.stop())
+            run.add_time(self._clock.lap())
 
     def conclude(self, keep: Keep, done: Update) -> tuple:
         """What a step means to the agent once the run has trained (`done`) and made the

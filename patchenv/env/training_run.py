@@ -32,6 +32,7 @@ from patchenv.model.cuda_graph import GraphedStep
 from patchenv.model.keep import Keep
 from patchenv.model.training import StepResult, autocast, make_optimizer, new_model, train_step
 from patchenv.model.vit import SimpleViT
+from patchenv.timing import Lap, SecondsSum
 
 
 @dataclass
@@ -74,8 +75,7 @@ class TrainingRun:
         self.credit: Optional[tuple] = None  # (dL/d(token), keep) of the last step, for patch_credit()
         self.rendered: Optional[tuple] = None  # (images, keep mask) of the last trained batch
         self.last_keep: Optional[Keep] = None  # the last step's keep (records and render)
-        self.train_time_s = 0.0  # cumulative wall-clock of the steps (evaluation excluded)
-        self.last_step_time_s = 0.0
+        self.time = SecondsSum()  # wall clock of the steps (evaluation excluded), read when asked
 
     # -- its counters (row `row` of `counters`) ------------------------------------------
     epoch = CounterRow()
@@ -130,8 +130,7 @@ class TrainingRun:
         self.data_gen.manual_seed(data_seed)
         self.epoch, self.global_step, self.episode_step = 0, 0, 0
         self.loss_ref = None
-        self.train_time_s = 0.0
-        self.last_step_time_s = 0.0
+        self.time = SecondsSum()
         self.new_epoch_order()
         self.credit = None
         self.progress.reset(self.row)
@@ -174,7 +173,7 @@ class TrainingRun:
         self.pos, self.epoch = state["pos"], state["epoch"]
         self.global_step, self.episode_step = state["global_step"], state["episode_step"]
         self.loss_ref = state["loss_ref"]
-        self.train_time_s = state["train_time_s"]
+        self.time = SecondsSum(state["train_time_s"])
         if progress is None:
             self.progress.reset(self.row)
         else:
@@ -225,10 +224,19 @@ class TrainingRun:
             self.rendered = render_mod.remember(self.batch_x, keep)
         return Update(result, flops, probe_flops, progress_reward, trained_epoch)
 
-    def add_time(self, seconds: float) -> None:
-        """A step of this run took `seconds` of wall clock."""
-        self.last_step_time_s = seconds
-        self.train_time_s += seconds
+    def add_time(self, lap: Lap) -> None:
+        """A step of this run took `lap` (read when the run's time is: a step does not wait)."""
+        self.time.add(lap)
+
+    @property
+    def train_time_s(self) -> float:
+        """Cumulative wall clock of the steps (note: on CUDA, waits for the last step's end)."""
+        return self.time.total
+
+    @property
+    def last_step_time_s(self) -> float:
+        """Wall clock of the last step (0 before any; note: waits, as `train_time_s`)."""
+        return self.time.last
 
     # -- data order and the pending batch ---------------------------------------------
     def new_epoch_order(self) -> None:

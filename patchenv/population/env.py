@@ -56,7 +56,7 @@ from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
 from patchenv.population.keeps import join, parse_actions, restart_counts
 from patchenv.population.training import population_step
-from patchenv.timing import DeviceTimer
+from patchenv.timing import DeviceTimer, SecondsSum
 
 
 class PopulationEnv(VectorEnv):
@@ -100,12 +100,12 @@ class PopulationEnv(VectorEnv):
         self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names)
                             for i in range(self.num_envs)]
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
+        self._clock = DeviceTimer(self.device, sync_start=False)  # a step waits for nothing, its clock included
         self._weights: Optional[dict] = None  # per-parameter views of the stacked weights, with their graph
         self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) embedding of the pending batches
         self._obs: Optional[torch.Tensor] = None  # (E, ...) the stacked observation, on the device
         self.last_step_tokens = 0  # token slots the population's transformer ran on in the last step (padding incl.)
-        self.train_time_s = 0.0  # wall-clock of step() since the first reset (the runs' clocks are each this)
+        self.time = SecondsSum()  # wall clock of step() since the first reset (the runs' clocks are each this)
 
     # -- Gymnasium's VectorEnv API -----------------------------------------------------
     def reset(self, *, seed: Union[int, Sequence[Optional[int]], None] = None, options: Optional[dict] = None):
@@ -226,8 +226,8 @@ class PopulationEnv(VectorEnv):
                 result = outcome.with_rewards(result, full)
             except (RuntimeError, TypeError, ValueError) as e:
                 error = e
-        elapsed = self._clock.stop()
-        self.train_time_s += elapsed
+        elapsed = self._clock.lap()
+        self.time.add(elapsed)
         for run in runs:  # every run waited for the whole population step
             run.add_time(elapsed)
         self._autoreset[moving] = ended[moving]
@@ -245,6 +245,11 @@ class PopulationEnv(VectorEnv):
         super().close(**kwargs)
 
     # -- beside the Gymnasium API ------------------------------------------------------
+    @property
+    def train_time_s(self) -> float:
+        """Wall clock of step() since the first reset (note: on CUDA, waits for the last step's end)."""
+        return self.time.total
+
     def evaluate(self, split: str = "test", masks: Any = None) -> list[dict]:
         """Each run's `PatchSelectionEnv.evaluate` (same arguments): a list of E dicts."""
         return [run.evaluate(split, masks) for run in self.runs]
@@ -279,7 +284,7 @@ class PopulationEnv(VectorEnv):
                     self._adopt(j)
             raise
         self._autoreset = np.asarray(autoreset, dtype=bool)
-        self.train_time_s = train_time_s
+        self.time = SecondsSum(train_time_s)
         self._observe()
         return self._agent_obs()
 
