@@ -20,8 +20,8 @@ class DeviceTimer:
     the seconds per call of `fn` over `inner` back-to-back calls.
 
     ``sync_start``: wait for the device's earlier work before starting, so it is not
-    counted (benchmarks; note: a sync, outside the timed work). An env step leaves it off:
-    the step before ended with a wait, and the step must not add one."""
+    counted (benchmarks; note: a sync, outside the timed work). An env step leaves it off
+    and ends with `lap`: a step must not add a wait."""
 
     def __init__(self, device: Union[str, torch.device], *, sync_start: bool = True):
         self.device = torch.device(device)
