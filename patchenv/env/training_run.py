@@ -105,10 +105,7 @@ class TrainingRun:
         forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if cfg.compile else model.forward_tokens
         graphed = None
         if s.cuda_graph:
-            b, c, size = s.batch_size, s.data_shape["channels"], s.data_shape["image_size"]
-            graphed = GraphedStep(model, optimizer, torch.empty(b, c, size, size, device=s.device),
-                                  torch.empty(b, dtype=torch.long, device=s.device),
-                                  lambda: autocast(s.device, cfg.amp, cache_enabled=False))
+            graphed = GraphedStep(model, optimizer, s.device, lambda: autocast(s.device, cfg.amp, cache_enabled=False))
         return dict(model=model, optimizer=optimizer, forward_tokens=forward_tokens, graphed=graphed,
                     data_gen=torch.Generator(s.device))
 
@@ -212,8 +209,8 @@ class TrainingRun:
         the update was finite), the token gradients and the keep, for patch_credit() and
         render()."""
         s, cfg = self.setup, self.setup.config
-        if result.token_grad is not None:
-            self.credit = (result.token_grad, result.token_keep)
+        # A step replayed from a CUDA graph keeps no token gradients: no credit then.
+        self.credit = None if result.token_grad is None else (result.token_grad, result.token_keep)
         self.last_keep = keep
         probe_flops, self.pending_probe_flops = self.pending_probe_flops, 0
         progress_reward = 0.0

@@ -44,6 +44,7 @@ from patchenv.arrays import to_numpy
 from patchenv.env import outcome, run_checkpoint
 from patchenv.env.config import EnvConfig
 from patchenv.env.counters import RunCounters
+from patchenv.env.device import resolve_device
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
 from patchenv.env.progress import ProgressTracker
@@ -55,7 +56,8 @@ from patchenv.model.training import autocast
 from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
 from patchenv.population.keeps import join, parse_actions, restart_counts
-from patchenv.population.training import population_step
+from patchenv.population.graphs import PopulationGraphs
+from patchenv.population.training import population_step, step_results
 from patchenv.timing import DeviceTimer, SecondsSum
 
 
@@ -64,7 +66,10 @@ class PopulationEnv(VectorEnv):
 
     Arguments: ``num_envs`` (E >= 1) and the keywords of `PatchSelectionEnv` (``preset``
     and the `EnvConfig` fields), shared by every run. Not supported here (a one-line
-    ValueError): ``cuda_graph=True``, ``compile=True`` and ``action_repeat > 1``.
+    ValueError): ``compile=True``, ``action_repeat > 1``, and ``cuda_graph=True`` off CUDA.
+    ``cuda_graph=True`` on CUDA replays the step from CUDA graphs, one per shape of the
+    token selection (`patchenv.population.graphs`); ``None`` (the default) and ``False``
+    step eagerly.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
@@ -72,11 +77,14 @@ class PopulationEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, *, preset: Optional[str] = None, **kwargs: Any):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        for name, allowed in (("cuda_graph", (None, False)), ("compile", (False,)), ("action_repeat", (1,))):
+        for name, allowed in (("compile", (False,)), ("action_repeat", (1,))):
             if kwargs.get(name, allowed[0]) not in allowed:
                 raise ValueError(f"PopulationEnv does not support {name}={kwargs[name]!r}: a population steps its "
-                                 f"runs eagerly as one model, one training step per step (use the single env)")
+                                 f"runs as one model, one training step per step (use the single env)")
         cfg = EnvConfig(**with_preset(preset, kwargs))  # checks every setting once, before any data loads
+        if cfg.cuda_graph and resolve_device(cfg.device).type != "cuda":
+            raise ValueError(f"PopulationEnv does not support cuda_graph=True on {resolve_device(cfg.device)}: "
+                             f"CUDA graphs need a CUDA device (cuda_graph=False steps eagerly)")
         # One setup for every run: the data set, its splits and the probe on the device once.
         self.setup = RunSetup(EnvConfig(**with_preset(preset, {**kwargs, "cuda_graph": False})))
         # The runs' counters (epoch, steps, L(ref)) and progress statistics as arrays: each
@@ -99,10 +107,15 @@ class PopulationEnv(VectorEnv):
         self._models = [self.stacked.member_model(i) for i in range(self.num_envs)]
         self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names)
                             for i in range(self.num_envs)]
+        # The step's CUDA graphs (cuda_graph=True), one per shape (``graphs.shapes``).
+        self.graphs = (PopulationGraphs(self.stacked, self.adam,
+                                         lambda: autocast(self.device, cfg.amp, cache_enabled=False))
+                        if cfg.cuda_graph else None)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._clock = DeviceTimer(self.device, sync_start=False)  # a step waits for nothing, its clock included
         self._weights: Optional[dict] = None  # per-parameter views of the stacked weights, with their graph
-        self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) embedding of the pending batches
+        self._images: Optional[torch.Tensor] = None  # (E, B, C, H, W) the pending batches
+        self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) their embedding
         self._obs: Optional[torch.Tensor] = None  # (E, ...) the stacked observation, on the device
         self.last_step_tokens = 0  # token slots the population's transformer ran on in the last step (padding incl.)
         self.time = SecondsSum()  # wall clock of step() since the first reset (the runs' clocks are each this)
@@ -181,8 +194,7 @@ class PopulationEnv(VectorEnv):
             index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device,
                                            idle_counts)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
-            results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
-                                      self.config.amp, torch.from_numpy(training).to(self.device))
+            results = self._train(y, index, key_mask, torch.from_numpy(training).to(self.device))
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
             updates = record_steps(runs, [keeps[i] for i in rows], [results[i] for i in rows])
             advance_all(runs)  # the next batches, loaded at once, embedded below
@@ -317,12 +329,29 @@ class PopulationEnv(VectorEnv):
         self.adam.load_run(i, run.optimizer, run.model, self.stacked.names)
         run.use_model(self._models[i], self._optimizers[i])
 
+    def _train(self, y: torch.Tensor, index: Optional[torch.Tensor], key_mask: Optional[torch.Tensor],
+               training: torch.Tensor) -> list:
+        """The training step of the runs where `training`: replayed from a CUDA graph where
+        there is one, else eagerly on the observation's embedding (made again, with its
+        autograd graph, where the observation was made without one)."""
+        replayed = None if self.graphs is None else self.graphs(self._images, y, index, key_mask, training)
+        if replayed is not None:
+            return step_results(*replayed)
+        weights, tokens = self._weights, self._tokens
+        if not tokens.requires_grad:
+            weights = self.stacked.weights()
+            with autocast(self.device, self.config.amp):
+                tokens = self.stacked.embed(weights, self._images)
+        return population_step(self.stacked, self.adam, weights, tokens, y, index, key_mask, self.config.amp,
+                               training)
+
     def _observe(self) -> None:
         """Embed every run's pending batch at once (keeping the graph for the training
-        step, as a single env does) and make the stacked observation."""
+        step, as a single env does, unless a CUDA graph embeds them again) and make the
+        stacked observation."""
         self._weights = w = self.stacked.weights()
-        x = torch.stack([shell.run.batch_x for shell in self.runs])
-        with autocast(self.device, self.config.amp):
+        self._images = x = torch.stack([shell.run.batch_x for shell in self.runs])
+        with autocast(self.device, self.config.amp), torch.set_grad_enabled(self.graphs is None):
             self._tokens = tokens = self.stacked.embed(w, x)  # (E, B, N, D)
         self._obs = obs = observation(self.config.obs_type, tokens, lambda t: self.stacked.attention_state(w, t),
                                       lambda: progress_vectors([shell.run for shell in self.runs]),
