@@ -1,5 +1,6 @@
 """The one conversion of an action or observation (numpy, list or torch tensor) to numpy,
-and of a step's device values to numpy in one trip."""
+of a step's device values to numpy in one trip, and of host arrays to the device without
+waiting."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,6 +21,16 @@ def to_numpy(x) -> np.ndarray:
     if t.is_floating_point() and t.dtype not in _NUMPY_FLOATS:
         t = t.float()
     return t.cpu().numpy()
+
+
+def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """`array` (host) as a tensor on `device`, without the host waiting: on CUDA through
+    pinned memory and a non-blocking copy (a plain copy from pageable memory waits for the
+    device's queue to drain); on the CPU a tensor over the array's own memory."""
+    t = torch.from_numpy(np.require(array, requirements="C"))
+    if device.type != "cuda":
+        return t
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def to_numpy_all(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from patchenv.arrays import to_device
+
 
 class RunCounters:
     """Counters of `num_runs` runs (module docstring); ``loss_ref`` is NaN until a run has
@@ -30,15 +32,15 @@ class RunCounters:
         trained_epoch = self.epoch[rows].copy()
         self.global_step[rows] += 1
         self.episode_step[rows] += 1
-        index = torch.from_numpy(rows).to(self.loss_ref.device)
+        index = to_device(rows, self.loss_ref.device)
         old = self.loss_ref[index]
-        due = torch.from_numpy(self.global_step[rows] >= loss_ref_step).to(old.device)
+        due = to_device(self.global_step[rows] >= loss_ref_step, old.device)
         self.loss_ref[index] = torch.where(torch.isnan(old) & ~diverged & due, losses, old)
         return trained_epoch
 
     def loss_refs(self, rows: np.ndarray) -> torch.Tensor:
         """L(ref) of the runs in `rows` (NaN: not set yet), on the device."""
-        return self.loss_ref[torch.from_numpy(rows).to(self.loss_ref.device)]
+        return self.loss_ref[to_device(rows, self.loss_ref.device)]
 
 
 class CounterRow:

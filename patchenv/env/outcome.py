@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from patchenv.arrays import to_numpy_all
+from patchenv.arrays import to_device, to_numpy_all
 from patchenv.env.rewards import RewardFn, StepStats, checked_reward
 from patchenv.env.counters import RunCounters
 from patchenv.env.training_run import Update
@@ -61,7 +61,7 @@ class Steps:
         loss_ref = counters.loss_refs(rows)
         loss_ref = torch.where(torch.isnan(loss_ref), loss, loss_ref)
         probe_flops = np.array([u.probe_flops for u in updates], dtype=np.int64)
-        progress_reward = torch.tensor([u.progress_reward for u in updates], dtype=torch.float64).to(loss.device)
+        progress_reward = to_device(np.array([u.progress_reward for u in updates], dtype=np.float64), loss.device)
         return cls(loss=loss, accuracy=torch.stack([u.result.accuracy for u in updates]).double(),
                    diverged=diverged, kept=np.array([k.kept for k in keeps], dtype=np.float64),
                    tokens=np.array([k.tokens for k in keeps], dtype=np.int64),
@@ -81,7 +81,7 @@ def settle_observations(obs: torch.Tensor, rows: np.ndarray, update_finite: torc
     the run cannot go on; it diverged, and its observation becomes zeros so that it stays
     in its space. A non-finite update diverged whatever its observation (which is handed
     out as it is)."""
-    index = torch.from_numpy(rows).to(obs.device)
+    index = to_device(rows, obs.device)
     obs_finite = torch.isfinite(obs[index].flatten(1)).all(dim=1)
     blank = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
     blank[index] = update_finite & ~obs_finite
@@ -104,7 +104,7 @@ def patch_terms(s: Steps, num_patches: int, n_patch_desired: int) -> np.ndarray:
 def episode_ends(s: Steps, episode_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(terminated, truncated) on the device: a diverged run terminates; an episode's last
     step truncates."""
-    last = torch.from_numpy(s.episode_step >= episode_steps).to(s.diverged.device)
+    last = to_device(s.episode_step >= episode_steps, s.diverged.device)
     return s.diverged.clone(), ~s.diverged & last
 
 
@@ -145,7 +145,7 @@ def outcome(s: Steps, *, num_patches: int, n_patch_desired: int, kind: str, weig
         rewards = s.progress_reward.clone()
     else:
         loss_weight, patch_weight = weights
-        rewards = loss_weight * lt + patch_weight * torch.from_numpy(pt).to(lt.device)
+        rewards = loss_weight * lt + patch_weight * to_device(pt, lt.device)
     return Outcome(rewards, terminated, truncated, infos(s, lt, pt), s.loss_ref)
 
 
@@ -166,7 +166,7 @@ def custom_rewards(o: Outcome, reward_fn: RewardFn, *, num_patches: int, n_patch
 def with_rewards(o: Outcome, rewards: np.ndarray) -> Outcome:
     """`o` with `rewards` (numpy), on the device where its rewards are."""
     if isinstance(o.rewards, torch.Tensor):
-        return replace(o, rewards=torch.from_numpy(rewards).to(o.rewards.device))
+        return replace(o, rewards=to_device(rewards, o.rewards.device))
     return replace(o, rewards=rewards)
 
 

@@ -47,6 +47,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from patchenv.arrays import to_device
+
 PROGRESS_FEATURES = ("budget_done", "epoch_done", "loss", "loss_trend", "probe_loss", "probe_accuracy",
                      "probe_accuracy_change", "kept_so_far", "last_kept")
 
@@ -96,7 +98,7 @@ class ProgressTracker:
         (arrays over `rows`)."""
         self.steps[rows] += 1
         finite = torch.isfinite(losses)
-        index = torch.from_numpy(rows).to(self.loss_fast.device)
+        index = to_device(rows, self.loss_fast.device)
         for ema, decay in ((self.loss_fast, _FAST), (self.loss_slow, _SLOW)):
             old = ema[index]
             ema[index] = torch.where(finite, torch.where(torch.isnan(old), losses, decay * old + (1 - decay) * losses),
@@ -134,8 +136,8 @@ class ProgressTracker:
         values[:, 6] = self.probe_accuracy_change[rows]
         values[:, 7] = np.where(steps > 0, self.kept_sum[rows] / np.maximum(steps * self.num_patches, 1), 1.0)
         values[:, 8] = self.last_kept[rows]
-        index = torch.from_numpy(rows).to(self.loss_fast.device)
-        full = torch.from_numpy(values).to(self.loss_fast.device)  # the host's columns; the losses' below
+        index = to_device(rows, self.loss_fast.device)
+        full = to_device(values, self.loss_fast.device)  # the host's columns; the losses' below
         fast = self.loss_fast[index]
         full[:, 2], full[:, 3] = fast, fast - self.loss_slow[index]
         return torch.nan_to_num(full.float(), nan=0.0, posinf=0.0, neginf=0.0)

@@ -40,7 +40,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from patchenv.arrays import to_numpy
+from patchenv.arrays import to_device, to_numpy
 from patchenv.env import outcome, run_checkpoint
 from patchenv.env.config import EnvConfig
 from patchenv.env.counters import RunCounters
@@ -194,7 +194,7 @@ class PopulationEnv(VectorEnv):
             index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device,
                                            idle_counts)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
-            results = self._train(y, index, key_mask, torch.from_numpy(training).to(self.device))
+            results = self._train(y, index, key_mask, to_device(training, self.device))
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
             updates = record_steps(runs, [keeps[i] for i in rows], [results[i] for i in rows])
             advance_all(runs)  # the next batches, loaded at once, embedded below
@@ -364,7 +364,7 @@ class PopulationEnv(VectorEnv):
         """`result` (E runs) with `rows_result` (the runs at `rows`) placed at those rows, and
         its info added to `infos` (the autoresets'), each key with its ``_key`` mask
         (Gymnasium's vector info). Device tensors stay on the device."""
-        index = torch.from_numpy(rows).to(self.device)
+        index = to_device(rows, self.device)
         for full, part in ((result.rewards, rows_result.rewards), (result.terminated, rows_result.terminated),
                            (result.truncated, rows_result.truncated)):
             full[index] = part
