@@ -286,7 +286,8 @@ def test_count_selection_progress_reward_and_patch_credit_on_cuda():
 def test_a_population_replays_cuda_graphs_with_the_eager_populations_numbers():
     """PopulationEnv(cuda_graph=True): a shape's first step runs eagerly, its second
     captures, later ones replay; equal counts (no key mask), unequal ones (a key mask),
-    every patch; then a run whose weights overflow skips its update inside the graph."""
+    every patch; then a run with a NaN weight in its head (read by the step, not by the
+    observation's embedding, which the eager step reuses) skips its update in the graph."""
     from patchenv.population import PopulationEnv
 
     kw = {**TINY, "device": CUDA, "selection": "batch", "obs_type": "pooled", "episode_steps": 20}
@@ -299,7 +300,7 @@ def test_a_population_replays_cuda_graphs_with_the_eager_populations_numbers():
         if t == len(plan):
             for pop in (eager, graphed):
                 with torch.no_grad():
-                    pop.runs[1].model.to_patch_embedding[1].weight.fill_(float("inf"))
+                    pop.runs[1].model.linear_head[-1].weight[0, 0] = float("nan")
         actions = np.stack([batch_mask(k, seed=3 * t + i) for i, k in enumerate(counts)])
         want, got = eager.step(actions), graphed.step(actions)
         for x, y in zip(got[:4], want[:4]):
@@ -308,7 +309,6 @@ def test_a_population_replays_cuda_graphs_with_the_eager_populations_numbers():
             np.testing.assert_allclose(got[4][key], want[4][key], rtol=1e-4, atol=1e-6, err_msg=f"{t} {key}")
     assert graphed.graphs.shapes == {("index", 3, TINY["batch_size"], 32, False),
                                      ("index", 3, TINY["batch_size"], 32, True), ("all",)}
-    torch.testing.assert_close(graphed.adam.steps, eager.adam.steps, rtol=0, atol=0)
-    rows = [0, 2]  # run 1 overflowed: its weights are not finite in either
-    torch.testing.assert_close(graphed.stacked.flat.detach()[rows], eager.stacked.flat.detach()[rows],
-                               rtol=1e-4, atol=1e-5)
+    assert graphed.adam.steps.tolist() == eager.adam.steps.tolist() == [10, 8, 10]  # run 1: one update skipped, one autoreset step
+    torch.testing.assert_close(graphed.stacked.flat.detach(), eager.stacked.flat.detach(), rtol=1e-4, atol=1e-5,
+                               equal_nan=True)
