@@ -316,7 +316,7 @@ class PatchSelectionEnv(gym.Env):
         if self.tensor_obs:
             obs = run.obs
             # The host knows the episode is over when its last step was taken; a divergence
-            # it learns only by reading `terminated` (`terminated_unread`).
+            # only by reading `terminated`, kept unread for a checkpoint (`checkpoint_shell`).
             self.episode_over = bool(steps.episode_step[0] >= self.episode_steps)
             self._terminated = result.terminated[0]
         else:

@@ -294,7 +294,8 @@ class TrainingRun:
         self.obs = self.observe(self.tokens)
 
     def set_observation(self, tokens: Optional[torch.Tensor], obs: torch.Tensor) -> None:
-        """The pending batch's embedding and observation, made by a population for all its runs."""
+        """The pending batch's embedding and observation (made by a population for all its
+        runs; or the step's settled observation, `outcome.settle_observations`)."""
         self.tokens, self.obs = tokens, obs
 
     def observe(self, tokens: Optional[torch.Tensor], for_agent: bool = False):

@@ -214,7 +214,7 @@ class PopulationEnv(VectorEnv):
             rows_result = outcome.outcome(steps, num_patches=self.setup.num_patches,
                                           n_patch_desired=self.config.n_patch_desired, kind=self.config.reward,
                                           weights=self.config.reward_weights, episode_steps=self.setup.episode_steps)
-            result = self._place_rows(result, rows_result, rows, infos)
+            result = self._place_rows(result, rows_result, rows)
         if self.config.tensor_obs:
             obs = self._obs
             # note: the step's one sync (after the next batches and observations are queued):
@@ -359,12 +359,11 @@ class PopulationEnv(VectorEnv):
         for i, shell in enumerate(self.runs):
             shell.run.set_observation(tokens[i], obs[i])
 
-    def _place_rows(self, result: outcome.Outcome, rows_result: outcome.Outcome, rows: np.ndarray,
-                    infos: dict) -> outcome.Outcome:
-        """`result` (E runs) with `rows_result` (the runs at `rows`) placed at those rows, and
-        its info added to `infos` (the autoresets'), each key with its ``_key`` mask
-        (Gymnasium's vector info). Device tensors stay on the device."""
-        index = to_device(rows, self.device)
+    def _place_rows(self, result: outcome.Outcome, rows_result: outcome.Outcome, rows: np.ndarray) -> outcome.Outcome:
+        """`result` (E runs; its info the autoresets') with `rows_result` (the runs at `rows`)
+        placed at those rows, each info key with its ``_key`` mask (Gymnasium's vector
+        info). Device tensors stay on the device."""
+        index, infos = to_device(rows, self.device), result.info
         for full, part in ((result.rewards, rows_result.rewards), (result.terminated, rows_result.terminated),
                            (result.truncated, rows_result.truncated)):
             full[index] = part
