@@ -12,6 +12,7 @@ import torch
 
 from patchenv.arrays import to_device, to_numpy
 from patchenv.model.keep import Keep, keep_all
+from patchenv.model.vit import PaddedKeep
 
 
 def parse_action(action, selection: str, num_patches: int, batch_size: int, device: torch.device,
@@ -52,7 +53,11 @@ def parse_action(action, selection: str, num_patches: int, batch_size: int, devi
         # Equal counts: per-image index rows, no padding, same cost as a shared mask.
         idx = np.argsort(~mask, axis=1, kind="stable")[:, :counts[0]]
         return Keep(to_device(idx, device), mask, per_image)
-    return Keep(to_device(mask, device), mask, per_image)
+    # Unequal counts: padded here to the largest, so the device's counts are never read.
+    longest = int(counts.max())
+    idx = np.argsort(~mask, axis=1, kind="stable")[:, :longest]
+    real = np.arange(longest) < counts[:, None]
+    return Keep(PaddedKeep(to_device(idx, device), to_device(real, device)), mask, per_image)
 
 
 def _as_array(action, what: str) -> np.ndarray:

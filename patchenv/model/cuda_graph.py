@@ -97,11 +97,12 @@ class GraphedStep(ShapeGraphs):
         self.found_inf = torch.zeros((), device=device)
 
     @staticmethod
-    def key(keep: Optional[torch.Tensor]) -> Optional[tuple]:
-        """The graph a keep argument replays; None when it cannot be graphed (bool masks)."""
+    def key(keep) -> Optional[tuple]:
+        """The graph a keep argument replays; None when it is not graphed (bool masks and
+        padded rows of unequal counts)."""
         if keep is None:
             return ("all",)
-        if keep.dtype == torch.bool:
+        if not isinstance(keep, torch.Tensor) or keep.dtype == torch.bool:
             return None
         return ("index",) + tuple(keep.shape)
 

@@ -94,10 +94,11 @@ def small_action(selection: str, t: int, rng: np.random.Generator):
     return a
 
 
-@pytest.mark.parametrize("tensor_obs,action,most", [(True, "numpy", 0), (True, "count", 0), (True, "torch", 1),
-                                                    (False, "numpy", 1)])
+@pytest.mark.parametrize("tensor_obs,action,most", [(True, "numpy", 0), (True, "count", 0), (True, "image", 0),
+                                                    (True, "torch", 1), (False, "numpy", 1)])
 def test_a_single_env_step_reads_the_device_only_where_it_must(tensor_obs, action, most):
-    selection = "count" if action == "count" else "batch"
+    # "image": per-image rows of unequal counts, padded on the host
+    selection = action if action in ("count", "image") else "batch"
     env = PatchSelectionEnv(**KW, selection=selection, obs_type="embeddings", episode_steps=10, tensor_obs=tensor_obs)
     env.reset(seed=0)
     rng = np.random.default_rng(0)
