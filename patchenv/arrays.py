@@ -33,6 +33,25 @@ def to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.pin_memory().to(device, non_blocking=True)
 
 
+def rows_of(tensor: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+    """``tensor[rows]`` for distinct host indices `rows` of its first dimension, in
+    increasing order; the tensor itself when they are all of them (a step of every run:
+    no copy, no gather, which a small CPU step would pay for in time)."""
+    return tensor if _all_rows(tensor, rows) else tensor[to_device(rows, tensor.device)]
+
+
+def set_rows(tensor: torch.Tensor, rows: np.ndarray, values: torch.Tensor) -> None:
+    """``tensor[rows] = values`` for host indices `rows`, in place (`rows_of`'s inverse)."""
+    if _all_rows(tensor, rows):
+        tensor.copy_(values)
+    else:
+        tensor[to_device(rows, tensor.device)] = values
+
+
+def _all_rows(tensor: torch.Tensor, rows: np.ndarray) -> bool:
+    return len(rows) == tensor.shape[0]  # distinct and increasing: then 0, 1, ..., n - 1
+
+
 def to_numpy_all(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
     """`tensors` (of any dtypes and shapes, on one device) as numpy arrays, copied to the
     host in one trip: their bytes are joined on the device, so the host waits once for

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from patchenv.arrays import to_device
+from patchenv.arrays import rows_of, set_rows, to_device
 
 
 class RunCounters:
@@ -32,15 +32,14 @@ class RunCounters:
         trained_epoch = self.epoch[rows].copy()
         self.global_step[rows] += 1
         self.episode_step[rows] += 1
-        index = to_device(rows, self.loss_ref.device)
-        old = self.loss_ref[index]
+        old = rows_of(self.loss_ref, rows)
         due = to_device(self.global_step[rows] >= loss_ref_step, old.device)
-        self.loss_ref[index] = torch.where(torch.isnan(old) & ~diverged & due, losses, old)
+        set_rows(self.loss_ref, rows, torch.where(torch.isnan(old) & ~diverged & due, losses, old))
         return trained_epoch
 
     def loss_refs(self, rows: np.ndarray) -> torch.Tensor:
         """L(ref) of the runs in `rows` (NaN: not set yet), on the device."""
-        return self.loss_ref[to_device(rows, self.loss_ref.device)]
+        return rows_of(self.loss_ref, rows)
 
 
 class CounterRow:

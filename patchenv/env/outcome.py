@@ -18,7 +18,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from patchenv.arrays import to_device, to_numpy_all
+from patchenv.arrays import rows_of, set_rows, to_device, to_numpy_all
 from patchenv.env.rewards import RewardFn, StepStats, checked_reward
 from patchenv.env.counters import RunCounters
 from patchenv.env.training_run import Update
@@ -81,10 +81,9 @@ def settle_observations(obs: torch.Tensor, rows: np.ndarray, update_finite: torc
     the run cannot go on; it diverged, and its observation becomes zeros so that it stays
     in its space. A non-finite update diverged whatever its observation (which is handed
     out as it is)."""
-    index = to_device(rows, obs.device)
-    obs_finite = torch.isfinite(obs[index].flatten(1)).all(dim=1)
+    obs_finite = torch.isfinite(rows_of(obs, rows).flatten(1)).all(dim=1)
     blank = torch.zeros(obs.shape[0], dtype=torch.bool, device=obs.device)
-    blank[index] = update_finite & ~obs_finite
+    set_rows(blank, rows, update_finite & ~obs_finite)
     obs = torch.where(blank.view(-1, *(1,) * (obs.dim() - 1)), torch.zeros((), device=obs.device), obs)
     return obs, ~(update_finite & obs_finite)
 

@@ -47,7 +47,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from patchenv.arrays import to_device
+from patchenv.arrays import rows_of, set_rows, to_device
 
 PROGRESS_FEATURES = ("budget_done", "epoch_done", "loss", "loss_trend", "probe_loss", "probe_accuracy",
                      "probe_accuracy_change", "kept_so_far", "last_kept")
@@ -98,11 +98,10 @@ class ProgressTracker:
         (arrays over `rows`)."""
         self.steps[rows] += 1
         finite = torch.isfinite(losses)
-        index = to_device(rows, self.loss_fast.device)
         for ema, decay in ((self.loss_fast, _FAST), (self.loss_slow, _SLOW)):
-            old = ema[index]
-            ema[index] = torch.where(finite, torch.where(torch.isnan(old), losses, decay * old + (1 - decay) * losses),
-                                     old)
+            old = rows_of(ema, rows)
+            set_rows(ema, rows, torch.where(finite, torch.where(torch.isnan(old), losses,
+                                                                decay * old + (1 - decay) * losses), old))
         self.kept_sum[rows] += kept
         self.last_kept[rows] = kept / self.num_patches
         for row, f, f_all in zip(rows.tolist(), flops, flops_all):
@@ -136,10 +135,9 @@ class ProgressTracker:
         values[:, 6] = self.probe_accuracy_change[rows]
         values[:, 7] = np.where(steps > 0, self.kept_sum[rows] / np.maximum(steps * self.num_patches, 1), 1.0)
         values[:, 8] = self.last_kept[rows]
-        index = to_device(rows, self.loss_fast.device)
         full = to_device(values, self.loss_fast.device)  # the host's columns; the losses' below
-        fast = self.loss_fast[index]
-        full[:, 2], full[:, 3] = fast, fast - self.loss_slow[index]
+        fast = rows_of(self.loss_fast, rows)
+        full[:, 2], full[:, 3] = fast, fast - rows_of(self.loss_slow, rows)
         return torch.nan_to_num(full.float(), nan=0.0, posinf=0.0, neginf=0.0)
 
     def observation(self, row: int, budget_done: float, epoch_done: float) -> torch.Tensor:

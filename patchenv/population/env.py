@@ -40,7 +40,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from patchenv.arrays import to_device, to_numpy
+from patchenv.arrays import set_rows, to_device, to_numpy
 from patchenv.env import outcome, run_checkpoint
 from patchenv.env.config import EnvConfig
 from patchenv.env.counters import RunCounters
@@ -363,17 +363,20 @@ class PopulationEnv(VectorEnv):
         """`result` (E runs; its info the autoresets') with `rows_result` (the runs at `rows`)
         placed at those rows, each info key with its ``_key`` mask (Gymnasium's vector
         info). Device tensors stay on the device."""
-        index, infos = to_device(rows, self.device), result.info
+        infos = result.info
         for full, part in ((result.rewards, rows_result.rewards), (result.terminated, rows_result.terminated),
                            (result.truncated, rows_result.truncated)):
-            full[index] = part
+            set_rows(full, rows, part)
         for key, values in rows_result.info.items():
             array = infos.get(key)
             if array is None:
                 array = (torch.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype, device=self.device)
                          if isinstance(values, torch.Tensor) else
                          np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype))
-            array[index if isinstance(array, torch.Tensor) else rows] = values
+            if isinstance(array, torch.Tensor):
+                set_rows(array, rows, values)
+            else:
+                array[rows] = values
             mask = infos.get(f"_{key}", np.zeros(self.num_envs, dtype=bool))
             mask[rows] = True
             infos[key], infos[f"_{key}"] = array, mask
