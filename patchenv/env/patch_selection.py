@@ -128,8 +128,9 @@ class PatchSelectionEnv(gym.Env):
     ``tensor_obs=False``: a step reads the device once (the observation and its numbers,
     in one copy). ``tensor_obs=True``: none with a host action (numpy, list, an int
     count); a torch action is read once (its kept count decides the sequence length).
-    Besides: a step that runs the probe (``probe_every``) reads its result once, a
-    ``reward_fn`` the numbers it is given, ``action_repeat > 1`` each repeated step's end.
+    Besides: a step that runs the probe (``probe_every``) reads its result once; with
+    ``tensor_obs=True`` a ``reward_fn`` reads the numbers it is given, ``action_repeat >
+    1`` each repeated step's end.
     On CUDA the step's clock does not wait either (``last_step_time_s`` waits when read).
 
     ## Info
