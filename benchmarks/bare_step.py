@@ -55,7 +55,7 @@ class BareStep:
     def __call__(self, keep: Optional[torch.Tensor], precision: str = "fp32") -> None:
         if self.mode == "graph":
             if precision not in self.graphed:
-                self.graphed[precision] = GraphedStep(self.model, self.optimizer, self.x, self.y,
+                self.graphed[precision] = GraphedStep(self.model, self.optimizer, self.device,
                                                       lambda: autocast(self.device, precision, cache_enabled=False))
             if self.graphed[precision](self.x, self.y, keep) is not None:
                 return  # replayed (a shape's first call runs eagerly below, as in the env)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from patchenv.arrays import to_numpy
+from patchenv.arrays import to_device, to_numpy
 from patchenv.model.keep import Keep, keep_all
+from patchenv.model.vit import PaddedKeep
 
 
 def parse_action(action, selection: str, num_patches: int, batch_size: int, device: torch.device,
@@ -44,15 +45,19 @@ def parse_action(action, selection: str, num_patches: int, batch_size: int, devi
         if counts == n:
             return keep_all(b, n)
         rows = np.broadcast_to(mask, (b, n))
-        return Keep(torch.from_numpy(np.flatnonzero(mask)).to(device), rows, np.full(b, counts, dtype=np.int64))
+        return Keep(to_device(np.flatnonzero(mask), device), rows, np.full(b, counts, dtype=np.int64))
     per_image = counts.astype(np.int64)
     if (counts == counts[0]).all():
         if counts[0] == n:
             return keep_all(b, n)
         # Equal counts: per-image index rows, no padding, same cost as a shared mask.
         idx = np.argsort(~mask, axis=1, kind="stable")[:, :counts[0]]
-        return Keep(torch.from_numpy(np.ascontiguousarray(idx)).to(device), mask, per_image)
-    return Keep(torch.from_numpy(mask).to(device), mask, per_image)
+        return Keep(to_device(idx, device), mask, per_image)
+    # Unequal counts: padded here to the largest, so the device's counts are never read.
+    longest = int(counts.max())
+    idx = np.argsort(~mask, axis=1, kind="stable")[:, :longest]
+    real = np.arange(longest) < counts[:, None]
+    return Keep(PaddedKeep(to_device(idx, device), to_device(real, device)), mask, per_image)
 
 
 def _as_array(action, what: str) -> np.ndarray:
@@ -99,4 +104,4 @@ def _parse_count(action, n: int, b: int, device: torch.device, rng: np.random.Ge
     idx = np.sort(np.argsort(rng.random((b, n)), axis=1)[:, :k], axis=1)
     mask = np.zeros((b, n), dtype=bool)
     np.put_along_axis(mask, idx, True, axis=1)
-    return Keep(torch.from_numpy(idx).to(device), mask, np.full(b, k, dtype=np.int64))
+    return Keep(to_device(idx, device), mask, np.full(b, k, dtype=np.int64))

@@ -118,6 +118,21 @@ class PatchSelectionEnv(gym.Env):
       update after which the next observation is not finite (weights that overflow, e.g.
       from a huge lr; that observation is returned as zeros). ``info["diverged"]`` is True.
 
+    A step after the episode's end raises ResetNeeded, with one exception: with
+    ``tensor_obs=True`` the env does not wait for the device to learn that a step
+    diverged (``terminated`` is a tensor), so a step after a termination is not refused;
+    it trains on (the diverged update was not applied). Call ``reset()`` when
+    ``terminated`` is True.
+
+    ## Host reads
+    ``tensor_obs=False``: a step reads the device once (the observation and its numbers,
+    in one copy). ``tensor_obs=True``: none with a host action (numpy, list, an int
+    count); a torch action is read once (its kept count decides the sequence length).
+    Besides: a step that runs the probe (``probe_every``) reads its result once; with
+    ``tensor_obs=True`` a ``reward_fn`` reads the numbers it is given, ``action_repeat >
+    1`` each repeated step's end.
+    On CUDA the step's clock does not wait either (``last_step_time_s`` waits when read).
+
     ## Info
     Every step: ``loss``, ``accuracy`` (batch, fraction), ``kept`` (mean patches kept per
     image), ``kept_per_image`` (per-image mode), ``tokens`` (real tokens the transformer
@@ -208,8 +223,9 @@ class PatchSelectionEnv(gym.Env):
         # The training run: a ViT once reset() (or load_checkpoint()) has started one.
         self.run = TrainingRun(setup, render=self.render_mode is not None, counters=counters,
                                progress=progress, row=row)
-        self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
+        self._clock = DeviceTimer(self.device, sync_start=False)  # a step waits for nothing, its clock included
         self.episode_over = False  # terminated or truncated, until the next reset()
+        self._terminated: Optional[torch.Tensor] = None  # tensor_obs: the last step's, unread
         self._restored = False  # set by load_checkpoint: the next reset() continues its episode
 
     # The run's state, as agents and front ends read it from the env.
@@ -236,7 +252,7 @@ class PatchSelectionEnv(gym.Env):
             # The first reset after load_checkpoint continues the saved episode, so that a
             # resumed run truncates where the uninterrupted one did (exact resume).
             return self._observation(), {"epoch": run.epoch, "global_step": run.global_step}
-        self.episode_over = False
+        self.episode_over, self._terminated = False, None
         run.begin_episode()
         return self._observation(), {"epoch": run.epoch, "global_step": run.global_step}
 
@@ -252,6 +268,7 @@ class PatchSelectionEnv(gym.Env):
         # steps, the rewards summed, the last step's info with the counts summed; it stops
         # where the episode ends. A count draws new patches each step, as k steps would.
         done, total, sums = 1, reward, {k: info[k] for k in REPEAT_SUMS}
+        # note: with tensor_obs, each repeated step reads its end (the repeat stops there).
         while done < self.action_repeat and not (terminated or truncated):
             if self.selection == "count":
                 keep = parse_action(action, "count", self.num_patches, self.batch_size, self.device, self.np_random)
@@ -264,9 +281,10 @@ class PatchSelectionEnv(gym.Env):
 
     def _train_once(self, keep: Keep) -> tuple:
         """One training step keeping `keep`: Gymnasium's (obs, reward, terminated, truncated,
-        info), the reward a float."""
-        # No sync here: the previous step ended with one, and a torch mask was synchronised
-        # by parse_action (its length decides the sequence length).
+        info) (`conclude`)."""
+        # No sync here: a torch mask was synchronised by parse_action (its length decides
+        # the sequence length); the update, the next batch and its observation are queued
+        # before `conclude` decides whether anything waits.
         run = self.run
         self._clock.start()
         done = run.record(keep, run.train_on(keep))
@@ -274,31 +292,43 @@ class PatchSelectionEnv(gym.Env):
         try:
             return self.conclude(keep, done)
         finally:  # a failing reward_fn raises here, and the step it follows is applied and timed
-            run.add_time(self._clock.stop())
+            run.add_time(self._clock.lap())
 
     def conclude(self, keep: Keep, done: Update) -> tuple:
         """What a step means to the agent once the run has trained (`done`) and made the
         next observation: the observation checked, the episode's end, the reward and the
-        info (`patchenv.env.outcome`, for one run), as Gymnasium's 5-tuple."""
+        info (`patchenv.env.outcome`, for one run), as Gymnasium's 5-tuple.
+
+        All of it is computed on the device. ``tensor_obs=False``: the observation and the
+        device's numbers come to the host in one copy (the step's one sync); Python numbers
+        in the 5-tuple and the info. ``tensor_obs=True``: nothing is read; the reward,
+        ``terminated``, ``truncated`` and the info's measured numbers (``loss``,
+        ``accuracy``, ``loss_term``, ``diverged``) are 0-d tensors on the device (``float()``
+        or ``bool()`` reads one), the counts Python numbers. (A ``reward_fn`` reads the
+        numbers it is given, once.)"""
         run = self.run
-        obs = self._observation()  # numpy: the device-to-host copy waits for the GPU
-        finite = bool(torch.isfinite(obs).all()) if self.tensor_obs else bool(np.isfinite(obs).all())
-        diverged = done.result.diverged
-        if not diverged and not finite:
-            # A finite update can still leave weights that overflow (a huge lr): the next
-            # observation is not finite and the run cannot go on. End the episode and hand
-            # out zeros so the observation stays in its space. (numpy: no extra sync.)
-            diverged = True
-            run.blank_observation()
-            obs = self._observation()
-        steps = outcome.Steps.of(run.counters, np.array([run.row]), [keep], [done], np.array([diverged]),
-                                 self.selection == "image")
-        terminated, truncated = (bool(x[0]) for x in outcome.episode_ends(steps, self.episode_steps))
-        self.episode_over = terminated or truncated  # settled before a reward_fn can fail
-        reward, info = outcome.rewards_and_infos(
-            steps, num_patches=self.num_patches, n_patch_desired=self.n_patch_desired, kind=self.reward_kind,
-            weights=(self.loss_weight, self.patch_weight), reward_fn=self.reward_fn)
-        return obs, float(reward[0]), terminated, truncated, outcome.row_info(info, 0)
+        rows = np.array([run.row])
+        obs, diverged = outcome.settle_observations(run.obs.unsqueeze(0), rows, done.result.finite.view(1))
+        run.set_observation(run.tokens, obs[0])
+        steps = outcome.Steps.of(run.counters, rows, [keep], [done], diverged, self.selection == "image")
+        result = outcome.outcome(steps, num_patches=self.num_patches, n_patch_desired=self.n_patch_desired,
+                                 kind=self.reward_kind, weights=(self.loss_weight, self.patch_weight),
+                                 episode_steps=self.episode_steps)
+        if self.tensor_obs:
+            obs = run.obs
+            # The host knows the episode is over when its last step was taken; a divergence
+            # only by reading `terminated`, kept unread for a checkpoint (`checkpoint_shell`).
+            self.episode_over = bool(steps.episode_step[0] >= self.episode_steps)
+            self._terminated = result.terminated[0]
+        else:
+            obs, result = result.on_host(run.obs)
+            self.episode_over = bool(result.terminated[0] or result.truncated[0])
+        # The episode's end is settled before a reward_fn can fail.
+        if self.reward_fn is not None:
+            result = outcome.with_rewards(result, outcome.custom_rewards(
+                result, self.reward_fn, num_patches=self.num_patches, n_patch_desired=self.n_patch_desired))
+        return (obs, *outcome.row_scalars(result.rewards, result.terminated, result.truncated, 0),
+                outcome.row_info(result.info, 0))
 
     def render(self):
         if self.render_mode is None:
@@ -387,15 +417,16 @@ class PatchSelectionEnv(gym.Env):
 
     def checkpoint_shell(self) -> dict:
         """What this env keeps of the episode beside its run, for `run_checkpoint.sealed`."""
+        over = self.episode_over or (self._terminated is not None and bool(self._terminated))  # note: a read
         return {"np_random": self.np_random.bit_generator.state, "np_random_seed": self._np_random_seed,
-                "episode_over": self.episode_over}
+                "episode_over": over}
 
     def restore_checkpoint(self, state: dict, path) -> Any:
         """Make a checked checkpoint `state` (`run_checkpoint.read` / `unseal`) this env's
         run and episode; returns the pending observation."""
         shell = run_checkpoint.restore(self.run, state, path)
         self._np_random, self._np_random_seed = shell["np_random"], shell["np_random_seed"]
-        self.episode_over = shell["episode_over"]
+        self.episode_over, self._terminated = shell["episode_over"], None
         self._restored = True
         return self._observation()
 

@@ -5,8 +5,10 @@ keep, not which) needs to see the run, not the images: in the spirit of DACBench
 learning-rate control, the observation is a short vector of training statistics, and the
 reward is what a user of the run wants, held-out improvement per unit of compute.
 
-`ProgressTracker` keeps the statistics of E runs on the host, as arrays, (floats the step already has there, so
-no extra device sync) and the probe's results. The probe is a fixed batch of held-out
+`ProgressTracker` keeps the statistics of E runs as arrays: the training loss's averages
+on the device (the step's loss stays there: updating them waits for nothing), the counts,
+the patches kept and the probe's results on the host (the probe step reads its result
+once, `TrainingRun.run_probe`). The probe is a fixed batch of held-out
 images (``probe_size``, from the validation split) evaluated with every patch every
 ``probe_every`` training steps; its forward FLOPs are part of the run's compute
 (``info["flops"]`` includes them, ``info["probe_flops"]`` says how much).
@@ -43,6 +45,9 @@ import math
 from typing import Sequence
 
 import numpy as np
+import torch
+
+from patchenv.arrays import rows_of, set_rows, to_device
 
 PROGRESS_FEATURES = ("budget_done", "epoch_done", "loss", "loss_trend", "probe_loss", "probe_accuracy",
                      "probe_accuracy_change", "kept_so_far", "last_kept")
@@ -61,11 +66,12 @@ class ProgressTracker:
     population's runs are the rows of one, and a step records all its runs at once).
     Not measured yet: NaN (``loss_fast``, ``loss_slow``), or ``probed`` False (the probe's)."""
 
-    def __init__(self, num_patches: int, num_runs: int = 1):
+    def __init__(self, num_patches: int, num_runs: int = 1, device: torch.device = torch.device("cpu")):
         self.num_patches = num_patches
         self.steps = np.zeros(num_runs, dtype=np.int64)
-        self.loss_fast = np.full(num_runs, np.nan)
-        self.loss_slow = np.full(num_runs, np.nan)
+        # float64 on the device, as the host's arithmetic was: the same numbers.
+        self.loss_fast = torch.full((num_runs,), float("nan"), dtype=torch.float64, device=device)
+        self.loss_slow = torch.full((num_runs,), float("nan"), dtype=torch.float64, device=device)
         self.kept_sum = np.zeros(num_runs)  # patches kept per image, summed over steps
         self.last_kept = np.ones(num_runs)
         self.probed = np.zeros(num_runs, dtype=bool)  # a probe has run (its loss may be non-finite)
@@ -79,21 +85,23 @@ class ProgressTracker:
 
     def reset(self, row: int) -> None:
         """Run `row` starts afresh: nothing measured."""
-        self.steps[row], self.loss_fast[row], self.loss_slow[row] = 0, np.nan, np.nan
+        self.steps[row], self.loss_fast[row], self.loss_slow[row] = 0, float("nan"), float("nan")
         self.kept_sum[row], self.last_kept[row] = 0.0, 1.0
         self.probed[row], self.probe_loss[row], self.probe_accuracy[row] = False, 0.0, 0.0
         self.probe_accuracy_change[row] = 0.0
         self.flops[row] = self.flops_all[row] = 0
 
-    def after_steps(self, rows: np.ndarray, losses: np.ndarray, kept: np.ndarray, flops: Sequence[int],
+    def after_steps(self, rows: np.ndarray, losses: torch.Tensor, kept: np.ndarray, flops: Sequence[int],
                     flops_all: Sequence[int]) -> None:
-        """Record a training step of each run in `rows`: its loss, patches kept per image,
-        and its FLOPs with the patches kept and with every patch (arrays over `rows`)."""
+        """Record a training step of each run in `rows`: its loss (float64 on the device),
+        patches kept per image, and its FLOPs with the patches kept and with every patch
+        (arrays over `rows`)."""
         self.steps[rows] += 1
-        finite = np.isfinite(losses)
+        finite = torch.isfinite(losses)
         for ema, decay in ((self.loss_fast, _FAST), (self.loss_slow, _SLOW)):
-            old = ema[rows]
-            ema[rows] = np.where(finite, np.where(np.isnan(old), losses, decay * old + (1 - decay) * losses), old)
+            old = rows_of(ema, rows)
+            set_rows(ema, rows, torch.where(finite, torch.where(torch.isnan(old), losses,
+                                                                decay * old + (1 - decay) * losses), old))
         self.kept_sum[rows] += kept
         self.last_kept[rows] = kept / self.num_patches
         for row, f, f_all in zip(rows.tolist(), flops, flops_all):
@@ -114,28 +122,31 @@ class ProgressTracker:
         self.flops[row] = self.flops_all[row] = 0
         return reward
 
-    def observations(self, rows: np.ndarray, budget_done: np.ndarray, epoch_done: np.ndarray) -> np.ndarray:
-        """The `PROGRESS_FEATURES` vectors (len(rows), 9) float32 of the runs in `rows`,
-        given their budget and epoch done (arrays over `rows`); finite, statistics not
-        measured yet 0."""
+    def observations(self, rows: np.ndarray, budget_done: np.ndarray, epoch_done: np.ndarray) -> torch.Tensor:
+        """The `PROGRESS_FEATURES` vectors (len(rows), 9) float32 of the runs in `rows`, on
+        the device, given their budget and epoch done (arrays over `rows`); finite,
+        statistics not measured yet 0."""
         # NaN (not measured yet) and non-finite values become 0 in the last line; a run
         # never probed holds 0 as its probe's loss, accuracy and change.
-        fast, steps = self.loss_fast[rows], self.steps[rows]
-        values = np.empty((len(rows), len(PROGRESS_FEATURES)))
+        steps = self.steps[rows]
+        values = np.zeros((len(rows), len(PROGRESS_FEATURES)))
         values[:, 0], values[:, 1] = budget_done, epoch_done
-        values[:, 2], values[:, 3] = fast, fast - self.loss_slow[rows]
         values[:, 4], values[:, 5] = self.probe_loss[rows], self.probe_accuracy[rows]
         values[:, 6] = self.probe_accuracy_change[rows]
         values[:, 7] = np.where(steps > 0, self.kept_sum[rows] / np.maximum(steps * self.num_patches, 1), 1.0)
         values[:, 8] = self.last_kept[rows]
-        return np.nan_to_num(values.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        full = to_device(values, self.loss_fast.device)  # the host's columns; the losses' below
+        fast = rows_of(self.loss_fast, rows)
+        full[:, 2], full[:, 3] = fast, fast - rows_of(self.loss_slow, rows)
+        return torch.nan_to_num(full.float(), nan=0.0, posinf=0.0, neginf=0.0)
 
-    def observation(self, row: int, budget_done: float, epoch_done: float) -> np.ndarray:
-        """Run `row`'s `PROGRESS_FEATURES` vector (float32): `observations` of one run."""
+    def observation(self, row: int, budget_done: float, epoch_done: float) -> torch.Tensor:
+        """Run `row`'s `PROGRESS_FEATURES` vector (float32, on the device): `observations` of one run."""
         return self.observations(np.array([row]), np.array([budget_done]), np.array([epoch_done]))[0]
 
     def state_dict(self, row: int) -> dict:
-        """Run `row`'s statistics as plain Python values (None: not measured yet)."""
+        """Run `row`'s statistics as plain Python values (None: not measured yet; note: the
+        losses' averages are read from the device)."""
         probed = bool(self.probed[row])
         unset = lambda x: None if math.isnan(x) else x  # noqa: E731
         return {"num_patches": self.num_patches, "steps": int(self.steps[row]),
@@ -157,7 +168,7 @@ class ProgressTracker:
 
     def load_state_dict(self, row: int, state: dict) -> None:
         """Run `row`'s statistics from a checked `state` (`check_state`)."""
-        nan = lambda x: np.nan if x is None else x  # noqa: E731
+        nan = lambda x: float("nan") if x is None else x  # noqa: E731
         self.steps[row] = state["steps"]
         self.loss_fast[row], self.loss_slow[row] = nan(state["loss_fast"]), nan(state["loss_slow"])
         self.kept_sum[row], self.last_kept[row] = state["kept_sum"], state["last_kept"]

@@ -32,6 +32,7 @@ from patchenv.model.cuda_graph import GraphedStep
 from patchenv.model.keep import Keep
 from patchenv.model.training import StepResult, autocast, make_optimizer, new_model, train_step
 from patchenv.model.vit import SimpleViT
+from patchenv.timing import Lap, SecondsSum
 
 
 @dataclass
@@ -63,19 +64,18 @@ class TrainingRun:
         # The epoch, global and episode step and L(ref): row `row` of `counters`, and the
         # progress statistics: row `row` of `progress` (a population's runs share one of
         # each; a single env's run has its own).
-        self.counters = RunCounters(1) if counters is None else counters
+        self.counters = RunCounters(1, setup.device) if counters is None else counters
         self.row = row
         self.batch_x: Optional[torch.Tensor] = None  # the pending batch, augmented and normalised
         self.batch_y: Optional[torch.Tensor] = None
         self.tokens: Optional[torch.Tensor] = None  # its embedding, with its autograd graph
         self.obs: Optional[torch.Tensor] = None  # its observation, a device tensor
-        self.progress = ProgressTracker(setup.num_patches) if progress is None else progress
+        self.progress = ProgressTracker(setup.num_patches, device=setup.device) if progress is None else progress
         self.pending_probe_flops = 0  # a probe run before the first step, charged to it
         self.credit: Optional[tuple] = None  # (dL/d(token), keep) of the last step, for patch_credit()
         self.rendered: Optional[tuple] = None  # (images, keep mask) of the last trained batch
         self.last_keep: Optional[Keep] = None  # the last step's keep (records and render)
-        self.train_time_s = 0.0  # cumulative wall-clock of the steps (evaluation excluded)
-        self.last_step_time_s = 0.0
+        self.time = SecondsSum()  # wall clock of the steps (evaluation excluded), read when asked
 
     # -- its counters (row `row` of `counters`) ------------------------------------------
     epoch = CounterRow()
@@ -84,13 +84,14 @@ class TrainingRun:
 
     @property
     def loss_ref(self) -> Optional[float]:
-        """The reward's L(ref), once the run's step loss_ref_step has run (None before)."""
-        value = self.counters.loss_ref[self.row]
-        return None if np.isnan(value) else float(value)
+        """The reward's L(ref), once the run's step loss_ref_step has run (None before; note:
+        read from the device, for checkpoints)."""
+        value = float(self.counters.loss_ref[self.row])
+        return None if np.isnan(value) else value
 
     @loss_ref.setter
     def loss_ref(self, value: Optional[float]) -> None:
-        self.counters.loss_ref[self.row] = np.nan if value is None else value
+        self.counters.loss_ref[self.row] = float("nan") if value is None else value
 
     # -- a fresh run -------------------------------------------------------------------
     def parts(self, model_seed: Optional[int]) -> dict:
@@ -104,10 +105,7 @@ class TrainingRun:
         forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if cfg.compile else model.forward_tokens
         graphed = None
         if s.cuda_graph:
-            b, c, size = s.batch_size, s.data_shape["channels"], s.data_shape["image_size"]
-            graphed = GraphedStep(model, optimizer, torch.empty(b, c, size, size, device=s.device),
-                                  torch.empty(b, dtype=torch.long, device=s.device),
-                                  lambda: autocast(s.device, cfg.amp, cache_enabled=False))
+            graphed = GraphedStep(model, optimizer, s.device, lambda: autocast(s.device, cfg.amp, cache_enabled=False))
         return dict(model=model, optimizer=optimizer, forward_tokens=forward_tokens, graphed=graphed,
                     data_gen=torch.Generator(s.device))
 
@@ -129,8 +127,7 @@ class TrainingRun:
         self.data_gen.manual_seed(data_seed)
         self.epoch, self.global_step, self.episode_step = 0, 0, 0
         self.loss_ref = None
-        self.train_time_s = 0.0
-        self.last_step_time_s = 0.0
+        self.time = SecondsSum()
         self.new_epoch_order()
         self.credit = None
         self.progress.reset(self.row)
@@ -173,7 +170,7 @@ class TrainingRun:
         self.pos, self.epoch = state["pos"], state["epoch"]
         self.global_step, self.episode_step = state["global_step"], state["episode_step"]
         self.loss_ref = state["loss_ref"]
-        self.train_time_s = state["train_time_s"]
+        self.time = SecondsSum(state["train_time_s"])
         if progress is None:
             self.progress.reset(self.row)
         else:
@@ -208,25 +205,35 @@ class TrainingRun:
 
     def after_update(self, keep: Keep, result: StepResult, trained_epoch: int, flops: int) -> Update:
         """The run's own part of `record_steps`, once its counters and statistics have
-        counted the step: the probe (every probe_every steps, with the updated weights),
-        the token gradients and the keep, for patch_credit() and render()."""
+        counted the step: the probe (every probe_every steps, with the updated weights, when
+        the update was finite), the token gradients and the keep, for patch_credit() and
+        render()."""
         s, cfg = self.setup, self.setup.config
-        if result.token_grad is not None:
-            self.credit = (result.token_grad, result.token_keep)
+        # A step replayed from a CUDA graph keeps no token gradients: no credit then.
+        self.credit = None if result.token_grad is None else (result.token_grad, result.token_keep)
         self.last_keep = keep
         probe_flops, self.pending_probe_flops = self.pending_probe_flops, 0
         progress_reward = 0.0
-        if s.uses_probe and not result.diverged and self.global_step % cfg.probe_every == 0:
-            progress_reward = self.run_probe()
-            probe_flops += s.probe_flops
+        if s.uses_probe and self.global_step % cfg.probe_every == 0:
+            probed, progress_reward = self.run_probe(result.finite)
+            probe_flops += s.probe_flops if probed else 0
         if self.keep_for_render:
             self.rendered = render_mod.remember(self.batch_x, keep)
         return Update(result, flops, probe_flops, progress_reward, trained_epoch)
 
-    def add_time(self, seconds: float) -> None:
-        """A step of this run took `seconds` of wall clock."""
-        self.last_step_time_s = seconds
-        self.train_time_s += seconds
+    def add_time(self, lap: Lap) -> None:
+        """A step of this run took `lap` (read when the run's time is: a step does not wait)."""
+        self.time.add(lap)
+
+    @property
+    def train_time_s(self) -> float:
+        """Cumulative wall clock of the steps (note: on CUDA, waits for the last step's end)."""
+        return self.time.total
+
+    @property
+    def last_step_time_s(self) -> float:
+        """Wall clock of the last step (0 before any; note: waits, as `train_time_s`)."""
+        return self.time.last
 
     # -- data order and the pending batch ---------------------------------------------
     def new_epoch_order(self) -> None:
@@ -287,12 +294,9 @@ class TrainingRun:
         self.obs = self.observe(self.tokens)
 
     def set_observation(self, tokens: Optional[torch.Tensor], obs: torch.Tensor) -> None:
-        """The pending batch's embedding and observation, made by a population for all its runs."""
+        """The pending batch's embedding and observation (made by a population for all its
+        runs; or the step's settled observation, `outcome.settle_observations`)."""
         self.tokens, self.obs = tokens, obs
-
-    def blank_observation(self) -> None:
-        """Zeros in place of an observation that is not finite (weights that overflowed)."""
-        self.obs = torch.zeros_like(self.obs)
 
     def observe(self, tokens: Optional[torch.Tensor], for_agent: bool = False):
         """The observation of `tokens` (a batch's embedding) as a device tensor; ``for_agent``:
@@ -306,14 +310,15 @@ class TrainingRun:
         (note: a device-to-host copy, the Gymnasium boundary)."""
         return obs if self.setup.config.tensor_obs else to_numpy(obs)
 
-    def progress_vector(self) -> np.ndarray:
-        """The progress observation (`patchenv.env.progress`) of the run now, on the host."""
+    def progress_vector(self) -> torch.Tensor:
+        """The progress observation (`patchenv.env.progress`) of the run now, on the device."""
         return progress_vectors([self])[0]
 
     @torch.no_grad()
-    def run_probe(self) -> float:
-        """Evaluate the probe with every patch; record it; returns the progress reward of the
-        interval it closes."""
+    def run_probe(self, finite: Optional[torch.Tensor] = None) -> tuple[bool, float]:
+        """Evaluate the probe with every patch and record it, unless `finite` (the update's,
+        0-d bool) is False: then the step diverged and the probe counts for nothing.
+        Returns (whether it counted, the progress reward of the interval it closes)."""
         x, y = self.setup.probe
         model = self.model
         was_training = model.training
@@ -321,21 +326,26 @@ class TrainingRun:
         with autocast(self.setup.device, self.setup.config.amp):
             logits = model(x)
         model.train(was_training)
-        loss, acc = torch.stack([F.cross_entropy(logits.float(), y),
-                                 (logits.argmax(-1) == y).float().mean()]).tolist()  # note: one sync
-        return self.progress.after_probe(self.row, loss, acc, self.setup.probe_flops)
+        # note: the probe step's one sync: the probe's statistics and the progress reward are
+        # the host's (they decide its compute accounting); the update's finiteness comes along.
+        ok = torch.ones((), device=logits.device) if finite is None else finite.float()
+        loss, acc, ok = torch.stack([F.cross_entropy(logits.float(), y), (logits.argmax(-1) == y).float().mean(),
+                                     ok]).tolist()
+        if not ok:
+            return False, 0.0
+        return True, self.progress.after_probe(self.row, loss, acc, self.setup.probe_flops)
 
 
 @torch.no_grad()
 def observation(obs_type: str, tokens: Optional[torch.Tensor], attention_state: Callable,
-                progress: Callable[[], np.ndarray], amp: Optional[str], device: torch.device) -> torch.Tensor:
+                progress: Callable[[], torch.Tensor], amp: Optional[str], device: torch.device) -> torch.Tensor:
     """The observation (float32, on the device) of the embedding `tokens` (..., B, N, D):
     one batch's (B, N, D) or a population's (E, B, N, D), the leading dimensions kept.
     `attention_state(tokens)` is the paper's state of the ViT(s) that embedded them;
-    `progress()` the run(s)' progress vector(s) on the host, for ``obs_type="progress"``,
+    `progress()` the run(s)' progress vector(s) on the device, for ``obs_type="progress"``,
     whose observation does not read the tokens."""
     if obs_type == "progress":
-        return torch.from_numpy(progress()).to(device)
+        return progress()
     tokens = tokens.detach()
     if obs_type == "embeddings":
         obs = tokens
@@ -368,8 +378,8 @@ def record_steps(runs: Sequence[TrainingRun], keeps: Sequence[Keep], results: Se
     (`TrainingRun.after_update`)."""
     setup = runs[0].setup
     rows = np.array([run.row for run in runs])
-    losses = np.array([r.loss for r in results], dtype=np.float64)
-    trained_epoch = runs[0].counters.after_updates(rows, losses, np.array([r.diverged for r in results]),
+    losses = torch.stack([r.loss for r in results]).double()  # on the device, as is all the update measured
+    trained_epoch = runs[0].counters.after_updates(rows, losses, ~torch.stack([r.finite for r in results]),
                                                    setup.config.loss_ref_step)
     # The transformer ran on (B, largest count kept): select_tokens pads uneven per-image
     # masks to the batch's largest count and needs no padding otherwise.
@@ -384,7 +394,7 @@ def record_steps(runs: Sequence[TrainingRun], keeps: Sequence[Keep], results: Se
             for run, keep, result, epoch, f in zip(runs, keeps, results, trained_epoch, flops)]
 
 
-def progress_vectors(runs: Sequence[TrainingRun]) -> np.ndarray:
+def progress_vectors(runs: Sequence[TrainingRun]) -> torch.Tensor:
     """The progress observations (len(runs), 9) of `runs` (rows of one `RunCounters` and
     one `ProgressTracker`), made at once: the budget done is the run's steps over its
     planned steps (without a budget, its episode's share done)."""

@@ -22,6 +22,8 @@ Two rules keep the views intact:
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 from patchenv.model.flat_buffer import flat_views
@@ -54,12 +56,23 @@ class FlatAdam(torch.optim.Adam):
         return torch.linalg.vector_norm(self.flat.grad)
 
     @torch.no_grad()
-    def step(self, closure=None):
+    def step(self, closure=None, found_inf: Optional[torch.Tensor] = None):
+        """One fused update; `found_inf` (0-d float32, 1.0 skips it on the device, as a
+        GradScaler's does: `patchenv.model.training.step_unless`)."""
         if closure is not None:
             raise ValueError("FlatAdam.step takes no closure (the env computes its loss itself)")
         inner = self._inner.param_groups[0]
         inner["lr"] = self.param_groups[0]["lr"]  # a scheduler sets the outer group's lr
-        self._inner.step()
+        if found_inf is None:
+            self._inner.step()
+        else:
+            self._inner.found_inf = found_inf  # read by the fused Adam's step
+            try:
+                self._inner.step()
+            finally:
+                del self._inner.found_inf
+            # A skipped update's gradient is discarded, as the host would have zeroed it.
+            self.flat.grad.masked_fill_(found_inf.bool(), 0.0)
         if not self.state:  # the first step made the moments: show them per parameter
             self._link_state()
         return None

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Optional
+from typing import Union
 
 import numpy as np
 import torch
+
+from patchenv.model.vit import PaddedKeep
 
 
 @dataclass(frozen=True)
@@ -20,8 +22,9 @@ class Keep:
 
     - ``index``: the ViT's ``keep`` argument (`patchenv.model.vit.select_tokens`), on the
       device: None (every patch), a (K,) index tensor shared by the batch, a (B, K) index
-      tensor (equal counts per image: no padding), or a (B, N) bool mask (unequal counts:
-      rows padded to the largest count and hidden from attention by a key mask);
+      tensor (equal counts per image: no padding), or a `PaddedKeep` (unequal counts:
+      rows padded on the host to the largest count, the filler hidden from attention by a
+      key mask);
     - ``mask``: the same choice on the host, (B, N) bool numpy, True = kept;
     - ``per_image``: patches kept per image, (B,) int64 numpy.
 
@@ -29,7 +32,7 @@ class Keep:
     every run at every step).
     """
 
-    index: Optional[torch.Tensor]
+    index: Union[None, torch.Tensor, PaddedKeep]
     mask: np.ndarray
     per_image: np.ndarray
 

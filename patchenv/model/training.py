@@ -2,7 +2,6 @@
 benchmarks' bare step, so that "env overhead" measures only what the env adds."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -48,18 +47,35 @@ def new_model(vit_config: dict, device: torch.device, seed: Optional[int]) -> Si
 
 @dataclass
 class StepResult:
-    """What one update reports, on the host. ``diverged``: the loss or the gradient norm
-    was not finite, and the update was not applied. ``token_grad``: dL/d(token) of the
-    eager step (None when replayed from a CUDA graph): (B, N, D) when the step was given
-    the whole embedding, (B, K, D) when it embedded the kept patches only, ``token_keep``
-    then being the keep that selected them (`patchenv.model.vit.place_tokens` puts them back)."""
+    """What one update reports, as 0-d tensors on the device (nothing is read on the host
+    here: the env decides when, `patchenv.env.step_values`). ``finite``: the loss and the
+    gradient norm were finite; where not, the update was not applied (the fused Adam's
+    ``found_inf`` skipped it on the device). ``token_grad``: dL/d(token) of the eager step
+    (None when replayed from a CUDA graph): (B, N, D) when the step was given the whole
+    embedding, (B, K, D) when it embedded the kept patches only, ``token_keep`` then being
+    the keep that selected them (`patchenv.model.vit.place_tokens` puts them back)."""
 
-    loss: float
-    accuracy: float
-    grad_norm: float
-    diverged: bool
+    loss: torch.Tensor  # float32
+    accuracy: torch.Tensor  # float32
+    grad_norm: torch.Tensor  # float32
+    finite: torch.Tensor  # bool
     token_grad: Optional[torch.Tensor] = None
     token_keep: Optional[torch.Tensor] = None
+
+
+def step_unless(optimizer: torch.optim.Optimizer, found_inf: torch.Tensor) -> None:
+    """``optimizer.step()`` skipped on the device where `found_inf` (0-d float32, 1.0 or
+    0.0) is 1: torch's fused Adam reads it in its kernel and undoes its step count, as
+    under a GradScaler. Where it is 0 the update is bit for bit the plain step's, and the
+    host never waits to learn which (a CUDA graph records the same rule)."""
+    if isinstance(optimizer, FlatAdam):
+        optimizer.step(found_inf=found_inf)
+        return
+    optimizer.found_inf = found_inf  # read by the fused Adam's step, as a GradScaler sets it
+    try:
+        optimizer.step()
+    finally:
+        del optimizer.found_inf
 
 
 def train_step(model: SimpleViT, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
@@ -73,14 +89,14 @@ def train_step(model: SimpleViT, optimizer: torch.optim.Optimizer, x: torch.Tens
     takes the whole embedding (made here when `tokens` is None). `graphed`: replay the
     whole step from a CUDA graph where it can.
 
-    A non-finite loss or gradient skips the update (the CUDA graph does the same inside)."""
+    A non-finite loss or gradient skips the update on the device (the CUDA graph does the
+    same inside); nothing of the device's data is read on the host."""
     if not model.training:  # train() walks every submodule: ~0.3 ms a call on the tiny ViT's CPU step
         model.train()
     replayed = None if graphed is None else graphed(x, y, keep)
     if replayed is not None:  # the whole step replayed from a CUDA graph (the update is in it)
-        # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
-        loss_v, acc_v, grad_v = replayed.tolist()
-        return StepResult(loss_v, acc_v, grad_v, not (math.isfinite(loss_v) and math.isfinite(grad_v)))
+        loss, correct, grad_norm = replayed.unbind()
+        return StepResult(loss, correct, grad_norm, torch.isfinite(loss) & torch.isfinite(grad_norm))
     token_keep = None
     with autocast(x.device, amp):
         if tokens is not None or forward_tokens is not None:
@@ -99,11 +115,7 @@ def train_step(model: SimpleViT, optimizer: torch.optim.Optimizer, x: torch.Tens
                  else torch.nn.utils.get_total_norm(
                      [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]))
     correct = (logits.argmax(dim=-1) == y).float().mean()
-    # note: the step's one CPU-GPU sync point (the reward needs the loss on the host).
-    loss_v, acc_v, grad_v = torch.stack([loss.detach().float(), correct, grad_norm.float()]).tolist()
-    diverged = not (math.isfinite(loss_v) and math.isfinite(grad_v))
-    if diverged:
-        optimizer.zero_grad(set_to_none=True)  # the non-finite update is not applied
-    else:
-        optimizer.step()
-    return StepResult(loss_v, acc_v, grad_v, diverged, tokens.grad, token_keep)
+    loss, grad_norm = loss.detach().float(), grad_norm.float()
+    finite = torch.isfinite(loss) & torch.isfinite(grad_norm)
+    step_unless(optimizer, (~finite).float())  # a non-finite update is not applied
+    return StepResult(loss, correct, grad_norm, finite, tokens.grad, token_keep)

@@ -21,15 +21,27 @@ Masks given to `forward(img, keep)`:
   different numbers of patches, each row is padded to the batch's largest count and the
   padding is hidden from attention with a key mask and left out of the mean pool, so the
   logits equal those of each image run alone with its own mask.
+- a `PaddedKeep`: such rows padded on the host already (the env's), so the device's
+  counts need not be read to know the padded length.
 """
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
+
+
+class PaddedKeep(NamedTuple):
+    """Per-image rows of unequal counts, padded on the host to the largest count L: each
+    row's kept patches first, in patch order, then dropped ones as filler (the order a
+    stable sort of the (B, N) mask puts them in); `key_mask` marks the real slots."""
+
+    index: torch.Tensor  # (B, L) long
+    key_mask: torch.Tensor  # (B, L) bool
 
 
 def posemb_sincos_2d(h: int, w: int, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -140,6 +152,9 @@ class SimpleViT(nn.Module):
         """The embeddings of the kept patches only: (tokens (B, K, D), key_mask) as
         `select_tokens(self.embed(img), keep)` returns them, without embedding the dropped
         patches (the embedding is per patch, so the kept rows are the same numbers)."""
+        key_mask = None
+        if isinstance(keep, PaddedKeep):
+            keep, key_mask = keep
         keep = None if keep is None else torch.as_tensor(keep, device=img.device)
         if keep is None or keep.dtype == torch.bool:
             patches, key_mask = select_tokens(self.patchify(img), keep)
@@ -159,7 +174,7 @@ class SimpleViT(nn.Module):
         else:
             raise ValueError(f"index keep must have shape (K,) or ({b}, K), got {tuple(keep.shape)}")
         patches = patches.reshape(b, keep.shape[-1], p * p * c)
-        return self.to_patch_embedding(patches) + self.pos_embedding.to(patches.dtype)[keep], None
+        return self.to_patch_embedding(patches) + self.pos_embedding.to(patches.dtype)[keep], key_mask
 
     def attention_state(self, tokens: torch.Tensor) -> torch.Tensor:
         """The paper's state: first block's attention (LN -> attention -> output
@@ -215,6 +230,8 @@ def select_tokens(tokens: torch.Tensor, keep):
     if keep is None:
         return tokens, None
     b, n, d = tokens.shape
+    if isinstance(keep, PaddedKeep):
+        return torch.gather(tokens, 1, keep.index.unsqueeze(-1).expand(b, keep.index.shape[1], d)), keep.key_mask
     keep = torch.as_tensor(keep, device=tokens.device)
     if keep.dtype == torch.bool:
         if keep.shape[-1] != n or keep.dim() not in (1, 2) or (keep.dim() == 2 and keep.shape[0] != b):
@@ -247,8 +264,10 @@ def place_tokens(values: torch.Tensor, keep, n: int) -> torch.Tensor:
     b = values.shape[0]
     if keep is None:
         return values
-    keep = torch.as_tensor(keep, device=values.device)
     out = values.new_zeros(b, n)
+    if isinstance(keep, PaddedKeep):  # the filler slots name dropped patches: they get 0
+        return out.scatter_(1, keep.index, torch.where(keep.key_mask, values, 0.0))
+    keep = torch.as_tensor(keep, device=values.device)
     if keep.dim() == 1:  # one mask or index for the batch
         out[:, keep if keep.dtype == torch.bool else keep.long()] = values
     elif keep.dtype == torch.bool:  # rows in patch order, padded to the largest count: real slots first

@@ -40,10 +40,11 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from patchenv.arrays import to_numpy
+from patchenv.arrays import set_rows, to_device, to_numpy
 from patchenv.env import outcome, run_checkpoint
 from patchenv.env.config import EnvConfig
 from patchenv.env.counters import RunCounters
+from patchenv.env.device import resolve_device
 from patchenv.env.patch_selection import PatchSelectionEnv
 from patchenv.env.presets import with_preset
 from patchenv.env.progress import ProgressTracker
@@ -55,8 +56,9 @@ from patchenv.model.training import autocast
 from patchenv.population import population_checkpoint
 from patchenv.population.batches import advance_all
 from patchenv.population.keeps import join, parse_actions, restart_counts
-from patchenv.population.training import population_step
-from patchenv.timing import DeviceTimer
+from patchenv.population.graphs import PopulationGraphs
+from patchenv.population.training import population_step, step_results
+from patchenv.timing import DeviceTimer, SecondsSum
 
 
 class PopulationEnv(VectorEnv):
@@ -64,7 +66,10 @@ class PopulationEnv(VectorEnv):
 
     Arguments: ``num_envs`` (E >= 1) and the keywords of `PatchSelectionEnv` (``preset``
     and the `EnvConfig` fields), shared by every run. Not supported here (a one-line
-    ValueError): ``cuda_graph=True``, ``compile=True`` and ``action_repeat > 1``.
+    ValueError): ``compile=True``, ``action_repeat > 1``, and ``cuda_graph=True`` off CUDA.
+    ``cuda_graph=True`` on CUDA replays the step from CUDA graphs, one per shape of the
+    token selection (`patchenv.population.graphs`); ``None`` (the default) and ``False``
+    step eagerly.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"], "render_fps": 4}
@@ -72,17 +77,20 @@ class PopulationEnv(VectorEnv):
     def __init__(self, num_envs: int = 1, *, preset: Optional[str] = None, **kwargs: Any):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be an integer >= 1, got {num_envs!r}")
-        for name, allowed in (("cuda_graph", (None, False)), ("compile", (False,)), ("action_repeat", (1,))):
+        for name, allowed in (("compile", (False,)), ("action_repeat", (1,))):
             if kwargs.get(name, allowed[0]) not in allowed:
                 raise ValueError(f"PopulationEnv does not support {name}={kwargs[name]!r}: a population steps its "
-                                 f"runs eagerly as one model, one training step per step (use the single env)")
+                                 f"runs as one model, one training step per step (use the single env)")
         cfg = EnvConfig(**with_preset(preset, kwargs))  # checks every setting once, before any data loads
+        if cfg.cuda_graph and resolve_device(cfg.device).type != "cuda":
+            raise ValueError(f"PopulationEnv does not support cuda_graph=True on {resolve_device(cfg.device)}: "
+                             f"CUDA graphs need a CUDA device (cuda_graph=False steps eagerly)")
         # One setup for every run: the data set, its splits and the probe on the device once.
         self.setup = RunSetup(EnvConfig(**with_preset(preset, {**kwargs, "cuda_graph": False})))
         # The runs' counters (epoch, steps, L(ref)) and progress statistics as arrays: each
         # step counts them for all training runs at once.
-        self.counters = RunCounters(int(num_envs))
-        self.progress = ProgressTracker(self.setup.num_patches, int(num_envs))
+        self.counters = RunCounters(int(num_envs), self.setup.device)
+        self.progress = ProgressTracker(self.setup.num_patches, int(num_envs), self.setup.device)
         self.runs: tuple[PatchSelectionEnv, ...] = tuple(
             PatchSelectionEnv.around(self.setup, self.counters, self.progress, i) for i in range(int(num_envs)))
         first = self.runs[0]
@@ -99,13 +107,18 @@ class PopulationEnv(VectorEnv):
         self._models = [self.stacked.member_model(i) for i in range(self.num_envs)]
         self._optimizers = [self.adam.member_optimizer(i, self._models[i], self.stacked.names)
                             for i in range(self.num_envs)]
+        # The step's CUDA graphs (cuda_graph=True), one per shape (``graphs.shapes``).
+        self.graphs = (PopulationGraphs(self.stacked, self.adam,
+                                         lambda: autocast(self.device, cfg.amp, cache_enabled=False))
+                        if cfg.cuda_graph else None)
         self._autoreset = np.zeros(self.num_envs, dtype=bool)
-        self._clock = DeviceTimer(self.device, sync_start=False)  # the step before ended with a wait
+        self._clock = DeviceTimer(self.device, sync_start=False)  # a step waits for nothing, its clock included
         self._weights: Optional[dict] = None  # per-parameter views of the stacked weights, with their graph
-        self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) embedding of the pending batches
+        self._images: Optional[torch.Tensor] = None  # (E, B, C, H, W) the pending batches
+        self._tokens: Optional[torch.Tensor] = None  # (E, B, N, D) their embedding
         self._obs: Optional[torch.Tensor] = None  # (E, ...) the stacked observation, on the device
         self.last_step_tokens = 0  # token slots the population's transformer ran on in the last step (padding incl.)
-        self.train_time_s = 0.0  # wall-clock of step() since the first reset (the runs' clocks are each this)
+        self.time = SecondsSum()  # wall clock of step() since the first reset (the runs' clocks are each this)
 
     # -- Gymnasium's VectorEnv API -----------------------------------------------------
     def reset(self, *, seed: Union[int, Sequence[Optional[int]], None] = None, options: Optional[dict] = None):
@@ -139,20 +152,27 @@ class PopulationEnv(VectorEnv):
     def step(self, actions):
         if any(run.model is None for run in self.runs):
             raise gym.error.ResetNeeded("call reset() before step(): there are no training runs yet")
-        obs, rewards, terminated, truncated, infos = self.step_moving(self._split(actions))
-        return obs, *self._scalars(rewards, terminated, truncated), infos
+        return self.step_moving(self._split(actions))
 
     def step_runs(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
         """`step` for the runs where `moving` (E,) is True (default: all), the others
         standing still (not trained, nothing drawn; their `actions` entries are ignored).
-        Returns (obs, rewards, terminated, truncated) as (E,) numpy arrays (obs as `step`)
-        and a list of E single-env info dicts (empty for runs that did not move)."""
+        Returns (obs, rewards, terminated, truncated) as (E,) arrays (as `step`: numpy, or
+        tensors on the device with ``tensor_obs=True``) and a list of E single-env info
+        dicts (empty for runs that did not move)."""
         obs, rewards, terminated, truncated, infos = self.step_moving(actions, moving)
         return obs, rewards, terminated, truncated, [outcome.row_info(infos, i) for i in range(self.num_envs)]
 
     def step_moving(self, actions: Sequence, moving: Optional[np.ndarray] = None) -> tuple:
         """`step_runs` with the info as `step` gives it: arrays (E, ...) with ``_key``
-        masks (the runs that moved), made in one piece."""
+        masks (the runs that moved), made in one piece.
+
+        Host reads: ``tensor_obs=False``: one (the observations and every number, in one
+        copy). ``tensor_obs=True``: one, of which runs' episodes ended (terminated or
+        truncated: a divergence is known on the device only), since the next step's
+        autoresets are the host's to do; the rewards, ends and the info's measured numbers
+        stay tensors on the device. It comes last, once the next batches and observations
+        are queued. A probe step and a ``reward_fn`` read as a single env's do."""
         moving = np.ones(self.num_envs, dtype=bool) if moving is None else np.asarray(moving, dtype=bool)
         resetting = self._autoreset & moving
         training = moving & ~resetting
@@ -165,9 +185,6 @@ class PopulationEnv(VectorEnv):
         idle_counts = restart_counts(actions, self.runs, restarting)
         self._clock.start()
         infos: dict = {}
-        rewards = np.zeros(self.num_envs)
-        terminated = np.zeros(self.num_envs, dtype=bool)
-        truncated = np.zeros(self.num_envs, dtype=bool)
         for i in np.flatnonzero(resetting):  # next-step autoreset: the run continues, untrained
             infos = self._add_info(infos, self.runs[i].reset()[1], i)
         rows = np.flatnonzero(training)
@@ -177,43 +194,58 @@ class PopulationEnv(VectorEnv):
             index, key_mask, longest = join(keeps, run0.batch_size, run0.num_patches, self.device,
                                            idle_counts)
             y = torch.stack([shell.run.batch_y for shell in self.runs])
-            results = population_step(self.stacked, self.adam, self._weights, self._tokens, y, index, key_mask,
-                                      self.config.amp, training)
+            results = self._train(y, index, key_mask, to_device(training, self.device))
             self.last_step_tokens = self.num_envs * run0.batch_size * longest
             updates = record_steps(runs, [keeps[i] for i in rows], [results[i] for i in rows])
             advance_all(runs)  # the next batches, loaded at once, embedded below
         self._observe()
-        obs = self._agent_obs()
-        error = None
+        device = self.device
+        result = outcome.Outcome(torch.zeros(self.num_envs, dtype=torch.float64, device=device),
+                                 torch.zeros(self.num_envs, dtype=torch.bool, device=device),
+                                 torch.zeros(self.num_envs, dtype=torch.bool, device=device), infos,
+                                 torch.zeros(0, dtype=torch.float64, device=device))
         if len(rows):
-            update_diverged = np.array([u.result.diverged for u in updates])
-            diverged = update_diverged | ~self._finite()[rows]
-            overflowed = rows[diverged & ~update_diverged]
-            if len(overflowed):  # a finite update whose weights overflow: zeros, as a single env observes
-                for i in overflowed:
-                    self.runs[i].run.blank_observation()
-                self._obs[overflowed] = 0
-                obs = self._agent_obs()
+            # Everything on the device: a finite update whose weights overflow gets zeros as
+            # its observation, as a single env's does.
+            obs, diverged = outcome.settle_observations(self._obs, rows, torch.stack([u.result.finite for u in updates]))
+            self._set_observations(obs)
             steps = outcome.Steps.of(self.counters, rows, [keeps[i] for i in rows], updates, diverged,
                                      self.config.selection == "image")
-            terminated[rows], truncated[rows] = outcome.episode_ends(steps, self.setup.episode_steps)
-            for i in rows[terminated[rows] | truncated[rows]]:
-                self.runs[i].episode_over = True
-            try:
-                rewards[rows], rows_info = outcome.rewards_and_infos(
-                    steps, num_patches=self.setup.num_patches, n_patch_desired=self.config.n_patch_desired,
-                    kind=self.config.reward, weights=self.config.reward_weights, reward_fn=self.config.reward_fn)
-                infos = self._add_rows_info(infos, rows_info, rows)
-            except (RuntimeError, TypeError, ValueError) as e:  # a reward_fn's error; the steps are applied
+            rows_result = outcome.outcome(steps, num_patches=self.setup.num_patches,
+                                          n_patch_desired=self.config.n_patch_desired, kind=self.config.reward,
+                                          weights=self.config.reward_weights, episode_steps=self.setup.episode_steps)
+            result = self._place_rows(result, rows_result, rows)
+        if self.config.tensor_obs:
+            obs = self._obs
+            # note: the step's one sync (after the next batches and observations are queued):
+            # which runs ended decides the next step's autoresets, the host's to do.
+            ended = to_numpy(result.terminated | result.truncated)
+        else:
+            obs, result = result.on_host(self._obs)  # note: the step's one sync, everything in one copy
+            ended = result.terminated | result.truncated
+        for i in rows[ended[rows]]:
+            self.runs[i].episode_over = True
+        error = None
+        if self.config.reward_fn is not None and len(rows):
+            try:  # a reward_fn's error is raised once the step is complete; the steps are applied
+                rewards = outcome.custom_rewards(
+                    outcome.Outcome(result.rewards[rows], result.terminated[rows], result.truncated[rows],
+                                    {k: v[rows] for k, v in result.info.items() if not k.startswith("_")},
+                                    result.loss_ref), self.config.reward_fn, num_patches=self.setup.num_patches,
+                    n_patch_desired=self.config.n_patch_desired)
+                full = np.zeros(self.num_envs)
+                full[rows] = rewards
+                result = outcome.with_rewards(result, full)
+            except (RuntimeError, TypeError, ValueError) as e:
                 error = e
-        elapsed = self._clock.stop()
-        self.train_time_s += elapsed
+        elapsed = self._clock.lap()
+        self.time.add(elapsed)
         for run in runs:  # every run waited for the whole population step
             run.add_time(elapsed)
-        self._autoreset[moving] = (terminated | truncated)[moving]
+        self._autoreset[moving] = ended[moving]
         if error is not None:
             raise error
-        return obs, rewards, terminated, truncated, infos
+        return obs, result.rewards, result.terminated, result.truncated, result.info
 
     def render(self):
         """One frame per run (as Gymnasium's sync vector env): a tuple of (H, W, 3) uint8."""
@@ -225,6 +257,11 @@ class PopulationEnv(VectorEnv):
         super().close(**kwargs)
 
     # -- beside the Gymnasium API ------------------------------------------------------
+    @property
+    def train_time_s(self) -> float:
+        """Wall clock of step() since the first reset (note: on CUDA, waits for the last step's end)."""
+        return self.time.total
+
     def evaluate(self, split: str = "test", masks: Any = None) -> list[dict]:
         """Each run's `PatchSelectionEnv.evaluate` (same arguments): a list of E dicts."""
         return [run.evaluate(split, masks) for run in self.runs]
@@ -259,7 +296,7 @@ class PopulationEnv(VectorEnv):
                     self._adopt(j)
             raise
         self._autoreset = np.asarray(autoreset, dtype=bool)
-        self.train_time_s = train_time_s
+        self.time = SecondsSum(train_time_s)
         self._observe()
         return self._agent_obs()
 
@@ -292,12 +329,29 @@ class PopulationEnv(VectorEnv):
         self.adam.load_run(i, run.optimizer, run.model, self.stacked.names)
         run.use_model(self._models[i], self._optimizers[i])
 
+    def _train(self, y: torch.Tensor, index: Optional[torch.Tensor], key_mask: Optional[torch.Tensor],
+               training: torch.Tensor) -> list:
+        """The training step of the runs where `training`: replayed from a CUDA graph where
+        there is one, else eagerly on the observation's embedding (made again, with its
+        autograd graph, where the observation was made without one)."""
+        replayed = None if self.graphs is None else self.graphs(self._images, y, index, key_mask, training)
+        if replayed is not None:
+            return step_results(*replayed)
+        weights, tokens = self._weights, self._tokens
+        if not tokens.requires_grad:
+            weights = self.stacked.weights()
+            with autocast(self.device, self.config.amp):
+                tokens = self.stacked.embed(weights, self._images)
+        return population_step(self.stacked, self.adam, weights, tokens, y, index, key_mask, self.config.amp,
+                               training)
+
     def _observe(self) -> None:
         """Embed every run's pending batch at once (keeping the graph for the training
-        step, as a single env does) and make the stacked observation."""
+        step, as a single env does, unless a CUDA graph embeds them again) and make the
+        stacked observation."""
         self._weights = w = self.stacked.weights()
-        x = torch.stack([shell.run.batch_x for shell in self.runs])
-        with autocast(self.device, self.config.amp):
+        self._images = x = torch.stack([shell.run.batch_x for shell in self.runs])
+        with autocast(self.device, self.config.amp), torch.set_grad_enabled(self.graphs is None):
             self._tokens = tokens = self.stacked.embed(w, x)  # (E, B, N, D)
         self._obs = obs = observation(self.config.obs_type, tokens, lambda t: self.stacked.attention_state(w, t),
                                       lambda: progress_vectors([shell.run for shell in self.runs]),
@@ -305,29 +359,37 @@ class PopulationEnv(VectorEnv):
         for i, shell in enumerate(self.runs):
             shell.run.set_observation(tokens[i], obs[i])
 
-    def _add_rows_info(self, infos: dict, rows_info: dict[str, np.ndarray], rows: np.ndarray) -> dict:
-        """`infos` with `rows_info` (arrays over `rows`) placed at those rows, each key with
-        its ``_key`` mask (Gymnasium's vector info)."""
-        for key, values in rows_info.items():
+    def _place_rows(self, result: outcome.Outcome, rows_result: outcome.Outcome, rows: np.ndarray) -> outcome.Outcome:
+        """`result` (E runs; its info the autoresets') with `rows_result` (the runs at `rows`)
+        placed at those rows, each info key with its ``_key`` mask (Gymnasium's vector
+        info). Device tensors stay on the device."""
+        infos = result.info
+        for full, part in ((result.rewards, rows_result.rewards), (result.terminated, rows_result.terminated),
+                           (result.truncated, rows_result.truncated)):
+            set_rows(full, rows, part)
+        for key, values in rows_result.info.items():
             array = infos.get(key)
             if array is None:
-                array = np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype)
-            array[rows] = values
+                array = (torch.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype, device=self.device)
+                         if isinstance(values, torch.Tensor) else
+                         np.zeros((self.num_envs, *values.shape[1:]), dtype=values.dtype))
+            if isinstance(array, torch.Tensor):
+                set_rows(array, rows, values)
+            else:
+                array[rows] = values
             mask = infos.get(f"_{key}", np.zeros(self.num_envs, dtype=bool))
             mask[rows] = True
             infos[key], infos[f"_{key}"] = array, mask
-        return infos
+        return outcome.Outcome(result.rewards, result.terminated, result.truncated, infos, rows_result.loss_ref)
+
+    def _set_observations(self, obs: torch.Tensor) -> None:
+        """`obs` (E, ...) is the pending observation of every run (row i run i's)."""
+        self._obs = obs
+        for i, shell in enumerate(self.runs):
+            shell.run.set_observation(shell.run.tokens, obs[i])
 
     def _agent_obs(self):
         return self._obs if self.config.tensor_obs else to_numpy(self._obs)
-
-    def _finite(self) -> np.ndarray:
-        return torch.isfinite(self._obs.flatten(1)).all(dim=1).cpu().numpy()  # note: one sync for all runs
-
-    def _scalars(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> tuple:
-        if self.config.tensor_obs:
-            return tuple(torch.from_numpy(a).to(self.device) for a in (rewards, terminated, truncated))
-        return rewards, terminated, truncated
 
     def _split(self, actions) -> list:
         """The E runs' actions, row by row (one device-to-host copy for a tensor)."""

@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from patchenv.arrays import to_device
 from patchenv.env.action import parse_action
 from patchenv.model.keep import Keep
 
@@ -88,5 +89,5 @@ def join(keeps: Sequence[Optional[Keep]], batch_size: int, num_patches: int, dev
     # Stable: each row's kept patches first, in patch order (as the single env's ViT sees them).
     index = np.argsort(~masks, axis=-1, kind="stable")[..., :longest]
     real_token = np.arange(longest) < counts[..., None]
-    key_mask = None if real_token.all() else torch.from_numpy(real_token).to(device)
-    return torch.from_numpy(np.ascontiguousarray(index)).to(device), key_mask, longest
+    key_mask = None if real_token.all() else to_device(real_token, device)
+    return to_device(index, device), key_mask, longest

@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from patchenv.env.action import parse_action
-from patchenv.env.outcome import row_info
+from patchenv.env.outcome import row_info, row_scalars
 from patchenv.run.resume_points import rng_state, set_rng_state
 
 
@@ -173,7 +173,7 @@ class Members:
                 self._results[i] = e
             return
         for i in np.flatnonzero(moving):
-            self._results[i] = (obs[i], float(rewards[i]), bool(terminated[i]), bool(truncated[i]), row_info(infos, i))
+            self._results[i] = (obs[i], *row_scalars(rewards, terminated, truncated, i), row_info(infos, i))
 
     def _pass(self, i: int) -> None:
         """Save run i's global generators and hand the baton to the next run that has not

@@ -204,8 +204,9 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
                     last_check = (u.global_step, ev)
                     if budget.reached(state.best_accuracy):
                         return False
-                # note: env.step synchronised the device (the reward needs the loss), so the host's
-                # clock is honest; a seconds or FLOPs budget spent ends the run inside this epoch
+                # note: the step's numbers were read on the host (the Recorder's records need them),
+                # so the host's clock is honest; a seconds or FLOPs budget spent ends the run
+                # inside this epoch
                 return not budget.spent(t_start + clock.elapsed() - excluded, state.total.flops)
 
             overhead_before = agent.overhead_time_s

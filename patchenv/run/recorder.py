@@ -6,6 +6,7 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
+from patchenv.env.outcome import step_on_host
 from patchenv.run.protocol import RunnableEnv
 from patchenv.run.records import RunState
 
@@ -19,7 +20,10 @@ class Recorder(gym.Wrapper):
         self._state, self._on_step = state, on_step
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
+        # The runner's sums and logs are Python numbers: a tensor_obs env's 0-d tensors are
+        # read here, once per step (the agent gets what the numpy path gives).
+        obs, *step = self.env.step(action)
+        reward, terminated, truncated, info = step_on_host(*step)
         s = self._state
         self._count_kept(int(info.get("steps", 1)))
         s.episode_return += reward

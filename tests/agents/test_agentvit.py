@@ -207,7 +207,7 @@ def test_agentvit_reward_reference_is_the_first_rewarded_batch():
     assert env.unwrapped.loss_ref_step == 4
     infos = []
     agent.train(env, steps=9, callback=lambda tr: infos.append(tr.info))
-    losses = [info["loss"] for info in infos]
+    losses = [float(info["loss"]) for info in infos]  # 0-d tensors: the env has tensor_obs
 
     def by_hand(t):  # t counted from 1, as the notebook's batch index
         return losses[3] / losses[t - 1] + 20 * -abs((64 - infos[t - 1]["kept"]) - 34) / 34

@@ -37,10 +37,13 @@ def test_equal_per_image_counts_become_index_rows_without_padding():
     assert keep.position_counts().tolist() == [2, 1, 0, 1, 0, 2]
 
 
-def test_uneven_per_image_counts_keep_the_bool_mask_and_count_the_padding():
+def test_uneven_per_image_counts_are_padded_on_the_host_and_count_the_padding():
     rows = np.array([[1, 1, 1, 1, 0, 0], [0, 1, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0]])
     keep = parse(rows, "image")
-    assert keep.index.dtype == torch.bool and keep.index.tolist() == rows.astype(bool).tolist()
+    assert keep.mask.tolist() == rows.astype(bool).tolist()
+    # each row's kept patches first, in patch order, then dropped ones as filler (hidden)
+    assert keep.index.index.tolist() == [[0, 1, 2, 3], [1, 0, 2, 3], [0, 2, 1, 3]]
+    assert keep.index.key_mask.tolist() == [[True] * 4, [True, False, False, False], [True, True, False, False]]
     # 7 real tokens in rows padded to 4: 3 * 4 - 7 = 5 filler slots
     assert (keep.per_image.tolist(), keep.tokens, keep.longest, keep.padding) == ([4, 1, 2], 7, 4, 5)
     assert keep.kept == pytest.approx(7 / 3)

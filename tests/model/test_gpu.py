@@ -281,3 +281,34 @@ def test_count_selection_progress_reward_and_patch_credit_on_cuda():
         u.model.train()
     probe_loss = dict(zip(PROGRESS_FEATURES, obs))["probe_loss"]
     assert probe_loss == pytest.approx(F.cross_entropy(logits, y).item(), rel=1e-4)
+
+
+def test_a_population_replays_cuda_graphs_with_the_eager_populations_numbers():
+    """PopulationEnv(cuda_graph=True): a shape's first step runs eagerly, its second
+    captures, later ones replay; equal counts (no key mask), unequal ones (a key mask),
+    every patch; then a run with a NaN weight in its head (read by the step, not by the
+    observation's embedding, which the eager step reuses) skips its update in the graph."""
+    from patchenv.population import PopulationEnv
+
+    kw = {**TINY, "device": CUDA, "selection": "batch", "obs_type": "pooled", "episode_steps": 20}
+    eager, graphed = PopulationEnv(3, **kw, cuda_graph=False), PopulationEnv(3, **kw, cuda_graph=True)
+    assert eager.graphs is None and graphed.graphs is not None
+    for pop in (eager, graphed):
+        pop.reset(seed=0)
+    plan = [(32, 32, 32), (32, 32, 32), (16, 32, 8), (16, 32, 8), (N, N, N), (N, N, N), (16, 32, 8), (32, 32, 32)]
+    for t, counts in enumerate(plan + plan[-2:]):
+        if t == len(plan):
+            for pop in (eager, graphed):
+                with torch.no_grad():
+                    pop.runs[1].model.linear_head[-1].weight[0, 0] = float("nan")
+        actions = np.stack([batch_mask(k, seed=3 * t + i) for i, k in enumerate(counts)])
+        want, got = eager.step(actions), graphed.step(actions)
+        for x, y in zip(got[:4], want[:4]):
+            np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5, err_msg=str(t))
+        for key in ("loss", "accuracy", "diverged", "tokens"):
+            np.testing.assert_allclose(got[4][key], want[4][key], rtol=1e-4, atol=1e-6, err_msg=f"{t} {key}")
+    assert graphed.graphs.shapes == {("index", 3, TINY["batch_size"], 32, False),
+                                     ("index", 3, TINY["batch_size"], 32, True), ("all",)}
+    assert graphed.adam.steps.tolist() == eager.adam.steps.tolist() == [10, 8, 10]  # run 1: one update skipped, one autoreset step
+    torch.testing.assert_close(graphed.stacked.flat.detach(), eager.stacked.flat.detach(), rtol=1e-4, atol=1e-5,
+                               equal_nan=True)

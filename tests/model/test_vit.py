@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from patchenv.model.vit import SimpleViT, init_weights, place_tokens, posemb_sincos_2d, select_tokens
+from patchenv.model.vit import PaddedKeep, SimpleViT, init_weights, place_tokens, posemb_sincos_2d, select_tokens
 
 N = 64  # 32x32 images, 4x4 patches
 
@@ -354,10 +354,30 @@ def keep_forms(b, n, generator):
     uneven = torch.rand(b, n, generator=generator) < 0.3
     uneven[:, 0] = True  # no empty row
     return {"none": None, "shared index": torch.tensor([3, 7, 20, n - 1]), "per-image index": per_image,
-            "shared bool": uneven[0], "uneven bool": uneven}
+            "shared bool": uneven[0], "uneven bool": uneven, "padded": padded(uneven)}
 
 
-@pytest.mark.parametrize("form", ["none", "shared index", "per-image index", "shared bool", "uneven bool"])
+def padded(mask: torch.Tensor) -> PaddedKeep:
+    """The `PaddedKeep` of a (B, N) bool mask, made as the env's action parser makes it."""
+    counts = mask.sum(dim=1)
+    longest = int(counts.max())
+    return PaddedKeep(torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices[:, :longest],
+                      torch.arange(longest) < counts[:, None])
+
+
+def test_rows_padded_on_the_host_are_the_bool_masks_rows(model):
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    forms = keep_forms(4, model.num_patches, torch.Generator().manual_seed(2))
+    tokens = model.embed(x)
+    for (got, got_mask), (want, want_mask) in ((select_tokens(tokens, forms["padded"]),
+                                                 select_tokens(tokens, forms["uneven bool"])),
+                                                (model.embed_kept(x, forms["padded"]),
+                                                 model.embed_kept(x, forms["uneven bool"]))):
+        assert torch.equal(got, want) and torch.equal(got_mask, want_mask)
+    assert torch.equal(model(x, forms["padded"]), model(x, forms["uneven bool"]))
+
+
+@pytest.mark.parametrize("form", ["none", "shared index", "per-image index", "shared bool", "uneven bool", "padded"])
 def test_embedding_the_kept_patches_only_equals_selecting_from_the_whole_embedding(model, form):
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     keep = keep_forms(4, model.num_patches, torch.Generator().manual_seed(2))[form]
@@ -368,7 +388,7 @@ def test_embedding_the_kept_patches_only_equals_selecting_from_the_whole_embeddi
     torch.testing.assert_close(model(x, keep), model.forward_tokens(model.embed(x), keep), rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("form", ["none", "shared index", "per-image index", "shared bool", "uneven bool"])
+@pytest.mark.parametrize("form", ["none", "shared index", "per-image index", "shared bool", "uneven bool", "padded"])
 def test_place_tokens_puts_each_value_back_at_its_patch(model, form):
     b, n = 4, model.num_patches
     keep = keep_forms(b, n, torch.Generator().manual_seed(3))[form]
@@ -378,6 +398,8 @@ def test_place_tokens_puts_each_value_back_at_its_patch(model, form):
     # Computed another way: the (B, N) mask of what was kept, from the keep's own form.
     if keep is None:
         kept = torch.ones(b, n, dtype=torch.bool)
+    elif isinstance(keep, PaddedKeep):
+        kept = torch.zeros(b, n, dtype=torch.bool).scatter_(1, keep.index, keep.key_mask)
     elif keep.dtype == torch.bool:
         kept = keep.expand(b, n)
     else:
