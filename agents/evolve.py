@@ -157,6 +157,7 @@ class TargetClock:
         self.flops = 0
         self.cost = 0.0  # what the objective counts: FLOPs, or patch-steps plus the fixed cost
         self.next_check = max(1, math.ceil(first_check * CHECKS))  # in twentieths of cost_unit
+        self.reached = False  # its held-out accuracy reached the reference's
 
     def step(self, kept: int, flops: int) -> bool:
         """Count a training step that kept `kept` patches and cost `flops`; whether the run
@@ -180,6 +181,7 @@ class TargetClock:
         (reached the target: its cost share; budget spent: the share, at least 1 under
         ``time``, plus 10 times the accuracy it lacked), else None (next check)."""
         if accuracy >= self.ref.accuracy:
+            self.reached = True
             return self.share
         self.next_check += 1  # a step costs far less than a twentieth: one check per crossing
         if self.spent:
