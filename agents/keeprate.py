@@ -75,8 +75,9 @@ OBJECTIVES = ("progress", "target", "time")
 TRAIN_FREQ = 1  # a gradient step after every decision
 ALGORITHMS = ("dqn", "ppo")
 # The time objective's PPO (SB3's defaults but for these): gamma 1, as the return is minus
-# the modeled time to target itself; ~4 proxy runs a rollout; a small net for 9 numbers in.
-PPO_HYPERPARAMETERS = dict(n_steps=128, batch_size=64, n_epochs=10, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95,
+# the modeled time to target itself; a few proxy runs a rollout (a run is 10-40 decisions),
+# as runs are what is scarce; a small net for 9 numbers in.
+PPO_HYPERPARAMETERS = dict(n_steps=64, batch_size=32, n_epochs=10, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95,
                            clip_range=0.2, ent_coef=0.01, policy_kwargs=dict(net_arch=[64, 64]))
 # The time objective's DQN: the other objectives' settings (train_policy), undiscounted.
 DQN_HYPERPARAMETERS = dict(learning_rate=1e-3, buffer_size=20000, batch_size=64, gamma=1.0, train_freq=TRAIN_FREQ,
@@ -391,9 +392,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     time_only = p.add_argument_group("--objective time only")
     time_only.add_argument("--algo", choices=ALGORITHMS, default=None, help="the SB3 algorithm (default: ppo)")
     time_only.add_argument("--train-images", type=int, default=None,
-                           help="images a proxy run trains on (agents.evolve.proxy_images; default: 4000)")
+                           help="images a proxy run trains on (agents.evolve.proxy_images; default: 2000)")
     time_only.add_argument("--eval-images", type=int, default=None,
-                           help="held-out images its target is checked on (default: 1000)")
+                           help="held-out images its target is checked on (default: 500)")
     time_only.add_argument("--proxy-seeds", type=int, default=None,
                            help="proxy seeds (1000 + --seed up) the runs cycle through, an all-patch reference "
                                 "each (default: 8)")
@@ -427,7 +428,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             result = train_time_policy(
                 out, runs=args.runs, epochs=args.epochs, levels=args.levels, decide_every=args.decide_every,
                 seed=args.seed, algo=args.algo or "ppo", dataset=args.dataset or "fashion_mnist",
-                train_images=args.train_images or 4000, eval_images=args.eval_images or 1000,
+                train_images=args.train_images or 2000, eval_images=args.eval_images or 500,
                 proxy_seeds=args.proxy_seeds or 8, population=args.population, device=args.device,
                 fixed_cost=FIXED_COST if args.fixed_cost is None else args.fixed_cost,
                 first_check=0.3 if args.first_check is None else args.first_check,
