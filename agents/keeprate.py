@@ -7,12 +7,13 @@ run has got, the training loss and its trend, a held-out probe's loss and accura
 patches kept so far; `patchenv.env.progress`). Which patches: k drawn uniformly at random per
 image by the env, what PatchDropout and the token-count schedules do.
 
-The policy is a Stable-Baselines3 DQN trained on whole training runs of a tiny ViT on
-digits (an episode = one run, a fresh ViT each time). It picks one of ``levels`` counts
-(N/levels, 2N/levels, ..., N) every ``decide_every`` steps (the probe's interval, so every
-decision sees a fresh probe). Because its observation is normalised by the run's budget
-(share done, not steps), the same policy drives a run of any length. Two objectives, one
-packaged policy each (``keeprate:objective=...``):
+The policy is a Stable-Baselines3 model (DQN or PPO, unmodified, through SB3's own API)
+trained on whole training runs of a tiny ViT (an episode = one run, a fresh ViT each
+time). It picks one of ``levels`` counts (N/levels, 2N/levels, ..., N) every
+``decide_every`` steps (the probe's interval, so every decision sees a fresh probe).
+Because its observation is normalised by the run's budget (share done, not steps), the
+same policy drives a run of any length. Three objectives, one packaged policy each
+(``keeprate:objective=...``):
 
 - ``progress`` (default): the env's ``reward="progress"``, the probe's loss decrease per
   unit of compute. Greedy per-FLOP efficiency: the policy learns to keep few patches.
@@ -20,17 +21,38 @@ packaged policy each (``keeprate:objective=...``):
   reaches. The target is the probe accuracy at the end of all-patch proxy runs; every
   decision costs its FLOPs (1 with every patch), the episode ends when the probe reaches
   the target, and missing it by the budget's end costs another whole run.
+- ``time``: the benchmark's time to target, as ``agents.evolve --objective time`` scores
+  the ``evolved:objective=time`` curve, so a standard algorithm learns on the very score
+  CMA-ES ranked by. Fashion-MNIST proxy runs (`agents.evolve.proxy_images`: images the
+  suites never evaluate on; tiny ViT, batch 64), each seeded like one of ``--proxy-seeds``
+  all-patch reference runs, in turn. A decision costs the modeled time of its steps (a step
+  keeping k patches costs ``--fixed-cost`` + k, in units of the reference's whole cost); the
+  run is evaluated on its held-out images at each twentieth of that cost (from
+  ``--first-check``) and the episode ends when it reaches the reference's final accuracy;
+  spending the reference's FLOPs first is a miss, paying its cost share (at least 1) plus
+  10 times the accuracy it lacked (`agents.evolve.TargetClock`). A run's return is minus
+  its score (`agents.keeprate_task.PopulationRuns`). Trained with SB3's PPO (``--algo``; or
+  DQN), without a probe (what the evolved curve saw), recording each run's return and
+  score as a learning curve (``--report``). ``python -m agents.keeprate_reaction`` checks
+  whether the policy reacts to the run or plays a schedule.
 
 Apply it (no retraining; the packaged policies are
-``agents/policies/keeprate-{progress,target}-digits.zip``):
+``agents/policies/keeprate-{progress,target}-digits.zip`` and
+``agents/policies/keeprate-time-fmnist.zip``):
 
     python -m benchmarks.compare_selectors --selectors all,keeprate,keeprate:objective=target ...
+    python -m benchmarks.compare_selectors --suite fmnist --selectors all,keeprate:objective=time
     patchenv train --agent keeprate --dataset fashion_mnist ...
 
 Train one again (about 6 minutes on one CPU core; the recipe the packaged files came from):
 
     python -m agents.keeprate --objective progress   # or target; --out FILE to write elsewhere
     python -m agents.keeprate --population 16        # 16 proxy runs at once, one batched model
+
+and the time policy (its header's ``recipe`` holds the command and every number; see
+docs/results/2026-12-06-keeprate-time-fmnist.md):
+
+    python -m agents.keeprate --objective time --algo ppo --report DIR
 
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).
@@ -56,15 +78,14 @@ from typing import Optional, Union
 import gymnasium as gym
 import numpy as np
 import torch
-
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.base import FORMAT, NO_PROBE, build_config
 from agents.count_controller import CountController, FrozenPolicyConfig
+from agents.evolve import CHECKS, FIXED_COST, PROXY_SPLIT_SEED
 from agents.keeprate_task import PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
 from agents.sb3_files import load_model
 from patchenv.arrays import to_numpy
-from agents.evolve import CHECKS, FIXED_COST, PROXY_SPLIT_SEED
 from patchenv.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from patchenv.env.spaces import observation_space
 from patchenv.selector import ZIP_HEADER
@@ -97,7 +118,7 @@ def packaged_policy(objective: str) -> Path:
 @dataclass
 class KeepRateConfig(FrozenPolicyConfig):
     objective: str = "progress"
-    """which packaged policy to use: "progress" (trained on the env's progress reward) or "target" (trained to reach the all-patch run's accuracy with the least compute)"""
+    """which packaged policy to use: "progress" (trained on the env's progress reward), "target" (trained to reach the all-patch run's accuracy with the least compute) or "time" (trained with PPO for the least modeled time to it on Fashion-MNIST proxies; acts without a probe)"""
 
     OBJECTIVES = OBJECTIVES
     KIND = "a keeprate"

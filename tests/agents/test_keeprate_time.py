@@ -206,3 +206,16 @@ def test_the_reaction_check_refuses_training_seeds(capsys):
     with pytest.raises(SystemExit):
         react_main(["--seeds", "1000", "--out", "x"])
     assert "--seeds must be proxy seeds >= 2000" in capsys.readouterr().err
+
+
+def test_the_mean_schedule_is_played_by_budget_done():
+    from agents.keeprate_reaction import Schedule, mean_schedule
+    from patchenv.env.progress import PROGRESS_FEATURES
+
+    # decision j's mean over the runs that reach it; past the longest run, the last held
+    assert mean_schedule([[(0.0, 8), (0.1, 16), (0.2, 64)], [(0.0, 24), (0.1, 16)]]) == [16, 16, 64]
+    schedule = Schedule([16, 16, 64], decide_every=20, total_steps=200)
+    obs = np.zeros(len(PROGRESS_FEATURES), dtype=np.float32)
+    for budget_done, k in ((0.0, 16), (0.1, 16), (0.2, 64), (1.3, 64)):
+        obs[PROGRESS_FEATURES.index("budget_done")] = budget_done
+        assert schedule.count(obs, 64) == k
