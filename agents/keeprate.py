@@ -283,6 +283,7 @@ def train_time_policy(out: Path, *, runs: int, epochs: int, train_images: int, e
     pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
     seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
     refs = references(pop, seeds, show_progress=show_progress)
+    num_patches = pop.runs[0].num_patches
     venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost)
     hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
         **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions, "gradient_steps": population,
@@ -304,7 +305,7 @@ def train_time_policy(out: Path, *, runs: int, epochs: int, train_images: int, e
                         "time the run's modeled time crosses a twentieth of the reference's (from first_check on)",
               "miss": "at the reference's FLOPs: the modeled time share (at least 1) plus 10 times the accuracy "
                       "lacked; a diverged run 2",
-              "levels": levels, "decide_every": decide_every, "algorithm": algo,
+              "num_patches": num_patches, "levels": levels, "decide_every": decide_every, "algorithm": algo,
               "hyperparameters": hyperparameters, "runs": len(log.runs), "decisions": model.num_timesteps,
               "max_minutes": max_minutes, "seed": seed, "population": population, "device": device,
               "torch_threads": torch.get_num_threads(),
@@ -323,7 +324,7 @@ def train_time_policy(out: Path, *, runs: int, epochs: int, train_images: int, e
     if report is not None:
         report.mkdir(parents=True, exist_ok=True)
         atomic_write_json(report / "learning_curve.json", result)
-        plot_learning_curve(log.runs, report / "learning_curve.png", title=f"keeprate {algo}, time objective")
+        plot_learning_curve(result, report / "learning_curve.png", num_patches)
     return result
 
 
@@ -361,29 +362,41 @@ class RunLog(BaseCallback):
         return len(self.runs) < self.wanted and not late
 
 
-def plot_learning_curve(runs: list[dict], path: Path, title: str) -> None:
-    """Each finished proxy run's modeled time to target (its score; a miss above 1 and
-    marked) against the runs consumed, with a running median; and the mean level chosen."""
+def plot_learning_curve(curve: dict, path: Path, num_patches: int) -> None:
+    """Three panels from a learning curve (``train_time_policy``'s result, or its
+    ``learning_curve.json``): each finished proxy run's modeled time to target (its score;
+    misses marked) against the runs consumed, with a running median; the mean count it
+    chose; and the count along a run (against ``budget_done``), averaged over the first and
+    the last tenth of the runs. `num_patches`: the proxies' N (a level's count)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    runs, recipe = curve["runs"], curve["recipe"]
+    planned = math.ceil(recipe["references"][0]["steps"] / recipe["decide_every"])
+    counts = [[count_for(level, recipe["levels"], num_patches) for level in r["levels"]] for r in runs]
     x = np.array([r["run"] for r in runs])
     score = np.array([r["score"] for r in runs])
     reached = np.array([r["reached"] for r in runs])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
     a.scatter(x[reached], score[reached], s=10, label="reached the target")
-    a.scatter(x[~reached], score[~reached], s=14, marker="x", color="tab:red", label="missed (score = penalty)")
+    a.scatter(x[~reached], score[~reached], s=14, marker="x", color="tab:red", label="missed (score: the penalty)")
     window = max(1, len(runs) // 10)
-    if len(runs) >= window:
-        median = [np.median(score[max(0, j - window + 1):j + 1]) for j in range(len(runs))]
-        a.plot(x, median, color="black", label=f"running median ({window} runs)")
-    a.set(xlabel="proxy runs consumed", ylabel="modeled time to target / all's (= -return)", title=title)
+    a.plot(x, [np.median(score[max(0, j - window + 1):j + 1]) for j in range(len(runs))], color="black",
+           label=f"running median ({window} runs)")
+    a.set(xlabel="proxy runs consumed", ylabel="modeled time to target / all's (= -return)",
+          title=f"keeprate {recipe['algorithm']}, time objective", ylim=(0, max(2.5, float(np.median(score)) * 2)))
     a.legend()
-    mean_level = [np.mean(r["levels"]) for r in runs]
-    b.plot(x, mean_level, ".", ms=4)
-    b.set(xlabel="proxy runs consumed", ylabel="mean level chosen (0 = fewest patches)", title="what it chose")
+    b.plot(x, [np.mean(k) for k in counts], ".", ms=4)
+    b.set(xlabel="proxy runs consumed", ylabel="mean patches kept over the run", title="what it chose", ylim=(0, 65))
+    for part, name in ((counts[:window], f"first {window} runs"), (counts[-window:], f"last {window} runs")):
+        longest = max(len(k) for k in part)
+        mean = [np.mean([k[j] for k in part if len(k) > j]) for j in range(longest)]
+        c.step(np.arange(longest) / planned, mean, where="post", label=name)
+    c.set(xlabel="budget_done (share of the planned steps)", ylabel="patches kept (mean over runs)",
+          title="count along a run", ylim=(0, 65))
+    c.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
