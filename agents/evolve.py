@@ -142,18 +142,64 @@ def references(population, seeds: list[int], show_progress: bool = False) -> lis
     return refs
 
 
-def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_every: int, first_check: float,
+class TargetClock:
+    """One run's account against its reference (module docstring, step 3): what it has
+    spent by the objective's count, when it is next evaluated, and its score once it stops.
+    `score_curves` keeps one per candidate; ``agents.keeprate_task.PopulationRuns`` one per
+    run, so a learned policy's return is minus this very score."""
+
+    DIVERGED = 2.0  # the score of a run that diverged: it never reaches the target
+
+    def __init__(self, ref: Reference, num_patches: int, first_check: float, objective: str = "flops",
+                 fixed_cost: float = FIXED_COST):
+        self.ref, self.objective, self.fixed_cost = ref, objective, fixed_cost
+        self.cost_unit = ref.flops if objective == "flops" else ref.steps * (fixed_cost + num_patches)
+        self.flops = 0
+        self.cost = 0.0  # what the objective counts: FLOPs, or patch-steps plus the fixed cost
+        self.next_check = max(1, math.ceil(first_check * CHECKS))  # in twentieths of cost_unit
+        self.reached = False  # its held-out accuracy reached the reference's
+
+    def step(self, kept: int, flops: int) -> bool:
+        """Count a training step that kept `kept` patches and cost `flops`; whether the run
+        is to be evaluated now (its cost crossed a check, or the reference's FLOPs are spent)."""
+        self.flops += flops
+        self.cost += flops if self.objective == "flops" else self.fixed_cost + kept
+        return self.spent or self.cost >= self.next_check * self.cost_unit / CHECKS
+
+    @property
+    def spent(self) -> bool:
+        """The reference's FLOPs, the run's budget, are spent."""
+        return self.flops >= self.ref.flops
+
+    @property
+    def share(self) -> float:
+        """The cost so far in units of the reference's whole cost."""
+        return self.cost / self.cost_unit
+
+    def score(self, accuracy: float) -> Optional[float]:
+        """After an evaluation with held-out `accuracy`: the run's score if it stops here
+        (reached the target: its cost share; budget spent: the share, at least 1 under
+        ``time``, plus 10 times the accuracy it lacked), else None (next check)."""
+        if accuracy >= self.ref.accuracy:
+            self.reached = True
+            return self.share
+        self.next_check += 1  # a step costs far less than a twentieth: one check per crossing
+        if self.spent:
+            share = 1.0 if self.objective == "flops" else max(1.0, self.share)
+            return share + 10.0 * (self.ref.accuracy - accuracy)
+        return None
+
+
+def score_curves(population, curves: list, ref: Reference, decide_every: int, first_check: float,
                  objective: str = "flops", fixed_cost: float = FIXED_COST) -> list[float]:
     """Each curve's score on a fresh run seeded ``ref.seed`` (module docstring, step 3 and
-    ``--objective``)."""
+    ``--objective``). A curve is anything with ``count(obs, num_patches)``, asked every
+    `decide_every` steps."""
     pop, e = population, population.num_envs
     n = pop.runs[0].num_patches
     obs, _ = pop.reset(seed=[ref.seed] * e, options={"new_run": True})
     moving = np.arange(e) < len(curves)
-    flops = np.zeros(e)
-    cost = np.zeros(e)  # what the objective counts: FLOPs, or patch-steps plus the fixed cost
-    ref_cost = ref.flops if objective == "flops" else ref.steps * (fixed_cost + n)
-    next_check = np.full(e, max(1, math.ceil(first_check * CHECKS)))  # in twentieths of ref_cost
+    clocks = [TargetClock(ref, n, first_check, objective, fixed_cost) for _ in range(e)]
     scores = [math.nan] * len(curves)
     held = Held(decide_every)  # each run's count action, decided every decide_every steps
     while moving.any():
@@ -161,21 +207,13 @@ def score_curves(population, curves: list[KeepCurve], ref: Reference, decide_eve
         obs, _, terminated, truncated, infos = pop.step_runs(counts, moving)
         held.advance()
         for i in np.flatnonzero(moving):
-            flops[i] += infos[i]["flops"]
-            cost[i] += infos[i]["flops"] if objective == "flops" else fixed_cost + counts[i] + 1
+            check = clocks[i].step(counts[i] + 1, infos[i]["flops"])
             if terminated[i]:  # diverged: it never reaches the target
-                scores[i], moving[i] = 2.0, False
-                continue
-            spent = flops[i] >= ref.flops
-            if cost[i] < next_check[i] * ref_cost / CHECKS and not spent:
-                continue
-            accuracy = float(pop.runs[i].evaluate("test")["accuracy"])
-            if accuracy >= ref.accuracy:
-                scores[i], moving[i] = cost[i] / ref_cost, False
-            elif spent:  # the reference's budget is spent
-                share = 1.0 if objective == "flops" else max(1.0, cost[i] / ref_cost)
-                scores[i], moving[i] = share + 10.0 * (ref.accuracy - accuracy), False
-            next_check[i] += 1  # a step costs far less than a twentieth: one check per crossing
+                scores[i], moving[i] = TargetClock.DIVERGED, False
+            elif check:
+                score = clocks[i].score(float(pop.runs[i].evaluate("test")["accuracy"]))
+                if score is not None:
+                    scores[i], moving[i] = score, False
         epoch_end = truncated & moving
         if epoch_end.any():  # an epoch ended; the run goes on
             obs, _ = pop.reset(options={"reset_mask": epoch_end})

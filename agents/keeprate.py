@@ -7,12 +7,13 @@ run has got, the training loss and its trend, a held-out probe's loss and accura
 patches kept so far; `patchenv.env.progress`). Which patches: k drawn uniformly at random per
 image by the env, what PatchDropout and the token-count schedules do.
 
-The policy is a Stable-Baselines3 DQN trained on whole training runs of a tiny ViT on
-digits (an episode = one run, a fresh ViT each time). It picks one of ``levels`` counts
-(N/levels, 2N/levels, ..., N) every ``decide_every`` steps (the probe's interval, so every
-decision sees a fresh probe). Because its observation is normalised by the run's budget
-(share done, not steps), the same policy drives a run of any length. Two objectives, one
-packaged policy each (``keeprate:objective=...``):
+The policy is a Stable-Baselines3 model (DQN or PPO, unmodified, through SB3's own API)
+trained on whole training runs of a tiny ViT (an episode = one run, a fresh ViT each
+time). It picks one of ``levels`` counts (N/levels, 2N/levels, ..., N) every
+``decide_every`` steps (the probe's interval, so every decision sees a fresh probe).
+Because its observation is normalised by the run's budget (share done, not steps), the
+same policy drives a run of any length. Three objectives, one packaged policy each
+(``keeprate:objective=...``):
 
 - ``progress`` (default): the env's ``reward="progress"``, the probe's loss decrease per
   unit of compute. Greedy per-FLOP efficiency: the policy learns to keep few patches.
@@ -20,17 +21,38 @@ packaged policy each (``keeprate:objective=...``):
   reaches. The target is the probe accuracy at the end of all-patch proxy runs; every
   decision costs its FLOPs (1 with every patch), the episode ends when the probe reaches
   the target, and missing it by the budget's end costs another whole run.
+- ``time``: the benchmark's time to target, as ``agents.evolve --objective time`` scores
+  the ``evolved:objective=time`` curve, so a standard algorithm learns on the very score
+  CMA-ES ranked by. Fashion-MNIST proxy runs (`agents.evolve.proxy_images`: images the
+  suites never evaluate on; tiny ViT, batch 64), each seeded like one of ``--proxy-seeds``
+  all-patch reference runs, in turn. A decision costs the modeled time of its steps (a step
+  keeping k patches costs ``--fixed-cost`` + k, in units of the reference's whole cost); the
+  run is evaluated on its held-out images at each twentieth of that cost (from
+  ``--first-check``) and the episode ends when it reaches the reference's final accuracy;
+  spending the reference's FLOPs first is a miss, paying its cost share (at least 1) plus
+  10 times the accuracy it lacked (`agents.evolve.TargetClock`). A run's return is minus
+  its score (`agents.keeprate_task.PopulationRuns`). Trained with SB3's PPO (``--algo``; or
+  DQN), without a probe (what the evolved curve saw), recording each run's return and
+  score as a learning curve (``--report``). ``python -m agents.keeprate_reaction`` checks
+  whether the policy reacts to the run or plays a schedule.
 
 Apply it (no retraining; the packaged policies are
-``agents/policies/keeprate-{progress,target}-digits.zip``):
+``agents/policies/keeprate-{progress,target}-digits.zip`` and
+``agents/policies/keeprate-time-fmnist.zip``):
 
     python -m benchmarks.compare_selectors --selectors all,keeprate,keeprate:objective=target ...
+    python -m benchmarks.compare_selectors --suite fmnist --selectors all,keeprate:objective=time
     patchenv train --agent keeprate --dataset fashion_mnist ...
 
 Train one again (about 6 minutes on one CPU core; the recipe the packaged files came from):
 
     python -m agents.keeprate --objective progress   # or target; --out FILE to write elsewhere
     python -m agents.keeprate --population 16        # 16 proxy runs at once, one batched model
+
+and the time policy (its header's ``recipe`` holds the command and every number; see
+docs/results/2026-12-06-keeprate-time-fmnist.md):
+
+    python -m agents.keeprate --objective time --algo ppo --report DIR
 
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).
@@ -41,6 +63,7 @@ online would need many runs of the run being controlled).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
 import math
@@ -55,31 +78,47 @@ from typing import Optional, Union
 import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
-from agents.base import FORMAT, build_config
+from agents.base import FORMAT, NO_PROBE, build_config
 from agents.count_controller import CountController, FrozenPolicyConfig
+from agents.evolve import CHECKS, FIXED_COST, PROXY_SPLIT_SEED
 from agents.keeprate_task import PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
-from patchenv.arrays import to_numpy
 from agents.sb3_files import load_model
-from patchenv.atomic import atomic_write_bytes
+from patchenv.arrays import to_numpy
+from patchenv.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from patchenv.env.spaces import observation_space
 from patchenv.selector import ZIP_HEADER
 
 POLICIES = Path(__file__).with_name("policies")
 PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for evaluation
-OBJECTIVES = ("progress", "target")
+OBJECTIVES = ("progress", "target", "time")
 TRAIN_FREQ = 1  # a gradient step after every decision
+ALGORITHMS = ("dqn", "ppo")
+# The time objective's PPO (SB3's defaults but for these): gamma 1, as the return is minus
+# the modeled time to target itself; a few proxy runs a rollout (a run is 10-40 decisions),
+# as runs are what is scarce; a small net for 9 numbers in.
+PPO_HYPERPARAMETERS = dict(n_steps=64, batch_size=32, n_epochs=10, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95,
+                           clip_range=0.2, ent_coef=0.01, policy_kwargs=dict(net_arch=[64, 64]))
+# The time objective's DQN: the other objectives' settings (train_policy), undiscounted.
+DQN_HYPERPARAMETERS = dict(learning_rate=1e-3, buffer_size=20000, batch_size=64, gamma=1.0, train_freq=TRAIN_FREQ,
+                           exploration_fraction=0.4, exploration_final_eps=0.05,
+                           policy_kwargs=dict(net_arch=[64, 64]))
+# Time-objective flags that mean nothing to the other objectives.
+TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
+             "algo")
 
 
 def packaged_policy(objective: str) -> Path:
-    """The shipped policy trained for `objective` (see the module docstring)."""
-    return POLICIES / f"keeprate-{objective}-digits.zip"
+    """The shipped policy trained for `objective` (see the module docstring): the time
+    objective's on Fashion-MNIST proxies, the others' on digits."""
+    return POLICIES / f"keeprate-{objective}-{'fmnist' if objective == 'time' else 'digits'}.zip"
 
 
 @dataclass
 class KeepRateConfig(FrozenPolicyConfig):
     objective: str = "progress"
-    """which packaged policy to use: "progress" (trained on the env's progress reward) or "target" (trained to reach the all-patch run's accuracy with the least compute)"""
+    """which packaged policy to use: "progress" (trained on the env's progress reward), "target" (trained to reach the all-patch run's accuracy with the least compute) or "time" (trained with PPO for the least modeled time to it on Fashion-MNIST proxies; acts without a probe)"""
 
     OBJECTIVES = OBJECTIVES
     KIND = "a keeprate"
@@ -99,7 +138,10 @@ class KeepRate(CountController):
         self.levels: Optional[int] = None
 
     def env_kwargs(self) -> dict:
-        return {**super().env_kwargs(), "probe_every": self.hp.decide_every}
+        # The time policy learned without a probe (its proxies had none: agents.evolve's), the
+        # others with one a decision.
+        probe_every = NO_PROBE if self.hp.objective == "time" else self.hp.decide_every
+        return {**super().env_kwargs(), "probe_every": probe_every}
 
     def setup(self, env) -> None:
         super().setup(env)
@@ -115,18 +157,25 @@ class KeepRate(CountController):
 
 
 def read_policy(path: Union[str, os.PathLike]):
-    """(SB3 DQN, levels) from a policy file; a one-line ValueError naming the file otherwise."""
-    from stable_baselines3 import DQN
+    """(SB3 model, levels) from a policy file, a DQN or a PPO as its header's ``algorithm``
+    says (DQN where it says nothing: the first files); a one-line ValueError naming the
+    file otherwise."""
+    from stable_baselines3 import DQN, PPO
 
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
             header = json.loads(archive.read(ZIP_HEADER))
         levels = int(header["levels"])
+        algorithm = header.get("algorithm", "dqn")
+        if algorithm not in ALGORITHMS:
+            raise ValueError(f"algorithm {algorithm!r}, expected one of {', '.join(ALGORITHMS)}")
         # The policy's spaces are the count task's (the progress observation, a level), and
-        # its train_freq is train_policy's: nothing of the file is unpickled.
-        model = load_model(DQN, path, observation_space=observation_space("progress", 1, 1, 1, None),
-                           action_space=gym.spaces.Discrete(levels), known={"train_freq": TRAIN_FREQ})
+        # its train_freq or clip_range is its trainer's: nothing of the file is unpickled.
+        algo, known = (DQN, {"train_freq": TRAIN_FREQ}) if algorithm == "dqn" else \
+            (PPO, {"clip_range": float(header["recipe"]["hyperparameters"]["clip_range"])})
+        model = load_model(algo, path, observation_space=observation_space("progress", 1, 1, 1, None),
+                           action_space=gym.spaces.Discrete(levels), known=known)
     except FileNotFoundError:
         raise ValueError(f"keeprate policy {path} not found; train one with `python -m agents.keeprate --out {path}`") \
             from None
@@ -207,15 +256,165 @@ def rollout_counts(model, wrapped: WholeRuns, seed: int) -> list[int]:
     return counts
 
 
+def train_time_policy(out: Path, *, runs: int, epochs: int, train_images: int, eval_images: int, proxy_seeds: int,
+                      levels: int, decide_every: int, seed: int, algo: str = "ppo", fixed_cost: float = FIXED_COST,
+                      first_check: float = 0.3, dataset: str = "fashion_mnist", population: int = 1,
+                      device: str = "cpu", data_root=None, report: Optional[Path] = None,
+                      max_minutes: Optional[float] = None, show_progress: bool = True,
+                      command: Optional[str] = None) -> dict:
+    """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
+    finished proxy runs (or until `max_minutes` of wall clock, references included); save it to `out` (atomically) with its recipe, and, given `report`
+    (a folder), the learning curve there (``learning_curve.json``, ``learning_curve.png``).
+    Returns the recipe and the curve."""
+    from stable_baselines3 import DQN, PPO
+    from tqdm.auto import tqdm
+
+    from agents.evolve import env_kwargs, proxy_images, references
+    from patchenv.population import PopulationEnv
+
+    if algo not in ALGORITHMS:
+        raise ValueError(f"--algo must be one of {', '.join(ALGORITHMS)}, got {algo!r}")
+    if not (math.isfinite(fixed_cost) and fixed_cost >= 0):
+        raise ValueError(f"--fixed-cost must be a finite number >= 0, got {fixed_cost}")
+    if not 0 < first_check <= 1:
+        raise ValueError(f"--first-check must be in (0, 1], got {first_check}")
+    start = time.perf_counter()
+    images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
+    pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
+    seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
+    refs = references(pop, seeds, show_progress=show_progress)
+    num_patches = pop.runs[0].num_patches
+    venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost)
+    hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
+        **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions, "gradient_steps": population,
+        "target_update_interval": 4 * venv.planned_decisions}
+    model = (PPO if algo == "ppo" else DQN)("MlpPolicy", venv, **hyperparameters, seed=seed, verbose=0, device="cpu")
+    log = RunLog(runs, start, tqdm(total=runs, desc=f"{algo} proxy runs", disable=not show_progress),
+                 max_seconds=None if max_minutes is None else 60.0 * max_minutes)
+    with log.bar:
+        # A run at the fewest patches can take many times its planned steps to spend the
+        # reference's FLOPs: the bound is loose, the callback stops at `runs` runs.
+        model.learn(total_timesteps=runs * venv.planned_decisions * 50, callback=log)
+    elapsed = time.perf_counter() - start
+    venv.close()
+    recipe = {"command": command, "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs,
+              "train_images": train_images, "eval_images": eval_images, "proxy_split_seed": PROXY_SPLIT_SEED,
+              "proxy_seeds": seeds, "references": [dataclasses.asdict(r) for r in refs],
+              "objective": "time", "fixed_cost": fixed_cost, "first_check": first_check, "checks": CHECKS,
+              "target": "the all-patch reference's final held-out accuracy on the run's proxy seed, checked each "
+                        "time the run's modeled time crosses a twentieth of the reference's (from first_check on)",
+              "miss": "at the reference's FLOPs: the modeled time share (at least 1) plus 10 times the accuracy "
+                      "lacked; a diverged run 2",
+              "num_patches": num_patches, "levels": levels, "decide_every": decide_every, "algorithm": algo,
+              "hyperparameters": hyperparameters, "runs": len(log.runs), "decisions": model.num_timesteps,
+              "max_minutes": max_minutes, "seed": seed, "population": population, "device": device,
+              "torch_threads": torch.get_num_threads(),
+              "train_time_s": round(elapsed, 1)}
+    buf = io.BytesIO()
+    model.save(buf)
+    header = {"format": FORMAT, "agent": KeepRate.name, "levels": levels, "algorithm": algo, "recipe": recipe,
+              "config": {"selection": "count", "objective": "time", "policy": str(out), "decide_every": decide_every,
+                         "seed": seed},
+              "state": {}}
+    with zipfile.ZipFile(buf, "a") as archive:
+        archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    result = {"recipe": recipe, "runs": log.runs}
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(report / "learning_curve.json", result)
+        plot_learning_curve(result, report / "learning_curve.png", num_patches)
+    return result
+
+
+class RunLog(BaseCallback):
+    """Records each finished proxy run (its return, its score, whether it reached the
+    target, the levels it chose) and stops the training after `runs` of them."""
+
+    def __init__(self, runs: int, start: float, bar, max_seconds: Optional[float] = None):
+        super().__init__()
+        self.wanted, self.start, self.bar, self.max_seconds = runs, start, bar, max_seconds
+        self.runs: list[dict] = []
+        self._returns: Optional[np.ndarray] = None  # each env's return so far, and its levels
+        self._levels: list[list[int]] = []
+
+    def _on_step(self) -> bool:
+        rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
+        actions = np.asarray(self.locals["actions"]).reshape(len(dones))
+        if self._returns is None:
+            self._returns, self._levels = np.zeros(len(dones)), [[] for _ in dones]
+        for i, done in enumerate(dones):
+            self._returns[i] += float(rewards[i])
+            self._levels[i].append(int(actions[i]))
+            if done:
+                info = infos[i]
+                self.runs.append({"run": len(self.runs) + 1, "proxy_seed": info["proxy_seed"],
+                                  "return": round(float(self._returns[i]), 5), "score": round(info["run_score"], 5),
+                                  "reached": info["reached"], "levels": self._levels[i],
+                                  "decisions_so_far": self.num_timesteps,
+                                  "elapsed_s": round(time.perf_counter() - self.start, 1)})
+                self._returns[i], self._levels[i] = 0.0, []
+                self.bar.update()
+                self.bar.set_postfix(score=f"{info['run_score']:.3f}")
+        # A wall-clock limit ends the training between decisions (the runs so far are its recipe's).
+        late = self.max_seconds is not None and time.perf_counter() - self.start > self.max_seconds
+        return len(self.runs) < self.wanted and not late
+
+
+def plot_learning_curve(curve: dict, path: Path, num_patches: int) -> None:
+    """Three panels from a learning curve (``train_time_policy``'s result, or its
+    ``learning_curve.json``): each finished proxy run's modeled time to target (its score;
+    misses marked) against the runs consumed, with a running median; the mean count it
+    chose; and the count along a run (against ``budget_done``), averaged over the first and
+    the last tenth of the runs. `num_patches`: the proxies' N (a level's count)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs, recipe = curve["runs"], curve["recipe"]
+    planned = math.ceil(recipe["references"][0]["steps"] / recipe["decide_every"])
+    counts = [[count_for(level, recipe["levels"], num_patches) for level in r["levels"]] for r in runs]
+    x = np.array([r["run"] for r in runs])
+    score = np.array([r["score"] for r in runs])
+    reached = np.array([r["reached"] for r in runs])
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 4))
+    a.scatter(x[reached], score[reached], s=10, label="reached the target")
+    a.scatter(x[~reached], score[~reached], s=14, marker="x", color="tab:red", label="missed (score: the penalty)")
+    window = max(1, len(runs) // 10)
+    a.plot(x, [np.median(score[max(0, j - window + 1):j + 1]) for j in range(len(runs))], color="black",
+           label=f"running median ({window} runs)")
+    a.set(xlabel="proxy runs consumed", ylabel="modeled time to target / all's (= -return)",
+          title=f"keeprate {recipe['algorithm']}, time objective", ylim=(0, max(2.5, float(np.median(score)) * 2)))
+    a.legend()
+    b.plot(x, [np.mean(k) for k in counts], ".", ms=4)
+    b.set(xlabel="proxy runs consumed", ylabel="mean patches kept over the run", title="what it chose", ylim=(0, 65))
+    for part, name in ((counts[:window], f"first {window} runs"), (counts[-window:], f"last {window} runs")):
+        longest = max(len(k) for k in part)
+        mean = [np.mean([k[j] for k in part if len(k) > j]) for j in range(longest)]
+        c.step(np.arange(longest) / planned, mean, where="post", label=name)
+    c.set(xlabel="budget_done (share of the planned steps)", ylabel="patches kept (mean over runs)",
+          title="count along a run", ylim=(0, 65))
+    c.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight"))
+    plt.close(fig)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m agents.keeprate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--objective", choices=OBJECTIVES, default="progress",
                    help="progress: the env's reward (probe loss decrease per unit of compute); target: the compute "
-                        "to reach the all-patch run's final probe accuracy (default: progress)")
+                        "to reach the all-patch run's final probe accuracy; time: the modeled time to reach the "
+                        "all-patch reference's final held-out accuracy, agents.evolve's time score (default: progress)")
     p.add_argument("--out", default=None,
                    help="policy file to write (default: the packaged one for --objective, "
                         f"{packaged_policy('OBJECTIVE')})")
+    p.add_argument("--dataset", default=None,
+                   help="the proxies' data set (default: digits; fashion_mnist for --objective time)")
     p.add_argument("--runs", type=int, default=60, help="whole proxy training runs to learn from (default: 60)")
     p.add_argument("--epochs", type=int, default=10, help="epochs per proxy run (default: 10)")
     p.add_argument("--levels", type=int, default=8, help="count levels the policy picks from (default: 8)")
@@ -224,16 +423,61 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--population", type=int, default=1,
                    help="proxy runs trained at once as one batched model (patchenv.population; default: 1, one by one)")
     p.add_argument("--device", default="cpu", help="the proxy runs' device (default: cpu; the policy learns on the CPU)")
+    time_only = p.add_argument_group("--objective time only")
+    time_only.add_argument("--algo", choices=ALGORITHMS, default=None, help="the SB3 algorithm (default: ppo)")
+    time_only.add_argument("--train-images", type=int, default=None,
+                           help="images a proxy run trains on (agents.evolve.proxy_images; default: 2000)")
+    time_only.add_argument("--eval-images", type=int, default=None,
+                           help="held-out images its target is checked on (default: 500)")
+    time_only.add_argument("--proxy-seeds", type=int, default=None,
+                           help="proxy seeds (1000 + --seed up) the runs cycle through, an all-patch reference "
+                                "each (default: 8)")
+    time_only.add_argument("--fixed-cost", type=float, default=None,
+                           help=f"a step's cost that does not shrink with the patches, in patch-steps "
+                                f"(default: {FIXED_COST:g}, agents.evolve's)")
+    time_only.add_argument("--first-check", type=float, default=None,
+                           help="share of the reference's modeled time before a run's first check (default: 0.3)")
+    time_only.add_argument("--max-minutes", type=float, default=None,
+                           help="stop training after this much wall clock, references included (default: none)")
+    time_only.add_argument("--report", default=None,
+                           help="folder for the learning curve (learning_curve.json and .png; default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
-    for name in ("runs", "epochs", "levels", "decide_every", "population"):
-        if getattr(args, name) <= 0:
-            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    for name in ("runs", "epochs", "levels", "decide_every", "population", "train_images", "eval_images",
+                 "proxy_seeds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        p.error(f"--max-minutes must be a positive number, got {args.max_minutes}")
+    if args.objective != "time":
+        given = [name for name in TIME_ONLY if getattr(args, name) is not None]
+        if given:
+            p.error(f"--{given[0].replace('_', '-')} is for --objective time only, got --objective {args.objective}")
     torch.set_num_threads(1)
     out = Path(args.out) if args.out else packaged_policy(args.objective)
+    if args.objective == "time":
+        argv_used = sys.argv[1:] if argv is None else argv
+        try:
+            result = train_time_policy(
+                out, runs=args.runs, epochs=args.epochs, levels=args.levels, decide_every=args.decide_every,
+                seed=args.seed, algo=args.algo or "ppo", dataset=args.dataset or "fashion_mnist",
+                train_images=args.train_images or 2000, eval_images=args.eval_images or 500,
+                proxy_seeds=args.proxy_seeds or 8, population=args.population, device=args.device,
+                fixed_cost=FIXED_COST if args.fixed_cost is None else args.fixed_cost,
+                first_check=0.3 if args.first_check is None else args.first_check,
+                max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
+                show_progress=not args.no_progress,
+                command=" ".join(["python -m agents.keeprate", *argv_used]))
+        except ValueError as e:
+            p.error(str(e))
+        runs = result["runs"]
+        print(f"trained on {len(runs)} proxy runs ({result['recipe']['decisions']} decisions) in "
+              f"{result['recipe']['train_time_s']:.0f} s; saved {out}", file=sys.stderr)
+        return 0
     result = train_policy(out, runs=args.runs, epochs=args.epochs, levels=args.levels, objective=args.objective,
                           decide_every=args.decide_every, seed=args.seed, show_progress=not args.no_progress,
-                          population=args.population, device=args.device)
+                          population=args.population, device=args.device, dataset=args.dataset or "digits")
     target = "" if result["target"] is None else f" (target probe accuracy {result['target']:.4f})"
     print(f"trained on {args.runs} runs ({result['decisions']} decisions) in {result['train_time_s']:.0f} s{target}; "
           f"saved {out}", file=sys.stderr)

@@ -9,15 +9,26 @@ decision (a count level held for ``decide_every`` env steps) at a time.
   then starts a fresh run at once, as SB3 expects of a finished env, with the last
   observation in ``info["terminal_observation"]``. Run i is the single env seeded with
   seed + i: a test steps it beside ``DummyVecEnv`` of `WholeRuns` and gets the same numbers.
+
+  Given ``references`` (``agents.evolve.references``: all-patch runs, one per proxy seed) it
+  poses the ``time`` objective instead, what ``agents.evolve --objective time`` scores: each
+  fresh run takes the next reference in turn and its seed; a decision costs the modeled time
+  of its steps (``fixed_cost + k`` a step keeping k patches, in units of the reference's
+  whole cost); the run is evaluated on its held-out images at each twentieth of that cost
+  and ends when it reaches the reference's final accuracy; a run that spends the
+  reference's FLOPs first (or diverges) pays the miss `agents.evolve.TargetClock` scores.
+  The rewards of a run sum to minus its score, the modeled time to target, which its last
+  info gives (``run_score``, ``reached``, ``proxy_seed``).
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
 
+from agents.evolve import FIXED_COST, Reference, TargetClock
 from agents.sb3_population import PopulationVecEnv
 from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.model.flops import step_flops
@@ -99,20 +110,55 @@ def all_patch_probe_accuracy(runs: WholeRuns, seeds=(1000, 1001)) -> float:
 class PopulationRuns(PopulationVecEnv):
     reset_options = {"new_run": True}  # a finished episode is a finished run: the next is fresh
 
-    def __init__(self, population: PopulationEnv, levels: int, decide_every: int, target: Optional[float] = None):
+    def __init__(self, population: PopulationEnv, levels: int, decide_every: int, target: Optional[float] = None,
+                 *, references: Optional[Sequence[Reference]] = None, first_check: float = 0.3,
+                 fixed_cost: float = FIXED_COST):
         run = population.unwrapped.runs[0]
         if run.selection != "count" or run.obs_type != "progress" or run.total_steps is None:
             raise ValueError("PopulationRuns needs a population with selection='count', obs_type='progress' and "
                              "budget_epochs set")
+        if target is not None and references is not None:
+            raise ValueError("PopulationRuns poses one objective: a probe target or references (time), not both")
+        if references is not None and not references:
+            raise ValueError("the time objective needs at least one reference run")
         super().__init__(population, gym.spaces.Discrete(levels))
         self.levels, self.decide_every, self.target = levels, decide_every, target
+        self.references = None if references is None else list(references)
+        self.first_check, self.fixed_cost = first_check, fixed_cost
+        self._taken = 0  # references handed to fresh runs so far: the next is references[_taken % len]
+        self._clocks: list[Optional[TargetClock]] = [None] * self.num_envs  # each run's account (time objective)
         self._full_step = step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]
         self._decisions = math.ceil(run.total_steps / decide_every)
+
+    @property
+    def planned_decisions(self) -> int:
+        """Decisions in a run's planned steps (``budget_epochs``)."""
+        return self._decisions
+
+    def reset(self):
+        if self.references is not None:  # every run starts on the next reference's seed
+            self._seeds = [self._take_reference(i) for i in range(self.num_envs)]
+        return super().reset()
+
+    def _restart_seeds(self, dones: np.ndarray) -> Optional[list]:
+        if self.references is None:
+            return None
+        return [self._take_reference(i) if done else None for i, done in enumerate(dones)]
+
+    def _take_reference(self, i: int) -> int:
+        """Run i's next run is against the next reference in turn: its clock is new; returns its seed."""
+        ref = self.references[self._taken % len(self.references)]
+        self._taken += 1
+        self._clocks[i] = TargetClock(ref, self.population.runs[0].num_patches, self.first_check, "time",
+                                      self.fixed_cost)
+        return ref.seed
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = np.asarray(actions).reshape(self.num_envs)
 
     def step_wait(self):
+        if self.references is not None:
+            return self._step_time()
         pop, e = self.population, self.num_envs
         counts = [count_for(int(level), self.levels, pop.runs[0].num_patches) - 1 for level in self._actions]
         total, flops = np.zeros(e), np.zeros(e)
@@ -144,3 +190,39 @@ class PopulationRuns(PopulationVecEnv):
             rewards = rewards - np.where(~reached & budget_end, self._decisions, 0.0)
             dones, time_limit = ended | reached, budget_end & ~reached
         return self._restart(obs, dones, time_limit, infos), rewards.astype(np.float32), dones, infos
+
+    def _step_time(self):
+        """One decision under the time objective (class docstring): a run goes on past its
+        planned steps (``budget_done`` > 1) until it reaches the target or spends the
+        reference's FLOPs, the benchmark's budget."""
+        pop, e = self.population, self.num_envs
+        kept = [count_for(int(level), self.levels, pop.runs[0].num_patches) for level in self._actions]
+        before = np.array([clock.share for clock in self._clocks])
+        scores: list[Optional[float]] = [None] * e
+        moving = np.ones(e, dtype=bool)
+        infos: list[dict] = [{} for _ in range(e)]
+        obs = None
+        for _ in range(self.decide_every):
+            obs, _, terminated, truncated, step_infos = pop.step_runs([k - 1 for k in kept], moving)
+            for i in np.flatnonzero(moving):
+                infos[i] = step_infos[i]
+                check = self._clocks[i].step(kept[i], step_infos[i]["flops"])
+                if terminated[i]:  # diverged: it never reaches the target
+                    scores[i] = TargetClock.DIVERGED
+                elif check:
+                    scores[i] = self._clocks[i].score(float(pop.runs[i].evaluate("test")["accuracy"]))
+                moving[i] = scores[i] is None
+            epoch_end = truncated & moving
+            if epoch_end.any():  # an epoch ended; the run goes on
+                obs, _ = pop.reset(options={"reset_mask": epoch_end})
+            if not moving.any():
+                break
+        dones = ~moving
+        # Minus the cost of this decision's steps; a run that ended pays the rest of its score
+        # (nothing more where it reached the target), so a run's rewards sum to minus its score.
+        now = np.array([scores[i] if dones[i] else self._clocks[i].share for i in range(e)])
+        rewards = before - now
+        for i in np.flatnonzero(dones):
+            clock = self._clocks[i]
+            infos[i].update(run_score=scores[i], reached=clock.reached, proxy_seed=clock.ref.seed)
+        return self._restart(obs, dones, np.zeros(e, dtype=bool), infos), rewards.astype(np.float32), dones, infos

@@ -66,13 +66,18 @@ class PopulationVecEnv(VecEnv):
         for i in np.flatnonzero(dones):
             infos[i]["terminal_observation"] = obs[i].copy()
             infos[i]["TimeLimit.truncated"] = bool(time_limit[i])
-        reset_obs, reset_infos = self.population.reset(options={**self.reset_options, "reset_mask": dones})
+        reset_obs, reset_infos = self.population.reset(seed=self._restart_seeds(dones),
+                                                       options={**self.reset_options, "reset_mask": dones})
         obs = obs.copy()
         obs[dones] = reset_obs[dones]
         for i, info in enumerate(self._split(reset_infos)):
             if dones[i]:
                 self.reset_infos[i] = info
         return obs
+
+    def _restart_seeds(self, dones: np.ndarray) -> Optional[list]:
+        """The seeds the finished runs restart with (None: each run's generator goes on)."""
+        return None
 
     def close(self) -> None:
         self.population.close()

@@ -71,7 +71,7 @@ def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
     (dict(policy=""), "policy must be a path to a keeprate policy file or None, got ''"),
     (dict(levels=3), r"unknown hyperparameter\(s\) levels; expected some of objective, policy, decide_every, seed$"),
     (dict(selection="batch"), "agent 'keeprate' supports selection 'count' only, got 'batch'"),
-    (dict(objective="fast"), r"objective must be one of \('progress', 'target'\), got 'fast'"),
+    (dict(objective="fast"), r"objective must be one of \('progress', 'target', 'time'\), got 'fast'"),
 ])
 def test_bad_arguments_fail_in_the_constructor(bad, message):
     with pytest.raises(ValueError, match=message):

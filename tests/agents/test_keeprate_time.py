@@ -1,0 +1,221 @@
+"""keeprate's time objective: PopulationRuns pays agents.evolve's time score per decision
+(a run's rewards sum to minus its modeled time to target, a miss its penalty), SB3's PPO
+trains on it, its file reads back without unpickling, and keeprate:objective=time drives a
+run through the runner."""
+import json
+import math
+import re
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import agents
+from agents.evolve import CHECKS, Reference, env_kwargs, proxy_images, references, score_curves
+from agents.evolved_curve import KeepCurve
+from agents.keeprate import KeepRate, main, packaged_policy, read_policy, train_time_policy
+from agents.keeprate_task import PopulationRuns, count_for
+from patchenv.population import PopulationEnv
+from patchenv.selector import ZIP_HEADER
+
+LEVELS, EVERY, FIXED = 4, 5, 24.0
+
+
+@pytest.fixture(scope="module")
+def pop():
+    torch.manual_seed(0)
+    population = PopulationEnv(1, **env_kwargs(proxy_images("digits", 400, 200), 2, "cpu"))
+    yield population
+    population.close()
+
+
+@pytest.fixture(scope="module")
+def ref(pop):
+    [r] = references(pop, [1000])
+    return r
+
+
+def play(pop, ref, levels, first_check=0.3):
+    """One whole run under PopulationRuns' time objective playing `levels` in turn (the last
+    held); its rewards, its last info and the counts of its steps."""
+    runs = PopulationRuns(pop, LEVELS, EVERY, references=[ref], first_check=first_check, fixed_cost=FIXED)
+    runs.reset()
+    rewards, decision = [], 0
+    while True:
+        level = levels[min(decision, len(levels) - 1)]
+        _, r, done, infos = runs.step(np.array([level]))
+        rewards.append(float(r[0]))
+        decision += 1
+        if done[0]:
+            return rewards, infos[0], decision
+
+
+def test_rewards_sum_to_minus_the_modeled_time_to_target(pop, ref):
+    """A target any run reaches (accuracy 0) stops it at its first check: the first step whose
+    modeled time, summed from the counts played, crosses first_check of the reference's."""
+    easy = Reference(ref.seed, ref.flops, accuracy=0.0, steps=ref.steps)
+    n = pop.runs[0].num_patches
+    levels = [0, 3, 1, 2]
+    rewards, info, decisions = play(pop, easy, levels, first_check=0.5)
+    unit = ref.steps * (FIXED + n)
+    cost, step = 0.0, 0
+    while cost < math.ceil(0.5 * CHECKS) * unit / CHECKS:
+        cost += FIXED + count_for(levels[min(step // EVERY, len(levels) - 1)], LEVELS, n)
+        step += 1
+    assert info["reached"] is True and info["proxy_seed"] == ref.seed
+    assert decisions == math.ceil(step / EVERY)
+    assert sum(rewards) == pytest.approx(-cost / unit, rel=1e-5)
+    assert info["run_score"] == pytest.approx(cost / unit)
+
+
+def test_the_return_is_minus_the_score_cma_es_ranks_by(pop, ref):
+    """A constant level's return is minus agents.evolve's time score of the same count."""
+    n = pop.runs[0].num_patches
+    k = count_for(1, LEVELS, n)
+    curve = KeepCurve(floor_logit=math.log(k / (n - k)), log_steepness=0.0, switch=1e6, feedback=0.0)
+    [score] = score_curves(pop, [curve], ref, decide_every=EVERY, first_check=0.3, objective="time", fixed_cost=FIXED)
+    rewards, info, _ = play(pop, ref, [1])
+    assert sum(rewards) == pytest.approx(-score, rel=1e-5) and info["run_score"] == pytest.approx(score)
+
+
+def test_a_miss_pays_its_time_plus_ten_times_the_accuracy_lacked(pop, ref):
+    unreachable = Reference(ref.seed, ref.flops, accuracy=1.01, steps=ref.steps)
+    n = pop.runs[0].num_patches
+    rewards, info, _ = play(pop, unreachable, [0])
+    # The same run again (same seed, same count), counted here: the steps to spend the
+    # reference's FLOPs, and its accuracy there (the run played has restarted since).
+    pop.reset(seed=[ref.seed], options={"new_run": True})
+    spent = steps = 0
+    while spent < ref.flops:
+        _, _, _, truncated, infos = pop.step_runs([count_for(0, LEVELS, n) - 1])
+        spent, steps = spent + infos[0]["flops"], steps + 1
+        if truncated[0]:
+            pop.reset(options={"reset_mask": truncated})
+    accuracy = pop.runs[0].evaluate("test")["accuracy"]
+    share = steps * (FIXED + count_for(0, LEVELS, n)) / (ref.steps * (FIXED + n))
+    assert info["reached"] is False
+    assert sum(rewards) == pytest.approx(-(max(1.0, share) + 10.0 * (1.01 - accuracy)), rel=1e-5)
+
+
+def test_runs_take_the_references_in_turn(pop, ref):
+    [other] = references(pop, [1001])
+    easy = [Reference(r.seed, r.flops, accuracy=0.0, steps=r.steps) for r in (ref, other)]
+    runs = PopulationRuns(pop, LEVELS, EVERY, references=easy)
+    runs.reset()
+    seeds = []
+    while len(seeds) < 3:
+        _, _, done, infos = runs.step(np.array([3]))
+        if done[0]:
+            seeds.append(infos[0]["proxy_seed"])
+    assert seeds == [1000, 1001, 1000]
+
+
+def test_population_runs_refuse_two_objectives(pop, ref):
+    with pytest.raises(ValueError, match="one objective") as e:
+        PopulationRuns(pop, LEVELS, EVERY, target=0.5, references=[ref])
+    assert "\n" not in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def ppo_policy(tmp_path_factory):
+    out = tmp_path_factory.mktemp("time")
+    result = train_time_policy(out / "p.zip", runs=3, epochs=1, train_images=400, eval_images=200, proxy_seeds=2,
+                               levels=LEVELS, decide_every=EVERY, seed=0, dataset="digits", report=out / "report",
+                               show_progress=False)
+    return out, result
+
+
+def test_ppo_trains_and_records_its_learning_curve_and_recipe(ppo_policy):
+    out, result = ppo_policy
+    curve = json.loads((out / "report" / "learning_curve.json").read_text())
+    assert (out / "report" / "learning_curve.png").stat().st_size > 0
+    assert [r["run"] for r in curve["runs"]] == [1, 2, 3] and curve == json.loads(json.dumps(result))
+    for r in curve["runs"]:
+        assert r["return"] == pytest.approx(-r["score"], abs=1e-4) and r["proxy_seed"] in (1000, 1001)
+    with zipfile.ZipFile(out / "p.zip") as archive:
+        header = json.loads(archive.read(ZIP_HEADER))
+    recipe = header["recipe"]
+    assert header["algorithm"] == "ppo" and recipe["runs"] == 3 and recipe["proxy_seeds"] == [1000, 1001]
+    assert recipe["hyperparameters"]["gamma"] == 1.0 and recipe["fixed_cost"] == 24.0
+    assert {"train_images", "eval_images", "epochs", "levels", "decide_every", "train_time_s",
+            "torch_threads", "references"} <= set(recipe)
+
+
+def test_a_ppo_policy_reads_back_without_unpickling(ppo_policy, monkeypatch):
+    import cloudpickle
+    from stable_baselines3 import PPO
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("unpickled")
+
+    monkeypatch.setattr(cloudpickle, "loads", refuse)
+    monkeypatch.setattr("pickle.loads", refuse)
+    model, levels = read_policy(ppo_policy[0] / "p.zip")
+    assert isinstance(model, PPO) and levels == LEVELS and model.action_space.n == LEVELS
+
+
+def test_keeprate_time_drives_a_run_through_the_runner(ppo_policy, tmp_path):
+    import gymnasium as gym
+    from conftest import TINY
+    from patchenv.run import Budget, run_training
+
+    agent = agents.make("keeprate", objective="time", policy=str(ppo_policy[0] / "p.zip"), decide_every=EVERY)
+    assert agent.env_kwargs()["probe_every"] > 10 ** 9  # it learned without a probe
+    env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
+                   **agent.env_kwargs())
+    metrics = run_training(env, agent, tmp_path / "run", budget=Budget(epochs=1), seed=0, show_progress=False)
+    s = metrics["summary"]
+    steps = env.unwrapped.steps_per_epoch
+    assert count_for(0, LEVELS, 64) <= s["mean_patches_kept"] <= 64  # the policy's levels, held
+    assert s["train_tokens"] == pytest.approx(s["mean_patches_kept"] * steps * TINY["batch_size"])
+
+
+def test_the_packaged_time_policy_is_a_ppo_with_its_recipe():
+    from stable_baselines3 import PPO
+
+    model, levels = read_policy(packaged_policy("time"))
+    assert isinstance(model, PPO) and model.observation_space.shape == (9,) and model.action_space.n == levels
+    assert KeepRate(objective="time").hp.policy_path == packaged_policy("time")
+    with zipfile.ZipFile(packaged_policy("time")) as archive:
+        recipe = json.loads(archive.read(ZIP_HEADER))["recipe"]
+    assert recipe["dataset"] == "fashion_mnist" and min(recipe["proxy_seeds"]) >= 1000
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--objective", "target", "--train-images", "5"], "--train-images is for --objective time only"),
+    (["--objective", "progress", "--algo", "ppo"], "--algo is for --objective time only"),
+    (["--objective", "time", "--max-minutes", "0"], "--max-minutes must be a positive number, got 0.0"),
+    (["--objective", "time", "--proxy-seeds", "0"], "--proxy-seeds must be a positive integer, got 0"),
+    (["--objective", "time", "--first-check", "2", "--train-images", "10", "--eval-images", "10"],
+     r"--first-check must be in \(0, 1\], got 2.0"),
+    (["--objective", "time", "--algo", "a2c"], "invalid choice: 'a2c'"),
+])
+def test_bad_flags_fail_in_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv + ["--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m agents.keeprate: error:")
+    assert re.search(message, err)
+
+
+def test_the_reaction_check_refuses_training_seeds(capsys):
+    from agents.keeprate_reaction import main as react_main
+
+    with pytest.raises(SystemExit):
+        react_main(["--seeds", "1000", "--out", "x"])
+    assert "--seeds must be proxy seeds >= 2000" in capsys.readouterr().err
+
+
+def test_the_mean_schedule_is_played_by_budget_done():
+    from agents.keeprate_reaction import Schedule, mean_schedule
+    from patchenv.env.progress import PROGRESS_FEATURES
+
+    # decision j's mean over the runs that reach it; past the longest run, the last held
+    assert mean_schedule([[(0.0, 8), (0.1, 16), (0.2, 64)], [(0.0, 24), (0.1, 16)]]) == [16, 16, 64]
+    schedule = Schedule([16, 16, 64], decide_every=20, total_steps=200)
+    obs = np.zeros(len(PROGRESS_FEATURES), dtype=np.float32)
+    for budget_done, k in ((0.0, 16), (0.1, 16), (0.2, 64), (1.3, 64)):
+        obs[PROGRESS_FEATURES.index("budget_done")] = budget_done
+        assert schedule.count(obs, 64) == k
