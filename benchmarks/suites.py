@@ -49,7 +49,9 @@ to 100 epochs (it reached the target at epochs 57 and 43 on the calibration seed
 others get its FLOPs for those 100 epochs, computed, so every run starts at once and all
 of them are interleaved epoch by epoch from the start. Schedules plan for 50 epochs
 (``horizon_epochs``: the calibration seeds' mean epochs to target, what a user would plan
-for). Selectors: `all`, `grow` (its defaults), ``evolved:objective=time`` and its curve
+for). Selectors: `all`, `grow` (its defaults), ``evolved:objective=time``,
+``keeprate:objective=time`` (SB3 PPO trained in this env on Fashion-MNIST proxy runs to
+reach the target sooner, `agents.keeprate`), and ``evolved:objective=time``'s curve
 written as a schedule (``grow:k0=9:start=0.63:fraction=1.02:selection=image``: the
 sigmoid's floor, 0.137 of 64 patches, and its slope at the midpoint 0.826, 2.22 per unit of
 the horizon, from 0.63 to 1.02 of it). About 11 minutes an `all` run on one core of the
@@ -76,6 +78,7 @@ SUITES: dict[str, dict] = {
     "fmnist-long": dict(
         dataset="fashion_mnist", preset="tiny", batch_size=64, epochs=100, horizon_epochs=50, seeds="0,1,2,3,4",
         budget="equal-flops", target_accuracy=0.8726, stop_at_target=True,
-        selectors=",".join(["all", "grow", "evolved:objective=time", "grow:k0=9:start=0.63:fraction=1.02:selection=image"]),
+        selectors=",".join(["all", "grow", "evolved:objective=time", "keeprate:objective=time",
+                            "grow:k0=9:start=0.63:fraction=1.02:selection=image"]),
         device="cpu", out="results/fmnist-long"),
 }
