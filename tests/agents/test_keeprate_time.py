@@ -200,12 +200,19 @@ def test_bad_flags_fail_in_one_line(argv, message, capsys):
     assert re.search(message, err)
 
 
-def test_the_reaction_check_refuses_training_seeds(capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--seeds", "1000"], "--seeds must be proxy seeds >= 2000"),
+    (["--constants", "8,x"], "--constants must be comma-separated patch counts, got '8,x'"),
+    (["--constants", "0"], "--constants must be positive patch counts, got '0'"),
+    (["--train-images", "0"], "--train-images must be a positive integer, got 0"),
+])
+def test_the_reaction_check_refuses_bad_flags_in_one_line(argv, message, capsys):
     from agents.keeprate_reaction import main as react_main
 
     with pytest.raises(SystemExit):
-        react_main(["--seeds", "1000", "--out", "x"])
-    assert "--seeds must be proxy seeds >= 2000" in capsys.readouterr().err
+        react_main(argv + ["--out", "x"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m agents.keeprate_reaction: error:") and message in err
 
 
 def test_the_mean_schedule_is_played_by_budget_done():
