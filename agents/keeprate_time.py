@@ -33,6 +33,7 @@ DQN_HYPERPARAMETERS = dict(learning_rate=1e-3, buffer_size=20000, batch_size=64,
                            exploration_fraction=0.4, exploration_final_eps=0.05,
                            policy_kwargs=dict(net_arch=[64, 64]))
 
+
 def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_seeds: int, levels: int,
           decide_every: int, seed: int, algo: str = "ppo", fixed_cost: float = FIXED_COST, first_check: float = 0.3,
           dataset: str = "fashion_mnist", population: int = 1, device: str = "cpu", data_root=None,

@@ -155,6 +155,17 @@ def test_a_ppo_policy_reads_back_without_unpickling(ppo_policy, monkeypatch):
     assert isinstance(model, PPO) and levels == LEVELS and model.action_space.n == LEVELS
 
 
+def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
+    from stable_baselines3 import DQN
+
+    result = train_time_policy(tmp_path / "d.zip", runs=2, epochs=1, train_images=400, eval_images=200,
+                               proxy_seeds=1, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
+                               dataset="digits", show_progress=False)
+    model, levels = read_policy(tmp_path / "d.zip")
+    assert isinstance(model, DQN) and levels == LEVELS and result["recipe"]["algorithm"] == "dqn"
+    assert len(result["runs"]) == 2
+
+
 def test_keeprate_time_drives_a_run_through_the_runner(ppo_policy, tmp_path):
     import gymnasium as gym
     from conftest import TINY
