@@ -10,11 +10,14 @@ trained, by the modeled time to target (`agents.evolve.score_curves`, ``--object
 1. the policy itself, acting greedily, its count recorded at each decision;
 2. its schedule: the mean of those counts at each decision (over the seeds that were still
    running), played as a fixed function of ``budget_done``, blind to the run;
-3. ``evolved:objective=time``'s curve (`agents.evolved_curve.KeepCurve`, the packaged file).
+3. ``evolved:objective=time``'s curve (`agents.evolved_curve.KeepCurve`, the packaged file);
+4. with ``--constants``, a fixed count each, for scale.
 
 If 1 beats 2, what the policy reads of the run (the loss, its trend) pays; if they tie, it
 is a schedule. 3 says how far that schedule is from the one CMA-ES found. Writes
-``reaction.json`` and ``reaction.png`` into ``--out``.
+``reaction.json`` and ``reaction.png`` into ``--out``. ``--train-images`` and
+``--eval-images`` run the same comparison on another proxy than the policy's (evolve's
+12000 and 4000, say: does what it learned carry over?).
 """
 from __future__ import annotations
 
@@ -83,7 +86,8 @@ def mean_schedule(traces: list[list[tuple]]) -> list[int]:
     return [int(round(np.mean([t[j][1] for t in traces if len(t) > j]))) for j in range(longest)]
 
 
-def react(policy: Path, seeds: list[int], out: Path, show_progress: bool = True) -> dict:
+def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), train_images: Optional[int] = None,
+          eval_images: Optional[int] = None, show_progress: bool = True) -> dict:
     """Run the comparison (module docstring); write and return its record."""
     from tqdm.auto import tqdm
 
@@ -97,14 +101,15 @@ def react(policy: Path, seeds: list[int], out: Path, show_progress: bool = True)
     model, levels = read_policy(policy)
     evolved, _ = read_curve(PACKAGED_FOR["time"])
     start = time.perf_counter()
-    images = proxy_images(recipe["dataset"], recipe["train_images"], recipe["eval_images"])
+    train_images, eval_images = train_images or recipe["train_images"], eval_images or recipe["eval_images"]
+    images = proxy_images(recipe["dataset"], train_images, eval_images)
     pop = PopulationEnv(1, **env_kwargs(images, recipe["epochs"], "cpu"))
     refs = references(pop, seeds, show_progress=show_progress)
     total_steps = pop.runs[0].total_steps
     score = dict(decide_every=recipe["decide_every"], first_check=recipe["first_check"], objective="time",
                  fixed_cost=recipe["fixed_cost"])
-    rows: dict[str, list] = {"policy": [], "schedule": [], "evolved": []}
-    bar = tqdm(total=3 * len(refs), desc="reaction runs", disable=not show_progress)
+    rows: dict[str, list] = {"policy": [], "schedule": [], "evolved": [], **{f"constant {k}": [] for k in constants}}
+    bar = tqdm(total=len(rows) * len(refs), desc="reaction runs", disable=not show_progress)
     with bar:
         for ref in refs:  # the policy first: its mean is the schedule
             played = Recorded(Greedy(model, levels))
@@ -112,15 +117,16 @@ def react(policy: Path, seeds: list[int], out: Path, show_progress: bool = True)
             rows["policy"].append({"seed": ref.seed, "score": s, "trace": played.trace})
             bar.update()
         schedule = mean_schedule([row["trace"] for row in rows["policy"]])
-        for name, curve in (("schedule", Schedule(schedule, recipe["decide_every"], total_steps)),
-                            ("evolved", evolved)):
+        others = [("schedule", Schedule(schedule, recipe["decide_every"], total_steps)), ("evolved", evolved),
+                  *((f"constant {k}", Schedule([k], recipe["decide_every"], total_steps)) for k in constants)]
+        for name, curve in others:
             for ref in refs:
                 played = Recorded(curve)
                 [s] = score_curves(pop, [played], ref, **score)
                 rows[name].append({"seed": ref.seed, "score": s, "trace": played.trace})
                 bar.update()
     pop.close()
-    record = {"policy_file": str(policy), "seeds": seeds, "references": [r.__dict__ for r in refs],
+    record = {"policy_file": str(policy), "seeds": seeds, "train_images": train_images, "eval_images": eval_images, "references": [r.__dict__ for r in refs],
               "score": "modeled time to target / the reference's (a miss: at least 1 plus 10x the accuracy lacked)",
               "schedule": schedule,
               "mean_score": {name: float(np.mean([r["score"] for r in rs])) for name, rs in rows.items()},
@@ -144,6 +150,8 @@ def plot_reaction(record: dict, path: Path) -> None:
     styles = {"policy": dict(color="tab:blue", alpha=0.6), "schedule": dict(color="black", lw=2),
               "evolved": dict(color="tab:orange", ls="--")}
     for name, rows in record["runs"].items():
+        if name not in styles:  # the constants: in the JSON, not drawn
+            continue
         for j, row in enumerate(rows):
             if name == "schedule" and j:
                 continue  # the same counts on every seed (to where each run stopped)
@@ -166,18 +174,31 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--seeds", default=",".join(map(str, EVAL_SEEDS)),
                    help="held-out proxy seeds, comma-separated, each >= 2000 (default: 2000,2001,2002)")
     p.add_argument("--out", required=True, help="folder for reaction.json and reaction.png")
+    p.add_argument("--constants", default="", help="fixed counts to score as well, comma-separated (default: none)")
+    p.add_argument("--train-images", type=int, default=None, help="another proxy's training images (default: the recipe's)")
+    p.add_argument("--eval-images", type=int, default=None, help="another proxy's held-out images (default: the recipe's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
     except ValueError:
         p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    try:
+        constants = tuple(int(k) for k in args.constants.split(",")) if args.constants else ()
+    except ValueError:
+        p.error(f"--constants must be comma-separated patch counts, got {args.constants!r}")
+    if any(k <= 0 for k in constants):
+        p.error(f"--constants must be positive patch counts, got {args.constants!r}")
+    for name in ("train_images", "eval_images"):
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if not seeds or min(seeds) < 2000:
         p.error(f"--seeds must be proxy seeds >= 2000 (0-999 are the benchmarks', 1000 up the training's), "
                 f"got {args.seeds!r}")
     torch.set_num_threads(1)
     try:
-        record = react(Path(args.policy), seeds, Path(args.out), show_progress=not args.no_progress)
+        record = react(Path(args.policy), seeds, Path(args.out), constants, args.train_images, args.eval_images,
+                       show_progress=not args.no_progress)
     except ValueError as e:
         p.error(str(e))
     print("mean modeled time to target: " + ", ".join(f"{k} {v:.3f}" for k, v in record["mean_score"].items()),

@@ -35,6 +35,7 @@ from patchenv.model.flops import step_flops
 from patchenv.population import PopulationEnv
 
 _PROBE_ACCURACY = PROGRESS_FEATURES.index("probe_accuracy")
+TRAIN_FREQ = 1  # the task's DQNs take a gradient step after every decision
 
 
 def count_for(level: int, levels: int, num_patches: int) -> int:

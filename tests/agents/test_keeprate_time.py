@@ -155,6 +155,17 @@ def test_a_ppo_policy_reads_back_without_unpickling(ppo_policy, monkeypatch):
     assert isinstance(model, PPO) and levels == LEVELS and model.action_space.n == LEVELS
 
 
+def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
+    from stable_baselines3 import DQN
+
+    result = train_time_policy(tmp_path / "d.zip", runs=2, epochs=1, train_images=400, eval_images=200,
+                               proxy_seeds=1, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
+                               dataset="digits", show_progress=False)
+    model, levels = read_policy(tmp_path / "d.zip")
+    assert isinstance(model, DQN) and levels == LEVELS and result["recipe"]["algorithm"] == "dqn"
+    assert len(result["runs"]) == 2
+
+
 def test_keeprate_time_drives_a_run_through_the_runner(ppo_policy, tmp_path):
     import gymnasium as gym
     from conftest import TINY
@@ -200,12 +211,19 @@ def test_bad_flags_fail_in_one_line(argv, message, capsys):
     assert re.search(message, err)
 
 
-def test_the_reaction_check_refuses_training_seeds(capsys):
+@pytest.mark.parametrize("argv,message", [
+    (["--seeds", "1000"], "--seeds must be proxy seeds >= 2000"),
+    (["--constants", "8,x"], "--constants must be comma-separated patch counts, got '8,x'"),
+    (["--constants", "0"], "--constants must be positive patch counts, got '0'"),
+    (["--train-images", "0"], "--train-images must be a positive integer, got 0"),
+])
+def test_the_reaction_check_refuses_bad_flags_in_one_line(argv, message, capsys):
     from agents.keeprate_reaction import main as react_main
 
     with pytest.raises(SystemExit):
-        react_main(["--seeds", "1000", "--out", "x"])
-    assert "--seeds must be proxy seeds >= 2000" in capsys.readouterr().err
+        react_main(argv + ["--out", "x"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("python -m agents.keeprate_reaction: error:") and message in err
 
 
 def test_the_mean_schedule_is_played_by_budget_done():
