@@ -126,6 +126,10 @@ bench-gpu:
 		$(PYTHON) -m benchmarks.population --out $(BENCH_GPU_OUT)/population --host-profile --no-progress \
 		$(if $(BENCH_GPU_QUICK),--device cpu --quick,$(BENCH_GPU_POPULATION_SIZES)) \
 		$(BENCH_GPU_POPULATION_ARGS)
+	$(if $(BENCH_GPU_QUICK),@echo "bench-gpu: graph-captured populations need CUDA: skipped", \
+	PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
+		$(PYTHON) -m benchmarks.population --out $(BENCH_GPU_OUT)/population-cuda-graphs --cuda-graph --no-progress \
+		--presets tiny --num-envs 1,8,32,64 $(BENCH_GPU_POPULATION_ARGS))
 	@if [ -f $(FMNIST_CARRY)/train-images-idx3-ubyte.gz ] || [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then \
 		PYTHONPATH="$(CURDIR)/$(WHEELS)/site:$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" \
 		$(PYTHON) -m benchmarks.compare_selectors --suite fmnist --epochs 1 --population --data-root data \

@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:<index>")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: 1 on the CPU, "
                    "torch's own on CUDA)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="the populations replay their step from CUDA graphs (PopulationEnv(cuda_graph=True); CUDA "
+                        "only); the runs one by one keep the single env's default (graphs on CUDA)")
     p.add_argument("--host-profile", action="store_true",
                    help="also profile a population step: Python bookkeeping against torch ops, per preset and E")
     p.add_argument("--out", default="results/population", help="folder for population.json, .md and .png")
@@ -132,11 +135,14 @@ def resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     threads = args.threads if args.threads is not None else (1 if device.type == "cpu" else None)
     if threads is not None:
         torch.set_num_threads(threads)
+    if args.cuda_graph and device.type != "cuda":
+        parser.error(f"--cuda-graph needs a CUDA device, got {device}")
     warmup = max(cfg["warmup"], MIN_CUDA_WARMUP) if device.type == "cuda" else cfg["warmup"]
     return {"presets": presets, "num_envs": list(dict.fromkeys(num_envs)), "steps": cfg["steps"], "warmup": warmup,
             "repeats": cfg["repeats"], "dataset": args.dataset, "device": str(device),
             "threads": torch.get_num_threads(), "selection": "batch", "obs_type": "pooled",
-            "episode_steps": EPISODE_STEPS, "action": "every other patch kept", "quick": bool(args.quick)}
+            "episode_steps": EPISODE_STEPS, "action": "every other patch kept", "quick": bool(args.quick),
+            "population_cuda_graph": bool(args.cuda_graph)}
 
 
 def _env_kwargs(preset: str, images, device: str) -> dict:
@@ -159,7 +165,7 @@ def measure_cell(preset: str, num_envs: int, cfg: dict, images) -> dict:
     try:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        population = PopulationEnv(num_envs, **kwargs)
+        population = PopulationEnv(num_envs, **kwargs, cuda_graph=bool(cfg.get("population_cuda_graph")))
         envs.append(population)
         population.reset(seed=0)
         mask = np.zeros(population.runs[0].num_patches, dtype=np.int8)

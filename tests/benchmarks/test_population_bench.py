@@ -54,7 +54,7 @@ def test_population_bench_host_profile(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [["--num-envs", "0"], ["--num-envs", "two"], ["--presets", "huge"],
-                                 ["--steps", "0"]])
+                                 ["--steps", "0"], ["--cuda-graph"]])
 def test_population_bench_bad_arguments(tmp_path, capsys, bad):
     with pytest.raises(SystemExit) as e:
         population.main(["--device", "cpu", "--quick", "--out", str(tmp_path), *bad])
