@@ -147,9 +147,12 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
         checked_json.write(out / "metrics.json", metrics)
         return metrics
 
+    def ended_by_budget() -> bool:
+        """The seconds, FLOPs or accuracy budget is used up: the run is over, whatever turn it is."""
+        return budget.spent(state.time_s, state.total.flops) or budget.reached(state.best_accuracy)
+
     def done() -> bool:
-        return (budget.spent(state.time_s, state.total.flops) or budget.reached(state.best_accuracy)
-                or budget.epochs is not None and u.global_step >= budget.epochs * spe)
+        return ended_by_budget() or budget.epochs is not None and u.global_step >= budget.epochs * spe
 
     k = budget.checks_per_epoch
     check_points = sorted({round(j * spe / k) for j in range(1, k)} - {0})  # inside an epoch
@@ -242,8 +245,7 @@ def _run(env: gym.Env, agent: PatchSelector, out: Path, *, budget: Budget, seed:
             if epoch_end and ((u.global_step // spe) % max(checkpoint_every, 1) == 0 or done()):
                 save_checkpoint(out, env, agent, state, config)
             write_metrics("running")
-        # a seconds or FLOPs budget that runs out ends the run, whatever turn it is
-        spent = budget.spent(state.time_s, state.total.flops) or budget.reached(state.best_accuracy)
+        spent = ended_by_budget()
         final = summary(u, agent, state, masked_eval)
         metrics = write_metrics("paused" if pause_at_epochs and not spent else "complete", final)
         if log is not None and metrics["meta"]["status"] == "complete":
