@@ -28,7 +28,11 @@ ALGORITHMS = ("dqn", "ppo")
 # as runs are what is scarce; a small net for 9 numbers in.
 PPO_HYPERPARAMETERS = dict(n_steps=64, batch_size=32, n_epochs=10, learning_rate=3e-4, gamma=1.0, gae_lambda=0.95,
                            clip_range=0.2, ent_coef=0.01, policy_kwargs=dict(net_arch=[64, 64]))
-# The time objective's DQN: the other objectives' settings (train_policy), undiscounted.
+# learn()'s timestep bound over the runs' planned decisions: a run at the fewest patches
+# can take many times its planned steps to spend the reference's FLOPs.
+TIMESTEP_SLACK = 50
+# The time objective's DQN: the other objectives' settings (train_policy), undiscounted;
+# epsilon decays over the first 0.4 of the runs asked for.
 DQN_HYPERPARAMETERS = dict(learning_rate=1e-3, buffer_size=20000, batch_size=64, gamma=1.0, train_freq=TRAIN_FREQ,
                            exploration_fraction=0.4, exploration_final_eps=0.05,
                            policy_kwargs=dict(net_arch=[64, 64]))
@@ -62,16 +66,19 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     refs = references(pop, seeds, show_progress=show_progress)
     num_patches = pop.runs[0].num_patches
     venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost)
+    # SB3 spreads DQN's exploration over `total_timesteps`, which is a loose bound (below):
+    # scale its fraction so that epsilon decays over that share of the runs asked for.
     hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
         **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions, "gradient_steps": population,
-        "target_update_interval": 4 * venv.planned_decisions}
+        "target_update_interval": 4 * venv.planned_decisions,
+        "exploration_fraction": DQN_HYPERPARAMETERS["exploration_fraction"] / TIMESTEP_SLACK}
     model = (PPO if algo == "ppo" else DQN)("MlpPolicy", venv, **hyperparameters, seed=seed, verbose=0, device="cpu")
     log = RunLog(runs, start, tqdm(total=runs, desc=f"{algo} proxy runs", disable=not show_progress),
                  max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     with log.bar:
         # A run at the fewest patches can take many times its planned steps to spend the
         # reference's FLOPs: the bound is loose, the callback stops at `runs` runs.
-        model.learn(total_timesteps=runs * venv.planned_decisions * 50, callback=log)
+        model.learn(total_timesteps=runs * venv.planned_decisions * TIMESTEP_SLACK, callback=log)
     elapsed = time.perf_counter() - start
     venv.close()
     recipe = {"command": command, "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs,
