@@ -38,7 +38,9 @@ same policy drives a run of any length. Three objectives, one packaged policy ea
 
 Apply it (no retraining; the packaged policies are
 ``agents/policies/keeprate-{progress,target}-digits.zip`` and
-``agents/policies/keeprate-time-fmnist.zip``):
+``agents/policies/keeprate-time-fmnist.zip``; the time objective's DQN, trained on
+evolve's own proxy, is ``agents/policies/keeprate-time-dqn-fmnist.zip``, chosen with
+``keeprate:objective=time:policy=agents/policies/keeprate-time-dqn-fmnist.zip``):
 
     python -m benchmarks.compare_selectors --selectors all,keeprate,keeprate:objective=target ...
     python -m benchmarks.compare_selectors --suite fmnist --selectors all,keeprate:objective=time
@@ -53,6 +55,8 @@ and the time policy (its header's ``recipe`` holds the command and every number;
 docs/results/2026-12-06-keeprate-time-fmnist.md):
 
     python -m agents.keeprate --objective time --algo ppo --report DIR
+    python -m agents.keeprate --objective time --algo dqn --train-images 12000 --eval-images 4000 \
+        --decide-every 178 --runs 180 --max-minutes 65 --out FILE --report DIR   # the DQN's
 
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).

@@ -195,6 +195,25 @@ def test_the_packaged_time_policy_is_a_ppo_with_its_recipe():
     assert recipe["dataset"] == "fashion_mnist" and min(recipe["proxy_seeds"]) >= 1000
 
 
+def test_the_shipped_dqn_time_policy_reads_back_with_its_recipe():
+    from stable_baselines3 import DQN
+
+    from agents.keeprate import POLICIES
+    from patchenv.registry import make_from_spec
+
+    path = POLICIES / "keeprate-time-dqn-fmnist.zip"
+    model, levels = read_policy(path)
+    assert isinstance(model, DQN) and model.observation_space.shape == (9,) and model.action_space.n == levels
+    with zipfile.ZipFile(path) as archive:
+        recipe = json.loads(archive.read(ZIP_HEADER))["recipe"]
+    # evolve's own proxy, a decision per planned epoch, seeds the benchmarks never use
+    assert (recipe["algorithm"], recipe["train_images"], recipe["eval_images"], recipe["decide_every"]) == (
+        "dqn", 12000, 4000, 178)
+    assert min(recipe["proxy_seeds"]) >= 1000 and len(recipe["references"]) == len(recipe["proxy_seeds"])
+    agent = make_from_spec(f"keeprate:objective=time:policy={path}")
+    assert isinstance(agent, KeepRate) and agent.hp.policy_path == path
+
+
 @pytest.mark.parametrize("argv,message", [
     (["--objective", "target", "--train-images", "5"], "--train-images is for --objective time only"),
     (["--objective", "progress", "--algo", "ppo"], "--algo is for --objective time only"),
