@@ -58,6 +58,10 @@ docs/results/2026-12-06-keeprate-time-fmnist.md):
     python -m agents.keeprate --objective time --algo dqn --train-images 12000 --eval-images 4000 \
         --decide-every 178 --runs 180 --max-minutes 65 --out FILE --report DIR   # the DQN's
 
+``--observe budget_done`` (any of the progress features, comma-separated) trains a policy
+that reads those alone: ones that mean the same on a run of any length let a policy
+trained on short proxies meet the same inputs on a long run (`agents.progress_view`).
+
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).
 
@@ -87,10 +91,10 @@ from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.evolve import FIXED_COST
 from agents.keeprate_task import TRAIN_FREQ, PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
 from agents.keeprate_time import ALGORITHMS, learn
+from agents.progress_view import SCALE_FREE, feature_index, features_space, read_features
 from agents.sb3_files import load_model
 from patchenv.arrays import to_numpy
 from patchenv.atomic import atomic_write_bytes
-from patchenv.env.spaces import observation_space
 from patchenv.selector import ZIP_HEADER
 
 POLICIES = Path(__file__).with_name("policies")
@@ -98,7 +102,7 @@ PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for 
 OBJECTIVES = ("progress", "target", "time")
 # Time-objective flags that mean nothing to the other objectives.
 TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
-             "algo")
+             "algo", "observe")
 
 
 def packaged_policy(objective: str) -> Path:
@@ -128,6 +132,7 @@ class KeepRate(CountController):
         super().__init__(selection=selection, hp=build_config(KeepRateConfig, hyperparameters))
         self.model = None  # the SB3 DQN, read from hp.policy at setup
         self.levels: Optional[int] = None
+        self.features: Optional[np.ndarray] = None  # the positions of the progress features it reads
 
     def env_kwargs(self) -> dict:
         # The time policy learned without a probe (its proxies had none: agents.evolve's), the
@@ -139,13 +144,24 @@ class KeepRate(CountController):
         super().setup(env)
         if self.model is None:
             self.model, self.levels = read_policy(self.hp.policy_path)
+            self.features = feature_index(policy_features(self.hp.policy_path))
 
     def ready(self) -> bool:
         return self.model is not None
 
     def decide(self, obs) -> int:
-        level, _ = self.model.predict(to_numpy(obs).astype(np.float32, copy=False), deterministic=True)
+        obs = to_numpy(obs).astype(np.float32, copy=False)[self.features]
+        level, _ = self.model.predict(obs, deterministic=True)
         return count_for(int(level), self.levels, self.num_patches)
+
+
+def policy_features(path: Union[str, os.PathLike]) -> tuple[str, ...]:
+    """The progress features the policy in file `path` reads (`agents.progress_view`)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return read_features(json.loads(archive.read(ZIP_HEADER)))
+    except Exception as e:
+        raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
 
 
 def read_policy(path: Union[str, os.PathLike]):
@@ -162,11 +178,11 @@ def read_policy(path: Union[str, os.PathLike]):
         algorithm = header.get("algorithm", "dqn")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {algorithm!r}, expected one of {', '.join(ALGORITHMS)}")
-        # The policy's spaces are the count task's (the progress observation, a level), and
+        # The policy's spaces are the count task's (the progress features it reads, a level), and
         # its train_freq or clip_range is its trainer's: nothing of the file is unpickled.
         algo, known = (DQN, {"train_freq": TRAIN_FREQ}) if algorithm == "dqn" else \
             (PPO, {"clip_range": float(header["recipe"]["hyperparameters"]["clip_range"])})
-        model = load_model(algo, path, observation_space=observation_space("progress", 1, 1, 1, None),
+        model = load_model(algo, path, observation_space=features_space(read_features(header)),
                            action_space=gym.spaces.Discrete(levels), known=known)
     except FileNotFoundError:
         raise ValueError(f"keeprate policy {path} not found; train one with `python -m agents.keeprate --out {path}`") \
@@ -302,6 +318,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                            help="share of the reference's modeled time before a run's first check (default: 0.3)")
     time_only.add_argument("--max-minutes", type=float, default=None,
                            help="stop training after this much wall clock, references included (default: none)")
+    time_only.add_argument("--observe", default=None,
+                           help="comma-separated progress features the policy reads (default: all of them); "
+                                f"{','.join(SCALE_FREE)} are the ones that mean the same on a run of any length")
     time_only.add_argument("--report", default=None,
                            help="folder for the learning curve (learning_curve.json and .png; default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -330,7 +349,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 fixed_cost=FIXED_COST if args.fixed_cost is None else args.fixed_cost,
                 first_check=0.3 if args.first_check is None else args.first_check,
                 max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
-                show_progress=not args.no_progress,
+                show_progress=not args.no_progress, observe=args.observe,
                 command=" ".join(["python -m agents.keeprate", *argv_used]))
         except ValueError as e:
             p.error(str(e))

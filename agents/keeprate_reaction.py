@@ -35,7 +35,8 @@ import torch
 from agents.evolve import env_kwargs, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
-from agents.keeprate import packaged_policy, read_policy
+from agents.keeprate import packaged_policy, policy_features, read_policy
+from agents.progress_view import feature_index
 from agents.keeprate_task import count_for
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
@@ -46,13 +47,14 @@ EVAL_SEEDS = (2000, 2001, 2002)
 
 
 class Greedy:
-    """A keeprate policy as a curve `score_curves` asks: its greedy level's count."""
+    """A keeprate policy as a curve `score_curves` asks: its greedy level's count, from the
+    progress features at `features` (the positions its file names)."""
 
-    def __init__(self, model, levels: int):
-        self.model, self.levels = model, levels
+    def __init__(self, model, levels: int, features: np.ndarray):
+        self.model, self.levels, self.features = model, levels, features
 
     def count(self, obs, num_patches: int) -> int:
-        level, _ = self.model.predict(np.asarray(obs, dtype=np.float32), deterministic=True)
+        level, _ = self.model.predict(np.asarray(obs, dtype=np.float32)[self.features], deterministic=True)
         return count_for(int(level), self.levels, num_patches)
 
 
@@ -99,6 +101,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
         raise ValueError(f"{policy} was trained for objective {recipe.get('objective')!r}; this compares "
                          f"time-objective policies")
     model, levels = read_policy(policy)
+    features = feature_index(policy_features(policy))
     evolved, _ = read_curve(PACKAGED_FOR["time"])
     start = time.perf_counter()
     train_images, eval_images = train_images or recipe["train_images"], eval_images or recipe["eval_images"]
@@ -112,7 +115,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     bar = tqdm(total=len(rows) * len(refs), desc="reaction runs", disable=not show_progress)
     with bar:
         for ref in refs:  # the policy first: its mean is the schedule
-            played = Recorded(Greedy(model, levels))
+            played = Recorded(Greedy(model, levels, features))
             [s] = score_curves(pop, [played], ref, **score)
             rows["policy"].append({"seed": ref.seed, "score": s, "trace": played.trace})
             bar.update()

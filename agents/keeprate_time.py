@@ -11,7 +11,7 @@ import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +19,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.evolve import CHECKS, FIXED_COST, PROXY_SEEDS, PROXY_SPLIT_SEED
 from agents.keeprate_task import TRAIN_FREQ, PopulationRuns, count_for
+from agents.progress_view import ObserveFeatures, parse_features
 from patchenv.atomic import atomic_write, atomic_write_json
+from patchenv.env.progress import PROGRESS_FEATURES
 
 ALGORITHMS = ("dqn", "ppo")
 
@@ -42,10 +44,11 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
           decide_every: int, seed: int, algo: str = "ppo", fixed_cost: float = FIXED_COST, first_check: float = 0.3,
           dataset: str = "fashion_mnist", population: int = 1, device: str = "cpu", data_root=None,
           report: Optional[Path] = None, max_minutes: Optional[float] = None, show_progress: bool = True,
-          command: Optional[str] = None) -> tuple:
+          command: Optional[str] = None, observe: Optional[Sequence[str]] = None) -> tuple:
     """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
-    finished proxy runs (or until `max_minutes` of wall clock, references included); given
-    `report` (a folder), write the learning curve there (``learning_curve.json``,
+    finished proxy runs (or until `max_minutes` of wall clock, references included), the
+    policy reading the progress features `observe` alone (`agents.progress_view`; None: all
+    of them); given `report` (a folder), write the learning curve there (``learning_curve.json``,
     ``learning_curve.png``). Returns the model and {"recipe", "runs"} (the curve)."""
     from stable_baselines3 import DQN, PPO
     from tqdm.auto import tqdm
@@ -59,6 +62,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         raise ValueError(f"--fixed-cost must be a finite number >= 0, got {fixed_cost}")
     if not 0 < first_check <= 1:
         raise ValueError(f"--first-check must be in (0, 1], got {first_check}")
+    observe = parse_features(observe)
     start = time.perf_counter()
     images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
     pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
@@ -72,7 +76,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions, "gradient_steps": population,
         "target_update_interval": 4 * venv.planned_decisions,
         "exploration_fraction": DQN_HYPERPARAMETERS["exploration_fraction"] / TIMESTEP_SLACK}
-    model = (PPO if algo == "ppo" else DQN)("MlpPolicy", venv, **hyperparameters, seed=seed, verbose=0, device="cpu")
+    learner = venv if observe == PROGRESS_FEATURES else ObserveFeatures(venv, observe)
+    model = (PPO if algo == "ppo" else DQN)("MlpPolicy", learner, **hyperparameters, seed=seed, verbose=0, device="cpu")
     log = RunLog(runs, start, tqdm(total=runs, desc=f"{algo} proxy runs", disable=not show_progress),
                  max_seconds=None if max_minutes is None else 60.0 * max_minutes)
     with log.bar:
@@ -80,11 +85,11 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         # reference's FLOPs: the bound is loose, the callback stops at `runs` runs.
         model.learn(total_timesteps=runs * venv.planned_decisions * TIMESTEP_SLACK, callback=log)
     elapsed = time.perf_counter() - start
-    venv.close()
+    learner.close()
     recipe = {"command": command, "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs,
               "train_images": train_images, "eval_images": eval_images, "proxy_split_seed": PROXY_SPLIT_SEED,
               "proxy_seeds": seeds, "references": [dataclasses.asdict(r) for r in refs],
-              "objective": "time", "fixed_cost": fixed_cost, "first_check": first_check, "checks": CHECKS,
+              "objective": "time", "observe": list(observe), "fixed_cost": fixed_cost, "first_check": first_check, "checks": CHECKS,
               "target": "the all-patch reference's final held-out accuracy on the run's proxy seed, checked each "
                         "time the run's modeled time crosses a twentieth of the reference's (from first_check on)",
               "miss": "at the reference's FLOPs: the modeled time share (at least 1) plus 10 times the accuracy "
