@@ -313,9 +313,11 @@ def sweep(args, argv, cfg: dict, out: Path, runs: list[dict], points: list[dict]
     return 0
 
 
-def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Path, elapsed: float,
+def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Path, elapsed: Optional[float],
            ray: bool) -> None:
-    """The finished sweep, printed: what ran where, the summary table, the files."""
+    """The finished sweep, printed: what ran where, the summary table, the files. `elapsed`
+    None: the rows were merged from sweeps run side by side (`benchmarks.merge_sweeps`),
+    whose own wall times their folders keep."""
     epochs = f"{cfg['epochs']} epoch" + ("s" if cfg["epochs"] != 1 else "")
     what = (f"{cfg['dataset']}: preset {cfg['preset']}" if not cfg.get("grid")
             else f"grid {grid_text(cfg['grid'])} (base: {cfg['dataset']}, preset {cfg['preset']})")
@@ -329,7 +331,10 @@ def report(cfg: dict, points: list[dict], meta: dict, runs: list[dict], out: Pat
             f"Δ, ratios and speed-ups paired by seed against all, '*' where the interval excludes 0 (Δ) or 1 "
             f"(ratios; speed-ups over the seeds that reached the target); test accuracy on the test split; the "
             f"target is {target_text(cfg, curve_key(runs).split('_')[0])}; schedule {cfg['schedule']}{backend}; "
-            f"training time excludes evaluation. Wall time {elapsed:.0f} s.")
+            f"training time excludes evaluation. "
+            + (f"Wall time {elapsed:.0f} s." if elapsed is not None else
+               f"Merged from {len(meta.get('merged_from', []))} sweeps run side by side: "
+               f"{', '.join(meta.get('merged_from', []))}."))
     print(f"\n{note}")
     rl = rl_statistics(runs, cfg["selectors"])
     rl_note = ("IQM: interquartile mean over runs; intervals: 95% stratified bootstrap (per grid point); P(X > Y) "

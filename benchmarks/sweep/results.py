@@ -100,19 +100,26 @@ def load_previous(out: Path, cfg: dict, trust: bool = False) -> list[dict]:
             raise TypeError("its config or rows are not JSON objects")
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); use another --out") from None
-    # A run stopped at its target depends on the target: then it must match too.
-    keys = COMPARABLE + (("target_accuracy",) if cfg.get("stop_at_target") else ())
-    diff = {k: (old_cfg.get(k), cfg.get(k)) for k in keys if old_cfg.get(k) != cfg.get(k)}
-    # A grid may gain values (new points run, finished ones are kept) but not change its
-    # keys: the rows' columns and folders are the keys'.
-    old_keys, keys = list(old_cfg.get("grid") or {}), list(cfg.get("grid") or {})
-    if old_keys != keys:
-        diff["grid keys"] = (old_keys, keys)
+    diff = config_difference(old_cfg, cfg)
     if diff:
         raise ValueError(f"--resume: {path} was made with another configuration "
                          f"({', '.join(f'{k}: {a!r} then, {b!r} now' for k, (a, b) in diff.items())}); "
                          f"use another --out or run without --resume")
     return runs
+
+
+def config_difference(first: dict, second: dict) -> dict:
+    """{key: (first's, second's)} where two sweeps' configurations make their rows
+    incomparable: the keys of COMPARABLE; the target when runs stop at it (a run stopped
+    at its target depends on it); a grid's keys (a grid may gain values, whose new points
+    are run and finished ones kept, but not change its keys: the rows' columns and folders
+    are the keys')."""
+    keys = COMPARABLE + (("target_accuracy",) if second.get("stop_at_target") else ())
+    diff = {k: (first.get(k), second.get(k)) for k in keys if first.get(k) != second.get(k)}
+    first_keys, second_keys = list(first.get("grid") or {}), list(second.get("grid") or {})
+    if first_keys != second_keys:
+        diff["grid keys"] = (first_keys, second_keys)
+    return diff
 
 
 def fill_eval_split(runs: list[dict], cfg: dict, points: list[dict]) -> None:

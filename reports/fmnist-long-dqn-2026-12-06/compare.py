@@ -6,7 +6,14 @@ reused through --resume, so its clock is from another session, its FLOPs exact):
         results/fmnist-long-dqn/seed-2 results/fmnist-long-dqn/seeds-3-4 \
         --earlier results/fmnist-long/all-seeds --out reports/fmnist-long-dqn-2026-12-06
 
-Writes compare.md (per seed and summary) and compare.json.
+Writes compare.md (per seed and summary) and compare.json. ``--selector`` (default: the
+shipped DQN policy) is compared with ``--against`` (default: evolved:objective=time) run
+beside it; the DQN reading budget_done alone was compared the same way:
+
+    python reports/fmnist-long-dqn-2026-12-06/compare.py results/keeprate-v3-suite/seeds-0-2 \
+        results/keeprate-v3-suite/seeds-3-4 --earlier results/fmnist-long/all-seeds \
+        --selector keeprate:objective=time:policy=agents/policies/keeprate-time-dqn-budget-fmnist.zip \
+        --out reports/keeprate-time-v3-2026-12-06/suite
 """
 import argparse
 import json
@@ -26,13 +33,16 @@ def main() -> int:
     p.add_argument("parts", nargs="+", type=Path)
     p.add_argument("--earlier", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--selector", default=DQN)
+    p.add_argument("--against", default=EVOLVED)
     args = p.parse_args()
+    selector, against = args.selector, args.against
     now = {(r["selector"], r["seed"]): r for part in args.parts for r in rows(part)}
     then = {(r["selector"], r["seed"]): r for r in rows(args.earlier)}
-    seeds = sorted({seed for (sel, seed) in now if sel == DQN})
+    seeds = sorted({seed for (sel, seed) in now if sel == selector})
     per_seed = []
     for s in seeds:
-        a, e, d, e0 = then[("all", s)], now[(EVOLVED, s)], now[(DQN, s)], then[(EVOLVED, s)]
+        a, e, d, e0 = then[("all", s)], now[(against, s)], now[(selector, s)], then[(EVOLVED, s)]
         per_seed.append({
             "seed": s, "all_time_s": a["time_to_target_s"], "all_flops": a["flops_to_target"],
             "evolved_time_s": e["time_to_target_s"], "dqn_time_s": d["time_to_target_s"],
