@@ -36,8 +36,8 @@ from agents.evolve import env_kwargs, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate import packaged_policy, policy_features, read_policy
-from agents.progress_view import feature_index
 from agents.keeprate_task import count_for
+from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.selector import ZIP_HEADER

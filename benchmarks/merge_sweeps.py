@@ -73,8 +73,7 @@ def merge(parts: list[dict], names: list[str]) -> tuple[dict, dict, list[dict]]:
     settings = list(dict.fromkeys(r.get("setting") for r in rows))
     rows.sort(key=lambda r: (settings.index(r.get("setting")), r["seed"], selectors.index(r["selector"])))
     cfg = dict(first, selectors=selectors, seeds=seeds)
-    meta = dict(parts[0]["meta"], config=cfg, merged_from=names, argv=[part["meta"].get("argv") for part in parts],
-                in_progress=None)
+    meta = dict(parts[0]["meta"], config=cfg, merged_from=names, argv=[part["meta"].get("argv") for part in parts])
     return cfg, meta, rows
 
 
