@@ -102,7 +102,7 @@ PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for 
 OBJECTIVES = ("progress", "target", "time")
 # Time-objective flags that mean nothing to the other objectives.
 TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
-             "algo", "observe")
+             "algo", "observe", "gradient_steps")
 
 
 def packaged_policy(objective: str) -> Path:
@@ -321,12 +321,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     time_only.add_argument("--observe", default=None,
                            help="comma-separated progress features the policy reads (default: all of them); "
                                 f"{','.join(SCALE_FREE)} are the ones that mean the same on a run of any length")
+    time_only.add_argument("--gradient-steps", type=int, default=None,
+                           help="the DQN's gradient steps per decision, its replay ratio (default: one per run of "
+                                "the population); a decision costs --decide-every ViT steps, a gradient step "
+                                "next to nothing")
     time_only.add_argument("--report", default=None,
                            help="folder for the learning curve (learning_curve.json and .png; default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("runs", "epochs", "levels", "decide_every", "population", "train_images", "eval_images",
-                 "proxy_seeds"):
+                 "proxy_seeds", "gradient_steps"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -349,7 +353,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 fixed_cost=FIXED_COST if args.fixed_cost is None else args.fixed_cost,
                 first_check=0.3 if args.first_check is None else args.first_check,
                 max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
-                show_progress=not args.no_progress, observe=args.observe,
+                show_progress=not args.no_progress, observe=args.observe, gradient_steps=args.gradient_steps,
                 command=" ".join(["python -m agents.keeprate", *argv_used]))
         except ValueError as e:
             p.error(str(e))

@@ -44,11 +44,13 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
           decide_every: int, seed: int, algo: str = "ppo", fixed_cost: float = FIXED_COST, first_check: float = 0.3,
           dataset: str = "fashion_mnist", population: int = 1, device: str = "cpu", data_root=None,
           report: Optional[Path] = None, max_minutes: Optional[float] = None, show_progress: bool = True,
-          command: Optional[str] = None, observe: Optional[Sequence[str]] = None) -> tuple:
+          command: Optional[str] = None, observe: Optional[Sequence[str]] = None,
+          gradient_steps: Optional[int] = None) -> tuple:
     """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
     finished proxy runs (or until `max_minutes` of wall clock, references included), the
     policy reading the progress features `observe` alone (`agents.progress_view`; None: all
-    of them); given `report` (a folder), write the learning curve there (``learning_curve.json``,
+    of them); the DQN takes `gradient_steps` gradient steps a decision (None: one per run of
+    the population); given `report` (a folder), write the learning curve there (``learning_curve.json``,
     ``learning_curve.png``). Returns the model and {"recipe", "runs"} (the curve)."""
     from stable_baselines3 import DQN, PPO
     from tqdm.auto import tqdm
@@ -62,6 +64,9 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         raise ValueError(f"--fixed-cost must be a finite number >= 0, got {fixed_cost}")
     if not 0 < first_check <= 1:
         raise ValueError(f"--first-check must be in (0, 1], got {first_check}")
+    if gradient_steps is not None and (algo != "dqn" or gradient_steps <= 0):
+        raise ValueError(f"--gradient-steps is a positive integer for --algo dqn only, got {gradient_steps} "
+                         f"with --algo {algo}")
     observe = parse_features(observe)
     start = time.perf_counter()
     images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
@@ -73,7 +78,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     # SB3 spreads DQN's exploration over `total_timesteps`, which is a loose bound (below):
     # scale its fraction so that epsilon decays over that share of the runs asked for.
     hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
-        **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions, "gradient_steps": population,
+        **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions,
+        "gradient_steps": population if gradient_steps is None else gradient_steps,
         "target_update_interval": 4 * venv.planned_decisions,
         "exploration_fraction": DQN_HYPERPARAMETERS["exploration_fraction"] / TIMESTEP_SLACK}
     learner = venv if observe == PROGRESS_FEATURES else ObserveFeatures(venv, observe)
