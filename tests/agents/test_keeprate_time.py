@@ -160,9 +160,11 @@ def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
 
     result = train_time_policy(tmp_path / "d.zip", runs=2, epochs=1, train_images=400, eval_images=200,
                                proxy_seeds=1, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
-                               dataset="digits", show_progress=False)
+                               dataset="digits", show_progress=False, gradient_steps=3)
     model, levels = read_policy(tmp_path / "d.zip")
     assert isinstance(model, DQN) and levels == LEVELS and result["recipe"]["algorithm"] == "dqn"
+    # The replay ratio asked for is the model's and its recipe's.
+    assert model.gradient_steps == 3 and result["recipe"]["hyperparameters"]["gradient_steps"] == 3
     assert len(result["runs"]) == 2
     # Epsilon has decayed by the runs asked for (0.4 of them), not over learn()'s loose bound.
     assert model.exploration_rate == pytest.approx(0.05)
@@ -222,6 +224,9 @@ def test_the_shipped_dqn_time_policy_reads_back_with_its_recipe():
     (["--objective", "time", "--first-check", "2", "--train-images", "10", "--eval-images", "10"],
      r"--first-check must be in \(0, 1\], got 2.0"),
     (["--objective", "time", "--algo", "a2c"], "invalid choice: 'a2c'"),
+    (["--objective", "time", "--algo", "dqn", "--gradient-steps", "0"], "--gradient-steps must be a positive integer"),
+    (["--objective", "time", "--algo", "ppo", "--gradient-steps", "4"], "--gradient-steps is .* for --algo dqn only"),
+    (["--objective", "target", "--gradient-steps", "4"], "--gradient-steps is for --objective time only"),
 ])
 def test_bad_flags_fail_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
