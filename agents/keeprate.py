@@ -61,6 +61,8 @@ docs/results/2026-12-06-keeprate-time-fmnist.md):
 ``--observe budget_done`` (any of the progress features, comma-separated) trains a policy
 that reads those alone: ones that mean the same on a run of any length let a policy
 trained on short proxies meet the same inputs on a long run (`agents.progress_view`).
+``--gradient-steps G`` (DQN only) learns from each decision G times over (the replay
+ratio): a decision costs ``--decide-every`` ViT steps, a gradient step next to nothing.
 
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).
