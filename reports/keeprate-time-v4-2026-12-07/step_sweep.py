@@ -1,0 +1,67 @@
+"""Where should a step (8 patches, then 40, the DQN's two levels) switch on evolve's proxy?
+Scores step schedules switching at each of --switches (shares of the plan) on held-out proxy
+seeds, exactly as the time objective scores a policy (agents.evolve.score_curves,
+objective "time", evolve's fixed cost and checks), beside the evolved curve:
+
+    python reports/keeprate-time-v4-2026-12-07/step_sweep.py --switches 0.3,0.5,0.7 --out DIR
+
+--train-images/--epochs select another proxy. Writes step_sweep.json into --out.
+"""
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from agents.evolve import FIXED_COST, env_kwargs, proxy_images, references, score_curves
+from agents.evolved_curve import PACKAGED_FOR
+from agents.evolved_curve import read_policy as read_curve
+from agents.keeprate_reaction import EVAL_SEEDS, Schedule
+from patchenv.population import PopulationEnv
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--switches", required=True)
+    p.add_argument("--low", type=int, default=8)
+    p.add_argument("--high", type=int, default=40)
+    p.add_argument("--train-images", type=int, default=12000)
+    p.add_argument("--eval-images", type=int, default=4000)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--decide-every", type=int, default=178)
+    p.add_argument("--seeds", default=",".join(map(str, EVAL_SEEDS)))
+    p.add_argument("--evolved", action="store_true", help="score the evolved curve as well")
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    switches = [float(s) for s in args.switches.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    pop = PopulationEnv(1, **env_kwargs(proxy_images("fashion_mnist", args.train_images, args.eval_images),
+                                        args.epochs, "cpu"))
+    refs = references(pop, seeds)
+    total = pop.runs[0].total_steps
+    decisions = math.ceil(total / args.decide_every) * 4  # past the plan: a run may overrun it
+    curves = {f"step {args.low}->{args.high} at {s:g}": Schedule(
+        [args.low if j * args.decide_every / total < s - 1e-9 else args.high for j in range(decisions)],
+        args.decide_every, total) for s in switches}
+    if args.evolved:
+        curves["evolved"] = read_curve(PACKAGED_FOR["time"])[0]
+    score = dict(decide_every=args.decide_every, first_check=0.3, objective="time", fixed_cost=FIXED_COST)
+    scores = {name: [score_curves(pop, [curve], ref, **score)[0] for ref in refs] for name, curve in curves.items()}
+    record = {"train_images": args.train_images, "eval_images": args.eval_images, "epochs": args.epochs,
+              "decide_every": args.decide_every, "seeds": seeds, "references": [r.__dict__ for r in refs],
+              "scores": scores, "mean": {k: float(np.mean(v)) for k, v in scores.items()},
+              "time_s": round(time.perf_counter() - start, 1), "torch_threads": torch.get_num_threads()}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "step_sweep.json").write_text(json.dumps(record, indent=2))
+    for k, v in scores.items():
+        print(k, [round(x, 3) for x in v], round(float(np.mean(v)), 3))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
