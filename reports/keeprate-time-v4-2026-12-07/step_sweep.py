@@ -5,7 +5,9 @@ objective "time", evolve's fixed cost and checks), beside the evolved curve:
 
     python reports/keeprate-time-v4-2026-12-07/step_sweep.py --switches 0.3,0.5,0.7 --out DIR
 
---train-images/--epochs select another proxy. Writes step_sweep.json into --out.
+--train-images/--epochs select another proxy. Writes step_sweep.json into --out. Draws
+step_sweep.png from it, with other controllers' scores on the same seeds as lines
+(--plot-only JSON [--line NAME=SCORE ...] redraws it from a written file).
 """
 import argparse
 import json
@@ -23,9 +25,34 @@ from agents.keeprate_reaction import EVAL_SEEDS, Schedule
 from patchenv.population import PopulationEnv
 
 
+def plot(record: dict, path: Path, lines: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = {float(k.rsplit(" ", 1)[1]): v for k, v in record["scores"].items() if k.startswith("step")}
+    xs = sorted(steps)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for x in xs:
+        ax.scatter([x] * len(steps[x]), steps[x], color="tab:blue", alpha=0.4, s=14)
+    ax.plot(xs, [np.mean(steps[x]) for x in xs], "o-", color="tab:blue", label="step 8 -> 40 patches: mean")
+    for (name, score), color in zip(lines.items(), ("black", "tab:red", "tab:orange", "tab:green")):
+        ax.axhline(score, color=color, ls="--", lw=1, label=f"{name} ({score:.3f})")
+    ax.set(xlabel="switch (share of the planned steps, budget_done)",
+           ylabel="modeled time to target / reference's",
+           title=f"step schedules on the proxy, held-out seeds {','.join(map(str, record['seeds']))}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--switches", required=True)
+    p.add_argument("--plot-only", type=Path, default=None)
+    p.add_argument("--line", action="append", default=[], help="NAME=SCORE, a controller's mean score to draw")
+    p.add_argument("--switches")
     p.add_argument("--low", type=int, default=8)
     p.add_argument("--high", type=int, default=40)
     p.add_argument("--train-images", type=int, default=12000)
@@ -36,6 +63,10 @@ def main() -> int:
     p.add_argument("--evolved", action="store_true", help="score the evolved curve as well")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    lines = {name: float(score) for name, score in (line.split("=", 1) for line in args.line)}
+    if args.plot_only is not None:
+        plot(json.loads(args.plot_only.read_text()), args.out / "step_sweep.png", lines)
+        return 0
     torch.set_num_threads(1)
     start = time.perf_counter()
     switches = [float(s) for s in args.switches.split(",")]
@@ -58,6 +89,7 @@ def main() -> int:
               "time_s": round(time.perf_counter() - start, 1), "torch_threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "step_sweep.json").write_text(json.dumps(record, indent=2))
+    plot(record, args.out / "step_sweep.png", lines)
     for k, v in scores.items():
         print(k, [round(x, 3) for x in v], round(float(np.mean(v)), 3))
     return 0
