@@ -63,6 +63,8 @@ that reads those alone: ones that mean the same on a run of any length let a pol
 trained on short proxies meet the same inputs on a long run (`agents.progress_view`).
 ``--gradient-steps G`` (DQN only) learns from each decision G times over (the replay
 ratio): a decision costs ``--decide-every`` ViT steps, a gradient step next to nothing.
+``--baseline-count K`` offsets each proxy seed's return by the score of a constant K-patch
+run on that seed: the seed's difficulty leaves the return, the best policy does not change.
 
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).
@@ -104,7 +106,7 @@ PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for 
 OBJECTIVES = ("progress", "target", "time")
 # Time-objective flags that mean nothing to the other objectives.
 TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
-             "algo", "observe", "gradient_steps")
+             "algo", "observe", "gradient_steps", "baseline_count")
 
 
 def packaged_policy(objective: str) -> Path:
@@ -327,12 +329,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                            help="the DQN's gradient steps per decision, its replay ratio (default: one per run of "
                                 "the population); a decision costs --decide-every ViT steps, a gradient step "
                                 "next to nothing")
+    time_only.add_argument("--baseline-count", type=int, default=None,
+                           help="offset each proxy seed's return by the score a constant run at this many patches "
+                                "earns on it, which takes the seed's difficulty out of the return (default: none)")
     time_only.add_argument("--report", default=None,
                            help="folder for the learning curve (learning_curve.json and .png; default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("runs", "epochs", "levels", "decide_every", "population", "train_images", "eval_images",
-                 "proxy_seeds", "gradient_steps"):
+                 "proxy_seeds", "gradient_steps", "baseline_count"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -356,7 +361,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 first_check=0.3 if args.first_check is None else args.first_check,
                 max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
                 show_progress=not args.no_progress, observe=args.observe, gradient_steps=args.gradient_steps,
-                command=" ".join(["python -m agents.keeprate", *argv_used]))
+                baseline_count=args.baseline_count, command=" ".join(["python -m agents.keeprate", *argv_used]))
         except ValueError as e:
             p.error(str(e))
         runs = result["runs"]

@@ -18,7 +18,10 @@ decision (a count level held for ``decide_every`` env steps) at a time.
   and ends when it reaches the reference's final accuracy; a run that spends the
   reference's FLOPs first (or diverges) pays the miss `agents.evolve.TargetClock` scores.
   The rewards of a run sum to minus its score, the modeled time to target, which its last
-  info gives (``run_score``, ``reached``, ``proxy_seed``).
+  info gives (``run_score``, ``reached``, ``proxy_seed``). Given ``baselines`` too (one score
+  per reference: what a fixed controller scores on that seed), a run's last reward adds its
+  reference's baseline, so its rewards sum to minus its score plus the baseline: a constant
+  per seed, which no policy can change, that takes the seed's difficulty out of the return.
 """
 from __future__ import annotations
 
@@ -113,7 +116,7 @@ class PopulationRuns(PopulationVecEnv):
 
     def __init__(self, population: PopulationEnv, levels: int, decide_every: int, target: Optional[float] = None,
                  *, references: Optional[Sequence[Reference]] = None, first_check: float = 0.3,
-                 fixed_cost: float = FIXED_COST):
+                 fixed_cost: float = FIXED_COST, baselines: Optional[Sequence[float]] = None):
         run = population.unwrapped.runs[0]
         if run.selection != "count" or run.obs_type != "progress" or run.total_steps is None:
             raise ValueError("PopulationRuns needs a population with selection='count', obs_type='progress' and "
@@ -122,10 +125,16 @@ class PopulationRuns(PopulationVecEnv):
             raise ValueError("PopulationRuns poses one objective: a probe target or references (time), not both")
         if references is not None and not references:
             raise ValueError("the time objective needs at least one reference run")
+        if baselines is not None and (references is None or len(baselines) != len(references)
+                                      or not all(math.isfinite(b) for b in baselines)):
+            raise ValueError(f"baselines must be one finite score per reference run "
+                             f"({0 if references is None else len(references)}), got {list(baselines)}")
         super().__init__(population, gym.spaces.Discrete(levels))
         self.levels, self.decide_every, self.target = levels, decide_every, target
         self.references = None if references is None else list(references)
         self.first_check, self.fixed_cost = first_check, fixed_cost
+        self.baselines = None if baselines is None else [float(b) for b in baselines]
+        self._baseline = np.zeros(self.num_envs)  # each run's reference's baseline, paid with its last reward
         self._taken = 0  # references handed to fresh runs so far: the next is references[_taken % len]
         self._clocks: list[Optional[TargetClock]] = [None] * self.num_envs  # each run's account (time objective)
         self._full_step = step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]
@@ -148,8 +157,10 @@ class PopulationRuns(PopulationVecEnv):
 
     def _take_reference(self, i: int) -> int:
         """Run i's next run is against the next reference in turn: its clock is new; returns its seed."""
-        ref = self.references[self._taken % len(self.references)]
+        j = self._taken % len(self.references)
+        ref = self.references[j]
         self._taken += 1
+        self._baseline[i] = 0.0 if self.baselines is None else self.baselines[j]
         self._clocks[i] = TargetClock(ref, self.population.runs[0].num_patches, self.first_check, "time",
                                       self.fixed_cost)
         return ref.seed
@@ -223,7 +234,9 @@ class PopulationRuns(PopulationVecEnv):
         # (nothing more where it reached the target), so a run's rewards sum to minus its score.
         now = np.array([scores[i] if dones[i] else self._clocks[i].share for i in range(e)])
         rewards = before - now
+        rewards[dones] += self._baseline[dones]
         for i in np.flatnonzero(dones):
             clock = self._clocks[i]
-            infos[i].update(run_score=scores[i], reached=clock.reached, proxy_seed=clock.ref.seed)
+            infos[i].update(run_score=scores[i], reached=clock.reached, proxy_seed=clock.ref.seed,
+                            baseline=float(self._baseline[i]))
         return self._restart(obs, dones, np.zeros(e, dtype=bool), infos), rewards.astype(np.float32), dones, infos

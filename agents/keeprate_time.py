@@ -45,17 +45,20 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
           dataset: str = "fashion_mnist", population: int = 1, device: str = "cpu", data_root=None,
           report: Optional[Path] = None, max_minutes: Optional[float] = None, show_progress: bool = True,
           command: Optional[str] = None, observe: Optional[Sequence[str]] = None,
-          gradient_steps: Optional[int] = None) -> tuple:
+          gradient_steps: Optional[int] = None, baseline_count: Optional[int] = None) -> tuple:
     """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
     finished proxy runs (or until `max_minutes` of wall clock, references included), the
     policy reading the progress features `observe` alone (`agents.progress_view`; None: all
     of them); the DQN takes `gradient_steps` gradient steps a decision (None: one per run of
-    the population); given `report` (a folder), write the learning curve there (``learning_curve.json``,
+    the population); given `baseline_count` K, each proxy seed's return is offset by the score
+    a constant K-patch run earns on it (`PopulationRuns`' baselines; K-patch runs scored once
+    a seed, like the references); given `report` (a folder), write the learning curve there (``learning_curve.json``,
     ``learning_curve.png``). Returns the model and {"recipe", "runs"} (the curve)."""
     from stable_baselines3 import DQN, PPO
     from tqdm.auto import tqdm
 
-    from agents.evolve import env_kwargs, proxy_images, references
+    from agents.evolve import env_kwargs, proxy_images, references, score_curves
+    from agents.keeprate_reaction import Schedule
     from patchenv.population import PopulationEnv
 
     if algo not in ALGORITHMS:
@@ -71,10 +74,19 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     start = time.perf_counter()
     images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
     pop = PopulationEnv(population, **env_kwargs(images, epochs, device))
+    num_patches = pop.runs[0].num_patches
+    if baseline_count is not None and not 1 <= baseline_count <= num_patches:
+        pop.close()
+        raise ValueError(f"--baseline-count must be a patch count in [1, {num_patches}], got {baseline_count}")
     seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
     refs = references(pop, seeds, show_progress=show_progress)
-    num_patches = pop.runs[0].num_patches
-    venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost)
+    baselines = None
+    if baseline_count is not None:  # what a constant count scores on each seed: its difficulty
+        constant = Schedule([baseline_count], decide_every, pop.runs[0].total_steps)
+        baselines = [score_curves(pop, [constant], ref, decide_every, first_check, "time", fixed_cost)[0]
+                     for ref in tqdm(refs, desc=f"{baseline_count}-patch baselines", disable=not show_progress)]
+    venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost,
+                          baselines=baselines)
     # SB3 spreads DQN's exploration over `total_timesteps`, which is a loose bound (below):
     # scale its fraction so that epsilon decays over that share of the runs asked for.
     hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
@@ -95,7 +107,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     recipe = {"command": command, "dataset": dataset, "preset": "tiny", "batch_size": 64, "epochs": epochs,
               "train_images": train_images, "eval_images": eval_images, "proxy_split_seed": PROXY_SPLIT_SEED,
               "proxy_seeds": seeds, "references": [dataclasses.asdict(r) for r in refs],
-              "objective": "time", "observe": list(observe), "fixed_cost": fixed_cost, "first_check": first_check, "checks": CHECKS,
+              "objective": "time", "observe": list(observe), "baseline_count": baseline_count,
+              "baselines": baselines, "fixed_cost": fixed_cost, "first_check": first_check, "checks": CHECKS,
               "target": "the all-patch reference's final held-out accuracy on the run's proxy seed, checked each "
                         "time the run's modeled time crosses a twentieth of the reference's (from first_check on)",
               "miss": "at the reference's FLOPs: the modeled time share (at least 1) plus 10 times the accuracy "
@@ -136,7 +149,8 @@ class RunLog(BaseCallback):
                 info = infos[i]
                 self.runs.append({"run": len(self.runs) + 1, "proxy_seed": info["proxy_seed"],
                                   "return": round(float(self._returns[i]), 5), "score": round(info["run_score"], 5),
-                                  "reached": info["reached"], "levels": self._levels[i],
+                                  "reached": info["reached"], "baseline": info["baseline"],
+                                  "levels": self._levels[i],
                                   "decisions_so_far": self.num_timesteps,
                                   "elapsed_s": round(time.perf_counter() - self.start, 1)})
                 self._returns[i], self._levels[i] = 0.0, []

@@ -36,10 +36,11 @@ def ref(pop):
     return r
 
 
-def play(pop, ref, levels, first_check=0.3):
+def play(pop, ref, levels, first_check=0.3, baseline=None):
     """One whole run under PopulationRuns' time objective playing `levels` in turn (the last
     held); its rewards, its last info and the counts of its steps."""
-    runs = PopulationRuns(pop, LEVELS, EVERY, references=[ref], first_check=first_check, fixed_cost=FIXED)
+    runs = PopulationRuns(pop, LEVELS, EVERY, references=[ref], first_check=first_check, fixed_cost=FIXED,
+                          baselines=None if baseline is None else [baseline])
     runs.reset()
     rewards, decision = [], 0
     while True:
@@ -77,6 +78,39 @@ def test_the_return_is_minus_the_score_cma_es_ranks_by(pop, ref):
     [score] = score_curves(pop, [curve], ref, decide_every=EVERY, first_check=0.3, objective="time", fixed_cost=FIXED)
     rewards, info, _ = play(pop, ref, [1])
     assert sum(rewards) == pytest.approx(-score, rel=1e-5) and info["run_score"] == pytest.approx(score)
+
+
+def test_a_baseline_offsets_a_runs_return_by_its_seeds_constant(pop, ref):
+    """With a baseline per reference the return is minus the score plus that seed's baseline;
+    the score itself, and what the run did, are unchanged."""
+    plain, info, decisions = play(pop, ref, [1])
+    offset, offset_info, offset_decisions = play(pop, ref, [1], baseline=0.4)
+    assert offset_decisions == decisions and offset_info["run_score"] == pytest.approx(info["run_score"])
+    assert sum(offset) == pytest.approx(-info["run_score"] + 0.4, rel=1e-5)
+    assert offset[:-1] == pytest.approx(plain[:-1]) and offset_info["baseline"] == 0.4 and info["baseline"] == 0.0
+
+
+def test_each_run_pays_its_own_references_baseline(pop, ref):
+    [other] = references(pop, [1001])
+    easy = [Reference(r.seed, r.flops, accuracy=0.0, steps=r.steps) for r in (ref, other)]
+    runs = PopulationRuns(pop, LEVELS, EVERY, references=easy, baselines=[0.25, 0.75])
+    runs.reset()
+    ended, total = [], 0.0
+    while len(ended) < 3:
+        _, r, done, infos = runs.step(np.array([3]))
+        total += float(r[0])
+        if done[0]:
+            ended.append((infos[0]["proxy_seed"], infos[0]["baseline"], total + infos[0]["run_score"]))
+            total = 0.0
+    assert [(s, b) for s, b, _ in ended] == [(1000, 0.25), (1001, 0.75), (1000, 0.25)]
+    assert [rest for _, _, rest in ended] == pytest.approx([0.25, 0.75, 0.25], rel=1e-5)
+
+
+@pytest.mark.parametrize("baselines", [[0.5, 0.5], [math.nan]])
+def test_baselines_must_be_one_finite_score_per_reference(pop, ref, baselines):
+    with pytest.raises(ValueError, match=r"baselines must be one finite score per reference run \(1\)") as e:
+        PopulationRuns(pop, LEVELS, EVERY, references=[ref], baselines=baselines)
+    assert "\n" not in str(e.value)
 
 
 def test_a_miss_pays_its_time_plus_ten_times_the_accuracy_lacked(pop, ref):
@@ -160,9 +194,19 @@ def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
 
     result = train_time_policy(tmp_path / "d.zip", runs=2, epochs=1, train_images=400, eval_images=200,
                                proxy_seeds=1, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
-                               dataset="digits", show_progress=False, gradient_steps=3)
+                               dataset="digits", show_progress=False, gradient_steps=3, baseline_count=16)
     model, levels = read_policy(tmp_path / "d.zip")
     assert isinstance(model, DQN) and levels == LEVELS and result["recipe"]["algorithm"] == "dqn"
+    # The baseline is what a constant 16-patch run scores on the proxy seed, computed here apart.
+    population = PopulationEnv(1, **env_kwargs(proxy_images("digits", 400, 200), 1, "cpu"))
+    [reference] = references(population, [1000])
+    constant = KeepCurve(floor_logit=math.log(16 / 48), log_steepness=0.0, switch=1e6, feedback=0.0)
+    [expected] = score_curves(population, [constant], reference, decide_every=EVERY, first_check=0.3,
+                              objective="time", fixed_cost=24.0)
+    population.close()
+    assert result["recipe"]["baseline_count"] == 16 and result["recipe"]["baselines"] == [pytest.approx(expected)]
+    assert all(r["baseline"] == pytest.approx(expected) for r in result["runs"])
+    assert all(r["return"] == pytest.approx(-r["score"] + expected, abs=2e-5) for r in result["runs"])
     # The replay ratio asked for is the model's and its recipe's.
     assert model.gradient_steps == 3 and result["recipe"]["hyperparameters"]["gradient_steps"] == 3
     assert len(result["runs"]) == 2
@@ -227,6 +271,10 @@ def test_the_shipped_dqn_time_policy_reads_back_with_its_recipe():
     (["--objective", "time", "--algo", "dqn", "--gradient-steps", "0"], "--gradient-steps must be a positive integer"),
     (["--objective", "time", "--algo", "ppo", "--gradient-steps", "4"], "--gradient-steps is .* for --algo dqn only"),
     (["--objective", "target", "--gradient-steps", "4"], "--gradient-steps is for --objective time only"),
+    (["--objective", "target", "--baseline-count", "4"], "--baseline-count is for --objective time only"),
+    (["--objective", "time", "--baseline-count", "0"], "--baseline-count must be a positive integer, got 0"),
+    (["--objective", "time", "--baseline-count", "65", "--dataset", "digits", "--train-images", "200",
+      "--eval-images", "100"], r"--baseline-count must be a patch count in \[1, 64\], got 65"),
 ])
 def test_bad_flags_fail_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
