@@ -58,7 +58,6 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     from tqdm.auto import tqdm
 
     from agents.evolve import env_kwargs, proxy_images, references, score_curves
-    from agents.keeprate_reaction import Schedule
     from patchenv.population import PopulationEnv
 
     if algo not in ALGORITHMS:
@@ -82,8 +81,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     refs = references(pop, seeds, show_progress=show_progress)
     baselines = None
     if baseline_count is not None:  # what a constant count scores on each seed: its difficulty
-        constant = Schedule([baseline_count], decide_every, pop.runs[0].total_steps)
-        baselines = [score_curves(pop, [constant], ref, decide_every, first_check, "time", fixed_cost)[0]
+        baselines = [score_curves(pop, [ConstantCount(baseline_count)], ref, decide_every, first_check, "time",
+                                  fixed_cost)[0]
                      for ref in tqdm(refs, desc=f"{baseline_count}-patch baselines", disable=not show_progress)]
     venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost,
                           baselines=baselines)
@@ -124,6 +123,16 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         atomic_write_json(report / "learning_curve.json", result)
         plot_learning_curve(result, report / "learning_curve.png", num_patches)
     return model, result
+
+
+@dataclasses.dataclass(frozen=True)
+class ConstantCount:
+    """A curve (`agents.evolve.score_curves`) keeping `k` patches throughout: the baselines'."""
+
+    k: int
+
+    def count(self, obs, num_patches: int) -> int:
+        return self.k
 
 
 class RunLog(BaseCallback):
