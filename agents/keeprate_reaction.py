@@ -37,6 +37,7 @@ from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate import packaged_policy, policy_features, read_policy
 from agents.keeprate_task import count_for
+from agents.keeprate_time import ConstantCount
 from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
@@ -121,7 +122,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
             bar.update()
         schedule = mean_schedule([row["trace"] for row in rows["policy"]])
         others = [("schedule", Schedule(schedule, recipe["decide_every"], total_steps)), ("evolved", evolved),
-                  *((f"constant {k}", Schedule([k], recipe["decide_every"], total_steps)) for k in constants)]
+                  *((f"constant {k}", ConstantCount(k)) for k in constants)]
         for name, curve in others:
             for ref in refs:
                 played = Recorded(curve)

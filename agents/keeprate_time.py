@@ -127,7 +127,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
 
 @dataclasses.dataclass(frozen=True)
 class ConstantCount:
-    """A curve (`agents.evolve.score_curves`) keeping `k` patches throughout: the baselines'."""
+    """A curve (`agents.evolve.score_curves`) keeping `k` patches throughout: the baselines' and
+    the reaction check's constants."""
 
     k: int
 

@@ -22,6 +22,7 @@ from agents.evolve import FIXED_COST, env_kwargs, proxy_images, references, scor
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate_reaction import EVAL_SEEDS, Schedule
+from patchenv.atomic import atomic_write_json
 from patchenv.population import PopulationEnv
 
 
@@ -67,6 +68,8 @@ def main() -> int:
     if args.plot_only is not None:
         plot(json.loads(args.plot_only.read_text()), args.out / "step_sweep.png", lines)
         return 0
+    if args.switches is None:
+        p.error("--switches (comma-separated shares of the plan) is needed unless --plot-only")
     torch.set_num_threads(1)
     start = time.perf_counter()
     switches = [float(s) for s in args.switches.split(",")]
@@ -88,7 +91,7 @@ def main() -> int:
               "scores": scores, "mean": {k: float(np.mean(v)) for k, v in scores.items()},
               "time_s": round(time.perf_counter() - start, 1), "torch_threads": torch.get_num_threads()}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "step_sweep.json").write_text(json.dumps(record, indent=2))
+    atomic_write_json(args.out / "step_sweep.json", record)
     plot(record, args.out / "step_sweep.png", lines)
     for k, v in scores.items():
         print(k, [round(x, 3) for x in v], round(float(np.mean(v)), 3))
