@@ -96,8 +96,10 @@ def proxy_images(dataset: str, train_images: int, eval_images: int, data_root=No
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """An all-patch proxy run: its training FLOPs (the budget), final held-out accuracy (the
-    target) and number of training steps (its cost under ``--objective time``)."""
+    """What a proxy run on `seed` is scored against: its FLOPs budget, its target held-out
+    accuracy, and the training steps whose modeled time is the unit of its score under
+    ``--objective time``. `references`: an all-patch run's FLOPs, final accuracy and steps;
+    `fixed_target_references`: a target fixed for every seed, as the suites fix theirs."""
 
     seed: int
     flops: int
@@ -140,6 +142,26 @@ def references(population, seeds: list[int], show_progress: bool = False) -> lis
         refs += [Reference(seed, int(flops[i]), float(pop.runs[i].evaluate("test")["accuracy"]), steps)
                  for i, seed in enumerate(batch)]
     return refs
+
+
+def fixed_target_references(population, seeds: list[int], target_accuracy: float,
+                            budget_epochs: int) -> list[Reference]:
+    """A proxy scored as ``fmnist-long`` scores the suite (``benchmarks.suites``): one target
+    held-out accuracy for every seed, fixed beforehand near where the all-patch run settles,
+    and a budget of the all-patch FLOPs of `budget_epochs` epochs, computed
+    (`patchenv.model.flops.step_flops`), so no reference run is trained. The unit of the time
+    score is the all-patch time of the planned steps (``budget_epochs`` of the population's
+    env), as the suite plans for its horizon."""
+    from patchenv.model.flops import step_flops
+
+    if not 0 < target_accuracy <= 1:
+        raise ValueError(f"--target-accuracy must be a held-out accuracy in (0, 1], got {target_accuracy}")
+    run = population.runs[0]
+    if budget_epochs * run.steps_per_epoch < run.total_steps:
+        raise ValueError(f"--budget-epochs must cover the planned epochs ({run.total_steps // run.steps_per_epoch}),"
+                         f" got {budget_epochs}")
+    flops = int(step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]) * run.steps_per_epoch
+    return [Reference(seed, flops * budget_epochs, float(target_accuracy), run.total_steps) for seed in seeds]
 
 
 class TargetClock:

@@ -106,7 +106,7 @@ PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for 
 OBJECTIVES = ("progress", "target", "time")
 # Time-objective flags that mean nothing to the other objectives.
 TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
-             "algo", "observe", "gradient_steps", "baseline_count")
+             "algo", "observe", "gradient_steps", "baseline_count", "target_accuracy", "budget_epochs")
 
 
 def packaged_policy(objective: str) -> Path:
@@ -332,12 +332,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     time_only.add_argument("--baseline-count", type=int, default=None,
                            help="offset each proxy seed's return by the score a constant run at this many patches "
                                 "earns on it, which takes the seed's difficulty out of the return (default: none)")
+    time_only.add_argument("--target-accuracy", type=float, default=None,
+                           help="one held-out accuracy target for every proxy seed, fixed beforehand, instead of "
+                                "each seed's all-patch reference's final accuracy (the suites' way; no reference "
+                                "runs; default: none)")
+    time_only.add_argument("--budget-epochs", type=int, default=None,
+                           help="with --target-accuracy: a run's budget, the all-patch FLOPs of this many epochs, "
+                                "computed (default: --epochs, the plan)")
     time_only.add_argument("--report", default=None,
                            help="folder for the learning curve (learning_curve.json and .png; default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("runs", "epochs", "levels", "decide_every", "population", "train_images", "eval_images",
-                 "proxy_seeds", "gradient_steps", "baseline_count"):
+                 "proxy_seeds", "gradient_steps", "baseline_count", "budget_epochs"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -361,7 +368,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 first_check=0.3 if args.first_check is None else args.first_check,
                 max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
                 show_progress=not args.no_progress, observe=args.observe, gradient_steps=args.gradient_steps,
-                baseline_count=args.baseline_count, command=" ".join(["python -m agents.keeprate", *argv_used]))
+                baseline_count=args.baseline_count, target_accuracy=args.target_accuracy,
+                budget_epochs=args.budget_epochs, command=" ".join(["python -m agents.keeprate", *argv_used]))
         except ValueError as e:
             p.error(str(e))
         runs = result["runs"]

@@ -4,8 +4,9 @@ it controls, or does it play a schedule?
 On a few held-out proxy seeds (2000 up by default: neither the benchmarks' 0-999 nor the
 training's 1000 up), each with its all-patch reference (`agents.evolve.references`), on the
 policy's own proxy (its header's recipe: data, images, epochs, decision interval, checks,
-fixed cost), three policies each control one run per seed, scored as the policy was
-trained, by the modeled time to target (`agents.evolve.score_curves`, ``--objective time``):
+fixed cost, and its fixed target and budget if it was trained on one, with no reference
+run), three policies each control one run per seed, scored as the policy was trained, by
+the modeled time to target (`agents.evolve.score_curves`, ``--objective time``):
 
 1. the policy itself, acting greedily, its count recorded at each decision;
 2. its schedule: the mean of those counts at each decision (over the seeds that were still
@@ -32,7 +33,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from agents.evolve import env_kwargs, proxy_images, references, score_curves
+from agents.evolve import env_kwargs, fixed_target_references, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate import packaged_policy, policy_features, read_policy
@@ -108,7 +109,10 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     train_images, eval_images = train_images or recipe["train_images"], eval_images or recipe["eval_images"]
     images = proxy_images(recipe["dataset"], train_images, eval_images)
     pop = PopulationEnv(1, **env_kwargs(images, recipe["epochs"], "cpu"))
-    refs = references(pop, seeds, show_progress=show_progress)
+    if recipe.get("target_accuracy") is None:
+        refs = references(pop, seeds, show_progress=show_progress)
+    else:  # a fixed-target proxy: the policy's target and budget, no reference runs
+        refs = fixed_target_references(pop, seeds, recipe["target_accuracy"], recipe["budget_epochs"])
     total_steps = pop.runs[0].total_steps
     score = dict(decide_every=recipe["decide_every"], first_check=recipe["first_check"], objective="time",
                  fixed_cost=recipe["fixed_cost"])

@@ -45,19 +45,23 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
           dataset: str = "fashion_mnist", population: int = 1, device: str = "cpu", data_root=None,
           report: Optional[Path] = None, max_minutes: Optional[float] = None, show_progress: bool = True,
           command: Optional[str] = None, observe: Optional[Sequence[str]] = None,
-          gradient_steps: Optional[int] = None, baseline_count: Optional[int] = None) -> tuple:
+          gradient_steps: Optional[int] = None, baseline_count: Optional[int] = None,
+          target_accuracy: Optional[float] = None, budget_epochs: Optional[int] = None) -> tuple:
     """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
     finished proxy runs (or until `max_minutes` of wall clock, references included), the
     policy reading the progress features `observe` alone (`agents.progress_view`; None: all
     of them); the DQN takes `gradient_steps` gradient steps a decision (None: one per run of
     the population); given `baseline_count` K, each proxy seed's return is offset by the score
     a constant K-patch run earns on it (`PopulationRuns`' baselines; K-patch runs scored once
-    a seed, like the references); given `report` (a folder), write the learning curve there (``learning_curve.json``,
+    a seed, like the references); given `target_accuracy`, every proxy seed has that target
+    and a budget of the all-patch FLOPs of `budget_epochs` (default `epochs`, the plan),
+    computed, with no reference run (`agents.evolve.fixed_target_references`, the suite's
+    way); given `report` (a folder), write the learning curve there (``learning_curve.json``,
     ``learning_curve.png``). Returns the model and {"recipe", "runs"} (the curve)."""
     from stable_baselines3 import DQN, PPO
     from tqdm.auto import tqdm
 
-    from agents.evolve import env_kwargs, proxy_images, references, score_curves
+    from agents.evolve import env_kwargs, fixed_target_references, proxy_images, references, score_curves
     from patchenv.population import PopulationEnv
 
     if algo not in ALGORITHMS:
@@ -69,6 +73,9 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     if gradient_steps is not None and (algo != "dqn" or gradient_steps <= 0):
         raise ValueError(f"--gradient-steps is a positive integer for --algo dqn only, got {gradient_steps} "
                          f"with --algo {algo}")
+    if budget_epochs is not None and target_accuracy is None:
+        raise ValueError(f"--budget-epochs goes with --target-accuracy (a reference run's budget is its own), "
+                         f"got --budget-epochs {budget_epochs} alone")
     observe = parse_features(observe)
     start = time.perf_counter()
     images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
@@ -78,7 +85,12 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         pop.close()
         raise ValueError(f"--baseline-count must be a patch count in [1, {num_patches}], got {baseline_count}")
     seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
-    refs = references(pop, seeds, show_progress=show_progress)
+    try:
+        refs = (references(pop, seeds, show_progress=show_progress) if target_accuracy is None
+                else fixed_target_references(pop, seeds, target_accuracy, budget_epochs or epochs))
+    except ValueError:
+        pop.close()
+        raise
     baselines = None
     if baseline_count is not None:  # what a constant count scores on each seed: its difficulty
         baselines = [score_curves(pop, [ConstantCount(baseline_count)], ref, decide_every, first_check, "time",
@@ -108,10 +120,13 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
               "proxy_seeds": seeds, "references": [dataclasses.asdict(r) for r in refs],
               "objective": "time", "observe": list(observe), "baseline_count": baseline_count,
               "baselines": baselines, "fixed_cost": fixed_cost, "first_check": first_check, "checks": CHECKS,
-              "target": "the all-patch reference's final held-out accuracy on the run's proxy seed, checked each "
-                        "time the run's modeled time crosses a twentieth of the reference's (from first_check on)",
-              "miss": "at the reference's FLOPs: the modeled time share (at least 1) plus 10 times the accuracy "
-                      "lacked; a diverged run 2",
+              "target_accuracy": target_accuracy, "budget_epochs": budget_epochs or epochs,
+              "target": ("the all-patch reference's final held-out accuracy on the run's proxy seed"
+                         if target_accuracy is None else "target_accuracy, held-out, on every proxy seed")
+                        + ", checked each time the run's modeled time crosses a twentieth of the reference's (the "
+                          "planned steps at all patches), from first_check on",
+              "miss": "at the budget's FLOPs (the reference's, or budget_epochs of all patches): the modeled time "
+                      "share (at least 1) plus 10 times the accuracy lacked; a diverged run 2",
               "num_patches": num_patches, "levels": levels, "decide_every": decide_every, "algorithm": algo,
               "hyperparameters": hyperparameters, "runs": len(log.runs), "decisions": model.num_timesteps,
               "max_minutes": max_minutes, "seed": seed, "population": population, "device": device,

@@ -5,7 +5,9 @@ objective "time", evolve's fixed cost and checks), beside the evolved curve:
 
     python reports/keeprate-time-v4-2026-12-07/step_sweep.py --switches 0.3,0.5,0.7 --out DIR
 
---train-images/--epochs select another proxy. Writes step_sweep.json into --out. Draws
+--train-images/--epochs select another proxy; --target-accuracy (with --budget-epochs) the
+fixed-target proxy (agents.evolve.fixed_target_references); --constants K,... scores
+constant counts beside the steps (64: the all-patch run). Writes step_sweep.json into --out. Draws
 step_sweep.png from it, with other controllers' scores on the same seeds as lines
 (--plot-only JSON [--line NAME=SCORE ...] redraws it from a written file).
 """
@@ -18,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.evolve import FIXED_COST, env_kwargs, proxy_images, references, score_curves
+from agents.evolve import FIXED_COST, env_kwargs, fixed_target_references, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate_reaction import EVAL_SEEDS, Schedule
+from agents.keeprate_time import ConstantCount
 from patchenv.atomic import atomic_write_json
 from patchenv.population import PopulationEnv
 
@@ -62,6 +65,9 @@ def main() -> int:
     p.add_argument("--decide-every", type=int, default=178)
     p.add_argument("--seeds", default=",".join(map(str, EVAL_SEEDS)))
     p.add_argument("--evolved", action="store_true", help="score the evolved curve as well")
+    p.add_argument("--constants", default="", help="comma-separated constant counts to score as well")
+    p.add_argument("--target-accuracy", type=float, default=None, help="a fixed target (default: each reference's)")
+    p.add_argument("--budget-epochs", type=int, default=None, help="with --target-accuracy (default: --epochs)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     lines = {name: float(score) for name, score in (line.split("=", 1) for line in args.line)}
@@ -72,21 +78,25 @@ def main() -> int:
         p.error("--switches (comma-separated shares of the plan) is needed unless --plot-only")
     torch.set_num_threads(1)
     start = time.perf_counter()
-    switches = [float(s) for s in args.switches.split(",")]
+    switches = [float(s) for s in args.switches.split(",") if s]
     seeds = [int(s) for s in args.seeds.split(",")]
     pop = PopulationEnv(1, **env_kwargs(proxy_images("fashion_mnist", args.train_images, args.eval_images),
                                         args.epochs, "cpu"))
-    refs = references(pop, seeds)
+    refs = (references(pop, seeds) if args.target_accuracy is None else
+            fixed_target_references(pop, seeds, args.target_accuracy, args.budget_epochs or args.epochs))
     total = pop.runs[0].total_steps
     decisions = math.ceil(total / args.decide_every) * 4  # past the plan: a run may overrun it
     curves = {f"step {args.low}->{args.high} at {s:g}": Schedule(
         [args.low if j * args.decide_every / total < s - 1e-9 else args.high for j in range(decisions)],
         args.decide_every, total) for s in switches}
+    for k in filter(None, args.constants.split(",")):
+        curves[f"constant {int(k)}"] = ConstantCount(int(k))
     if args.evolved:
         curves["evolved"] = read_curve(PACKAGED_FOR["time"])[0]
     score = dict(decide_every=args.decide_every, first_check=0.3, objective="time", fixed_cost=FIXED_COST)
     scores = {name: [score_curves(pop, [curve], ref, **score)[0] for ref in refs] for name, curve in curves.items()}
     record = {"train_images": args.train_images, "eval_images": args.eval_images, "epochs": args.epochs,
+              "target_accuracy": args.target_accuracy, "budget_epochs": args.budget_epochs or args.epochs,
               "decide_every": args.decide_every, "seeds": seeds, "references": [r.__dict__ for r in refs],
               "scores": scores, "mean": {k: float(np.mean(v)) for k, v in scores.items()},
               "time_s": round(time.perf_counter() - start, 1), "torch_threads": torch.get_num_threads()}
