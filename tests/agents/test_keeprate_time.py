@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import agents
-from agents.evolve import CHECKS, Reference, env_kwargs, proxy_images, references, score_curves
+from agents.evolve import (CHECKS, Reference, env_kwargs, fixed_target_references, proxy_images, references,
+                           score_curves)
 from agents.evolved_curve import KeepCurve
 from agents.keeprate import KeepRate, main, packaged_policy, read_policy, train_time_policy
 from agents.keeprate_task import PopulationRuns, count_for
@@ -214,6 +215,48 @@ def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
     assert model.exploration_rate == pytest.approx(0.05)
 
 
+def test_a_fixed_targets_budget_is_the_all_patch_flops_of_its_epochs(pop, ref):
+    """fixed_target_references computes what the reference run measures (the pop's plan is 2
+    epochs), but for the one probe a run charges before its first step."""
+    from patchenv.model.flops import step_flops
+
+    run = pop.runs[0]
+    two, four = (fixed_target_references(pop, [1000, 1001], 0.5, epochs) for epochs in (2, 4))
+    full_step = step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]
+    assert [r.seed for r in two] == [1000, 1001] and all(r.accuracy == 0.5 for r in two + four)
+    assert all(r.steps == run.total_steps == 2 * run.steps_per_epoch for r in two + four)
+    assert two[0].flops == full_step * run.steps_per_epoch * 2 and four[1].flops == 2 * two[0].flops
+    assert two[0].flops == pytest.approx(ref.flops, rel=0.02) and two[0].flops < ref.flops
+
+
+@pytest.mark.parametrize("target,epochs,message", [
+    (0.0, 2, r"--target-accuracy must be a held-out accuracy in \(0, 1\], got 0.0"),
+    (87.3, 2, r"--target-accuracy must be a held-out accuracy in \(0, 1\], got 87.3"),
+    (0.5, 1, r"--budget-epochs must cover the planned epochs \(2\), got 1"),
+])
+def test_a_fixed_target_is_checked(pop, target, epochs, message):
+    with pytest.raises(ValueError, match=message):
+        fixed_target_references(pop, [1000], target, epochs)
+
+
+def test_a_policy_trains_against_a_fixed_target_and_the_reaction_check_uses_it(tmp_path):
+    from agents.keeprate_reaction import react
+
+    result = train_time_policy(tmp_path / "f.zip", runs=2, epochs=1, train_images=400, eval_images=200,
+                               proxy_seeds=2, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
+                               dataset="digits", show_progress=False, target_accuracy=0.3, budget_epochs=3)
+    recipe = result["recipe"]
+    population = PopulationEnv(1, **env_kwargs(proxy_images("digits", 400, 200), 1, "cpu"))
+    expected = [r.__dict__ for r in fixed_target_references(population, [1000, 1001], 0.3, 3)]
+    population.close()
+    assert (recipe["target_accuracy"], recipe["budget_epochs"], recipe["references"]) == (0.3, 3, expected)
+    assert all(r["return"] == pytest.approx(-r["score"], abs=1e-4) for r in result["runs"])
+    # a miss spends the 3-epoch budget: its modeled time is past the 1-epoch plan
+    assert all(r["reached"] or r["score"] >= 1.0 for r in result["runs"])
+    record = react(tmp_path / "f.zip", [2000], tmp_path / "reaction", show_progress=False)
+    assert record["references"] == [{**expected[0], "seed": 2000}]
+
+
 def test_keeprate_time_drives_a_run_through_the_runner(ppo_policy, tmp_path):
     import gymnasium as gym
     from conftest import TINY
@@ -275,6 +318,11 @@ def test_the_shipped_dqn_time_policy_reads_back_with_its_recipe():
     (["--objective", "time", "--baseline-count", "0"], "--baseline-count must be a positive integer, got 0"),
     (["--objective", "time", "--baseline-count", "65", "--dataset", "digits", "--train-images", "200",
       "--eval-images", "100"], r"--baseline-count must be a patch count in \[1, 64\], got 65"),
+    (["--objective", "time", "--budget-epochs", "20"], "--budget-epochs goes with --target-accuracy"),
+    (["--objective", "time", "--budget-epochs", "0"], "--budget-epochs must be a positive integer, got 0"),
+    (["--objective", "target", "--target-accuracy", "0.8"], "--target-accuracy is for --objective time only"),
+    (["--objective", "time", "--target-accuracy", "80", "--dataset", "digits", "--train-images", "200",
+      "--eval-images", "100"], r"--target-accuracy must be a held-out accuracy in \(0, 1\], got 80.0"),
 ])
 def test_bad_flags_fail_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
