@@ -146,12 +146,10 @@ def references(population, seeds: list[int], show_progress: bool = False) -> lis
 
 def fixed_target_references(population, seeds: list[int], target_accuracy: float,
                             budget_epochs: int) -> list[Reference]:
-    """A proxy scored as ``fmnist-long`` scores the suite (``benchmarks.suites``): one target
-    held-out accuracy for every seed, fixed beforehand near where the all-patch run settles,
-    and a budget of the all-patch FLOPs of `budget_epochs` epochs, computed
-    (`patchenv.model.flops.step_flops`), so no reference run is trained. The unit of the time
-    score is the all-patch time of the planned steps (``budget_epochs`` of the population's
-    env), as the suite plans for its horizon."""
+    """A proxy scored as ``fmnist-long`` scores the suite: one held-out accuracy target for
+    every seed, fixed beforehand near where the all-patch run settles, and a budget of the
+    all-patch FLOPs of `budget_epochs` epochs, computed, so no reference run is trained. The
+    time score's unit is the all-patch time of the plan (the env's ``budget_epochs``)."""
     from patchenv.model.flops import step_flops
 
     if not 0 < target_accuracy <= 1:
