@@ -64,6 +64,7 @@ from agents.evolved_curve import OBJECTIVES, PACKAGED, PARAMETERS, KeepCurve, po
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.data import ImageData, load_dataset
 from patchenv.data.splits import hold_out_validation
+from patchenv.model.flops import step_flops
 
 PROXY_SEEDS = 1000  # proxy runs are seeded from here up; 0-999 are kept for evaluation
 SUITE_VAL_FRACTION = 0.1  # the suites' validation split, never read by a proxy run
@@ -96,10 +97,8 @@ def proxy_images(dataset: str, train_images: int, eval_images: int, data_root=No
 
 @dataclasses.dataclass(frozen=True)
 class Reference:
-    """What a proxy run on `seed` is scored against: its FLOPs budget, its target held-out
-    accuracy, and the training steps whose modeled time is the unit of its score under
-    ``--objective time``. `references`: an all-patch run's FLOPs, final accuracy and steps;
-    `fixed_target_references`: a target fixed for every seed, as the suites fix theirs."""
+    """What a proxy run on `seed` is scored against (`references`): its FLOPs budget, target
+    held-out accuracy, and the steps whose modeled time is the ``--objective time`` unit."""
 
     seed: int
     flops: int
@@ -115,10 +114,14 @@ def env_kwargs(images: ImageData, epochs: int, device: str) -> dict:
                 selection="count", budget_epochs=epochs, probe_every=NO_PROBE)
 
 
-def references(population, seeds: list[int], show_progress: bool = False) -> list[Reference]:
+def references(population, seeds: list[int], show_progress: bool = False, target_accuracy: Optional[float] = None,
+               budget_epochs: Optional[int] = None) -> list[Reference]:
     """The all-patch reference run of each seed, trained for its whole budget: up to E seeds
     at once (run i takes seeds[i]; a population computes every run each step, so a run
-    without a seed would be paid for doing nothing)."""
+    without a seed would be paid for doing nothing). Given `target_accuracy`, none is trained:
+    `fixed_target_references` (`budget_epochs` counts only then)."""
+    if target_accuracy is not None:
+        return fixed_target_references(population, seeds, target_accuracy, budget_epochs)
     pop = population
     n, e = pop.runs[0].num_patches, pop.num_envs
     from tqdm.auto import tqdm
@@ -145,21 +148,19 @@ def references(population, seeds: list[int], show_progress: bool = False) -> lis
 
 
 def fixed_target_references(population, seeds: list[int], target_accuracy: float,
-                            budget_epochs: int) -> list[Reference]:
-    """A proxy scored as ``fmnist-long`` scores the suite: one held-out accuracy target for
-    every seed, fixed beforehand near where the all-patch run settles, and a budget of the
-    all-patch FLOPs of `budget_epochs` epochs, computed, so no reference run is trained. The
-    time score's unit is the all-patch time of the plan (the env's ``budget_epochs``)."""
-    from patchenv.model.flops import step_flops
-
+                            budget_epochs: Optional[int] = None) -> list[Reference]:
+    """A proxy scored as ``fmnist-long`` scores the suite: one held-out target for every seed,
+    fixed beforehand near where `all` settles; a budget of the all-patch FLOPs of `budget_epochs`
+    epochs (None: the plan), computed; the time score's unit, the plan's all-patch time."""
     if not 0 < target_accuracy <= 1:
         raise ValueError(f"--target-accuracy must be a held-out accuracy in (0, 1], got {target_accuracy}")
     run = population.runs[0]
-    if budget_epochs * run.steps_per_epoch < run.total_steps:
+    steps = run.total_steps if budget_epochs is None else budget_epochs * run.steps_per_epoch
+    if steps < run.total_steps:
         raise ValueError(f"--budget-epochs must cover the planned epochs ({run.total_steps // run.steps_per_epoch}),"
                          f" got {budget_epochs}")
-    flops = int(step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]) * run.steps_per_epoch
-    return [Reference(seed, flops * budget_epochs, float(target_accuracy), run.total_steps) for seed in seeds]
+    flops = int(step_flops(run.vit_config, run.batch_size, run.num_patches)["total"]) * steps
+    return [Reference(seed, flops, float(target_accuracy), run.total_steps) for seed in seeds]
 
 
 class TargetClock:

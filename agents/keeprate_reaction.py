@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from agents.evolve import env_kwargs, fixed_target_references, proxy_images, references, score_curves
+from agents.evolve import env_kwargs, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate import packaged_policy, policy_features, read_policy
@@ -109,10 +109,8 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     train_images, eval_images = train_images or recipe["train_images"], eval_images or recipe["eval_images"]
     images = proxy_images(recipe["dataset"], train_images, eval_images)
     pop = PopulationEnv(1, **env_kwargs(images, recipe["epochs"], "cpu"))
-    if recipe.get("target_accuracy") is None:
-        refs = references(pop, seeds, show_progress=show_progress)
-    else:  # a fixed-target proxy: the policy's target and budget, no reference runs
-        refs = fixed_target_references(pop, seeds, recipe["target_accuracy"], recipe["budget_epochs"])
+    # the policy's proxy: a reference run per seed, or its fixed target and budget
+    refs = references(pop, seeds, show_progress, recipe.get("target_accuracy"), recipe.get("budget_epochs"))
     total_steps = pop.runs[0].total_steps
     score = dict(decide_every=recipe["decide_every"], first_check=recipe["first_check"], objective="time",
                  fixed_cost=recipe["fixed_cost"])

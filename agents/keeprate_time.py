@@ -61,7 +61,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     from stable_baselines3 import DQN, PPO
     from tqdm.auto import tqdm
 
-    from agents.evolve import env_kwargs, fixed_target_references, proxy_images, references, score_curves
+    from agents.evolve import env_kwargs, proxy_images, references, score_curves
     from patchenv.population import PopulationEnv
 
     if algo not in ALGORITHMS:
@@ -86,8 +86,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
         raise ValueError(f"--baseline-count must be a patch count in [1, {num_patches}], got {baseline_count}")
     seeds = [PROXY_SEEDS + seed + j for j in range(proxy_seeds)]
     try:
-        refs = (references(pop, seeds, show_progress=show_progress) if target_accuracy is None
-                else fixed_target_references(pop, seeds, target_accuracy, budget_epochs or epochs))
+        refs = references(pop, seeds, show_progress, target_accuracy, budget_epochs)
     except ValueError:
         pop.close()
         raise

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.evolve import FIXED_COST, env_kwargs, fixed_target_references, proxy_images, references, score_curves
+from agents.evolve import FIXED_COST, env_kwargs, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate_reaction import EVAL_SEEDS, Schedule
@@ -82,8 +82,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     pop = PopulationEnv(1, **env_kwargs(proxy_images("fashion_mnist", args.train_images, args.eval_images),
                                         args.epochs, "cpu"))
-    refs = (references(pop, seeds) if args.target_accuracy is None else
-            fixed_target_references(pop, seeds, args.target_accuracy, args.budget_epochs or args.epochs))
+    refs = references(pop, seeds, target_accuracy=args.target_accuracy, budget_epochs=args.budget_epochs)
     total = pop.runs[0].total_steps
     decisions = math.ceil(total / args.decide_every) * 4  # past the plan: a run may overrun it
     curves = {f"step {args.low}->{args.high} at {s:g}": Schedule(

@@ -227,6 +227,8 @@ def test_a_fixed_targets_budget_is_the_all_patch_flops_of_its_epochs(pop, ref):
     assert all(r.steps == run.total_steps == 2 * run.steps_per_epoch for r in two + four)
     assert two[0].flops == full_step * run.steps_per_epoch * 2 and four[1].flops == 2 * two[0].flops
     assert two[0].flops == pytest.approx(ref.flops, rel=0.02) and two[0].flops < ref.flops
+    # references() with a target trains nothing and, without a budget, spends the plan (2 epochs)
+    assert references(pop, [1000, 1001], target_accuracy=0.5) == two
 
 
 @pytest.mark.parametrize("target,epochs,message", [
