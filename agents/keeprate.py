@@ -65,6 +65,8 @@ trained on short proxies meet the same inputs on a long run (`agents.progress_vi
 ratio): a decision costs ``--decide-every`` ViT steps, a gradient step next to nothing.
 ``--baseline-count K`` offsets each proxy seed's return by the score of a constant K-patch
 run on that seed: the seed's difficulty leaves the return, the best policy does not change.
+``--actions steps`` makes an action a move of the run's level (down one, stay, up one or
+two) rather than a level, so that a climb is one action repeated.
 
 The proxy runs are seeded from 1000 + ``--seed`` up: seeds 0-999 are the benchmarks' (the
 packaged policies predate this rule; their first proxy run was seed 0's).
@@ -93,7 +95,8 @@ import torch
 from agents.base import FORMAT, NO_PROBE, build_config
 from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.evolve import FIXED_COST
-from agents.keeprate_task import TRAIN_FREQ, PopulationRuns, WholeRuns, all_patch_probe_accuracy, count_for
+from agents.keeprate_task import (ACTIONS, TRAIN_FREQ, PopulationRuns, WholeRuns, action_count,
+                                  all_patch_probe_accuracy, count_for, played_level)
 from agents.keeprate_time import ALGORITHMS, learn
 from agents.progress_view import SCALE_FREE, feature_index, features_space, read_features
 from agents.sb3_files import load_model
@@ -106,7 +109,7 @@ PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for 
 OBJECTIVES = ("progress", "target", "time")
 # Time-objective flags that mean nothing to the other objectives.
 TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
-             "algo", "observe", "gradient_steps", "baseline_count", "target_accuracy", "budget_epochs")
+             "algo", "observe", "gradient_steps", "baseline_count", "target_accuracy", "budget_epochs", "actions")
 
 
 def packaged_policy(objective: str) -> Path:
@@ -136,6 +139,7 @@ class KeepRate(CountController):
         super().__init__(selection=selection, hp=build_config(KeepRateConfig, hyperparameters))
         self.model = None  # the SB3 DQN, read from hp.policy at setup
         self.levels: Optional[int] = None
+        self.actions = "levels"  # what its actions mean (agents.keeprate_task.ACTIONS), from its file
         self.features: Optional[np.ndarray] = None  # the positions of the progress features it reads
 
     def env_kwargs(self) -> dict:
@@ -148,15 +152,16 @@ class KeepRate(CountController):
         super().setup(env)
         if self.model is None:
             self.model, self.levels = read_policy(self.hp.policy_path)
+            self.actions = policy_actions(self.hp.policy_path)
             self.features = feature_index(policy_features(self.hp.policy_path))
 
     def ready(self) -> bool:
         return self.model is not None
 
     def decide(self, obs) -> int:
-        obs = to_numpy(obs).astype(np.float32, copy=False)[self.features]
-        level, _ = self.model.predict(obs, deterministic=True)
-        return count_for(int(level), self.levels, self.num_patches)
+        obs = to_numpy(obs).astype(np.float32, copy=False)
+        action, _ = self.model.predict(obs[self.features], deterministic=True)
+        return count_for(played_level(int(action), obs, self.levels, self.actions), self.levels, self.num_patches)
 
 
 def policy_features(path: Union[str, os.PathLike]) -> tuple[str, ...]:
@@ -166,6 +171,19 @@ def policy_features(path: Union[str, os.PathLike]) -> tuple[str, ...]:
             return read_features(json.loads(archive.read(ZIP_HEADER)))
     except Exception as e:
         raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
+
+
+def policy_actions(path: Union[str, os.PathLike]) -> str:
+    """What the actions of the policy in file `path` mean (`agents.keeprate_task.ACTIONS`;
+    "levels" where its header says nothing: the files before "steps")."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            actions = json.loads(archive.read(ZIP_HEADER)).get("actions", "levels")
+        if actions not in ACTIONS:
+            raise ValueError(f"actions {actions!r}, expected one of {', '.join(ACTIONS)}")
+    except Exception as e:
+        raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
+    return actions
 
 
 def read_policy(path: Union[str, os.PathLike]):
@@ -179,6 +197,7 @@ def read_policy(path: Union[str, os.PathLike]):
         with zipfile.ZipFile(path) as archive:
             header = json.loads(archive.read(ZIP_HEADER))
         levels = int(header["levels"])
+        n_actions = action_count(levels, header.get("actions", "levels"))
         algorithm = header.get("algorithm", "dqn")
         if algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm {algorithm!r}, expected one of {', '.join(ALGORITHMS)}")
@@ -187,14 +206,15 @@ def read_policy(path: Union[str, os.PathLike]):
         algo, known = (DQN, {"train_freq": TRAIN_FREQ}) if algorithm == "dqn" else \
             (PPO, {"clip_range": float(header["recipe"]["hyperparameters"]["clip_range"])})
         model = load_model(algo, path, observation_space=features_space(read_features(header)),
-                           action_space=gym.spaces.Discrete(levels), known=known)
+                           action_space=gym.spaces.Discrete(n_actions), known=known)
     except FileNotFoundError:
         raise ValueError(f"keeprate policy {path} not found; train one with `python -m agents.keeprate --out {path}`") \
             from None
     except Exception as e:
         raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
-    if model.action_space.n != levels:
-        raise ValueError(f"keeprate policy {path}: {model.action_space.n} actions but {levels} levels in its header")
+    if model.action_space.n != n_actions:
+        raise ValueError(f"keeprate policy {path}: {model.action_space.n} actions but its header's levels and "
+                         f"actions make {n_actions}")
     return model, levels
 
 
@@ -258,7 +278,7 @@ def train_time_policy(out: Path, **kwargs) -> dict:
     model, result = learn(**kwargs)
     recipe = result["recipe"]
     save_policy(model, out, {"format": FORMAT, "agent": KeepRate.name, "levels": recipe["levels"],
-                             "algorithm": recipe["algorithm"], "recipe": recipe,
+                             "actions": recipe["actions"], "algorithm": recipe["algorithm"], "recipe": recipe,
                              "config": {"selection": "count", "objective": "time", "policy": str(out),
                                         "decide_every": recipe["decide_every"], "seed": recipe["seed"]},
                              "state": {}})
@@ -339,6 +359,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     time_only.add_argument("--budget-epochs", type=int, default=None,
                            help="with --target-accuracy: a run's budget, the all-patch FLOPs of this many epochs, "
                                 "computed (default: --epochs, the plan)")
+    time_only.add_argument("--actions", choices=ACTIONS, default=None,
+                           help="what an action means: levels, the count level to hold; steps, a move of the "
+                                "run's level by -1, 0, +1 or +2 (default: levels)")
     time_only.add_argument("--report", default=None,
                            help="folder for the learning curve (learning_curve.json and .png; default: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -369,7 +392,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
                 show_progress=not args.no_progress, observe=args.observe, gradient_steps=args.gradient_steps,
                 baseline_count=args.baseline_count, target_accuracy=args.target_accuracy,
-                budget_epochs=args.budget_epochs, command=" ".join(["python -m agents.keeprate", *argv_used]))
+                budget_epochs=args.budget_epochs, actions=args.actions or "levels",
+                command=" ".join(["python -m agents.keeprate", *argv_used]))
         except ValueError as e:
             p.error(str(e))
         runs = result["runs"]

@@ -36,8 +36,8 @@ import torch
 from agents.evolve import env_kwargs, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
-from agents.keeprate import packaged_policy, policy_features, read_policy
-from agents.keeprate_task import count_for
+from agents.keeprate import packaged_policy, policy_actions, policy_features, read_policy
+from agents.keeprate_task import count_for, played_level
 from agents.keeprate_time import ConstantCount
 from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
@@ -49,15 +49,17 @@ EVAL_SEEDS = (2000, 2001, 2002)
 
 
 class Greedy:
-    """A keeprate policy as a curve `score_curves` asks: its greedy level's count, from the
-    progress features at `features` (the positions its file names)."""
+    """A keeprate policy as a curve `score_curves` asks: the count of the level its greedy
+    action plays (`actions`: what its actions mean), from the progress features at
+    `features` (the positions its file names)."""
 
-    def __init__(self, model, levels: int, features: np.ndarray):
-        self.model, self.levels, self.features = model, levels, features
+    def __init__(self, model, levels: int, features: np.ndarray, actions: str = "levels"):
+        self.model, self.levels, self.features, self.actions = model, levels, features, actions
 
     def count(self, obs, num_patches: int) -> int:
-        level, _ = self.model.predict(np.asarray(obs, dtype=np.float32)[self.features], deterministic=True)
-        return count_for(int(level), self.levels, num_patches)
+        obs = np.asarray(obs, dtype=np.float32)
+        action, _ = self.model.predict(obs[self.features], deterministic=True)
+        return count_for(played_level(int(action), obs, self.levels, self.actions), self.levels, num_patches)
 
 
 class Schedule:
@@ -118,7 +120,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     bar = tqdm(total=len(rows) * len(refs), desc="reaction runs", disable=not show_progress)
     with bar:
         for ref in refs:  # the policy first: its mean is the schedule
-            played = Recorded(Greedy(model, levels, features))
+            played = Recorded(Greedy(model, levels, features, policy_actions(policy)))
             [s] = score_curves(pop, [played], ref, **score)
             rows["policy"].append({"seed": ref.seed, "score": s, "trace": played.trace})
             bar.update()

@@ -22,6 +22,10 @@ decision (a count level held for ``decide_every`` env steps) at a time.
   per reference: what a fixed controller scores on that seed), a run's last reward adds its
   reference's baseline, so its rewards sum to minus its score plus the baseline: a constant
   per seed, which no policy can change, that takes the seed's difficulty out of the return.
+
+  With ``actions="steps"`` an action moves the level the run last kept by one of
+  `LEVEL_STEPS` rather than naming a level (`played_level`); either way each decision's
+  info gives the level it played (``level``).
 """
 from __future__ import annotations
 
@@ -38,7 +42,36 @@ from patchenv.model.flops import step_flops
 from patchenv.population import PopulationEnv
 
 _PROBE_ACCURACY = PROGRESS_FEATURES.index("probe_accuracy")
+_LAST_KEPT = PROGRESS_FEATURES.index("last_kept")
+_BUDGET_DONE = PROGRESS_FEATURES.index("budget_done")
 TRAIN_FREQ = 1  # the task's DQNs take a gradient step after every decision
+# What a policy's action means: "levels", the level to hold; "steps", a move of the level the
+# run last kept by one of LEVEL_STEPS (a climb is then one action repeated, not a sequence of
+# different levels, each to be found).
+ACTIONS = ("levels", "steps")
+LEVEL_STEPS = (-1, 0, 1, 2)
+
+
+def action_count(levels: int, actions: str) -> int:
+    """How many actions a policy of `levels` count levels has under `actions` (`ACTIONS`)."""
+    if actions not in ACTIONS:
+        raise ValueError(f"actions must be one of {', '.join(ACTIONS)}, got {actions!r}")
+    return levels if actions == "levels" else len(LEVEL_STEPS)
+
+
+def played_level(action: int, obs, levels: int, actions: str) -> int:
+    """The level (0-based) a policy's `action` plays on the progress observation `obs` (all
+    of `PROGRESS_FEATURES`): the action itself under ``actions="levels"``; under ``"steps"``,
+    the level the run last kept (from its ``last_kept`` share) moved by
+    ``LEVEL_STEPS[action]``, within [0, levels - 1]. A run that has not stepped yet
+    (``budget_done`` 0; the env reports it as keeping everything) starts from the lowest
+    level. Read off the observation rather than held, so the task, the agent and the
+    reaction check play the same level with no state of their own to save."""
+    if actions == "levels":
+        return int(action)
+    fresh = float(obs[_BUDGET_DONE]) == 0.0
+    current = 0 if fresh else max(0, round(float(obs[_LAST_KEPT]) * levels) - 1)
+    return min(levels - 1, max(0, current + LEVEL_STEPS[int(action)]))
 
 
 def count_for(level: int, levels: int, num_patches: int) -> int:
@@ -116,7 +149,8 @@ class PopulationRuns(PopulationVecEnv):
 
     def __init__(self, population: PopulationEnv, levels: int, decide_every: int, target: Optional[float] = None,
                  *, references: Optional[Sequence[Reference]] = None, first_check: float = 0.3,
-                 fixed_cost: float = FIXED_COST, baselines: Optional[Sequence[float]] = None):
+                 fixed_cost: float = FIXED_COST, baselines: Optional[Sequence[float]] = None,
+                 actions: str = "levels"):
         run = population.unwrapped.runs[0]
         if run.selection != "count" or run.obs_type != "progress" or run.total_steps is None:
             raise ValueError("PopulationRuns needs a population with selection='count', obs_type='progress' and "
@@ -129,8 +163,12 @@ class PopulationRuns(PopulationVecEnv):
                                       or not all(math.isfinite(b) for b in baselines)):
             raise ValueError(f"baselines must be one finite score per reference run "
                              f"({0 if references is None else len(references)}), got {list(baselines)}")
-        super().__init__(population, gym.spaces.Discrete(levels))
-        self.levels, self.decide_every, self.target = levels, decide_every, target
+        if actions == "steps" and not 1 <= levels <= run.num_patches:
+            # a level is read back from the share kept: two levels must not keep the same count
+            raise ValueError(f"actions='steps' needs at most one level per patch ({run.num_patches}), got {levels}")
+        super().__init__(population, gym.spaces.Discrete(action_count(levels, actions)))
+        self.levels, self.decide_every, self.target, self.actions = levels, decide_every, target, actions
+        self._obs: Optional[np.ndarray] = None  # the runs' last observations: where a step moves from
         self.references = None if references is None else list(references)
         self.first_check, self.fixed_cost = first_check, fixed_cost
         self.baselines = None if baselines is None else [float(b) for b in baselines]
@@ -148,7 +186,8 @@ class PopulationRuns(PopulationVecEnv):
     def reset(self):
         if self.references is not None:  # every run starts on the next reference's seed
             self._seeds = [self._take_reference(i) for i in range(self.num_envs)]
-        return super().reset()
+        self._obs = super().reset()
+        return self._obs
 
     def _restart_seeds(self, dones: np.ndarray) -> Optional[list]:
         if self.references is None:
@@ -166,11 +205,20 @@ class PopulationRuns(PopulationVecEnv):
         return ref.seed
 
     def step_async(self, actions: np.ndarray) -> None:
-        self._actions = np.asarray(actions).reshape(self.num_envs)
+        actions = np.asarray(actions).reshape(self.num_envs)
+        if self.actions == "steps":  # each run moves from the level it last kept
+            actions = np.array([played_level(a, self._obs[i], self.levels, "steps") for i, a in enumerate(actions)])
+        self._actions = actions  # the levels the runs play this decision
 
     def step_wait(self):
-        if self.references is not None:
-            return self._step_time()
+        obs, rewards, dones, infos = self._step_time() if self.references is not None else self._step_probe()
+        for i, info in enumerate(infos):
+            info["level"] = int(self._actions[i])  # what was played, whatever the action meant
+        self._obs = obs
+        return obs, rewards, dones, infos
+
+    def _step_probe(self):
+        """One decision under the progress or target objective (`WholeRuns.step`'s)."""
         pop, e = self.population, self.num_envs
         counts = [count_for(int(level), self.levels, pop.runs[0].num_patches) - 1 for level in self._actions]
         total, flops = np.zeros(e), np.zeros(e)

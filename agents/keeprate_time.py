@@ -18,7 +18,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from agents.evolve import CHECKS, FIXED_COST, PROXY_SEEDS, PROXY_SPLIT_SEED
-from agents.keeprate_task import TRAIN_FREQ, PopulationRuns, count_for
+from agents.keeprate_task import TRAIN_FREQ, PopulationRuns, action_count, count_for
 from agents.progress_view import ObserveFeatures, parse_features
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
@@ -46,7 +46,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
           report: Optional[Path] = None, max_minutes: Optional[float] = None, show_progress: bool = True,
           command: Optional[str] = None, observe: Optional[Sequence[str]] = None,
           gradient_steps: Optional[int] = None, baseline_count: Optional[int] = None,
-          target_accuracy: Optional[float] = None, budget_epochs: Optional[int] = None) -> tuple:
+          target_accuracy: Optional[float] = None, budget_epochs: Optional[int] = None,
+          actions: str = "levels") -> tuple:
     """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
     finished proxy runs (or until `max_minutes` of wall clock, references included), the
     policy reading the progress features `observe` alone (`agents.progress_view`; None: all
@@ -56,7 +57,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     a seed, like the references); given `target_accuracy`, every proxy seed has that target
     and a budget of the all-patch FLOPs of `budget_epochs` (default `epochs`, the plan),
     computed, with no reference run (`agents.evolve.fixed_target_references`, the suite's
-    way); given `report` (a folder), write the learning curve there (``learning_curve.json``,
+    way); `actions` "steps" makes an action a move of the run's level rather than a level
+    (`agents.keeprate_task.played_level`); given `report` (a folder), write the learning curve there (``learning_curve.json``,
     ``learning_curve.png``). Returns the model and {"recipe", "runs"} (the curve)."""
     from stable_baselines3 import DQN, PPO
     from tqdm.auto import tqdm
@@ -76,6 +78,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     if budget_epochs is not None and target_accuracy is None:
         raise ValueError(f"--budget-epochs goes with --target-accuracy (a reference run's budget is its own), "
                          f"got --budget-epochs {budget_epochs} alone")
+    action_count(levels, actions)  # a one-line error for an unknown kind, before any run
     observe = parse_features(observe)
     start = time.perf_counter()
     images = proxy_images(dataset, train_images, eval_images, data_root).to(device)
@@ -96,7 +99,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
                                   fixed_cost)[0]
                      for ref in tqdm(refs, desc=f"{baseline_count}-patch baselines", disable=not show_progress)]
     venv = PopulationRuns(pop, levels, decide_every, references=refs, first_check=first_check, fixed_cost=fixed_cost,
-                          baselines=baselines)
+                          baselines=baselines, actions=actions)
     # SB3 spreads DQN's exploration over `total_timesteps`, which is a loose bound (below):
     # scale its fraction so that epsilon decays over that share of the runs asked for.
     hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
@@ -126,7 +129,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
                           "planned steps at all patches), from first_check on",
               "miss": "at the budget's FLOPs (the reference's, or budget_epochs of all patches): the modeled time "
                       "share (at least 1) plus 10 times the accuracy lacked; a diverged run 2",
-              "num_patches": num_patches, "levels": levels, "decide_every": decide_every, "algorithm": algo,
+              "num_patches": num_patches, "levels": levels, "actions": actions, "decide_every": decide_every, "algorithm": algo,
               "hyperparameters": hyperparameters, "runs": len(log.runs), "decisions": model.num_timesteps,
               "max_minutes": max_minutes, "seed": seed, "population": population, "device": device,
               "torch_threads": torch.get_num_threads(),
@@ -168,7 +171,7 @@ class RunLog(BaseCallback):
             self._returns, self._levels = np.zeros(len(dones)), [[] for _ in dones]
         for i, done in enumerate(dones):
             self._returns[i] += float(rewards[i])
-            self._levels[i].append(int(actions[i]))
+            self._levels[i].append(int(infos[i].get("level", actions[i])))  # the level played
             if done:
                 info = infos[i]
                 self.runs.append({"run": len(self.runs) + 1, "proxy_seed": info["proxy_seed"],
