@@ -154,6 +154,14 @@ class KeepRate(CountController):
             self.model, self.levels = read_policy(self.hp.policy_path)
             self.actions = policy_actions(self.hp.policy_path)
             self.features = feature_index(policy_features(self.hp.policy_path))
+        if self.actions == "steps":
+            # A step moves one level a decision: the decisions must fall as densely over the
+            # plan as they did in training, or the climb runs at another speed.
+            every = steps_decide_every(self.hp.policy_path, env.unwrapped.total_steps)
+            if abs(self.hp.decide_every - every) > max(1, 0.01 * every):
+                raise ValueError(f"{self.hp.policy_path} moves its count a step a decision: on this run's "
+                                 f"{env.unwrapped.total_steps} planned steps it decides every {every} steps, as "
+                                 f"in training; got decide_every={self.hp.decide_every}")
 
     def ready(self) -> bool:
         return self.model is not None
@@ -184,6 +192,17 @@ def policy_actions(path: Union[str, os.PathLike]) -> str:
     except Exception as e:
         raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
     return actions
+
+
+def steps_decide_every(path: Union[str, os.PathLike], total_steps: Optional[int]) -> int:
+    """The decision interval at which the ``actions="steps"`` policy in file `path` decides as
+    often, per planned step, as in training (its recipe's decide_every over its plan's
+    steps), on a run of `total_steps` planned steps."""
+    if total_steps is None:
+        raise ValueError(f"{path} moves its count a step a decision: the run needs budget_epochs (a plan)")
+    with zipfile.ZipFile(path) as archive:
+        recipe = json.loads(archive.read(ZIP_HEADER))["recipe"]
+    return max(1, round(recipe["decide_every"] * total_steps / recipe["references"][0]["steps"]))
 
 
 def read_policy(path: Union[str, os.PathLike]):

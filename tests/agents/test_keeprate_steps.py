@@ -1,19 +1,23 @@
 """keeprate's ``actions="steps"``: an action moves the level the run last kept (down one, stay,
 up one or two) instead of naming a level. The task, the trained agent and the reaction
 check read the level off the observation's ``last_kept`` and play the same one."""
+import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
 import torch
 
 from agents.evolve import Reference, env_kwargs, proxy_images, references
-from agents.keeprate import KeepRate, main, policy_actions, policy_features, read_policy, train_time_policy
+from agents.keeprate import (KeepRate, main, policy_actions, policy_features, read_policy, steps_decide_every,
+                             train_time_policy)
 from agents.keeprate_reaction import Greedy
 from agents.keeprate_task import LEVEL_STEPS, PopulationRuns, count_for, played_level
 from agents.progress_view import feature_index
 from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.population import PopulationEnv
+from patchenv.selector import ZIP_HEADER
 
 LEVELS, EVERY = 4, 5
 UP = LEVEL_STEPS.index(1)
@@ -89,7 +93,8 @@ def test_a_steps_policy_trains_reads_back_and_plays_the_same_level_everywhere(tm
     for run in result["runs"]:
         path = [0] + run["levels"]
         assert all(b - a in LEVEL_STEPS or b == a == 0 or b == a == LEVELS - 1 for a, b in zip(path, path[1:]))
-    agent = KeepRate(objective="time", policy=str(tmp_path / "s.zip"), decide_every=EVERY)
+    every = steps_decide_every(tmp_path / "s.zip", pop.runs[0].total_steps)
+    agent = KeepRate(objective="time", policy=str(tmp_path / "s.zip"), decide_every=every)
     agent.setup(pop.runs[0])
     features = feature_index(policy_features(tmp_path / "s.zip"))
     greedy = Greedy(model, LEVELS, features, "steps")
@@ -111,15 +116,24 @@ def test_a_steps_policy_moves_a_real_runs_count_one_allowed_step_a_decision(tmp_
     train_time_policy(tmp_path / "s.zip", runs=1, epochs=1, train_images=400, eval_images=200, proxy_seeds=1,
                       levels=LEVELS, decide_every=EVERY, seed=1, algo="dqn", dataset="digits", show_progress=False,
                       actions="steps")
-    agent = KeepRate(objective="time", policy=str(tmp_path / "s.zip"), decide_every=EVERY)
+    plain = dict(**{**TINY, "val_fraction": 0.1, "budget_epochs": 1}, selection="count", obs_type="progress")
+    env = gym.make("patchenv/PatchSelection-v1", **plain)
+    # it decides as densely over this run's plan as over its proxy's, and is refused otherwise
+    every = steps_decide_every(tmp_path / "s.zip", env.unwrapped.total_steps)
+    [ref] = json.loads(zipfile.ZipFile(tmp_path / "s.zip").read(ZIP_HEADER))["recipe"]["references"]
+    assert every == round(EVERY * env.unwrapped.total_steps / ref["steps"])
+    with pytest.raises(ValueError, match=f"decides every {every} steps, as in training; got decide_every={every + 5}"):
+        KeepRate(objective="time", policy=str(tmp_path / "s.zip"), decide_every=every + 5).setup(env)
+    env.close()
+    agent = KeepRate(objective="time", policy=str(tmp_path / "s.zip"), decide_every=every)
     env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "val_fraction": 0.1, "budget_epochs": 1},
                    **agent.env_kwargs())
     agent.setup(env)
     obs, _ = env.reset(seed=0)
     held = []
-    for step in range(6 * EVERY):
+    for step in range(6 * every):
         action = agent.act(obs)
-        if step % EVERY == 0:
+        if step % every == 0:
             held.append(action + 1)
         obs, _, terminated, truncated, _ = env.step(action)
         agent.update(None)
