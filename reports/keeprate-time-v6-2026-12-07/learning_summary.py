@@ -2,10 +2,10 @@
 
 - its proxy runs' scores (modeled time to target over the reference's), mean and median by
   blocks of 25 runs consumed, and how many missed;
-- the schedule its greedy policy plays: a policy reading only ``budget_done`` (and, for a
-  steps policy, ``last_kept``, which its own actions set) plays the same counts on every
-  run, so rolling it forward decision by decision, from a fresh run, gives its exact
-  schedule; next to it, evolved:objective=time's count at the same decisions (its feedback
+- the schedule its greedy policy plays: a policy reading only ``budget_done``,
+  ``kept_so_far`` and ``last_kept`` (which its own choices set) plays the same counts on
+  every run, so rolling it forward decision by decision from a fresh run gives its exact
+  schedule (`q_credit.greedy_path`); next to it, evolved:objective=time's count at the same decisions (its feedback
   term read as 0: its trend input);
 - the mean squared distance, in patches, of that schedule from evolved's over the plan and
   the same length past it (budget_done 0-2).
@@ -24,34 +24,12 @@ import numpy as np
 
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
-from agents.keeprate import policy_actions, policy_features, read_policy
-from agents.keeprate_task import count_for, played_level
-from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
+from q_credit import HORIZON, greedy_path  # this folder's: the path a self-determined policy plays
 
 BLOCK = 25
-HORIZON = 2.0  # budget_done the schedules are read to: the plan and as long again
-BUDGET, LAST_KEPT = PROGRESS_FEATURES.index("budget_done"), PROGRESS_FEATURES.index("last_kept")
-
-
-def greedy_schedule(policy: Path, decisions: int, plan_steps: int, decide_every: int, n: int) -> list[int]:
-    """The counts the greedy policy holds at each decision of a run, which it alone determines
-    (it reads budget_done and what it last kept; refused otherwise)."""
-    features = policy_features(policy)
-    if not set(features) <= {"budget_done", "last_kept"}:
-        raise ValueError(f"{policy} reads {features}: its counts depend on the run, not only on its own choices")
-    model, levels = read_policy(policy)
-    actions, index = policy_actions(policy), feature_index(features)
-    obs = np.zeros(len(PROGRESS_FEATURES), dtype=np.float32)
-    counts = []
-    for j in range(decisions):
-        obs[BUDGET] = j * decide_every / plan_steps
-        action, _ = model.predict(obs[index], deterministic=True)
-        k = count_for(played_level(int(action), obs, levels, actions), levels, n)
-        counts.append(k)
-        obs[LAST_KEPT] = k / n
-    return counts
+BUDGET = PROGRESS_FEATURES.index("budget_done")
 
 
 def summarize(folder: Path) -> dict:
@@ -59,7 +37,7 @@ def summarize(folder: Path) -> dict:
     recipe, runs = curve["recipe"], curve["runs"]
     plan, every, n = recipe["references"][0]["steps"], recipe["decide_every"], recipe["num_patches"]
     decisions = int(np.ceil(HORIZON * plan / every))
-    counts = greedy_schedule(folder / "policy.zip", decisions, plan, every, n)
+    counts = [step["count"] for step in greedy_path(folder / "policy.zip")[1]][:decisions]
     evolved, _ = read_curve(PACKAGED_FOR["time"])
     obs = np.zeros(len(PROGRESS_FEATURES))
     ev = []
