@@ -109,7 +109,8 @@ PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for 
 OBJECTIVES = ("progress", "target", "time")
 # Time-objective flags that mean nothing to the other objectives.
 TIME_ONLY = ("train_images", "eval_images", "proxy_seeds", "fixed_cost", "first_check", "max_minutes", "report",
-             "algo", "observe", "gradient_steps", "baseline_count", "target_accuracy", "budget_epochs", "actions")
+             "algo", "observe", "gradient_steps", "baseline_count", "target_accuracy", "budget_epochs", "actions",
+             "n_steps")
 
 
 def packaged_policy(objective: str) -> Path:
@@ -368,6 +369,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                            help="the DQN's gradient steps per decision, its replay ratio (default: one per run of "
                                 "the population); a decision costs --decide-every ViT steps, a gradient step "
                                 "next to nothing")
+    time_only.add_argument("--n-steps", type=int, default=None,
+                           help="the DQN learns from n-step returns (SB3's n_steps; default: 1): the rewards "
+                                "of the next N decisions, so a choice is credited with the run's time it saves "
+                                "even when the observation does not show what the run was fed")
     time_only.add_argument("--baseline-count", type=int, default=None,
                            help="offset each proxy seed's return by the score a constant run at this many patches "
                                 "earns on it, which takes the seed's difficulty out of the return (default: none)")
@@ -386,7 +391,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     for name in ("runs", "epochs", "levels", "decide_every", "population", "train_images", "eval_images",
-                 "proxy_seeds", "gradient_steps", "baseline_count", "budget_epochs"):
+                 "proxy_seeds", "gradient_steps", "baseline_count", "budget_epochs", "n_steps"):
         value = getattr(args, name)
         if value is not None and value <= 0:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -411,7 +416,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 max_minutes=args.max_minutes, report=Path(args.report) if args.report else None,
                 show_progress=not args.no_progress, observe=args.observe, gradient_steps=args.gradient_steps,
                 baseline_count=args.baseline_count, target_accuracy=args.target_accuracy,
-                budget_epochs=args.budget_epochs, actions=args.actions or "levels",
+                budget_epochs=args.budget_epochs, actions=args.actions or "levels", n_steps=args.n_steps,
                 command=" ".join(["python -m agents.keeprate", *argv_used]))
         except ValueError as e:
             p.error(str(e))

@@ -47,12 +47,13 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
           command: Optional[str] = None, observe: Optional[Sequence[str]] = None,
           gradient_steps: Optional[int] = None, baseline_count: Optional[int] = None,
           target_accuracy: Optional[float] = None, budget_epochs: Optional[int] = None,
-          actions: str = "levels") -> tuple:
+          actions: str = "levels", n_steps: Optional[int] = None) -> tuple:
     """Train an SB3 `algo` (unmodified) on the time objective (module docstring) for `runs`
     finished proxy runs (or until `max_minutes` of wall clock, references included), the
     policy reading the progress features `observe` alone (`agents.progress_view`; None: all
     of them); the DQN takes `gradient_steps` gradient steps a decision (None: one per run of
-    the population); given `baseline_count` K, each proxy seed's return is offset by the score
+    the population) and, given `n_steps`, learns from n-step returns (SB3's own option; at
+    least a run's decisions: the run's whole remaining return); given `baseline_count` K, each proxy seed's return is offset by the score
     a constant K-patch run earns on it (`PopulationRuns`' baselines; K-patch runs scored once
     a seed, like the references); given `target_accuracy`, every proxy seed has that target
     and a budget of the all-patch FLOPs of `budget_epochs` (default `epochs`, the plan),
@@ -75,6 +76,8 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     if gradient_steps is not None and (algo != "dqn" or gradient_steps <= 0):
         raise ValueError(f"--gradient-steps is a positive integer for --algo dqn only, got {gradient_steps} "
                          f"with --algo {algo}")
+    if n_steps is not None and (algo != "dqn" or n_steps <= 0):
+        raise ValueError(f"--n-steps is a positive integer for --algo dqn only, got {n_steps} with --algo {algo}")
     if budget_epochs is not None and target_accuracy is None:
         raise ValueError(f"--budget-epochs goes with --target-accuracy (a reference run's budget is its own), "
                          f"got --budget-epochs {budget_epochs} alone")
@@ -105,6 +108,7 @@ def learn(*, runs: int, epochs: int, train_images: int, eval_images: int, proxy_
     hyperparameters = PPO_HYPERPARAMETERS if algo == "ppo" else {
         **DQN_HYPERPARAMETERS, "learning_starts": 2 * venv.planned_decisions,
         "gradient_steps": population if gradient_steps is None else gradient_steps,
+        **({} if n_steps is None else {"n_steps": n_steps}),
         "target_update_interval": 4 * venv.planned_decisions,
         "exploration_fraction": DQN_HYPERPARAMETERS["exploration_fraction"] / TIMESTEP_SLACK}
     learner = venv if observe == PROGRESS_FEATURES else ObserveFeatures(venv, observe)
