@@ -195,7 +195,8 @@ def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
 
     result = train_time_policy(tmp_path / "d.zip", runs=2, epochs=1, train_images=400, eval_images=200,
                                proxy_seeds=1, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
-                               dataset="digits", show_progress=False, gradient_steps=3, baseline_count=16)
+                               dataset="digits", show_progress=False, gradient_steps=3, baseline_count=16,
+                               n_steps=25)
     model, levels = read_policy(tmp_path / "d.zip")
     assert isinstance(model, DQN) and levels == LEVELS and result["recipe"]["algorithm"] == "dqn"
     # The baseline is what a constant 16-patch run scores on the proxy seed, computed here apart.
@@ -208,8 +209,9 @@ def test_dqn_trains_on_the_time_objective_and_reads_back(tmp_path):
     assert result["recipe"]["baseline_count"] == 16 and result["recipe"]["baselines"] == [pytest.approx(expected)]
     assert all(r["baseline"] == pytest.approx(expected) for r in result["runs"])
     assert all(r["return"] == pytest.approx(-r["score"] + expected, abs=2e-5) for r in result["runs"])
-    # The replay ratio asked for is the model's and its recipe's.
+    # The replay ratio and the n-step returns asked for are the model's and its recipe's.
     assert model.gradient_steps == 3 and result["recipe"]["hyperparameters"]["gradient_steps"] == 3
+    assert model.n_steps == 25 and result["recipe"]["hyperparameters"]["n_steps"] == 25
     assert len(result["runs"]) == 2
     # Epsilon has decayed by the runs asked for (0.4 of them), not over learn()'s loose bound.
     assert model.exploration_rate == pytest.approx(0.05)
@@ -316,6 +318,9 @@ def test_the_shipped_dqn_time_policy_reads_back_with_its_recipe():
     (["--objective", "time", "--algo", "dqn", "--gradient-steps", "0"], "--gradient-steps must be a positive integer"),
     (["--objective", "time", "--algo", "ppo", "--gradient-steps", "4"], "--gradient-steps is .* for --algo dqn only"),
     (["--objective", "target", "--gradient-steps", "4"], "--gradient-steps is for --objective time only"),
+    (["--objective", "time", "--algo", "ppo", "--n-steps", "4"], "--n-steps is a positive integer for --algo dqn only"),
+    (["--objective", "time", "--algo", "dqn", "--n-steps", "0"], "--n-steps must be a positive integer, got 0"),
+    (["--objective", "target", "--n-steps", "4"], "--n-steps is for --objective time only"),
     (["--objective", "target", "--baseline-count", "4"], "--baseline-count is for --objective time only"),
     (["--objective", "time", "--baseline-count", "0"], "--baseline-count must be a positive integer, got 0"),
     (["--objective", "time", "--baseline-count", "65", "--dataset", "digits", "--train-images", "200",
