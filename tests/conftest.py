@@ -13,10 +13,7 @@ import torch  # noqa: E402
 
 import patchenv  # noqa: F401  (registers the env ids)
 from patchenv import registry
-
-# A ViT small enough that a test trains it for real on a 2-core CI machine.
-TINY = dict(dataset="synthetic", batch_size=16, patch_size=4, dim=32, depth=2, heads=2,
-            dim_head=16, mlp_dim=64, device="cpu")
+from tiny_env import TINY
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Helpers the agents' tests share (not a test module): a tiny env built for an agent."""
 import gymnasium as gym
 
-from conftest import TINY
+from tiny_env import TINY
 
 
 def make_env(agent, **overrides):

@@ -10,7 +10,7 @@ import torch
 import agents
 from agent_envs import make_env, params, pending_obs
 from agents.agentvit import AgentViT
-from conftest import TINY
+from tiny_env import TINY
 
 def test_agentvit_accepts_the_readme_hyperparameters():
     agent = agents.make("agentvit", buffer_size=64, buffer_batch_size=8, gamma=0.95, eps_start=1, eps_end=0.01,

@@ -5,7 +5,7 @@ import pytest
 
 import agents
 from agents.keeprate import KeepRate, WholeRuns, count_for, packaged_policy, read_policy, train_policy
-from conftest import TINY
+from tiny_env import TINY
 
 
 @pytest.fixture(scope="module")

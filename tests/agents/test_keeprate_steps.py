@@ -7,16 +7,14 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 
-from agents.evolve import Reference, env_kwargs, proxy_images, references
+from agents.evolve import Reference, references
 from agents.keeprate import (KeepRate, main, policy_actions, policy_features, read_policy, steps_decide_every,
                              train_time_policy)
 from agents.keeprate_reaction import Greedy
 from agents.keeprate_task import LEVEL_STEPS, PopulationRuns, count_for, played_level
 from agents.progress_view import feature_index
 from patchenv.env.progress import PROGRESS_FEATURES
-from patchenv.population import PopulationEnv
 from patchenv.selector import ZIP_HEADER
 
 LEVELS, EVERY = 4, 5
@@ -28,14 +26,6 @@ def observation(last_kept: float, budget_done: float = 0.5) -> np.ndarray:
     obs = np.zeros(len(PROGRESS_FEATURES), dtype=np.float32)
     obs[LAST_KEPT], obs[PROGRESS_FEATURES.index("budget_done")] = last_kept, budget_done
     return obs
-
-
-@pytest.fixture(scope="module")
-def pop():
-    torch.manual_seed(0)
-    population = PopulationEnv(1, **env_kwargs(proxy_images("digits", 400, 200), 2, "cpu"))
-    yield population
-    population.close()
 
 
 @pytest.mark.parametrize("levels,n", [(8, 64), (5, 48), (4, 48)])
@@ -111,7 +101,7 @@ def test_a_steps_policy_moves_a_real_runs_count_one_allowed_step_a_decision(tmp_
     """The agent in a plain env (a suite's run): the counts it holds, decision by decision,
     start from the lowest level and move by the steps allowed."""
     import gymnasium as gym
-    from conftest import TINY
+    from tiny_env import TINY
 
     train_time_policy(tmp_path / "s.zip", runs=1, epochs=1, train_images=400, eval_images=200, proxy_seeds=1,
                       levels=LEVELS, decide_every=EVERY, seed=1, algo="dqn", dataset="digits", show_progress=False,

@@ -9,7 +9,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 
 import agents
 from agents.evolve import (CHECKS, Reference, env_kwargs, fixed_target_references, proxy_images, references,
@@ -21,14 +20,6 @@ from patchenv.population import PopulationEnv
 from patchenv.selector import ZIP_HEADER
 
 LEVELS, EVERY, FIXED = 4, 5, 24.0
-
-
-@pytest.fixture(scope="module")
-def pop():
-    torch.manual_seed(0)
-    population = PopulationEnv(1, **env_kwargs(proxy_images("digits", 400, 200), 2, "cpu"))
-    yield population
-    population.close()
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +254,7 @@ def test_a_policy_trains_against_a_fixed_target_and_the_reaction_check_uses_it(t
 
 def test_keeprate_time_drives_a_run_through_the_runner(ppo_policy, tmp_path):
     import gymnasium as gym
-    from conftest import TINY
+    from tiny_env import TINY
     from patchenv.run import Budget, run_training
 
     agent = agents.make("keeprate", objective="time", policy=str(ppo_policy[0] / "p.zip"), decide_every=EVERY)

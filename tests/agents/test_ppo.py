@@ -7,7 +7,7 @@ import numpy as np
 import agents
 from agent_envs import make_env, pending_obs
 from agents.ppo import PatchFeatures
-from conftest import TINY
+from tiny_env import TINY
 
 def test_ppo_extractor_works_per_patch_and_budget_is_respected():
     agent = agents.make("ppo", n_steps=2048)

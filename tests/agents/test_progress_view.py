@@ -84,7 +84,7 @@ def test_a_policy_reading_budget_done_alone_records_it_and_reads_back(budget_pol
 def test_the_selector_and_the_reaction_check_feed_it_budget_done(budget_policy):
     out, _ = budget_policy
     import gymnasium as gym
-    from conftest import TINY
+    from tiny_env import TINY
 
     model, levels = read_policy(out)
     agent = KeepRate(objective="time", policy=str(out), decide_every=EVERY)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import agents
-from conftest import TINY
+from tiny_env import TINY
 
 
 class KeptLog(gym.Wrapper):

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv.registry import make_from_spec
 from patchenv.run import Budget, run_training
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv import data as data_mod
 from patchenv.model.flops import step_flops
 from patchenv.env.progress import PROGRESS_FEATURES

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv import data
 from patchenv.env import PatchSelectionEnv
 from patchenv.population import PopulationEnv

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv import data
 from patchenv.data import digits, fashion_mnist
 from patchenv.env.config import EnvConfig

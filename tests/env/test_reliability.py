@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv import data
 from patchenv.env import PatchSelectionEnv
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY
+from tiny_env import TINY
 
 ROOT = Path(__file__).resolve().parents[2]
 

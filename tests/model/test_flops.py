@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv.env import PatchSelectionEnv
 from patchenv.model.flops import PARTS, step_flops
 from patchenv.model.vit import SimpleViT

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import agents
-from conftest import TINY
+from tiny_env import TINY
 from patchenv.model.vit import SimpleViT, init_weights
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv.run import resume_points
 from patchenv.run import records as run_records
 from patchenv.run.interrupt import GracefulInterrupt

@@ -3,7 +3,7 @@ times an epoch near it, outside the clock and without changing what the run trai
 import gymnasium as gym
 import pytest
 
-from conftest import TINY
+from tiny_env import TINY
 from patchenv.registry import make_from_spec
 from patchenv.run import Budget, run_training
 from patchenv.run import records as run_records

@@ -15,7 +15,7 @@ import torch
 
 import agents
 from agents.keeprate import packaged_policy, read_policy
-from conftest import TINY
+from tiny_env import TINY
 from patchenv import cli, data
 from patchenv.env import PatchSelectionEnv
 from patchenv.population import PopulationEnv

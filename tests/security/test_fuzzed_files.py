@@ -19,7 +19,7 @@ from agents.keeprate import packaged_policy, read_policy
 from benchmarks import compare_selectors
 from benchmarks.sweep import plan
 from benchmarks.sweep.results import load_previous
-from conftest import TINY
+from tiny_env import TINY
 from patchenv import checked_json, data
 from patchenv.env import PatchSelectionEnv
 from patchenv.population import PopulationEnv
