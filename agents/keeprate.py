@@ -77,16 +77,12 @@ online would need many runs of the run being controlled).
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import math
-import os
 import sys
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -95,14 +91,12 @@ import torch
 from agents.base import FORMAT, NO_PROBE, build_config
 from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.evolve import FIXED_COST
-from agents.keeprate_task import (ACTIONS, TRAIN_FREQ, PopulationRuns, WholeRuns, action_count,
-                                  all_patch_probe_accuracy, count_for, played_level)
+from agents.keeprate_file import PolicyHeader, save_policy
+from agents.keeprate_task import (ACTIONS, TRAIN_FREQ, PopulationRuns, WholeRuns, all_patch_probe_accuracy,
+                                  count_for, played_level)
 from agents.keeprate_time import ALGORITHMS, learn
-from agents.progress_view import SCALE_FREE, feature_index, features_space, read_features
-from agents.sb3_files import load_model
+from agents.progress_view import SCALE_FREE, feature_index
 from patchenv.arrays import to_numpy
-from patchenv.atomic import atomic_write_bytes
-from patchenv.selector import ZIP_HEADER
 
 POLICIES = Path(__file__).with_name("policies")
 PROXY_SEEDS = 1000  # training runs are seeded from here up; 0-999 are kept for evaluation
@@ -138,7 +132,8 @@ class KeepRate(CountController):
 
     def __init__(self, *, selection: str = "count", **hyperparameters):
         super().__init__(selection=selection, hp=build_config(KeepRateConfig, hyperparameters))
-        self.model = None  # the SB3 DQN, read from hp.policy at setup
+        self.header: Optional[PolicyHeader] = None  # its policy file's, read at setup
+        self.model = None  # the SB3 DQN or PPO, read from hp.policy at setup
         self.levels: Optional[int] = None
         self.actions = "levels"  # what its actions mean (agents.keeprate_task.ACTIONS), from its file
         self.features: Optional[np.ndarray] = None  # the positions of the progress features it reads
@@ -152,13 +147,13 @@ class KeepRate(CountController):
     def setup(self, env) -> None:
         super().setup(env)
         if self.model is None:
-            self.model, self.levels = read_policy(self.hp.policy_path)
-            self.actions = policy_actions(self.hp.policy_path)
-            self.features = feature_index(policy_features(self.hp.policy_path))
+            self.header = PolicyHeader.read(self.hp.policy_path)
+            self.model, self.levels = self.header.load_model(), self.header.levels
+            self.actions, self.features = self.header.actions, feature_index(self.header.features)
         if self.actions == "steps":
             # A step moves one level a decision: the decisions must fall as densely over the
             # plan as they did in training, or the climb runs at another speed.
-            every = steps_decide_every(self.hp.policy_path, env.unwrapped.total_steps)
+            every = self.header.steps_decide_every(env.unwrapped.total_steps)
             if abs(self.hp.decide_every - every) > max(1, 0.01 * every):
                 raise ValueError(f"{self.hp.policy_path} moves its count a step a decision: on this run's "
                                  f"{env.unwrapped.total_steps} planned steps it decides every {every} steps, as "
@@ -171,71 +166,6 @@ class KeepRate(CountController):
         obs = to_numpy(obs).astype(np.float32, copy=False)
         action, _ = self.model.predict(obs[self.features], deterministic=True)
         return count_for(played_level(int(action), obs, self.levels, self.actions), self.levels, self.num_patches)
-
-
-def policy_features(path: Union[str, os.PathLike]) -> tuple[str, ...]:
-    """The progress features the policy in file `path` reads (`agents.progress_view`)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return read_features(json.loads(archive.read(ZIP_HEADER)))
-    except Exception as e:
-        raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
-
-
-def policy_actions(path: Union[str, os.PathLike]) -> str:
-    """What the actions of the policy in file `path` mean (`agents.keeprate_task.ACTIONS`;
-    "levels" where its header says nothing: the files before "steps")."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            actions = json.loads(archive.read(ZIP_HEADER)).get("actions", "levels")
-        if actions not in ACTIONS:
-            raise ValueError(f"actions {actions!r}, expected one of {', '.join(ACTIONS)}")
-    except Exception as e:
-        raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
-    return actions
-
-
-def steps_decide_every(path: Union[str, os.PathLike], total_steps: Optional[int]) -> int:
-    """The decision interval at which the ``actions="steps"`` policy in file `path` decides as
-    often, per planned step, as in training (its recipe's decide_every over its plan's
-    steps), on a run of `total_steps` planned steps."""
-    if total_steps is None:
-        raise ValueError(f"{path} moves its count a step a decision: the run needs budget_epochs (a plan)")
-    with zipfile.ZipFile(path) as archive:
-        recipe = json.loads(archive.read(ZIP_HEADER))["recipe"]
-    return max(1, round(recipe["decide_every"] * total_steps / recipe["references"][0]["steps"]))
-
-
-def read_policy(path: Union[str, os.PathLike]):
-    """(SB3 model, levels) from a policy file, a DQN or a PPO as its header's ``algorithm``
-    says (DQN where it says nothing: the first files); a one-line ValueError naming the
-    file otherwise."""
-    from stable_baselines3 import DQN, PPO
-
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            header = json.loads(archive.read(ZIP_HEADER))
-        levels = int(header["levels"])
-        n_actions = action_count(levels, header.get("actions", "levels"))
-        algorithm = header.get("algorithm", "dqn")
-        if algorithm not in ALGORITHMS:
-            raise ValueError(f"algorithm {algorithm!r}, expected one of {', '.join(ALGORITHMS)}")
-        # The policy's spaces are the count task's (the progress features it reads, a level), and
-        # its train_freq or clip_range is its trainer's: nothing of the file is unpickled.
-        algo, known = (DQN, {"train_freq": TRAIN_FREQ}) if algorithm == "dqn" else \
-            (PPO, {"clip_range": float(header["recipe"]["hyperparameters"]["clip_range"])})
-        model = load_model(algo, path, observation_space=features_space(read_features(header)),
-                           action_space=gym.spaces.Discrete(n_actions), known=known)
-    except FileNotFoundError:
-        raise ValueError(f"keeprate policy {path} not found; train one with `python -m agents.keeprate --out {path}`") \
-            from None
-    except Exception as e:
-        raise ValueError(f"cannot read keeprate policy {path}: {type(e).__name__}: {e}") from None
-    if model.action_space.n != n_actions:
-        raise ValueError(f"keeprate policy {path}: {model.action_space.n} actions but its header's levels and "
-                         f"actions make {n_actions}")
-    return model, levels
 
 
 def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,
@@ -303,16 +233,6 @@ def train_time_policy(out: Path, **kwargs) -> dict:
                                         "decide_every": recipe["decide_every"], "seed": recipe["seed"]},
                              "state": {}})
     return result
-
-
-def save_policy(model, out: Path, header: dict) -> None:
-    """The SB3 model's zip with the patchenv `header` added, written to `out` atomically."""
-    buf = io.BytesIO()
-    model.save(buf)
-    with zipfile.ZipFile(buf, "a") as archive:
-        archive.writestr(ZIP_HEADER, json.dumps(header, indent=2))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, buf.getvalue())
 
 
 def rollout_counts(model, wrapped: WholeRuns, seed: int) -> list[int]:

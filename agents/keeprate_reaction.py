@@ -23,10 +23,8 @@ is a schedule. 3 says how far that schedule is from the one CMA-ES found. Writes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -36,13 +34,13 @@ import torch
 from agents.evolve import env_kwargs, proxy_images, references, score_curves
 from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
-from agents.keeprate import packaged_policy, policy_actions, policy_features, read_policy
+from agents.keeprate import packaged_policy
+from agents.keeprate_file import PolicyHeader
 from agents.keeprate_task import count_for, played_level
 from agents.keeprate_time import ConstantCount
 from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
-from patchenv.selector import ZIP_HEADER
 
 _BUDGET = PROGRESS_FEATURES.index("budget_done")
 EVAL_SEEDS = (2000, 2001, 2002)
@@ -99,13 +97,12 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
 
     from patchenv.population import PopulationEnv
 
-    with zipfile.ZipFile(policy) as archive:
-        recipe = json.loads(archive.read(ZIP_HEADER))["recipe"]
+    header = PolicyHeader.read(policy)
+    recipe = header.recipe
     if recipe.get("objective") != "time":
         raise ValueError(f"{policy} was trained for objective {recipe.get('objective')!r}; this compares "
                          f"time-objective policies")
-    model, levels = read_policy(policy)
-    features = feature_index(policy_features(policy))
+    model, levels, features = header.load_model(), header.levels, feature_index(header.features)
     evolved, _ = read_curve(PACKAGED_FOR["time"])
     start = time.perf_counter()
     train_images, eval_images = train_images or recipe["train_images"], eval_images or recipe["eval_images"]
@@ -120,7 +117,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     bar = tqdm(total=len(rows) * len(refs), desc="reaction runs", disable=not show_progress)
     with bar:
         for ref in refs:  # the policy first: its mean is the schedule
-            played = Recorded(Greedy(model, levels, features, policy_actions(policy)))
+            played = Recorded(Greedy(model, levels, features, header.actions))
             [s] = score_curves(pop, [played], ref, **score)
             rows["policy"].append({"seed": ref.seed, "score": s, "trace": played.trace})
             bar.update()

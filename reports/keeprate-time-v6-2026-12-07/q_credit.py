@@ -18,19 +18,16 @@ state a trace of the choice.
     python reports/keeprate-time-v6-2026-12-07/q_credit.py POLICY.zip ... --out reports/keeprate-time-v6-2026-12-07/q-credit
 """
 import argparse
-import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from agents.keeprate import policy_actions, policy_features, read_policy
+from agents.keeprate_file import PolicyHeader
 from agents.keeprate_task import LEVEL_STEPS, count_for, played_level
 from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
-from patchenv.selector import ZIP_HEADER
 
 BUDGET, KEPT_SO_FAR, LAST_KEPT = (PROGRESS_FEATURES.index(f) for f in ("budget_done", "kept_so_far", "last_kept"))
 HORIZON = 2.0
@@ -43,12 +40,11 @@ def greedy_path(policy: Path) -> tuple[dict, list[dict]]:
     """(recipe, path): the policy's greedy decisions from a fresh run to budget_done
     `HORIZON`, each with its observation's Q-values (a DQN) and the count it keeps. A policy
     reading only `SELF_DETERMINED` features plays this path on every run; others refused."""
-    recipe = json.loads(zipfile.ZipFile(policy).read(ZIP_HEADER))["recipe"]
-    features = policy_features(policy)
+    header = PolicyHeader.read(policy)
+    recipe, features = header.recipe, header.features
     if not set(features) <= SELF_DETERMINED:
         raise ValueError(f"{policy} reads {','.join(features)}: its path depends on the run, not only on its choices")
-    model, levels = read_policy(policy)
-    actions, index = policy_actions(policy), feature_index(features)
+    model, levels, actions, index = header.load_model(), header.levels, header.actions, feature_index(features)
     n, every, plan = recipe["num_patches"], recipe["decide_every"], recipe["references"][0]["steps"]
     obs = np.zeros(len(PROGRESS_FEATURES), dtype=np.float32)
     kept_sum, path = 0.0, []
@@ -73,7 +69,8 @@ def credit(policy: Path) -> dict:
     recipe, path = greedy_path(policy)
     if recipe.get("algorithm") != "dqn":
         raise ValueError(f"{policy} is not a DQN: no Q-values to read")
-    actions, levels, n = policy_actions(policy), recipe["levels"], recipe["num_patches"]
+    header = PolicyHeader.read(policy)
+    actions, levels, n = header.actions, recipe["levels"], recipe["num_patches"]
     per_level = (n / levels) * recipe["decide_every"] / (recipe["references"][0]["steps"] * (recipe["fixed_cost"] + n))
     rows = []
     for step in path:
@@ -84,7 +81,7 @@ def credit(policy: Path) -> dict:
             slope = float(q[LEVEL_STEPS.index(1)] - q[LEVEL_STEPS.index(0)])
         rows.append({"budget_done": step["budget_done"], "count": step["count"], "q_per_level": slope,
                      "future_per_level": slope + per_level})
-    return {"policy": str(policy), "actions": actions, "observe": list(policy_features(policy)),
+    return {"policy": str(policy), "actions": actions, "observe": list(header.features),
             "cost_per_level": per_level, "path": rows}
 
 

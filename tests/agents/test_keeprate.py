@@ -1,10 +1,15 @@
 """The learned keep-rate controller: its training recipe, its policy file, how it acts."""
+import json
+import zipfile
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import agents
-from agents.keeprate import KeepRate, WholeRuns, count_for, packaged_policy, read_policy, train_policy
+from agents.keeprate import KeepRate, WholeRuns, count_for, packaged_policy, train_policy
+from agents.keeprate_file import PolicyHeader, read_policy
+from patchenv.selector import ZIP_HEADER
 from tiny_env import TINY
 
 
@@ -63,6 +68,31 @@ def test_a_missing_policy_names_the_file_and_the_recipe(tmp_path):
     (tmp_path / "bad.zip").write_text("not a zip")
     with pytest.raises(ValueError, match=r"cannot read keeprate policy .*bad\.zip"):
         read_policy(tmp_path / "bad.zip")
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("actions", "jump", "actions 'jump', expected one of levels, steps"),
+    ("algorithm", "a2c", "algorithm 'a2c', expected one of "),
+    ("levels", None, "levels"),
+])
+def test_a_header_this_version_cannot_play_is_refused_in_one_line(policy, tmp_path, key, value, message):
+    with zipfile.ZipFile(policy) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    header = json.loads(members[ZIP_HEADER])
+    if value is None:
+        del header[key]
+    else:
+        header[key] = value
+    members[ZIP_HEADER] = json.dumps(header).encode()
+    with zipfile.ZipFile(tmp_path / "p.zip", "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match=f"cannot read keeprate policy .*p\\.zip: .*{message}") as e:
+        PolicyHeader.read(tmp_path / "p.zip")
+    assert "\n" not in str(e.value)
+    # the file it was made from reads as it says
+    good = PolicyHeader.read(policy)
+    assert (good.levels, good.actions, good.algorithm) == (4, "levels", "dqn")  # as trained; old files' defaults
 
 
 @pytest.mark.parametrize("bad,message", [

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from agents.keeprate import read_policy, train_policy
+from agents.keeprate import train_policy
+from agents.keeprate_file import read_policy
 from agents.keeprate_task import PopulationRuns, WholeRuns
 from patchenv.data.generated import synthetic
 from patchenv.population import PopulationEnv

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from agents.evolve import Reference, references
-from agents.keeprate import (KeepRate, main, policy_actions, policy_features, read_policy, steps_decide_every,
-                             train_time_policy)
+from agents.keeprate import KeepRate, main, train_time_policy
+from agents.keeprate_file import PolicyHeader, read_policy
 from agents.keeprate_reaction import Greedy
 from agents.keeprate_task import LEVEL_STEPS, PopulationRuns, count_for, played_level
 from agents.progress_view import feature_index
@@ -76,17 +76,17 @@ def test_a_steps_policy_trains_reads_back_and_plays_the_same_level_everywhere(tm
     result = train_time_policy(tmp_path / "s.zip", runs=2, epochs=1, train_images=400, eval_images=200,
                                proxy_seeds=1, levels=LEVELS, decide_every=EVERY, seed=0, algo="dqn",
                                dataset="digits", show_progress=False, actions="steps")
-    assert result["recipe"]["actions"] == "steps" and policy_actions(tmp_path / "s.zip") == "steps"
+    assert result["recipe"]["actions"] == "steps" and PolicyHeader.read(tmp_path / "s.zip").actions == "steps"
     model, levels = read_policy(tmp_path / "s.zip")
     assert levels == LEVELS and model.action_space.n == len(LEVEL_STEPS)
     # every run's levels move as the steps allow, from the lowest
     for run in result["runs"]:
         path = [0] + run["levels"]
         assert all(b - a in LEVEL_STEPS or b == a == 0 or b == a == LEVELS - 1 for a, b in zip(path, path[1:]))
-    every = steps_decide_every(tmp_path / "s.zip", pop.runs[0].total_steps)
+    every = PolicyHeader.read(tmp_path / "s.zip").steps_decide_every(pop.runs[0].total_steps)
     agent = KeepRate(objective="time", policy=str(tmp_path / "s.zip"), decide_every=every)
     agent.setup(pop.runs[0])
-    features = feature_index(policy_features(tmp_path / "s.zip"))
+    features = feature_index(PolicyHeader.read(tmp_path / "s.zip").features)
     greedy = Greedy(model, LEVELS, features, "steps")
     n = pop.runs[0].num_patches
     for share, done in ((1.0, 0.0), (count_for(1, LEVELS, n) / n, 0.5), (1.0, 0.9)):
@@ -109,7 +109,7 @@ def test_a_steps_policy_moves_a_real_runs_count_one_allowed_step_a_decision(tmp_
     plain = dict(**{**TINY, "val_fraction": 0.1, "budget_epochs": 1}, selection="count", obs_type="progress")
     env = gym.make("patchenv/PatchSelection-v1", **plain)
     # it decides as densely over this run's plan as over its proxy's, and is refused otherwise
-    every = steps_decide_every(tmp_path / "s.zip", env.unwrapped.total_steps)
+    every = PolicyHeader.read(tmp_path / "s.zip").steps_decide_every(env.unwrapped.total_steps)
     [ref] = json.loads(zipfile.ZipFile(tmp_path / "s.zip").read(ZIP_HEADER))["recipe"]["references"]
     assert every == round(EVERY * env.unwrapped.total_steps / ref["steps"])
     with pytest.raises(ValueError, match=f"decides every {every} steps, as in training; got decide_every={every + 5}"):

@@ -14,7 +14,8 @@ import agents
 from agents.evolve import (CHECKS, Reference, env_kwargs, fixed_target_references, proxy_images, references,
                            score_curves)
 from agents.evolved_curve import KeepCurve
-from agents.keeprate import KeepRate, main, packaged_policy, read_policy, train_time_policy
+from agents.keeprate import KeepRate, main, packaged_policy, train_time_policy
+from agents.keeprate_file import read_policy
 from agents.keeprate_task import PopulationRuns, count_for
 from patchenv.population import PopulationEnv
 from patchenv.selector import ZIP_HEADER

@@ -7,7 +7,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from agents.keeprate import KeepRate, main, policy_features, read_policy, train_time_policy
+from agents.keeprate import KeepRate, main, train_time_policy
+from agents.keeprate_file import PolicyHeader, read_policy
 from agents.keeprate_reaction import Greedy
 from agents.progress_view import ObserveFeatures, feature_index, parse_features
 from patchenv.env.progress import PROGRESS_FEATURES
@@ -78,7 +79,7 @@ def test_a_policy_reading_budget_done_alone_records_it_and_reads_back(budget_pol
         assert json.loads(archive.read(ZIP_HEADER))["recipe"]["observe"] == ["budget_done"]
     model, levels = read_policy(out)
     assert model.observation_space.shape == (1,) and levels == LEVELS
-    assert policy_features(out) == ("budget_done",)
+    assert PolicyHeader.read(out).features == ("budget_done",)
 
 
 def test_the_selector_and_the_reaction_check_feed_it_budget_done(budget_policy):
@@ -91,7 +92,7 @@ def test_the_selector_and_the_reaction_check_feed_it_budget_done(budget_policy):
     env = gym.make("patchenv/PatchSelection-v1", **{**TINY, "budget_epochs": 1}, **agent.env_kwargs())
     agent.setup(env)
     env.close()
-    greedy = Greedy(model, levels, feature_index(policy_features(out)))
+    greedy = Greedy(model, levels, feature_index(PolicyHeader.read(out).features))
     rng = np.random.default_rng(0)
     for budget_done in (0.0, 0.3, 0.7, 1.2):
         obs = rng.normal(size=len(PROGRESS_FEATURES)).astype(np.float32)  # the other features: noise

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import agents
-from agents.keeprate import packaged_policy, read_policy
+from agents.keeprate import packaged_policy
+from agents.keeprate_file import read_policy
 from tiny_env import TINY
 from patchenv import cli, data
 from patchenv.env import PatchSelectionEnv

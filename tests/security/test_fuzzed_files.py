@@ -15,7 +15,8 @@ import pytest
 import torch
 
 import agents
-from agents.keeprate import packaged_policy, read_policy
+from agents.keeprate import packaged_policy
+from agents.keeprate_file import read_policy
 from benchmarks import compare_selectors
 from benchmarks.sweep import plan
 from benchmarks.sweep.results import load_previous
