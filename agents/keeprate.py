@@ -40,7 +40,10 @@ Apply it (no retraining; the packaged policies are
 ``agents/policies/keeprate-{progress,target}-digits.zip`` and
 ``agents/policies/keeprate-time-fmnist.zip``; the time objective's DQN, trained on
 evolve's own proxy, is ``agents/policies/keeprate-time-dqn-fmnist.zip``, chosen with
-``keeprate:objective=time:policy=agents/policies/keeprate-time-dqn-fmnist.zip``):
+``keeprate:objective=time:policy=agents/policies/keeprate-time-dqn-fmnist.zip``; the DQN
+that learned evolved's climb (``--actions steps --n-steps 25``) is
+``agents/policies/keeprate-time-dqn-steps-fmnist.zip``, which must decide as densely over a
+run's plan as over its proxy's: ``decide_every=4215`` on ``fmnist-long``):
 
     python -m benchmarks.compare_selectors --selectors all,keeprate,keeprate:objective=target ...
     python -m benchmarks.compare_selectors --suite fmnist --selectors all,keeprate:objective=time
@@ -91,7 +94,8 @@ import torch
 from agents.base import FORMAT, NO_PROBE, build_config
 from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.evolve import FIXED_COST
-from agents.keeprate_file import PolicyHeader, save_policy
+# read_policy is re-exported: `agents.keeprate.read_policy` has been the policy file's reader since the start.
+from agents.keeprate_file import PolicyHeader, read_policy, save_policy  # noqa: F401
 from agents.keeprate_task import (ACTIONS, TRAIN_FREQ, PopulationRuns, WholeRuns, all_patch_probe_accuracy,
                                   count_for, played_level)
 from agents.keeprate_time import ALGORITHMS, learn
