@@ -136,10 +136,9 @@ class KeepRate(CountController):
 
     def __init__(self, *, selection: str = "count", **hyperparameters):
         super().__init__(selection=selection, hp=build_config(KeepRateConfig, hyperparameters))
-        self.header: Optional[PolicyHeader] = None  # its policy file's, read at setup
+        # its policy file's header (levels, what its actions mean, ...), read at setup
+        self.header: Optional[PolicyHeader] = None
         self.model = None  # the SB3 DQN or PPO, read from hp.policy at setup
-        self.levels: Optional[int] = None
-        self.actions = "levels"  # what its actions mean (agents.keeprate_task.ACTIONS), from its file
         self.features: Optional[np.ndarray] = None  # the positions of the progress features it reads
 
     def env_kwargs(self) -> dict:
@@ -152,9 +151,8 @@ class KeepRate(CountController):
         super().setup(env)
         if self.model is None:
             self.header = PolicyHeader.read(self.hp.policy_path)
-            self.model, self.levels = self.header.load_model(), self.header.levels
-            self.actions, self.features = self.header.actions, feature_index(self.header.features)
-        if self.actions == "steps":
+            self.model, self.features = self.header.load_model(), feature_index(self.header.features)
+        if self.header.actions == "steps":
             # A step moves one level a decision: the decisions must fall as densely over the
             # plan as they did in training, or the climb runs at another speed.
             every = self.header.steps_decide_every(env.unwrapped.total_steps)
@@ -169,7 +167,8 @@ class KeepRate(CountController):
     def decide(self, obs) -> int:
         obs = to_numpy(obs).astype(np.float32, copy=False)
         action, _ = self.model.predict(obs[self.features], deterministic=True)
-        return count_for(played_level(int(action), obs, self.levels, self.actions), self.levels, self.num_patches)
+        levels = self.header.levels
+        return count_for(played_level(int(action), obs, levels, self.header.actions), levels, self.num_patches)
 
 
 def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,
