@@ -88,7 +88,6 @@ from pathlib import Path
 from typing import Optional
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 from agents.base import FORMAT, NO_PROBE, build_config
@@ -96,10 +95,10 @@ from agents.count_controller import CountController, FrozenPolicyConfig
 from agents.evolve import FIXED_COST
 # read_policy is re-exported: `agents.keeprate.read_policy` has been the policy file's reader since the start.
 from agents.keeprate_file import PolicyHeader, read_policy, save_policy  # noqa: F401
-from agents.keeprate_task import (ACTIONS, TRAIN_FREQ, PopulationRuns, WholeRuns, all_patch_probe_accuracy,
-                                  count_for, played_level)
+from agents.keeprate_task import (ACTIONS, TRAIN_FREQ, Greedy, PopulationRuns, WholeRuns,
+                                  all_patch_probe_accuracy, count_for)
 from agents.keeprate_time import ALGORITHMS, learn
-from agents.progress_view import SCALE_FREE, feature_index
+from agents.progress_view import SCALE_FREE
 from patchenv.arrays import to_numpy
 
 POLICIES = Path(__file__).with_name("policies")
@@ -138,8 +137,7 @@ class KeepRate(CountController):
         super().__init__(selection=selection, hp=build_config(KeepRateConfig, hyperparameters))
         # its policy file's header (levels, what its actions mean, ...), read at setup
         self.header: Optional[PolicyHeader] = None
-        self.model = None  # the SB3 DQN or PPO, read from hp.policy at setup
-        self.features: Optional[np.ndarray] = None  # the positions of the progress features it reads
+        self.policy: Optional[Greedy] = None  # its SB3 DQN or PPO acting greedily, read at setup
 
     def env_kwargs(self) -> dict:
         # The time policy learned without a probe (its proxies had none: agents.evolve's), the
@@ -149,9 +147,9 @@ class KeepRate(CountController):
 
     def setup(self, env) -> None:
         super().setup(env)
-        if self.model is None:
+        if self.policy is None:
             self.header = PolicyHeader.read(self.hp.policy_path)
-            self.model, self.features = self.header.load_model(), feature_index(self.header.features)
+            self.policy = self.header.greedy()
         if self.header.actions == "steps":
             # A step moves one level a decision: the decisions must fall as densely over the
             # plan as they did in training, or the climb runs at another speed.
@@ -162,13 +160,10 @@ class KeepRate(CountController):
                                  f"in training; got decide_every={self.hp.decide_every}")
 
     def ready(self) -> bool:
-        return self.model is not None
+        return self.policy is not None
 
     def decide(self, obs) -> int:
-        obs = to_numpy(obs).astype(np.float32, copy=False)
-        action, _ = self.model.predict(obs[self.features], deterministic=True)
-        levels = self.header.levels
-        return count_for(played_level(int(action), obs, levels, self.header.actions), levels, self.num_patches)
+        return self.policy.count(to_numpy(obs), self.num_patches)
 
 
 def train_policy(out: Path, *, runs: int, epochs: int, levels: int, decide_every: int, seed: int,

@@ -18,9 +18,9 @@ from typing import Optional, Union
 
 import gymnasium as gym
 
-from agents.keeprate_task import ACTIONS, TRAIN_FREQ, action_count
+from agents.keeprate_task import ACTIONS, TRAIN_FREQ, Greedy, action_count
 from agents.keeprate_time import ALGORITHMS
-from agents.progress_view import features_space, read_features
+from agents.progress_view import feature_index, features_space, read_features
 from agents.sb3_files import load_model
 from patchenv.atomic import atomic_write_bytes
 from patchenv.selector import ZIP_HEADER
@@ -83,6 +83,11 @@ class PolicyHeader:
             raise ValueError(f"keeprate policy {self.path}: {model.action_space.n} actions but its header's levels "
                              f"and actions make {self.n_actions}")
         return model
+
+    def greedy(self) -> Greedy:
+        """The policy acting greedily on full progress observations (its model from
+        `load_model`, its levels, actions and features from this header)."""
+        return Greedy(self.load_model(), self.levels, feature_index(self.features), self.actions)
 
     def steps_decide_every(self, total_steps: Optional[int]) -> int:
         """The decision interval at which this ``actions="steps"`` policy decides as often, per

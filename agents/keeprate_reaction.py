@@ -36,28 +36,12 @@ from agents.evolved_curve import PACKAGED_FOR
 from agents.evolved_curve import read_policy as read_curve
 from agents.keeprate import packaged_policy
 from agents.keeprate_file import PolicyHeader
-from agents.keeprate_task import count_for, played_level
 from agents.keeprate_time import ConstantCount
-from agents.progress_view import feature_index
 from patchenv.atomic import atomic_write, atomic_write_json
 from patchenv.env.progress import PROGRESS_FEATURES
 
 _BUDGET = PROGRESS_FEATURES.index("budget_done")
 EVAL_SEEDS = (2000, 2001, 2002)
-
-
-class Greedy:
-    """A keeprate policy as a curve `score_curves` asks: the count of the level its greedy
-    action plays (`actions`: what its actions mean), from the progress features at
-    `features` (the positions its file names)."""
-
-    def __init__(self, model, levels: int, features: np.ndarray, actions: str = "levels"):
-        self.model, self.levels, self.features, self.actions = model, levels, features, actions
-
-    def count(self, obs, num_patches: int) -> int:
-        obs = np.asarray(obs, dtype=np.float32)
-        action, _ = self.model.predict(obs[self.features], deterministic=True)
-        return count_for(played_level(int(action), obs, self.levels, self.actions), self.levels, num_patches)
 
 
 class Schedule:
@@ -102,7 +86,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     if recipe.get("objective") != "time":
         raise ValueError(f"{policy} was trained for objective {recipe.get('objective')!r}; this compares "
                          f"time-objective policies")
-    model, levels, features = header.load_model(), header.levels, feature_index(header.features)
+    policy = header.greedy()  # a keeprate policy is a curve `score_curves` can play: it has count()
     evolved, _ = read_curve(PACKAGED_FOR["time"])
     start = time.perf_counter()
     train_images, eval_images = train_images or recipe["train_images"], eval_images or recipe["eval_images"]
@@ -117,7 +101,7 @@ def react(policy: Path, seeds: list[int], out: Path, constants: tuple = (), trai
     bar = tqdm(total=len(rows) * len(refs), desc="reaction runs", disable=not show_progress)
     with bar:
         for ref in refs:  # the policy first: its mean is the schedule
-            played = Recorded(Greedy(model, levels, features, header.actions))
+            played = Recorded(policy)
             [s] = score_curves(pop, [played], ref, **score)
             rows["policy"].append({"seed": ref.seed, "score": s, "trace": played.trace})
             bar.update()

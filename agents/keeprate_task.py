@@ -79,6 +79,22 @@ def count_for(level: int, levels: int, num_patches: int) -> int:
     return max(1, min(num_patches, round((level + 1) * num_patches / levels)))
 
 
+class Greedy:
+    """A trained policy acting greedily: the count of the level its action plays
+    (`played_level`; `actions`: what its actions mean) on the progress observation, of which
+    it reads the positions `features`. The keeprate selector and the reaction check both act
+    through it (`agents.keeprate_file.PolicyHeader.greedy` builds it from a policy file)."""
+
+    def __init__(self, model, levels: int, features: np.ndarray, actions: str = "levels"):
+        self.model, self.levels, self.features, self.actions = model, levels, features, actions
+
+    def count(self, obs, num_patches: int) -> int:
+        """Patches to keep for the progress observation `obs` (all of `PROGRESS_FEATURES`)."""
+        obs = np.asarray(obs, dtype=np.float32)
+        action, _ = self.model.predict(obs[self.features], deterministic=True)
+        return count_for(played_level(int(action), obs, self.levels, self.actions), self.levels, num_patches)
+
+
 # -- the task over one single env --------------------------------------------------------------
 class WholeRuns(gym.Wrapper):
     """The proxy task as SB3 sees it: one episode = one whole training run (a fresh ViT at

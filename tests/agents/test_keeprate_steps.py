@@ -11,7 +11,7 @@ import pytest
 from agents.evolve import Reference, references
 from agents.keeprate import KeepRate, main, train_time_policy
 from agents.keeprate_file import PolicyHeader, read_policy
-from agents.keeprate_reaction import Greedy
+from agents.keeprate_task import Greedy
 from agents.keeprate_task import LEVEL_STEPS, PopulationRuns, count_for, played_level
 from agents.progress_view import feature_index
 from patchenv.env.progress import PROGRESS_FEATURES

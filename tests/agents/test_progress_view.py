@@ -9,7 +9,7 @@ import pytest
 
 from agents.keeprate import KeepRate, main, train_time_policy
 from agents.keeprate_file import PolicyHeader, read_policy
-from agents.keeprate_reaction import Greedy
+from agents.keeprate_task import Greedy
 from agents.progress_view import ObserveFeatures, feature_index, parse_features
 from patchenv.env.progress import PROGRESS_FEATURES
 from patchenv.selector import ZIP_HEADER
