@@ -1,7 +1,7 @@
 """The bare masked training step every env timing is held against (throughput,
 device_report): embed, forward on the kept tokens of one shared mask (an index tensor),
 cross-entropy, backward and the env's own optimiser, on a fixed random batch, with no
-env around it. ``mode``: "eager", "compile" (``forward_tokens`` compiled as the env
+env around it. ``mode``: "eager", "compile" (``forward_selected`` compiled as the env
 compiles it, so the two share inductor's cache) or "graph" (the whole step replayed from
 the env's CUDA graphs, `patchenv.model.cuda_graph`)."""
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from patchenv.model.cuda_graph import GraphedStep
 from patchenv.model.training import autocast as model_autocast
 from patchenv.model.training import make_optimizer, new_model
+from patchenv.model.vit import select_tokens
 
 MODES = ("eager", "compile", "graph")
 
@@ -33,8 +34,8 @@ class BareStep:
         self.model = new_model(vit, device, seed)  # the env's model and optimiser, built the env's way
         self.model.train()
         self.optimizer = make_optimizer(self.model, 1e-3, capturable=mode == "graph")
-        self.forward_tokens = (torch.compile(self.model.forward_tokens, dynamic=True) if mode == "compile"
-                               else self.model.forward_tokens)
+        self.forward_selected = (torch.compile(self.model.forward_selected, dynamic=True) if mode == "compile"
+                                 else self.model.forward_selected)
         self.vit, self.device, self.mode = vit, device, mode
         self.num_patches = self.model.num_patches
         self.set_batch(batch_size, seed)
@@ -60,7 +61,7 @@ class BareStep:
             if self.graphed[precision](self.x, self.y, keep) is not None:
                 return  # replayed (a shape's first call runs eagerly below, as in the env)
         with autocast(self.device, precision):
-            logits = self.forward_tokens(self.model.embed(self.x), keep)
+            logits = self.forward_selected(*select_tokens(self.model.embed(self.x), keep))
             loss = F.cross_entropy(logits.float(), self.y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -38,7 +38,7 @@ GPU there is one try):
    with the ``all`` selector and ``random`` (k=32), eager fp32 and bf16 + compile:
    wall-clock, images/s, peak GPU memory, and the data pipeline's share (the env's batch
    loading and augmentation alone, 390 batches, timed apart).
-6. ``step_time_compiled``: section 2 with ``torch.compile`` of ``forward_tokens``
+6. ``step_time_compiled``: section 2 with ``torch.compile`` of ``forward_selected``
    (dynamic shapes, as the env compiles it); last because compiling costs the most.
 
 Targets (PASS/FAIL in both files; a target whose section failed is FAIL, "not measured"):

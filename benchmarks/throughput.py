@@ -14,7 +14,9 @@ step:
 - ``env/image-uneven/pooled``: per-image masks whose counts vary around k (padding path);
 - ``env/count/progress``: the count action (k random patches per image, drawn by the env)
   with the progress observation, what the keep-rate controllers (``keeprate``, ``evolved``)
-  step; probed once a run, as ``evolved`` asks.
+  step; probed once a run, as ``evolved`` asks;
+- ``env/count/progress/compiled``: the same env made with ``compile=True``, beside the
+  eager one (asked for by name: it compiles before it is timed).
 
 Every step is timed side by side in one process, interleaved (each repeat visits every
 k in a shuffled order and, within a k, every variant back to back in a shuffled order, so
@@ -53,19 +55,23 @@ from patchenv.timing import DeviceTimer
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 
-# variant name -> (selection, obs_type, uneven per-image counts); None = the bare ViT.
-VARIANTS: dict[str, Optional[tuple[str, str, bool]]] = {
+# variant name -> (selection, obs_type, uneven per-image counts, compiled); None = the bare ViT.
+# `compiled`: the env made with compile=True whatever --compile says.
+VARIANTS: dict[str, Optional[tuple[str, str, bool, bool]]] = {
     "bare": None,
-    "env/batch/pooled": ("batch", "pooled", False),
-    "env/batch/embeddings": ("batch", "embeddings", False),
-    "env/batch/attention": ("batch", "attention", False),
-    "env/image/pooled": ("image", "pooled", False),
-    "env/image/embeddings": ("image", "embeddings", False),
-    "env/image-uneven/pooled": ("image", "pooled", True),
+    "env/batch/pooled": ("batch", "pooled", False, False),
+    "env/batch/embeddings": ("batch", "embeddings", False, False),
+    "env/batch/attention": ("batch", "attention", False, False),
+    "env/image/pooled": ("image", "pooled", False, False),
+    "env/image/embeddings": ("image", "embeddings", False, False),
+    "env/image-uneven/pooled": ("image", "pooled", True, False),
     # keep-rate control (keeprate, evolved): the action is a count, k random patches per
     # image drawn by the env; the progress observation, probed once a run (as evolved asks)
-    "env/count/progress": ("count", "progress", False),
+    "env/count/progress": ("count", "progress", False, False),
+    # the same step compiled, timed beside the eager one (not a default: it compiles first)
+    "env/count/progress/compiled": ("count", "progress", False, True),
 }
+DEFAULT_VARIANTS = [name for name, spec in VARIANTS.items() if spec is None or not spec[3]]
 # (name, numerator (variant, k), denominator (variant, k), target): the acceptance ratios. Keeping
 # 32 of 64 patches must cost at most 0.55x the full step (so dropping patches really saves
 # time), and the env's step at most 1.05x the bare one, per-image masks 1.15x one batch mask
@@ -85,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="ViT size (its batch size is ignored)")
     p.add_argument("--batch-sizes", default="16,128", help="comma list")
     p.add_argument("--ks", default="64,48,32,16,8", help="patches kept, comma list (must include all N)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma list of " + ", ".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
+                   help="comma list of " + ", ".join(VARIANTS) + " (default: all but the compiled one)")
     p.add_argument("--repeats", type=int, default=9, help="timed repeats per variant and k (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant and k first")
     p.add_argument("--min-time", type=float, default=0.02,
@@ -162,12 +169,12 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
         spec = VARIANTS[name]
         if spec is None:
             continue
-        selection, obs_type, uneven = spec
+        selection, obs_type, uneven, compiled = spec
         probe = dict(probe_every=NO_PROBE, val_fraction=0.1) if obs_type == "progress" else {}
         env = gym.make("patchenv/PatchSelection-v1", dataset=images, batch_size=batch_size, device=str(device),
                        patch_size=PATCH_SIZE,
                        selection=selection, obs_type=obs_type, episode_steps=10**9, amp=cfg["amp"],
-                       compile=cfg["compile"], **probe, **vit)
+                       compile=cfg["compile"] or compiled, **probe, **vit)
         env.reset(seed=cfg["seed"])
         envs.append(env)
         masks[name] = {k: _masks(rng, k, n, batch_size, selection, uneven) for k in ks}

@@ -42,7 +42,7 @@ class ReportConfig:
     precisions: tuple = ("fp32", "bf16")
     """fp32, and bf16 autocast (fp32 master weights, as the env's amp="bf16")"""
     compile: bool = True
-    """also time torch.compile'd variants (forward_tokens, dynamic shapes, as the env does)"""
+    """also time torch.compile'd variants (forward_selected, dynamic shapes, as the env does)"""
     epoch_images: int = 50_000
     """training images of the epoch run (CIFAR-10's training set)"""
     epoch_batch: int = 128
@@ -190,7 +190,7 @@ def release_memory() -> None:
 
 # -- torch.compile's bookkeeping -------------------------------------------------------------
 def allow_recompiles(limit: int = 64) -> None:
-    """Every (precision, all-patch or gathered) graph of forward_tokens is a dynamo cache
+    """Every (precision, all-patch or gathered) graph of forward_selected is a dynamo cache
     entry of one code object; past dynamo's limit (8) it would run eager without a word
     and the compiled timings would be eager ones."""
     import torch._dynamo

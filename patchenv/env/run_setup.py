@@ -27,10 +27,10 @@ class RunSetup:
         self.config = cfg
         self.device = resolve_device(cfg.device)
         self.cuda_graph = use_cuda_graph(cfg, self.device)
-        # An observation that does not read the patch embedding (progress) lets the eager
-        # training step embed the kept patches only (`SimpleViT.embed_kept`); a compiled
-        # or graphed step embeds them all.
-        self.embeds_kept_only = cfg.obs_type == "progress" and not cfg.compile and not self.cuda_graph
+        # An observation that does not read the patch embedding (progress) lets the training
+        # step embed the kept patches only (`SimpleViT.embed_kept`, eager or compiled); a
+        # graphed step embeds them all.
+        self.embeds_kept_only = cfg.obs_type == "progress" and not self.cuda_graph
         if images is None:
             images = cfg.dataset if isinstance(cfg.dataset, ImageData) else load_dataset(
                 cfg.dataset, data_root=cfg.data_root, download=cfg.download, image_size=cfg.image_size)

@@ -30,7 +30,7 @@ from patchenv.env.progress import ProgressTracker
 from patchenv.env.run_setup import RunSetup
 from patchenv.model.cuda_graph import GraphedStep
 from patchenv.model.keep import Keep
-from patchenv.model.training import StepResult, autocast, make_optimizer, new_model, train_step
+from patchenv.model.training import StepResult, autocast, compile_forward, make_optimizer, new_model, train_step
 from patchenv.model.vit import SimpleViT
 from patchenv.timing import Lap, SecondsSum
 
@@ -56,7 +56,7 @@ class TrainingRun:
         self.keep_for_render = render  # keep the last trained batch for render()
         self.model: Optional[SimpleViT] = None
         self.optimizer: Optional[torch.optim.Optimizer] = None
-        self.forward_tokens: Optional[Callable] = None  # the model's (compiled with compile=True)
+        self.forward_selected: Optional[Callable] = None  # the model's (compiled with compile=True)
         self.graphed: Optional[GraphedStep] = None  # the CUDA-graph step (cuda_graph=True)
         self.data_gen: Optional[torch.Generator] = None
         self.perm: Optional[torch.Tensor] = None  # this epoch's data order
@@ -102,21 +102,23 @@ class TrainingRun:
         cfg = s.config
         model = new_model(s.vit_config, s.device, model_seed)
         optimizer = make_optimizer(model, cfg.lr, capturable=s.cuda_graph)
-        forward_tokens = torch.compile(model.forward_tokens, dynamic=True) if cfg.compile else model.forward_tokens
+        forward_selected = (compile_forward(model, s.vit_config, cfg.amp, s.batch_size) if cfg.compile
+                            else model.forward_selected)
         graphed = None
         if s.cuda_graph:
             graphed = GraphedStep(model, optimizer, s.device, lambda: autocast(s.device, cfg.amp, cache_enabled=False))
-        return dict(model=model, optimizer=optimizer, forward_tokens=forward_tokens, graphed=graphed,
+        return dict(model=model, optimizer=optimizer, forward_selected=forward_selected, graphed=graphed,
                     data_gen=torch.Generator(s.device))
 
     def use_parts(self, parts: dict) -> None:
         self.model, self.optimizer = parts["model"], parts["optimizer"]
-        self.forward_tokens, self.graphed, self.data_gen = parts["forward_tokens"], parts["graphed"], parts["data_gen"]
+        self.forward_selected, self.graphed, self.data_gen = (parts["forward_selected"], parts["graphed"],
+                                                              parts["data_gen"])
 
     def use_model(self, model: SimpleViT, optimizer: torch.optim.Optimizer) -> None:
         """Train `model` with `optimizer` from now on (a population's views of its stacked
         weights, holding this run's weights and moments already)."""
-        self.model, self.optimizer, self.forward_tokens = model, optimizer, model.forward_tokens
+        self.model, self.optimizer, self.forward_selected = model, optimizer, model.forward_selected
 
     def start(self, rng: np.random.Generator) -> None:
         """A fresh run from `rng` (the env's ``np_random``): weights, data order, counters,
@@ -195,7 +197,7 @@ class TrainingRun:
         cfg = self.setup.config
         tokens = self.tokens if self.tokens is not None and self.tokens.requires_grad else None
         return train_step(self.model, self.optimizer, self.batch_x, self.batch_y, keep.index, cfg.amp,
-                          tokens=tokens, forward_tokens=self.forward_tokens if cfg.compile else None,
+                          tokens=tokens, forward_selected=self.forward_selected,
                           graphed=self.graphed)
 
     def record(self, keep: Keep, result: StepResult) -> Update:

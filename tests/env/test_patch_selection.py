@@ -18,6 +18,7 @@ from tiny_env import TINY
 from patchenv import data
 from patchenv.data import digits, fashion_mnist
 from patchenv.env.config import EnvConfig
+from patchenv.model.flops import step_flops
 from patchenv.env import PatchSelectionEnv
 from patchenv.wrappers import FlattenMultiBinaryAction
 from datasets_on_disk import write_cifar10, write_fashion_mnist
@@ -764,6 +765,32 @@ def test_compiled_step_matches_the_eager_step():
             got, want = compiled.step(a)[4], eager.step(a)[4]
             assert (got["tokens"], got["padding_tokens"]) == (want["tokens"], want["padding_tokens"])
             assert got["loss"] == pytest.approx(want["loss"], rel=1e-4)
+
+
+def test_a_compiled_count_step_embeds_only_the_kept_patches_as_the_eager_one_does():
+    """compile=True with the progress observation: the step embeds the kept patches only (its
+    FLOPs are the eager step's, those of `step_flops` with the kept patches embedded), trains
+    to the same losses at every count (dynamic shapes), keeps its token gradients for
+    patch_credit(), and compiled when it was made: no step compiles (so no step's clock pays
+    for it), one kept patch included."""
+    from torch._dynamo.utils import counters
+
+    kw = dict(selection="count", obs_type="progress", probe_every=1 << 40, val_fraction=0.1)  # no probe
+    compiled, eager = make(compile=True, **kw), make(**kw)
+    for env in (compiled, eager):
+        env.reset(seed=0)
+    frames = dict(counters["frames"])
+    vit = compiled.unwrapped.vit_config
+    for k in (8, 3, 64, 8, 20, 1):
+        got, want = compiled.step(k - 1)[4], eager.step(k - 1)[4]  # action a keeps a + 1 patches
+        kept_only = step_flops(vit, B, k, embedded=k)["total"]
+        assert got["flops"] == want["flops"] and got["flops"] - got["probe_flops"] == kept_only, k
+        assert k == N or kept_only < step_flops(vit, B, k)["total"]
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-4), k
+        credit = compiled.patch_credit()
+        assert torch.equal((credit > 0).sum(dim=1), torch.full((B,), k)), k  # the kept patches have credit
+        assert torch.allclose(credit, eager.patch_credit(), rtol=1e-3, atol=1e-7), k
+    assert dict(counters["frames"]) == frames
 
 
 @pytest.mark.filterwarnings("ignore:.*is out of date.*:DeprecationWarning")  # Gymnasium's, before it refuses
