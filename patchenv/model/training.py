@@ -43,7 +43,7 @@ def compile_forward(model: SimpleViT, vit_config: dict, amp: Optional[str], batc
         forward = torch.compile(throwaway.forward_selected, dynamic=True)
         for k in range(1, min(2, throwaway.num_patches) + 1):
             tokens = torch.zeros(batch_size, k, throwaway.pos_embedding.shape[-1], device=device, requires_grad=True)
-            with autocast(device, amp):
+            with torch.enable_grad(), autocast(device, amp):  # a backward graph, as training compiles
                 logits = forward(tokens, None)
             logits.float().sum().backward()
         _COMPILED.add(key)
