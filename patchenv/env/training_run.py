@@ -102,7 +102,7 @@ class TrainingRun:
         cfg = s.config
         model = new_model(s.vit_config, s.device, model_seed)
         optimizer = make_optimizer(model, cfg.lr, capturable=s.cuda_graph)
-        forward_selected = (compile_forward(model, s.vit_config, cfg.amp, s.batch_size) if cfg.compile
+        forward_selected = (compile_forward(model, cfg.amp, s.batch_size) if cfg.compile
                             else model.forward_selected)
         graphed = None
         if s.cuda_graph:

@@ -2,6 +2,7 @@
 benchmarks' bare step, so that "env overhead" measures only what the env adds."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -21,24 +22,26 @@ def autocast(device: torch.device, amp: Optional[str], cache_enabled: bool = Tru
     return torch.autocast(device_type=device.type, enabled=False)
 
 
-# The (ViT config, device, amp) whose compiled forward this process has compiled already.
+# The (ViT structure, device, amp) whose compiled forward this process has compiled already.
 _COMPILED: set = set()
 
 
-def compile_forward(model: SimpleViT, vit_config: dict, amp: Optional[str], batch_size: int) -> Callable:
+def compile_forward(model: SimpleViT, amp: Optional[str], batch_size: int) -> Callable:
     """``model.forward_selected`` compiled with dynamic shapes (the kept count varies).
 
-    The first call for a ViT config in a process compiles at once, on a throwaway copy's
+    The first call for a ViT structure in a process compiles at once, on a throwaway copy's
     forward and backward (`batch_size` images of one token, then of two: dynamo specialises
     a size of 1), so that no training step's clock pays for compiling (as airbench times
-    after its warm-up). Every later model of the config reuses that compilation: dynamo's
-    cache belongs to the method's code, and the compiled graphs take the weights as inputs.
-    Only the padded path (uneven per-image counts, a key mask) compiles at its first step."""
+    after its warm-up) and `model`'s weights and grads stay untouched. Every later model of
+    the structure reuses that compilation: dynamo's cache belongs to the method's code, and
+    the compiled graphs take the weights as inputs. Only the padded path (uneven per-image
+    counts, a key mask) compiles at its first step."""
     compiled = torch.compile(model.forward_selected, dynamic=True)
     device = next(model.parameters()).device
-    key = (repr(sorted(vit_config.items())), str(device), amp)
+    # The module tree names every layer's shape; the grid is a buffer's, so it goes in apart.
+    key = (repr(model), model.num_patches, str(device), amp)
     if key not in _COMPILED:
-        throwaway = new_model(vit_config, device, seed=0)
+        throwaway = copy.deepcopy(model)
         throwaway.train()
         forward = torch.compile(throwaway.forward_selected, dynamic=True)
         for k in range(1, min(2, throwaway.num_patches) + 1):

@@ -36,8 +36,8 @@ HORIZON = 2.0
 SELF_DETERMINED = {"budget_done", "kept_so_far", "last_kept"}  # features a policy's own choices set
 
 
-def greedy_path(policy: Path) -> tuple[dict, list[dict]]:
-    """(recipe, path): the policy's greedy decisions from a fresh run to budget_done
+def greedy_path(policy: Path) -> tuple[PolicyHeader, list[dict]]:
+    """(header, path): the policy's greedy decisions from a fresh run to budget_done
     `HORIZON`, each with its observation's Q-values (a DQN) and the count it keeps. A policy
     reading only `SELF_DETERMINED` features plays this path on every run; others refused."""
     header = PolicyHeader.read(policy)
@@ -62,14 +62,14 @@ def greedy_path(policy: Path) -> tuple[dict, list[dict]]:
         path.append({"budget_done": round(float(obs[BUDGET]), 3), "q": q, "count": k})
         kept_sum += k / n
         obs[LAST_KEPT] = k / n
-    return recipe, path
+    return header, path
 
 
 def credit(policy: Path) -> dict:
-    recipe, path = greedy_path(policy)
+    header, path = greedy_path(policy)
+    recipe = header.recipe
     if recipe.get("algorithm") != "dqn":
         raise ValueError(f"{policy} is not a DQN: no Q-values to read")
-    header = PolicyHeader.read(policy)
     actions, levels, n = header.actions, recipe["levels"], recipe["num_patches"]
     per_level = (n / levels) * recipe["decide_every"] / (recipe["references"][0]["steps"] * (recipe["fixed_cost"] + n))
     rows = []
