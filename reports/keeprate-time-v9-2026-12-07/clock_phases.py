@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from agents.evolve import FIXED_COST
-from patchenv.atomic import atomic_write, atomic_write_json
+from patchenv.atomic import atomic_write_json, atomic_write_text
 
 SELECTORS = ("keeprate", "evolved")  # name prefixes compared with all
 
@@ -77,7 +77,7 @@ def main() -> int:
               f"{r['ms_per_step']:.1f} ({r['ms_per_step_all']:.1f}) |" for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "clock_phases.json", rows)
-    atomic_write(args.out / "clock_phases.md", lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    atomic_write_text(args.out / "clock_phases.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

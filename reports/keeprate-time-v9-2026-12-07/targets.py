@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from patchenv.atomic import atomic_write, atomic_write_json
+from benchmarks.common import pyplot, save_figure
+from patchenv.atomic import atomic_write_json, atomic_write_text
 
 LEARNED = {"keeprate": "DQN", "evolved": "evolved"}  # name prefix -> short name
 TIME_BAR, FLOPS_BAR, TEST_BAR, VS_EVOLVED_BAR = 0.50, 0.40, -0.005, 1.15
@@ -100,11 +101,7 @@ def table(rows_: list[dict]) -> list[str]:
 def plot(rows_: list[dict], path: Path) -> None:
     """Each learned selector's seeds in the (FLOPs / all's, time / all's) plane, the first
     target's box shaded: a point inside it met the target's time and FLOPs parts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     ax.add_patch(plt.Rectangle((0, 0), FLOPS_BAR, TIME_BAR, color="tab:green", alpha=0.12,
                                label=f"target 1: <= {FLOPS_BAR}x FLOPs and <= {TIME_BAR}x time"))
@@ -121,7 +118,7 @@ def plot(rows_: list[dict], path: Path) -> None:
     ax.title.set_fontsize(8)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -136,7 +133,7 @@ def main() -> int:
     lines = [f"Issue 35's targets per seed ({args.results})", ""] + table(found) + [""]
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "targets.json", {"results": str(args.results), "rows": found})
-    atomic_write(args.out / "targets.md", lambda tmp: tmp.write_text("\n".join(lines)))
+    atomic_write_text(args.out / "targets.md", "\n".join(lines))
     plot(found, args.out / "targets.png")
     print("\n".join(lines))
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from patchenv.atomic import atomic_write, atomic_write_json
+from patchenv.atomic import atomic_write_json, atomic_write_text
 
 BAR_POINTS, SEEDS = 0.5, 5
 
@@ -59,7 +59,7 @@ def main() -> int:
              f"{(1 - one_seed) ** SEEDS:.2f}", ""]
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(args.out / "test_noise.json", record)
-    atomic_write(args.out / "test_noise.md", lambda tmp: tmp.write_text("\n".join(lines)))
+    atomic_write_text(args.out / "test_noise.md", "\n".join(lines))
     print("\n".join(lines))
     return 0
 
