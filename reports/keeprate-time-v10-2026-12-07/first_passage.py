@@ -35,6 +35,7 @@ import ast
 import json
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 
@@ -189,8 +190,7 @@ def pass_chance(cost: float, all_epochs: np.ndarray) -> float:
 
 def pass_chance_lognormal(cost: float, mu: float, sigma: float) -> float:
     """The same with all's epochs to target lognormal(mu, sigma) (fitted to the measured)."""
-    z = (math.log(cost / BAR) - mu) / sigma
-    return (0.5 * math.erfc(z / math.sqrt(2))) ** SEEDS_PER_SUITE
+    return (1 - NormalDist(mu, sigma).cdf(math.log(cost / BAR))) ** SEEDS_PER_SUITE
 
 
 def main() -> None:
@@ -230,8 +230,7 @@ def main() -> None:
                                  "pass_5_of_5_lognormal": pass_chance_lognormal(c, mu, sigma)}
     # The cost (all-epochs) at which the lognormal chance of 5/5 is 0.8: each seed 0.8 ** (1/5).
     per_seed = 0.8 ** (1 / SEEDS_PER_SUITE)
-    z = math.sqrt(2) * _erfcinv(2 * per_seed)
-    needed = BAR * math.exp(mu + sigma * z)
+    needed = BAR * math.exp(NormalDist(mu, sigma).inv_cdf(1 - per_seed))
     result = {"target_accuracy": TARGET, "bar": BAR, "fixed_costs": list(FIXED_COSTS),
               "all_epochs_lognormal": {"mu": mu, "sigma": sigma},
               "cost_for_5_of_5_with_chance_0.8": {"cost_epochs": needed,
@@ -246,18 +245,6 @@ def main() -> None:
     atomic_write_text(out / "first_passage.md", text)
     plot(rows, result, out / "first_passage.png")
     print(text)
-
-
-def _erfcinv(y: float) -> float:
-    """erfc's inverse by bisection (no scipy needed for one number)."""
-    lo, hi = -6.0, 6.0
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if math.erfc(mid) > y:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def num(x, digits: int) -> str:
