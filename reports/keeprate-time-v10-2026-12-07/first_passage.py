@@ -223,8 +223,7 @@ def main() -> None:
             continue
         chance[k] = {}
         for f in FIXED_COSTS:
-            costs = [r["cost_epochs"][str(f)] for r in rows if r["kind"] == k]
-            c = float(np.mean(costs))
+            c = float(np.mean([r["cost_epochs"][str(f)] for r in of(k)]))
             chance[k][str(f)] = {"mean_cost_epochs": c, "ratio_to_mean_all": c / float(all_epochs.mean()),
                                  "pass_5_of_5_empirical": pass_chance(c, all_epochs),
                                  "pass_5_of_5_lognormal": pass_chance_lognormal(c, mu, sigma)}
@@ -235,7 +234,8 @@ def main() -> None:
               "all_epochs_lognormal": {"mu": mu, "sigma": sigma},
               "cost_for_5_of_5_with_chance_0.8": {"cost_epochs": needed,
                                                   "ratio_to_mean_all": needed / float(all_epochs.mean())},
-              "plateau_noise": plateau_noise(rows), "check_noise": check_noise(args.checks), "summary": summary, "chance": chance,
+              "plateau_noise": plateau_noise(rows), "check_noise": check_noise(args.checks),
+              "summary": summary, "chance": chance,
               "runs": [{k: v for k, v in r.items() if k != "curve"} for r in rows]}
 
     out = Path(args.out)
