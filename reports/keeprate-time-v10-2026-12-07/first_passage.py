@@ -31,7 +31,6 @@ off the curve, at an epoch's granularity). Writes first_passage.json, first_pass
 first_passage.png.
 """
 import argparse
-import ast
 import json
 import math
 from pathlib import Path
@@ -39,11 +38,10 @@ from statistics import NormalDist
 
 import numpy as np
 
-from benchmarks.common import pyplot, save_figure
+from benchmarks.common import modeled_steps, pyplot, save_figure
 from patchenv.atomic import atomic_write_json, atomic_write_text
 
 TARGET = 0.8726
-N = 64
 FIXED_COSTS = (0, 12, 24)
 BAR = 0.50  # the first target's time part: <= 0.50x all's time to target
 SEEDS_PER_SUITE = 5
@@ -68,24 +66,11 @@ def kind_of(selector: str):
     return KINDS.get(prefix) if ":" in selector else None
 
 
-def curve_of(run: dict) -> list[dict]:
-    c = run["curve"]
-    return ast.literal_eval(c) if isinstance(c, str) else c
-
-
-def cost_epochs(curve: list[dict], fixed: float, upto_step=None) -> float:
-    """The run's modeled cost in `all`-epochs: its steps, each (fixed + kept) over (fixed + N),
-    over an epoch's steps; `upto_step`: stop there (the rest of its epoch prorated)."""
-    spe = curve[0]["global_step"]  # the first row is the first whole epoch
-    total, prev = 0.0, 0
-    for e in curve:
-        end = e["global_step"] if upto_step is None else min(e["global_step"], upto_step)
-        if end > prev:
-            total += (end - prev) * (fixed + e["mean_patches_kept"]) / (fixed + N)
-        prev = e["global_step"]
-        if upto_step is not None and prev >= upto_step:
-            break
-    return total / spe
+def cost_epochs(run: dict, fixed: float, upto_step=None) -> float:
+    """The run's modeled cost in `all`-epochs (`benchmarks.common.modeled_steps` over an
+    epoch's steps); `upto_step`: up to that step."""
+    curve = run["curve"]
+    return modeled_steps(curve, fixed, run["num_patches"], upto_step) / curve[0]["global_step"]
 
 
 def first_epoch_at_target(curve: list[dict]):
@@ -103,7 +88,7 @@ def load_runs(stopped: list[str], calibration: list[str]) -> list[dict]:
             seed = int(run["seed"])
             if kind is None or (kind, seed) in seen:
                 continue
-            curve = curve_of(run)
+            curve = run["curve"]
             if is_cal:
                 hit = first_epoch_at_target(curve)
                 if hit is None:
@@ -116,7 +101,7 @@ def load_runs(stopped: list[str], calibration: list[str]) -> list[dict]:
             seen.add((kind, seed))
             rows.append({"kind": kind, "seed": seed, "source": path, "calibration": is_cal,
                          "epochs_to_target": epochs,
-                         "cost_epochs": {str(f): cost_epochs(curve, f, upto) for f in FIXED_COSTS},
+                         "cost_epochs": {str(f): cost_epochs(run, f, upto) for f in FIXED_COSTS},
                          "curve": [(e["epoch"], e["val_accuracy"], e["mean_patches_kept"]) for e in curve]})
     return rows
 

@@ -19,13 +19,10 @@ import json
 from pathlib import Path
 
 from agents.evolve import FIXED_COST
+from benchmarks.common import modeled_steps
 from patchenv.atomic import atomic_write_json, atomic_write_text
 
 SELECTORS = ("keeprate", "evolved")  # name prefixes compared with all
-
-
-def epoch_steps(curve: list[dict]) -> list[int]:
-    return [e["global_step"] - (curve[i - 1]["global_step"] if i else 0) for i, e in enumerate(curve)]
 
 
 def phases(path: Path) -> list[dict]:
@@ -43,8 +40,7 @@ def phases(path: Path) -> list[dict]:
                 continue
             curve = r["curve"]
             common = min(len(curve), len(ref_curve))
-            modeled = (sum(s * (FIXED_COST + e["mean_patches_kept"]) for s, e in zip(epoch_steps(curve), curve))
-                       / (ref["steps"] * (FIXED_COST + n)))
+            modeled = modeled_steps(curve, FIXED_COST, n) / ref["steps"]
             out.append({
                 "file": str(path), "seed": seed, "selector": r["selector"],
                 "time_ratio": r["time_to_target_s"] / ref["time_to_target_s"],
