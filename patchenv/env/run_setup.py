@@ -14,6 +14,7 @@ import torch
 
 from patchenv.data import ImageData, load_dataset, normalize, to_unit
 from patchenv.data.splits import eval_subset, hold_out_validation
+from patchenv.data.transforms import apply_augmentation
 from patchenv.env.config import EnvConfig
 from patchenv.env.device import resolve_device, use_cuda_graph
 from patchenv.model.flops import step_flops
@@ -80,6 +81,15 @@ class RunSetup:
             self.probe = self.normalize(px[:cfg.probe_size]), py[:cfg.probe_size]
             self.probe_flops = step_flops(self.vit_config, len(self.probe[1]), n)["forward"]
         self.flops_by_length: dict[int, int] = {}  # training FLOPs of a step by its length (cache)
+
+    def training_batch(self, idx: torch.Tensor, draws: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training images `idx` ((B,) indices on the device), augmented with `draws`
+        (`draw_augmentation`'s, drawn by the run) and normalised, and their labels. The uint8
+        images are cropped before they are scaled (a quarter of the bytes); `index_select`
+        copies the same images as ``train_x[idx]`` without advanced indexing's overhead."""
+        data = self.data
+        x = apply_augmentation(data.train_x.index_select(0, idx), *draws)
+        return self.normalize(x), data.train_y.index_select(0, idx)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 images as the ViT sees them: in [0, 1], then the data set's normalisation."""

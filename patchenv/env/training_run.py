@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 
 from patchenv.arrays import to_numpy
-from patchenv.data import augment
 from patchenv.data.transforms import draw_augmentation
 from patchenv.env import render as render_mod
 from patchenv.env.counters import CounterRow, RunCounters
@@ -269,11 +268,9 @@ class TrainingRun:
         return self.perm[self.pos * b:(self.pos + 1) * b]
 
     def load_batch(self) -> None:
-        idx = self.batch_indices()
-        data = self.setup.data
-        # augment crops the uint8 images (fewer bytes), normalize scales them.
-        self.batch_x = self.setup.normalize(augment(data.train_x[idx], self.data_gen))
-        self.batch_y = data.train_y[idx]
+        s = self.setup
+        draws = draw_augmentation(s.batch_size, s.device, self.data_gen)
+        self.batch_x, self.batch_y = s.training_batch(self.batch_indices(), draws)
         self.prepare_observation()
 
     def set_batch(self, x: torch.Tensor, y: torch.Tensor) -> None:

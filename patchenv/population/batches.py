@@ -8,7 +8,6 @@ from typing import Sequence
 
 import torch
 
-from patchenv.data.transforms import apply_augmentation
 from patchenv.env.training_run import TrainingRun
 
 
@@ -26,7 +25,6 @@ def advance_all(runs: Sequence[TrainingRun]) -> None:
         draws.append(run_draws)
     idx = torch.cat(idx)
     dy, dx, flip = (torch.cat(d) for d in zip(*draws))
-    x = setup.normalize(apply_augmentation(setup.data.train_x[idx], dy, dx, flip))  # as the single env: uint8 first
-    y = setup.data.train_y[idx]
+    x, y = setup.training_batch(idx, (dy, dx, flip))  # the single env's arithmetic, image by image
     for k, run in enumerate(runs):
         run.set_batch(x[k * b:(k + 1) * b], y[k * b:(k + 1) * b])

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from patchenv.model.vit import PaddedKeep, SimpleViT, init_weights, place_tokens, posemb_sincos_2d, select_tokens
+from patchenv.model.vit import (PaddedKeep, SimpleViT, init_weights, patch_pixel_offsets, place_tokens,
+                                 posemb_sincos_2d, select_tokens)
 
 N = 64  # 32x32 images, 4x4 patches
 
@@ -406,3 +407,16 @@ def test_place_tokens_puts_each_value_back_at_its_patch(model, form):
         kept = torch.zeros(b, n, dtype=torch.bool)
         kept[torch.arange(b)[:, None], keep.expand(b, -1)] = True
     assert torch.equal(placed, torch.where(kept, position, torch.zeros(())))
+
+
+@pytest.mark.parametrize("channels,image_size,patch_size", [(3, 32, 4), (1, 28, 7), (2, 8, 2)])
+def test_patch_pixel_offsets_name_patchifys_pixels(channels, image_size, patch_size):
+    """Each patch's offsets in the flattened image are the pixels `patchify` puts in that
+    patch, in its order: patchify an image whose pixels are their own offsets."""
+    model = SimpleViT(image_size=image_size, patch_size=patch_size, num_classes=3, dim=8, depth=1, heads=1,
+                      mlp_dim=8, channels=channels, dim_head=4)
+    img = torch.arange(channels * image_size * image_size, dtype=torch.float64).view(1, channels, image_size,
+                                                                                    image_size)
+    want = model.patchify(img)[0].long()
+    assert torch.equal(patch_pixel_offsets(channels, image_size, patch_size), want)
+    assert torch.equal(model.patch_pixels, want)
