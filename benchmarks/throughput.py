@@ -16,7 +16,13 @@ step:
   with the progress observation, what the keep-rate controllers (``keeprate``, ``evolved``)
   step; probed once a run, as ``evolved`` asks;
 - ``env/count/progress/compiled``: the same env made with ``compile=True``, beside the
-  eager one (asked for by name: it compiles before it is timed).
+  eager one (asked for by name: it compiles before it is timed);
+- ``bare/kept``: the bare step embedding only the kept patches, k random ones per image,
+  which is what the count step with the progress observation runs: its floor (asked for
+  by name);
+- ``bare/kept/compiled``: the same with the whole forward from the images compiled (the
+  kept patches' gather and embedding included): what compiling could take off that floor
+  (asked for by name: it compiles before it is timed).
 
 Every step is timed side by side in one process, interleaved (each repeat visits every
 k in a shuffled order and, within a k, every variant back to back in a shuffled order, so
@@ -70,8 +76,12 @@ VARIANTS: dict[str, Optional[tuple[str, str, bool, bool]]] = {
     "env/count/progress": ("count", "progress", False, False),
     # the same step compiled, timed beside the eager one (not a default: it compiles first)
     "env/count/progress/compiled": ("count", "progress", False, True),
+    "bare/kept": None,
+    "bare/kept/compiled": None,
 }
-DEFAULT_VARIANTS = [name for name, spec in VARIANTS.items() if spec is None or not spec[3]]
+# bare variant -> (BareStep's embed, its mode; None: eager, or the env's compile with --compile)
+BARE = {"bare": ("all", None), "bare/kept": ("kept", None), "bare/kept/compiled": ("kept", "compile-forward")}
+DEFAULT_VARIANTS = ["bare"] + [name for name, spec in VARIANTS.items() if spec is not None and not spec[3]]
 # (name, numerator (variant, k), denominator (variant, k), target): the acceptance ratios. Keeping
 # 32 of 64 patches must cost at most 0.55x the full step (so dropping patches really saves
 # time), and the env's step at most 1.05x the bare one, per-image masks 1.15x one batch mask
@@ -179,11 +189,15 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
         envs.append(env)
         masks[name] = {k: _masks(rng, k, n, batch_size, selection, uneven) for k in ks}
         steppers[name] = (lambda env, m: (lambda k: env.step(m[k])))(env, masks[name])
-    if "bare" in names:
-        bare = BareStep(vit_config, batch_size, device, "compile" if cfg["compile"] else "eager", cfg["seed"])
-        keeps = {k: bare.keep(_masks(rng, k, n, batch_size, "batch", False)) for k in ks}
-        precision = "bf16" if cfg["amp"] == "bf16" else "fp32"
-        steppers["bare"] = lambda k: bare(keeps[k], precision)
+    precision = "bf16" if cfg["amp"] == "bf16" else "fp32"
+    for name in (name for name in names if name in BARE):
+        embed, mode = BARE[name]
+        bare = BareStep(vit_config, batch_size, device, mode or ("compile" if cfg["compile"] else "eager"),
+                        cfg["seed"], embed=embed)
+        # "all": one mask for the batch (the paper's); "kept": k random patches per image (the count action's)
+        selection = "batch" if embed == "all" else "image"
+        keeps = {k: bare.keep(_masks(rng, k, n, batch_size, selection, False)) for k in ks}
+        steppers[name] = (lambda bare, keeps: (lambda k: bare(keeps[k], precision)))(bare, keeps)
     names = [name for name in names if name in steppers]
 
     pairs = [(name, k) for name in names for k in ks]
@@ -206,6 +220,7 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
             "variant": name, "k": k, "ideal": k / n, **spread(times[(name, k)]),
             "ratio_to_full": med[(name, k)] / med[(name, n)],
             "overhead_vs_bare": med[(name, k)] / med[("bare", k)] if ("bare", k) in med else None,
+            "overhead_vs_bare_kept": med[(name, k)] / med[("bare/kept", k)] if ("bare/kept", k) in med else None,
             "times_s": list(times[(name, k)]),
         })
     acceptance = []
@@ -235,11 +250,17 @@ def tables(result: dict, names: list[str], ks: list[int]) -> str:
            "", "ratio to the same variant's full step (ideal k/N):", "",
            markdown_table(["k", "ideal k/N"] + names,
                           [[k, f"{k / n:.3f}"] + [f"{rows[(v, k)]['ratio_to_full']:.3f}" for v in names] for k in ks])]
-    env_names = [v for v in names if v != "bare"]
+    env_names = [v for v in names if v not in BARE]
     if "bare" in names and env_names:
         out += ["", "env overhead: env.step / bare step with the same k:", "",
                 markdown_table(["k"] + env_names,
                                [[k] + [f"{rows[(v, k)]['overhead_vs_bare']:.3f}" for v in env_names] for k in ks])]
+    count_names = [v for v in env_names if v.startswith("env/count/")]
+    if "bare/kept" in names and count_names:
+        out += ["", "count step overhead: env.step / bare step embedding the same k kept patches:", "",
+                markdown_table(["k"] + count_names,
+                               [[k] + [f"{rows[(v, k)]['overhead_vs_bare_kept']:.3f}" for v in count_names]
+                                for k in ks])]
     if result["acceptance"]:
         out += ["", "acceptance (the targets the step is held to):", "",
                 markdown_table(["ratio", "value (median of per-repeat ratios)", "p25-p75", "ratio of medians",
@@ -262,7 +283,7 @@ def plot(results: list[dict], names: list[str], path) -> None:
                 continue
             ks = [r["k"] for r in rs]
             ax.plot(ks, [r["ratio_to_full"] for r in rs], marker="o", color=f"C{i}", label=name)
-            if name != "bare" and rs[0]["overhead_vs_bare"] is not None:
+            if name not in BARE and rs[0]["overhead_vs_bare"] is not None:
                 ax2.plot(ks, [r["overhead_vs_bare"] for r in rs], marker="o", color=f"C{i}", label=name)
         ideal = sorted({r["k"] for r in result["rows"]})
         ax.plot(ideal, [k / n for k in ideal], "k--", label="ideal k/N")
