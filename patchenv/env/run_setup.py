@@ -12,7 +12,7 @@ from typing import Optional
 import gymnasium as gym
 import torch
 
-from patchenv.data import ImageData, load_dataset, normalize, to_unit
+from patchenv.data import ImageData, load_dataset, to_unit
 from patchenv.data.splits import eval_subset, hold_out_validation
 from patchenv.data.transforms import apply_augmentation
 from patchenv.env.config import EnvConfig
@@ -92,8 +92,10 @@ class RunSetup:
         return self.normalize(x), data.train_y.index_select(0, idx)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 images as the ViT sees them: in [0, 1], then the data set's normalisation."""
-        return normalize(to_unit(images), self.mean, self.std)
+        """uint8 images as the ViT sees them: in [0, 1], then the data set's normalisation
+        (`patchenv.data.normalize`'s numbers, computed in place in the new float tensor:
+        a quarter of the cost of a training batch's loading goes here on the CPU)."""
+        return to_unit(images).sub_(self.mean).div_(self.std)
 
     def fingerprint(self) -> dict:
         """The settings a checkpoint must agree with to be loaded."""
