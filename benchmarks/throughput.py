@@ -61,10 +61,11 @@ from patchenv.timing import DeviceTimer
 
 PATCH_SIZE = 4  # the paper's 4x4 patches: N = 64 on 32x32 images
 
-# variant name -> (selection, obs_type, uneven per-image counts, compiled); None = the bare ViT.
+# bare variant -> (BareStep's embed, its mode; None: eager, or the env's compile with --compile)
+BARE = {"bare": ("all", None), "bare/kept": ("kept", None), "bare/kept/compiled": ("kept", "compile-forward")}
+# env variant -> (selection, obs_type, uneven per-image counts, compiled).
 # `compiled`: the env made with compile=True whatever --compile says.
-VARIANTS: dict[str, Optional[tuple[str, str, bool, bool]]] = {
-    "bare": None,
+ENV_VARIANTS: dict[str, tuple[str, str, bool, bool]] = {
     "env/batch/pooled": ("batch", "pooled", False, False),
     "env/batch/embeddings": ("batch", "embeddings", False, False),
     "env/batch/attention": ("batch", "attention", False, False),
@@ -76,12 +77,10 @@ VARIANTS: dict[str, Optional[tuple[str, str, bool, bool]]] = {
     "env/count/progress": ("count", "progress", False, False),
     # the same step compiled, timed beside the eager one (not a default: it compiles first)
     "env/count/progress/compiled": ("count", "progress", False, True),
-    "bare/kept": None,
-    "bare/kept/compiled": None,
 }
-# bare variant -> (BareStep's embed, its mode; None: eager, or the env's compile with --compile)
-BARE = {"bare": ("all", None), "bare/kept": ("kept", None), "bare/kept/compiled": ("kept", "compile-forward")}
-DEFAULT_VARIANTS = ["bare"] + [name for name, spec in VARIANTS.items() if spec is not None and not spec[3]]
+VARIANTS = [*BARE, *ENV_VARIANTS]  # every name --variants takes
+# The embed-all bare step and the env's eager variants (the floors and the compiled ones are asked for by name).
+DEFAULT_VARIANTS = ["bare"] + [name for name, spec in ENV_VARIANTS.items() if not spec[3]]
 # (name, numerator (variant, k), denominator (variant, k), target): the acceptance ratios. Keeping
 # 32 of 64 patches must cost at most 0.55x the full step (so dropping patches really saves
 # time), and the env's step at most 1.05x the bare one, per-image masks 1.15x one batch mask
@@ -102,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", default="16,128", help="comma list")
     p.add_argument("--ks", default="64,48,32,16,8", help="patches kept, comma list (must include all N)")
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS),
-                   help="comma list of " + ", ".join(VARIANTS) + " (default: all but the compiled one)")
+                   help="comma list of " + ", ".join(VARIANTS) + " (default: " + ", ".join(DEFAULT_VARIANTS) + ")")
     p.add_argument("--repeats", type=int, default=9, help="timed repeats per variant and k (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per variant and k first")
     p.add_argument("--min-time", type=float, default=0.02,
@@ -175,11 +174,8 @@ def measure(batch_size: int, cfg: dict, images, show: bool) -> dict:
     n = (images.image_size // PATCH_SIZE) ** 2
     rng = np.random.default_rng(cfg["seed"])
     steppers, masks, envs = {}, {}, []
-    for name in names:
-        spec = VARIANTS[name]
-        if spec is None:
-            continue
-        selection, obs_type, uneven, compiled = spec
+    for name in (name for name in names if name in ENV_VARIANTS):
+        selection, obs_type, uneven, compiled = ENV_VARIANTS[name]
         probe = dict(probe_every=NO_PROBE, val_fraction=0.1) if obs_type == "progress" else {}
         env = gym.make("patchenv/PatchSelection-v1", dataset=images, batch_size=batch_size, device=str(device),
                        patch_size=PATCH_SIZE,
