@@ -110,18 +110,24 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def modeled_steps(curve: Sequence[dict], fixed_cost: float, num_patches: int,
-                  upto_step: Optional[int] = None) -> float:
-    """A run's training under the time objective's cost model (`agents.evolve`: a step that
-    keeps k patches costs ``fixed_cost + k`` patch-steps), in steps of every patch, read off
-    its epoch curve (each row: ``global_step`` at its end, ``mean_patches_kept`` over it).
+def priced_steps(curve: Sequence[dict], price: Callable[[float], float], upto_step: Optional[int] = None) -> float:
+    """A run's steps read off its epoch curve (each row: ``global_step`` at its end,
+    ``mean_patches_kept`` over it), each epoch's steps at ``price(its mean patches kept)``.
     ``upto_step``: only the steps up to it (its epoch's rate for the part of that epoch)."""
     total, prev = 0.0, 0
     for row in curve:
         end = row["global_step"] if upto_step is None else min(row["global_step"], upto_step)
         if end > prev:
-            total += (end - prev) * (fixed_cost + row["mean_patches_kept"])
+            total += (end - prev) * price(row["mean_patches_kept"])
         prev = row["global_step"]
         if upto_step is not None and prev >= upto_step:
             break
-    return total / (fixed_cost + num_patches)
+    return total
+
+
+def modeled_steps(curve: Sequence[dict], fixed_cost: float, num_patches: int,
+                  upto_step: Optional[int] = None) -> float:
+    """A run's training under the time objective's cost model (`agents.evolve`: a step that
+    keeps k patches costs ``fixed_cost + k`` patch-steps), in steps of every patch, read off
+    its epoch curve (`priced_steps`)."""
+    return priced_steps(curve, lambda kept: fixed_cost + kept, upto_step) / (fixed_cost + num_patches)

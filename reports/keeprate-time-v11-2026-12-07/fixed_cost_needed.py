@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import modeled_steps, pyplot, save_figure
+from benchmarks.common import modeled_steps, priced_steps, pyplot, save_figure
 from patchenv.atomic import atomic_write_json, atomic_write_text
 
 BAR_TIME, BAR_FLOPS, BAR_TEST = 0.50, 0.40, -0.005  # the first target's three parts
@@ -97,11 +97,7 @@ def curve_time(curve: list[dict], ks: list, ts: list) -> float:
     """A run's training seconds with each epoch's steps priced at the measured step time of
     its mean patches kept (linear between the measured counts): the step's real shape, the
     attention's square and the fixed work included, in place of the F + k line."""
-    total, prev = 0.0, 0
-    for row in curve:
-        total += (row["global_step"] - prev) * float(np.interp(row["mean_patches_kept"], ks, ts))
-        prev = row["global_step"]
-    return total
+    return priced_steps(curve, lambda kept: float(np.interp(kept, ks, ts)))
 
 
 def measured_fixed_costs(paths: list[str]) -> list[dict]:

@@ -1,7 +1,8 @@
-"""The time objective's cost model read off a run's epoch curve (`benchmarks.common.modeled_steps`)."""
+"""The time objective's cost model read off a run's epoch curve (`benchmarks.common.modeled_steps`,
+on `priced_steps`)."""
 import pytest
 
-from benchmarks.common import modeled_steps
+from benchmarks.common import modeled_steps, priced_steps
 
 # Two epochs of 10 steps: 8 patches kept, then all 64.
 CURVE = [{"global_step": 10, "mean_patches_kept": 8.0}, {"global_step": 20, "mean_patches_kept": 64.0}]
@@ -25,3 +26,10 @@ def test_upto_step_stops_inside_an_epoch_at_that_epochs_rate():
 
 def test_without_a_fixed_cost_it_is_the_share_of_patches():
     assert modeled_steps(CURVE, 0, 64) == pytest.approx(10 * 8 / 64 + 10)
+
+
+def test_priced_steps_prices_each_epochs_steps_at_its_mean_kept():
+    # by hand: 10 steps at 8 patches priced 2.0 s, 10 at 64 priced 5.0 s
+    price = {8.0: 2.0, 64.0: 5.0}.__getitem__
+    assert priced_steps(CURVE, price) == pytest.approx(10 * 2.0 + 10 * 5.0)
+    assert priced_steps(CURVE, price, upto_step=12) == pytest.approx(10 * 2.0 + 2 * 5.0)
